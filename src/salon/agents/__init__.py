@@ -1,0 +1,1 @@
+"""Agent runtime: personas, backends, turns. Knows nothing of Matrix."""

@@ -1,0 +1,1 @@
+"""The terminal surface: `salon up`, `run`, `who`, `send`, `read`."""

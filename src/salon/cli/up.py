@@ -1,0 +1,164 @@
+"""`salon up`: an embedded Synapse, the operator account, and the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+import aiohttp
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from salon.cli.operator import OperatorClient
+from salon.cli.operator_file import OperatorFile
+from salon.config.models import HomeserverConfig, SalonConfig, StoreConfig
+from salon.devserver.synapse import (
+    SynapseLayout,
+    SynapseProcess,
+    SynapseSettings,
+    write_synapse_config,
+)
+from salon.gateway.app import Gateway, GatewayState
+from salon.ids import AgentId, UserId
+from salon.matrix.registration import Credentials, derive_password, register_or_login
+
+
+def local_config(config: SalonConfig, layout: SynapseLayout, data_dir: Path) -> SalonConfig:
+    """The demo config pointed at the embedded homeserver and the data dir's store."""
+    homeserver = HomeserverConfig(
+        url=layout.base_url,
+        server_name=layout.server_name,
+        registration_shared_secret=layout.registration_shared_secret,
+    )
+    store = StoreConfig(url=f"sqlite:///{(data_dir / 'salon.db').resolve()}")
+    return config.model_copy(update={"homeserver": homeserver, "store": store})
+
+
+async def register_operator(layout: SynapseLayout, localpart: str) -> Credentials:
+    """Create (or log in) the operator account for the person at the keyboard."""
+    async with aiohttp.ClientSession() as session:
+        return await register_or_login(
+            session,
+            layout.base_url,
+            layout.registration_shared_secret,
+            localpart,
+            layout.server_name,
+            admin=True,
+            displayname="Operator",
+        )
+
+
+def operator_file(
+    config: SalonConfig, layout: SynapseLayout, creds: Credentials, state: GatewayState
+) -> OperatorFile:
+    """What the CLI needs to act as the operator."""
+    server = layout.server_name
+    return OperatorFile(
+        homeserver_url=layout.base_url,
+        server_name=server,
+        user_id=creds.user_id,
+        password=derive_password(layout.registration_shared_secret, creds.user_id),
+        access_token=creds.access_token,
+        device_id=creds.device_id,
+        space_alias=f"#{config.space.alias}:{server}",
+        lobby_alias=f"#{config.naming.lobby_alias}:{server}",
+        agent_rooms={
+            agent_id: f"#{config.agent_room_alias_localpart(agent_id)}:{server}"
+            for agent_id in state.agent_apis
+        },
+    )
+
+
+async def join_operator(op: OperatorFile) -> None:
+    """Accept the operator's invitations so the rooms show up in a client at once."""
+    async with aiohttp.ClientSession() as session:
+        client = OperatorClient(op, session)
+        for alias in (op.space_alias, op.lobby_alias, *op.agent_rooms.values()):
+            with contextlib.suppress(Exception):
+                await client.room(alias)
+
+
+def print_ready(console: Console, op: OperatorFile, data_dir: Path, state: GatewayState) -> None:
+    """Tell the person what is running and how to talk to it."""
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("agent")
+    table.add_column("room")
+    table.add_column("user")
+    for agent_id, alias in sorted(op.agent_rooms.items()):
+        table.add_row(agent_id, alias, state.agent_users[AgentId(agent_id)])
+    console.print(table)
+    first = next(iter(sorted(op.agent_rooms)), "echo")
+    dd = "" if data_dir == Path("salon-data") else f" --data-dir {data_dir}"
+    space = "" if state.topology.space_id else "  [yellow](Space unavailable)[/]"
+    console.print(
+        Panel.fit(
+            "\n".join(
+                [
+                    f"[bold]Salon is running[/] on {op.homeserver_url}{space}",
+                    "",
+                    "In another terminal:",
+                    f"  .venv/bin/salon who{dd}",
+                    f'  .venv/bin/salon send{dd} --to {first} "hello"',
+                    f'  .venv/bin/salon send{dd} "hello everyone"      (the lobby)',
+                    f"  .venv/bin/salon read{dd} --room {first}",
+                    "",
+                    "Or log in with Element (or any Matrix client):",
+                    f"  homeserver  {op.homeserver_url}",
+                    f"  user        {op.user_id}",
+                    f"  password    {op.password}",
+                    "",
+                    f"Credentials: {data_dir / 'operator.json'}.  Stop with Ctrl-C.",
+                ]
+            ),
+            title="salon up",
+        )
+    )
+
+
+async def up(
+    config: SalonConfig,
+    data_dir: Path,
+    *,
+    port: int | None,
+    operator: str,
+    console: Console,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with console.status("Writing the homeserver config…"):
+        layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=port))
+    synapse = SynapseProcess(layout)
+    gateway: Gateway | None = None
+    try:
+        with console.status(f"Starting Synapse on {layout.base_url}…"):
+            await asyncio.to_thread(synapse.start)
+        console.print(f"[green]✓[/] Synapse is up on {layout.base_url} (logs: {layout.log_file})")
+        with console.status("Registering the operator account…"):
+            creds = await register_operator(layout, operator)
+        console.print(f"[green]✓[/] Operator {creds.user_id}")
+        cfg = local_config(config, layout, data_dir)
+        gateway = Gateway(cfg, invite=[UserId(creds.user_id)])
+        with console.status(
+            f"Starting the gateway: {len(cfg.agents)} agents, Space, lobby and agent rooms…"
+        ):
+            state = await gateway.start()
+        op = operator_file(cfg, layout, creds, state)
+        op.save(data_dir)
+        with console.status("Joining the operator to the Space and rooms…"):
+            await join_operator(op)
+        console.print("[green]✓[/] Gateway ready")
+        print_ready(console, op, data_dir, state)
+        await stop.wait()
+        console.print("Stopping…")
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        await asyncio.to_thread(synapse.stop)
+        console.print("[green]✓[/] Stopped Salon and Synapse. Start again with `make demo`.")

@@ -1,0 +1,45 @@
+"""``salon.yaml``: the schema (pydantic models) and the loader."""
+
+from salon.config.loader import load_config, parse_config, read_persona
+from salon.config.models import (
+    AccessConfig,
+    AgentConfig,
+    BackendConfig,
+    EchoBackend,
+    HeartbeatConfig,
+    HomeserverConfig,
+    HttpBackend,
+    IdentityCredentials,
+    NamingConfig,
+    OpenAIBackend,
+    PythonBackend,
+    RateLimitConfig,
+    RouterConfig,
+    SalonConfig,
+    SpaceConfig,
+    StoreConfig,
+    SyncConfig,
+)
+
+__all__ = [
+    "AccessConfig",
+    "AgentConfig",
+    "BackendConfig",
+    "EchoBackend",
+    "HeartbeatConfig",
+    "HomeserverConfig",
+    "HttpBackend",
+    "IdentityCredentials",
+    "NamingConfig",
+    "OpenAIBackend",
+    "PythonBackend",
+    "RateLimitConfig",
+    "RouterConfig",
+    "SalonConfig",
+    "SpaceConfig",
+    "StoreConfig",
+    "SyncConfig",
+    "load_config",
+    "parse_config",
+    "read_persona",
+]

@@ -1,0 +1,1 @@
+"""Coordination between agents: heartbeats now; delegation and teams later."""

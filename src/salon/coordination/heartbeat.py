@@ -1,0 +1,107 @@
+"""Each agent's ``com.salon.agent.state`` heartbeat in its own room."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from salon.ids import RoomId
+from salon.matrix.api import MatrixAPI
+from salon.supervisor import LoopHandle
+
+AGENT_STATE = "com.salon.agent.state"
+
+
+class AgentStatus(StrEnum):
+    ONLINE = "online"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class AgentState(BaseModel):
+    """The heartbeat payload, version 1."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: int = 1
+    status: AgentStatus
+    heartbeat_ts: int = Field(ge=0)
+    ttl_s: int = Field(gt=0)  # Matrix event JSON allows no floats
+    gateway: str = ""
+    agent: str = ""
+
+
+def parse_state(content: Any) -> AgentState | None:
+    """The heartbeat in a state event's content, or None if it is malformed."""
+    try:
+        return AgentState.model_validate(content)
+    except ValidationError:
+        return None
+
+
+def effective_status(state: AgentState | None, now_ms: int | None = None) -> AgentStatus:
+    """What a heartbeat means now: a beat older than its TTL means offline."""
+    if state is None:
+        return AgentStatus.OFFLINE
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if now - state.heartbeat_ts > state.ttl_s * 1000:
+        return AgentStatus.OFFLINE
+    return state.status
+
+
+class Heartbeat:
+    """Keeps one agent's state event fresh while the gateway runs."""
+
+    def __init__(
+        self,
+        api: MatrixAPI,
+        room_id: RoomId,
+        *,
+        agent_id: str,
+        gateway: str,
+        interval_s: float,
+        ttl_s: float,
+    ) -> None:
+        self.api = api
+        self.room_id = room_id
+        self.agent_id = agent_id
+        self.gateway = gateway
+        self.interval_s = interval_s
+        self.ttl_s = ttl_s
+        self.status = AgentStatus.ONLINE
+        self._log = structlog.get_logger(f"salon.agent.{agent_id}")
+
+    async def beat(self, status: AgentStatus | None = None) -> None:
+        """Publish the current status with a fresh timestamp."""
+        if status is not None:
+            self.status = status
+        state = AgentState(
+            status=self.status,
+            heartbeat_ts=int(time.time() * 1000),
+            ttl_s=math.ceil(self.ttl_s),
+            gateway=self.gateway,
+            agent=self.agent_id,
+        )
+        await self.api.send_state(
+            self.room_id, AGENT_STATE, state.model_dump(mode="json"), self.api.user_id
+        )
+
+    async def run(self, handle: LoopHandle) -> None:
+        """Beat every ``interval_s`` until cancelled (a supervised loop)."""
+        while True:
+            await self.beat()
+            handle.healthy()
+            await asyncio.sleep(self.interval_s)
+
+    async def go_offline(self) -> None:
+        """Say offline on a clean shutdown (best effort: the TTL covers a crash)."""
+        try:
+            await asyncio.wait_for(self.beat(AgentStatus.OFFLINE), timeout=5)
+        except Exception as e:
+            self._log.warning("heartbeat.offline_failed", error=str(e))

@@ -1,0 +1,177 @@
+"""The gateway: boots identities, rooms, the event source and the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import structlog
+
+from salon.agents.registry import build_backend
+from salon.agents.runtime import AgentRuntime
+from salon.config.models import SalonConfig
+from salon.coordination.heartbeat import Heartbeat
+from salon.gateway.bootstrap import Topology, bootstrap
+from salon.gateway.dispatcher import Dispatcher
+from salon.gateway.identities import identity_specs, login_all
+from salon.gateway.turns import TurnRunner
+from salon.ids import AgentId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.login import Authenticator
+from salon.matrix.ratelimit import RetryPolicy
+from salon.matrix.source import LoopStatus
+from salon.matrix.space import SpaceManager
+from salon.matrix.sync import ClientSyncSource
+from salon.store import Store
+from salon.supervisor import Backoff, Supervisor
+
+log = structlog.get_logger("salon.gateway")
+
+
+@dataclass
+class GatewayState:
+    """What a running gateway is made of (for the CLI, status and tests)."""
+
+    topology: Topology
+    router: MatrixAPI
+    agent_apis: dict[AgentId, MatrixAPI]
+    agent_users: dict[AgentId, UserId] = field(default_factory=dict)
+
+
+class Gateway:
+    """One process hosting many agents on one homeserver."""
+
+    def __init__(
+        self,
+        config: SalonConfig,
+        *,
+        invite: Sequence[UserId] = (),
+        name: str | None = None,
+        ready_timeout_s: float = 60.0,
+    ) -> None:
+        if config.homeserver is None:
+            raise ValueError("config.homeserver is required")
+        self.config = config
+        self.name = name or socket.gethostname()
+        self._invite = [UserId(u) for u in (*config.access.admins, *invite)]
+        self._ready_timeout = ready_timeout_s
+        self.state: GatewayState | None = None
+        self.store: Store | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._source: ClientSyncSource | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._supervisor: Supervisor | None = None
+        self._heartbeats: list[Heartbeat] = []
+
+    async def start(self) -> GatewayState:
+        """Boot everything; returns once every identity has synced once."""
+        config = self.config
+        hs = config.homeserver
+        assert hs is not None
+        # Backends first: an unusable agent config fails before touching the homeserver.
+        runtimes = {
+            AgentId(a): AgentRuntime(AgentId(a), agent.display_label, build_backend(agent))
+            for a, agent in config.agents.items()
+        }
+        specs = identity_specs(config)
+        self.store = store = await Store.open(config.store.url)
+        self._session = aiohttp.ClientSession()
+        policy = RetryPolicy(
+            max_retries=config.ratelimit.max_retries,
+            max_wait_s=config.ratelimit.max_wait_s,
+            default_wait_s=config.ratelimit.default_wait_s,
+        )
+        auth = Authenticator(hs.url, hs.server_name, self._session, store.identities, policy)
+        log.info("gateway.login", identities=len(specs))
+        apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
+        created_at = {u: await store.identities.created_at(u) for u in apis}
+        router = apis[specs[0].user_id]
+        agent_users = {s.agent_id: s.user_id for s in specs if s.agent_id is not None}
+        agent_apis = {a: apis[u] for a, u in agent_users.items()}
+
+        topology = await bootstrap(config, SpaceManager(router), agent_apis, store, self._invite)
+        log.info(
+            "gateway.rooms_ready",
+            space=topology.space_id,
+            space_error=topology.space_error,
+            agents=len(topology.agent_rooms),
+        )
+        runner = TurnRunner(store, runtimes, agent_apis, locale=config.locale)
+        self._dispatcher = Dispatcher(
+            store,
+            apis=apis,
+            agents=runtimes,
+            agent_users=agent_users,
+            access=config.access,
+            server_name=hs.server_name,
+            runner=runner,
+            created_at=created_at,
+        )
+        backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
+        self._source = ClientSyncSource(
+            list(apis.values()),
+            store.identities,
+            timeout_ms=config.sync.timeout_ms,
+            startup_jitter_s=0,  # the jitter was spent before logging in
+            backoff=backoff,
+            reauth=auth.reauth,
+        )
+        await self._source.start(self._dispatcher)
+        await self._source.wait_ready(self._ready_timeout)
+        self._dispatcher.start()
+
+        self._supervisor = Supervisor(backoff)
+        for agent_id, room_id in topology.agent_rooms.items():
+            beat = Heartbeat(
+                agent_apis[agent_id],
+                room_id,
+                agent_id=agent_id,
+                gateway=self.name,
+                interval_s=config.heartbeat.interval_s,
+                ttl_s=config.heartbeat.ttl_s,
+            )
+            self._heartbeats.append(beat)
+            self._supervisor.spawn(f"heartbeat:{agent_id}", beat.run)
+        self.state = GatewayState(topology, router, agent_apis, agent_users)
+        log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
+        return self.state
+
+    def loop_status(self) -> list[LoopStatus]:
+        """Per-identity sync loop state."""
+        return self._source.status() if self._source else []
+
+    async def stop(self) -> None:
+        """Stop cleanly: heartbeats say offline, loops end, the store closes."""
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+        if self._source is not None:
+            await self._source.stop()
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
+        self._heartbeats.clear()
+        if self._session is not None:
+            await self._session.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        self.state = None
+        log.info("gateway.stopped")
+
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Start, then run until SIGINT/SIGTERM (or ``stop`` is set), then stop."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,113 @@
+"""Find or create the deployment's Space, lobby and agent rooms at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from salon import responses
+from salon._exceptions import MatrixError
+from salon.config.models import SalonConfig
+from salon.ids import AgentId, RoomId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.space import RoomSpec, SpaceManager
+from salon.store import Store
+from salon.store.records import RoomKind
+
+log = structlog.get_logger("salon.gateway.bootstrap")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The rooms of a running deployment."""
+
+    space_id: RoomId | None
+    space_error: str | None
+    lobby_id: RoomId
+    agent_rooms: Mapping[AgentId, RoomId]
+
+
+async def _ensure_joined(api: MatrixAPI, room_id: RoomId, via: str) -> None:
+    if room_id not in await api.joined_rooms():
+        await api.join(room_id, [via])
+
+
+async def bootstrap(
+    config: SalonConfig,
+    spaces: SpaceManager,
+    agent_apis: Mapping[AgentId, MatrixAPI],
+    store: Store,
+    invitees: Sequence[UserId],
+) -> Topology:
+    """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
+    locale = config.locale
+    server = spaces.server_name
+    agent_users = [api.user_id for api in agent_apis.values()]
+    space_id: RoomId | None = None
+    space_error: str | None = None
+    try:
+        space_id = await spaces.ensure_room(
+            RoomSpec(
+                alias_localpart=config.space.alias,
+                name=config.space.name,
+                topic=config.space.topic or responses.text("space_topic", locale),
+                is_space=True,
+                invite=list(invitees),
+            )
+        )
+        await store.rooms.upsert(space_id, RoomKind.SPACE, alias=spaces.alias(config.space.alias))
+    except MatrixError as e:
+        # Degrade: agents still work in their rooms; `salon who` reports the Space missing.
+        space_error = str(e)
+        log.warning("space.unavailable", alias=spaces.alias(config.space.alias), error=str(e))
+
+    lobby_id = await spaces.ensure_room(
+        RoomSpec(
+            alias_localpart=config.naming.lobby_alias,
+            name=responses.text("lobby_name", locale),
+            topic=responses.text("lobby_topic", locale),
+            invite=[*agent_users, *invitees],
+        )
+    )
+    await store.rooms.upsert(
+        lobby_id, RoomKind.LOBBY, alias=spaces.alias(config.naming.lobby_alias)
+    )
+
+    async def agent_room(agent_id: AgentId, api: MatrixAPI) -> tuple[AgentId, RoomId]:
+        agent = config.agents[agent_id]
+        alias_localpart = config.agent_room_alias_localpart(agent_id)
+        room_id = await spaces.ensure_room(
+            RoomSpec(
+                alias_localpart=alias_localpart,
+                name=agent.display_label,
+                topic=responses.text(
+                    "agent_room_topic",
+                    locale,
+                    label=agent.display_label,
+                    description=agent.description or agent_id,
+                ),
+                invite=[api.user_id, *invitees],
+                # The agent owns its room: it keeps its heartbeat state event there.
+                power_users={api.user_id: 100},
+            )
+        )
+        await _ensure_joined(api, room_id, server)
+        await _ensure_joined(api, lobby_id, server)
+        await store.rooms.upsert(
+            room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
+        )
+        return agent_id, room_id
+
+    pairs = await asyncio.gather(*(agent_room(a, api) for a, api in agent_apis.items()))
+    rooms = dict(pairs)
+    if space_id is not None:
+        try:
+            for child in [lobby_id, *rooms.values()]:
+                await spaces.link(space_id, child)
+        except MatrixError as e:
+            space_error = f"linking rooms into the Space failed: {e}"
+            log.warning("space.link_failed", error=str(e))
+    return Topology(space_id, space_error, lobby_id, rooms)

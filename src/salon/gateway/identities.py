@@ -1,0 +1,88 @@
+"""The Matrix users a deployment acts as, and how each one logs in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from dataclasses import dataclass
+
+from salon._exceptions import ConfigError
+from salon.config.models import HomeserverConfig, IdentityCredentials, SalonConfig
+from salon.ids import AgentId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.login import Authenticator, CredentialSource
+
+
+@dataclass(frozen=True)
+class IdentitySpec:
+    """One identity: its user id, display name, credentials, and whose it is."""
+
+    user_id: UserId
+    display_name: str
+    source: CredentialSource
+    agent_id: AgentId | None = None  # None: the router
+
+
+def _env(name: str | None, key: str) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return value
+
+
+def _source(hs: HomeserverConfig, creds: IdentityCredentials | None, key: str) -> CredentialSource:
+    return CredentialSource(
+        access_token=_env(creds.access_token_env, f"{key}.access_token_env") if creds else None,
+        password=_env(creds.password_env, f"{key}.password_env") if creds else None,
+        device_id=creds.device_id if creds else None,
+        shared_secret=hs.registration_shared_secret,
+    )
+
+
+def identity_specs(config: SalonConfig) -> list[IdentitySpec]:
+    """Router first, then one identity per agent."""
+    hs = config.homeserver
+    if hs is None:
+        raise ConfigError("homeserver: required to run the gateway (url and server_name)")
+    router = IdentitySpec(
+        user_id=UserId(f"@{config.router.localpart}:{hs.server_name}"),
+        display_name=config.router.display_name,
+        source=_source(hs, config.router.matrix, "router.matrix"),
+    )
+    specs = [router]
+    for agent_id, agent in config.agents.items():
+        specs.append(
+            IdentitySpec(
+                user_id=config.agent_user_id(agent_id, hs.server_name),
+                display_name=agent.display_label,
+                source=_source(hs, agent.matrix, f"agents.{agent_id}.matrix"),
+                agent_id=AgentId(agent_id),
+            )
+        )
+    for spec in specs:
+        s = spec.source
+        if not (s.access_token or s.password or s.shared_secret):
+            raise ConfigError(
+                f"homeserver.registration_shared_secret: no credentials for {spec.user_id}; "
+                "set a registration shared secret or the identity's matrix.*_env keys"
+            )
+    return specs
+
+
+async def login_all(
+    auth: Authenticator, specs: list[IdentitySpec], *, jitter_s: float
+) -> dict[UserId, MatrixAPI]:
+    """Log every identity in concurrently, each after its own start-up jitter."""
+
+    async def one(spec: IdentitySpec) -> MatrixAPI:
+        if jitter_s > 0:
+            await asyncio.sleep(random.uniform(0, jitter_s))
+        api = await auth.login(spec.user_id, spec.source)
+        await api.set_displayname(spec.display_name)
+        return api
+
+    apis = await asyncio.gather(*(one(spec) for spec in specs))
+    return {api.user_id: api for api in apis}

@@ -1,0 +1,38 @@
+"""Outgoing replies: content shapes and crash-safe transaction ids."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from salon.matrix.events import InboundEvent
+
+TURN_KEY = "com.salon.turn"
+
+
+def txn_id(event_id: str, agent_id: str, part: str | int) -> str:
+    """A transaction id derived from the turn, so a re-send after a crash is deduplicated."""
+    digest = hashlib.sha256(f"{event_id}\x00{agent_id}\x00{part}".encode()).hexdigest()
+    return f"salon.{digest[:40]}"
+
+
+def reply_content(
+    event: InboundEvent, agent_id: str, body: str, *, notice: bool = False, final: bool = True
+) -> dict[str, Any]:
+    """A message answering ``event``: a reply to it, inside its thread if it was in one."""
+    relates: dict[str, Any] = {"m.in_reply_to": {"event_id": event.event_id}}
+    root = event.thread_root
+    if root:
+        relates = {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": False,
+            "m.in_reply_to": {"event_id": event.event_id},
+        }
+    return {
+        "msgtype": "m.notice" if notice else "m.text",
+        "body": body,
+        "m.relates_to": relates,
+        # Lets clients (the CLI, tests, other gateways) match a reply to its turn.
+        TURN_KEY: {"event_id": event.event_id, "agent": agent_id, "final": final},
+    }

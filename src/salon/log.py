@@ -1,0 +1,65 @@
+"""Logging: structlog over the standard library, one logger per identity and agent.
+
+Loggers are named for what they speak for (``salon.agent.coder``,
+``salon.sync.@salon_coder:localhost``). Message bodies and tokens are never
+logged at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import structlog
+
+
+def configure(
+    level: str = "info", *, file: Path | None = None, console_level: str | None = None
+) -> None:
+    """Send logs to stderr (at ``console_level``) and optionally to ``file`` (at ``level``)."""
+    shared: list[structlog.types.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    file_level = getattr(logging, level.upper(), logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(getattr(logging, (console_level or level).upper(), logging.INFO))
+    console.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
+    root.addHandler(console)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setLevel(file_level)
+        to_file.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.JSONRenderer(),
+                ],
+                foreign_pre_chain=shared,
+            )
+        )
+        root.addHandler(to_file)
+    root.setLevel(min(console.level, file_level))
+    # mautrix and aiohttp speak at DEBUG/INFO about every request; keep them quiet.
+    for noisy in ("mau", "aiohttp", "mautrix"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,209 @@
+"""Typed Matrix operations for one identity, on mautrix's endpoint layer.
+
+Returns plain ids and dicts; raises only Salon errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+from mautrix.api import Method, Path
+from multidict import MultiDict
+
+from salon._exceptions import ForbiddenError, NotFoundError
+from salon.ids import EventId, RoomAlias, RoomId, UserId
+from salon.matrix.errors import mapped
+from salon.matrix.http import RateLimitedHTTPAPI
+from salon.matrix.ratelimit import RetryPolicy
+
+JSON = dict[str, Any]
+
+
+class MatrixAPI:
+    """The client-server API as one Matrix user."""
+
+    def __init__(
+        self,
+        base_url: str,
+        user_id: UserId,
+        access_token: str,
+        *,
+        session: aiohttp.ClientSession,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.base_url = base_url
+        self._http = RateLimitedHTTPAPI(
+            base_url, access_token, client_session=session, policy=policy, default_retry_count=2
+        )
+
+    @property
+    def access_token(self) -> str:
+        """The token requests are made with."""
+        return str(self._http.token)
+
+    def set_access_token(self, token: str) -> None:
+        """Swap in a new token after a re-login; everyone holding this object follows."""
+        self._http.token = token
+
+    async def _call(
+        self,
+        what: str,
+        method: Method,
+        path: Any,
+        content: Any = None,
+        query: Mapping[str, Any] | MultiDict[str] | None = None,
+    ) -> JSON:
+        async with mapped(what):
+            result = await self._http.request(method, path, content, query_params=query)
+        return result if isinstance(result, dict) else {}
+
+    async def whoami(self) -> UserId:
+        """Who the token belongs to (checks that it works)."""
+        data = await self._call("whoami", Method.GET, Path.v3.account.whoami)
+        return UserId(data["user_id"])
+
+    async def set_displayname(self, name: str) -> None:
+        """Set the profile display name if it differs (each change touches every room)."""
+        path = Path.v3.profile[self.user_id].displayname
+        try:
+            current = (await self._call("get displayname", Method.GET, path)).get("displayname")
+        except NotFoundError:
+            current = None
+        if current != name:
+            await self._call("set displayname", Method.PUT, path, {"displayname": name})
+
+    async def create_filter(self, definition: JSON) -> str:
+        """Upload a sync filter; returns its id."""
+        data = await self._call(
+            "create filter", Method.POST, Path.v3.user[self.user_id].filter, definition
+        )
+        return str(data["filter_id"])
+
+    async def sync(
+        self, since: str | None, *, timeout_ms: int, filter_id: str | None = None
+    ) -> JSON:
+        """One /sync request (long-polls up to ``timeout_ms``)."""
+        query: dict[str, Any] = {"timeout": str(timeout_ms)}
+        if since:
+            query["since"] = since
+        if filter_id:
+            query["filter"] = filter_id
+        return await self._call("sync", Method.GET, Path.v3.sync, query=query)
+
+    async def send_event(
+        self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str
+    ) -> EventId:
+        """Send a room event. The same ``txn_id`` twice yields one event (homeserver dedup)."""
+        path = Path.v3.rooms[room_id].send[event_type][txn_id]
+        data = await self._call(f"send {event_type}", Method.PUT, path, content)
+        return EventId(data["event_id"])
+
+    async def send_state(
+        self, room_id: RoomId, event_type: str, content: JSON, state_key: str = ""
+    ) -> EventId:
+        """Set a state event."""
+        path = Path.v3.rooms[room_id].state[event_type][state_key]
+        data = await self._call(f"send state {event_type}", Method.PUT, path, content)
+        return EventId(data["event_id"])
+
+    async def get_state_event(
+        self, room_id: RoomId, event_type: str, state_key: str = ""
+    ) -> JSON | None:
+        """The content of one state event, or None if it is not set."""
+        path = Path.v3.rooms[room_id].state[event_type][state_key]
+        try:
+            return await self._call(f"get state {event_type}", Method.GET, path)
+        except NotFoundError:
+            return None
+
+    async def get_state(self, room_id: RoomId) -> list[JSON]:
+        """The full current state of a room."""
+        async with mapped("get state"):
+            result = await self._http.request(Method.GET, Path.v3.rooms[room_id].state)
+        return [e for e in result if isinstance(e, dict)] if isinstance(result, list) else []
+
+    async def create_room(
+        self,
+        *,
+        alias_localpart: str | None = None,
+        name: str | None = None,
+        topic: str | None = None,
+        invite: Sequence[UserId] = (),
+        initial_state: Sequence[JSON] = (),
+        creation_content: JSON | None = None,
+        power_level_override: JSON | None = None,
+        preset: str = "private_chat",
+    ) -> RoomId:
+        """Create a room. Raises RoomInUseError when the alias is taken."""
+        body: JSON = {"preset": preset, "invite": list(invite)}
+        if alias_localpart:
+            body["room_alias_name"] = alias_localpart
+        if name:
+            body["name"] = name
+        if topic:
+            body["topic"] = topic
+        if initial_state:
+            body["initial_state"] = list(initial_state)
+        if creation_content:
+            body["creation_content"] = creation_content
+        if power_level_override:
+            body["power_level_content_override"] = power_level_override
+        data = await self._call("create room", Method.POST, Path.v3.createRoom, body)
+        return RoomId(data["room_id"])
+
+    async def resolve_alias(self, alias: RoomAlias) -> tuple[RoomId, list[str]]:
+        """Room id and candidate servers for an alias (the whole alias is percent-encoded)."""
+        data = await self._call("resolve alias", Method.GET, Path.v3.directory.room[alias])
+        return RoomId(data["room_id"]), list(data.get("servers") or [])
+
+    async def join(self, room: RoomId | RoomAlias, via: Sequence[str] = ()) -> RoomId:
+        """Join a room by id or alias."""
+        # A repeated query parameter: a plain dict cannot carry it.
+        query = MultiDict([("server_name", server) for server in via]) if via else None
+        data = await self._call("join", Method.POST, Path.v3.join[room], {}, query)
+        return RoomId(data["room_id"])
+
+    async def leave(self, room_id: RoomId) -> None:
+        """Leave a room."""
+        await self._call("leave", Method.POST, Path.v3.rooms[room_id].leave, {})
+
+    async def invite(self, room_id: RoomId, user_id: UserId) -> None:
+        """Invite a user; already joined or invited is fine."""
+        try:
+            await self._call(
+                "invite", Method.POST, Path.v3.rooms[room_id].invite, {"user_id": user_id}
+            )
+        except ForbiddenError as e:
+            if "already in the room" not in str(e):
+                raise
+
+    async def joined_rooms(self) -> list[RoomId]:
+        """Rooms this user is joined to."""
+        data = await self._call("joined rooms", Method.GET, Path.v3.joined_rooms)
+        return [RoomId(r) for r in data.get("joined_rooms", [])]
+
+    async def joined_members(self, room_id: RoomId) -> list[UserId]:
+        """Users joined to a room."""
+        data = await self._call("joined members", Method.GET, Path.v3.rooms[room_id].joined_members)
+        return [UserId(u) for u in (data.get("joined") or {})]
+
+    async def messages(
+        self, room_id: RoomId, *, limit: int = 20, direction: str = "b", since: str | None = None
+    ) -> JSON:
+        """A page of room history (``chunk``, ``end``)."""
+        query: dict[str, Any] = {"dir": direction, "limit": str(limit)}
+        if since:
+            query["from"] = since
+        return await self._call(
+            "messages", Method.GET, Path.v3.rooms[room_id].messages, query=query
+        )
+
+    async def set_typing(self, room_id: RoomId, typing: bool, timeout_ms: int = 30000) -> None:
+        """Show or clear the typing notice."""
+        body: JSON = {"typing": typing}
+        if typing:
+            body["timeout"] = timeout_ms
+        await self._call("typing", Method.PUT, Path.v3.rooms[room_id].typing[self.user_id], body)

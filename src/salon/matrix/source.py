@@ -1,0 +1,63 @@
+"""The event-source seam: client mode (/sync per identity) now, appservice later.
+
+An event source turns the homeserver into batches of typed events handed to an
+:class:`EventSink`. The source records its position (sync token, transaction
+id) only after ``admit`` returned, so a crash replays the batch and the sink's
+idempotent inbox drops the duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from salon.ids import UserId
+from salon.matrix.events import InboundEvent, Invite
+
+
+class EventSink(Protocol):
+    """Where an event source delivers what it receives."""
+
+    async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
+        """Durably accept a batch; must return only once it is stored."""
+
+    async def invited(self, invite: Invite) -> None:
+        """An identity was invited to a room."""
+
+
+class PositionStore(Protocol):
+    """Where a source keeps its stream position per identity."""
+
+    async def get_sync_token(self, user_id: str) -> str | None:
+        """The last recorded position."""
+
+    async def set_sync_token(self, user_id: str, token: str) -> None:
+        """Record a position (after the batch before it was admitted)."""
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    """What an identity's receive loop is doing, for `salon status` and tests."""
+
+    identity: UserId
+    running: bool
+    restarts: int
+    last_error: str | None
+    backing_off: bool
+
+
+class EventSource(Protocol):
+    """A running stream of inbound events for a set of identities."""
+
+    async def start(self, sink: EventSink) -> None:
+        """Begin delivering events to ``sink``."""
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once every identity has caught up with the homeserver once."""
+
+    async def stop(self) -> None:
+        """Stop delivering; in-flight batches finish or are replayed later."""
+
+    def status(self) -> list[LoopStatus]:
+        """Per-identity loop state."""

@@ -1,0 +1,34 @@
+"""Durable state. Everything that must survive a restart goes through here."""
+
+from __future__ import annotations
+
+from salon.store.db import Database
+from salon.store.identities import Identities
+from salon.store.inbox import Inbox
+from salon.store.kv import KV
+from salon.store.rooms import Rooms
+from salon.store.turns import Turns
+
+
+class Store:
+    """The store facade: one database, one repository per table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.identities = Identities(db)
+        self.inbox = Inbox(db)
+        self.turns = Turns(db)
+        self.rooms = Rooms(db)
+        self.kv = KV(db)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Open the store at ``url`` (``sqlite:///path``), migrating it to the latest schema."""
+        return cls(await Database.open(url))
+
+    async def close(self) -> None:
+        """Close the underlying database."""
+        await self.db.close()
+
+
+__all__ = ["Store"]

@@ -1,0 +1,163 @@
+"""A thin async database handle with numbered SQL migrations.
+
+SQL is written with PostgreSQL-style ``$1`` placeholders; for SQLite they are
+rewritten to ``?1`` (SQLite's numbered parameters), so the same statements can
+serve a PostgreSQL backend later without an ORM in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from salon._exceptions import StoreError
+
+log = structlog.get_logger("salon.store")
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+Row = sqlite3.Row
+# True inside the task that holds the write transaction, so its own statements
+# do not wait for the lock it already holds.
+_IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("salon_store_in_tx", default=False)
+
+
+def _sqlite_sql(sql: str) -> str:
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file path of a ``sqlite:///path`` store URL."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise StoreError(f"unsupported store url {url!r}: expected sqlite:///path")
+    return Path(url[len(prefix) :])
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("salon.store.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """One SQLite connection shared by the process; writes are serialised."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> Database:
+        """Open (creating if needed) the store at ``url`` and run pending migrations."""
+        path = sqlite_path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=5000")
+        except (OSError, sqlite3.Error) as e:
+            raise StoreError(f"cannot open store {path}: {e}") from e
+        db = cls(conn, path)
+        await db._migrate()
+        return db
+
+    async def _migrate(self) -> None:
+        row = await self.fetchone("PRAGMA user_version")
+        current = int(row[0]) if row else 0
+        for number, name, sql in _migrations():
+            if number <= current:
+                continue
+            log.info("store.migrate", migration=name, path=str(self.path))
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                await self._run_script(sql)
+                await self._conn.execute(f"PRAGMA user_version={number}")
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                await self._conn.execute("ROLLBACK")
+                raise StoreError(f"migration {name} failed: {e}") from e
+
+    async def _run_script(self, sql: str) -> None:
+        # executescript() would COMMIT first; run statement by statement inside our transaction.
+        for statement in _split_sql(sql):
+            await self._conn.execute(statement)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; returns the number of rows changed."""
+        if _IN_TX.get():
+            return await self._execute(sql, args)
+        async with self._lock:
+            return await self._execute(sql, args)
+
+    async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            cur = await self._conn.execute(_sqlite_sql(sql), args)
+        except sqlite3.Error as e:
+            raise StoreError(f"store write failed: {e}") from e
+        return cur.rowcount
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+        try:
+            async with self._conn.execute(_sqlite_sql(sql), args) as cur:
+                return await cur.fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"store read failed: {e}") from e
+
+    async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
+        """All rows of a query."""
+        try:
+            async with self._conn.execute(_sqlite_sql(sql), args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"store read failed: {e}") from e
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row, or None."""
+        row = await self.fetchone(sql, *args)
+        return None if row is None else row[0]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        """Group writes atomically; other writers wait until it ends."""
+        async with self._lock:
+            token = _IN_TX.set(True)
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StoreError(f"store transaction failed: {e}") from e
+            finally:
+                _IN_TX.reset(token)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (no semicolons or ``--`` inside our literals)."""
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    return [s.strip() for s in without_comments.split(";") if s.strip()]

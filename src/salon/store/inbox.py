@@ -1,0 +1,74 @@
+"""The inbox: every admitted event once, keyed by event id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from salon.store.db import Database, Row
+from salon.store.records import InboxItem, InboxRow, InboxState, now_ms
+
+
+def _row(row: Row) -> InboxRow:
+    item = InboxItem(
+        event_id=row["event_id"],
+        room_id=row["room_id"],
+        sender=row["sender"],
+        event_type=row["event_type"],
+        event_json=row["event_json"],
+        origin_ts=row["origin_ts"],
+        received_by=row["received_by"],
+    )
+    return InboxRow(item=item, state=InboxState(row["state"]), received_at=row["received_at"])
+
+
+class Inbox:
+    """The ``inbox`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def admit(self, items: Sequence[InboxItem]) -> int:
+        """Insert a batch atomically; events seen before are ignored. Returns how many were new."""
+        if not items:
+            return 0
+        added = 0
+        received = now_ms()
+        async with self._db.transaction() as tx:
+            for item in items:
+                added += await tx.execute(
+                    "INSERT INTO inbox (event_id, room_id, sender, event_type, event_json,"
+                    " origin_ts, received_by, received_at, state)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'new')"
+                    " ON CONFLICT (event_id) DO NOTHING",
+                    item.event_id,
+                    item.room_id,
+                    item.sender,
+                    item.event_type,
+                    item.event_json,
+                    item.origin_ts,
+                    item.received_by,
+                    received,
+                )
+        return added
+
+    async def pending(self, limit: int = 100) -> list[InboxRow]:
+        """Events admitted but not yet handled, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM inbox WHERE state = 'new' ORDER BY received_at, origin_ts LIMIT $1",
+            limit,
+        )
+        return [_row(r) for r in rows]
+
+    async def get(self, event_id: str) -> InboxRow | None:
+        """One inbox entry."""
+        row = await self._db.fetchone("SELECT * FROM inbox WHERE event_id = $1", event_id)
+        return None if row is None else _row(row)
+
+    async def mark(self, event_id: str, state: InboxState, reason: str | None = None) -> None:
+        """Close an entry as handled or dropped (with why)."""
+        await self._db.execute(
+            "UPDATE inbox SET state = $2, reason = $3 WHERE event_id = $1",
+            event_id,
+            state.value,
+            reason,
+        )

@@ -1,0 +1,66 @@
+"""Rooms Salon knows and what they are bound to."""
+
+from __future__ import annotations
+
+from salon.store.db import Database, Row
+from salon.store.records import RoomKind, RoomRecord, now_ms
+
+
+def _record(row: Row) -> RoomRecord:
+    return RoomRecord(
+        room_id=row["room_id"],
+        kind=RoomKind(row["kind"]),
+        agent_id=row["agent_id"],
+        alias=row["alias"],
+        owner=row["owner"],
+        archived=bool(row["archived"]),
+    )
+
+
+class Rooms:
+    """The ``rooms`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(
+        self,
+        room_id: str,
+        kind: RoomKind,
+        *,
+        agent_id: str | None = None,
+        alias: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """Record (or update) what a room is."""
+        await self._db.execute(
+            "INSERT INTO rooms (room_id, kind, agent_id, alias, owner, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (room_id) DO UPDATE SET kind = excluded.kind,"
+            " agent_id = excluded.agent_id, alias = excluded.alias, owner = excluded.owner",
+            room_id,
+            kind.value,
+            agent_id,
+            alias,
+            owner,
+            now_ms(),
+        )
+
+    async def get(self, room_id: str) -> RoomRecord | None:
+        """What Salon knows of a room, if anything."""
+        row = await self._db.fetchone("SELECT * FROM rooms WHERE room_id = $1", room_id)
+        return None if row is None else _record(row)
+
+    async def of_kind(self, kind: RoomKind) -> list[RoomRecord]:
+        """All rooms of one kind."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM rooms WHERE kind = $1 ORDER BY created_at", kind.value
+        )
+        return [_record(r) for r in rows]
+
+    async def agent_room(self, agent_id: str) -> RoomRecord | None:
+        """The agent's own room in the Space."""
+        row = await self._db.fetchone(
+            "SELECT * FROM rooms WHERE kind = 'agent' AND agent_id = $1", agent_id
+        )
+        return None if row is None else _record(row)

@@ -1,0 +1,88 @@
+"""The turn ledger: one row per (event, agent), admitted → running → replied | failed."""
+
+from __future__ import annotations
+
+from salon.store.db import Database, Row
+from salon.store.records import TurnRecord, TurnState, now_ms
+
+
+def _record(row: Row) -> TurnRecord:
+    return TurnRecord(
+        event_id=row["event_id"],
+        agent_id=row["agent_id"],
+        room_id=row["room_id"],
+        state=TurnState(row["state"]),
+        attempts=row["attempts"],
+        reply_event_id=row["reply_event_id"],
+        error=row["error"],
+        updated_at=row["updated_at"],
+    )
+
+
+class Turns:
+    """The ``turns`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, event_id: str, agent_id: str) -> TurnRecord | None:
+        """The ledger row of one turn."""
+        row = await self._db.fetchone(
+            "SELECT * FROM turns WHERE event_id = $1 AND agent_id = $2", event_id, agent_id
+        )
+        return None if row is None else _record(row)
+
+    async def admit(self, event_id: str, agent_id: str, room_id: str) -> TurnRecord:
+        """Record that ``agent_id`` owes a reply to ``event_id`` (idempotent)."""
+        await self._db.execute(
+            "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at)"
+            " VALUES ($1, $2, $3, 'admitted', 0, $4) ON CONFLICT (event_id, agent_id) DO NOTHING",
+            event_id,
+            agent_id,
+            room_id,
+            now_ms(),
+        )
+        record = await self.get(event_id, agent_id)
+        assert record is not None
+        return record
+
+    async def start(self, event_id: str, agent_id: str) -> TurnRecord:
+        """Move a turn to running and count the attempt."""
+        await self._db.execute(
+            "UPDATE turns SET state = 'running', attempts = attempts + 1, updated_at = $3"
+            " WHERE event_id = $1 AND agent_id = $2",
+            event_id,
+            agent_id,
+            now_ms(),
+        )
+        record = await self.get(event_id, agent_id)
+        assert record is not None
+        return record
+
+    async def finish(
+        self,
+        event_id: str,
+        agent_id: str,
+        state: TurnState,
+        *,
+        reply_event_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close a turn as replied or failed."""
+        await self._db.execute(
+            "UPDATE turns SET state = $3, reply_event_id = $4, error = $5, updated_at = $6"
+            " WHERE event_id = $1 AND agent_id = $2",
+            event_id,
+            agent_id,
+            state.value,
+            reply_event_id,
+            error,
+            now_ms(),
+        )
+
+    async def unfinished(self) -> list[TurnRecord]:
+        """Turns admitted or running: after a crash these are resumed."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM turns WHERE state IN ('admitted', 'running') ORDER BY updated_at"
+        )
+        return [_record(r) for r in rows]

@@ -1,0 +1,217 @@
+"""The schema on its own: defaults, helpers and cross-field checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from salon.config import (
+    AccessConfig,
+    AgentConfig,
+    EchoBackend,
+    HomeserverConfig,
+    HttpBackend,
+    OpenAIBackend,
+    PythonBackend,
+    SalonConfig,
+)
+
+
+def make(**overrides: Any) -> SalonConfig:
+    data: dict[str, Any] = {
+        "agents": {"coder": {"backend": {"type": "echo"}}, "echo": {"backend": "echo"}}
+    }
+    data.update(overrides)
+    return SalonConfig.model_validate(data)
+
+
+def test_defaults() -> None:
+    config = make()
+    assert config.homeserver is None
+    assert config.space.alias == "salon"
+    assert config.router.localpart == "salon"
+    assert config.locale == "en"
+    assert config.heartbeat.ttl_s > config.heartbeat.interval_s
+    assert config.sync.backoff_initial_s == 5 and config.sync.backoff_max_s == 60
+    assert config.store.url == "sqlite:///salon-data/salon.db"
+    assert config.store.sqlite_path == "salon-data/salon.db"
+
+
+def test_backend_shorthand_and_union() -> None:
+    config = make(
+        agents={
+            "a": {"backend": "echo"},
+            "b": {"backend": {"type": "openai", "model": "qwen2.5"}},
+            "c": {"backend": {"type": "http", "base_url": "http://127.0.0.1:9000/"}},
+            "d": {"backend": {"type": "python", "entry": "pkg.mod:factory"}},
+        }
+    )
+    backends = [agent.backend for agent in config.agents.values()]
+    assert [type(b) for b in backends] == [EchoBackend, OpenAIBackend, HttpBackend, PythonBackend]
+    assert isinstance(backends[1], OpenAIBackend)
+    assert backends[1].api_key_env == "OPENAI_API_KEY"
+    assert isinstance(backends[2], HttpBackend)
+    assert backends[2].base_url == "http://127.0.0.1:9000"  # trailing slash dropped
+
+
+def test_agent_id_and_label() -> None:
+    config = make(
+        agents={"coder": {"backend": "echo"}, "echo": {"label": "Echo!", "backend": "echo"}}
+    )
+    assert config.agents["coder"].id == "coder"
+    assert config.agents["coder"].display_label == "Coder"
+    assert config.agents["echo"].display_label == "Echo!"
+
+
+def test_shared_agent_instance_keeps_each_id() -> None:
+    agent = AgentConfig(backend=EchoBackend(type="echo"))
+    config = SalonConfig(agents={"one": agent, "two": agent})
+    assert config.agents["one"].id == "one"
+    assert config.agents["two"].id == "two"
+
+
+def test_naming_helpers() -> None:
+    config = make(
+        agents={
+            "coder": {"backend": "echo"},
+            "bot": {"backend": "echo", "localpart": "custom"},
+            "ext": {"backend": "echo", "matrix": {"user_id": "@ext_bot:example.org"}},
+        }
+    )
+    assert config.agent_localpart("coder") == "salon_coder"
+    assert config.agent_localpart("bot") == "custom"
+    assert config.agent_localpart("ext") == "ext_bot"
+    assert config.agent_user_id("coder", "localhost") == "@salon_coder:localhost"
+    assert config.agent_room_alias_localpart("coder") == "salon-coder"
+    assert config.agent_room_alias("coder", "localhost") == "#salon-coder:localhost"
+    assert config.router_user_id("localhost") == "@salon:localhost"
+    assert config.space_alias("localhost") == "#salon:localhost"
+    assert config.lobby_alias("localhost") == "#salon-lobby:localhost"
+    with pytest.raises(KeyError, match="unknown agent 'nope'"):
+        config.agent_localpart("nope")
+
+
+def test_access_patterns() -> None:
+    default = AccessConfig()
+    assert default.allowed_patterns("localhost") == ["@*:localhost"]
+    assert default.is_allowed("@bob:localhost", "localhost")
+    assert not default.is_allowed("@bob:evil.org", "localhost")
+    explicit = AccessConfig(allowed_users=["@bob:*"], admins=["@root:elsewhere"])
+    assert explicit.allowed_patterns("localhost") == ["@bob:*"]
+    assert explicit.is_allowed("@bob:evil.org", "localhost")
+    assert not explicit.is_allowed("@alice:localhost", "localhost")
+    assert explicit.is_allowed("@root:elsewhere", "localhost")  # admins always may
+    assert explicit.is_admin("@root:elsewhere") and not explicit.is_admin("@bob:x")
+
+
+def test_frozen_and_extra_forbidden() -> None:
+    config = make()
+    with pytest.raises(ValidationError):
+        config.locale = "ru"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        make(agnets={})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"default_agent": "x"}, "default_agent: unknown agent 'x' (known: coder, echo)"),
+        ({"agents": {}}, "at least one agent is required"),
+        ({"agents": {"Bad": {"backend": "echo"}}}, "invalid agent id 'Bad'"),
+        ({"agents": {"a" * 33: {"backend": "echo"}}}, "invalid agent id"),
+        (
+            {"agents": {"a": {"backend": "echo", "can_delegate_to": ["zz"]}}},
+            "agents.a.can_delegate_to.0: unknown agent 'zz'",
+        ),
+        (
+            {"agents": {"a": {"backend": "echo", "can_delegate_to": ["a"]}}},
+            "cannot delegate to itself",
+        ),
+        (
+            {
+                "agents": {
+                    "a": {"backend": "echo"},
+                    "b": {"backend": "echo", "localpart": "salon_a"},
+                }
+            },
+            "localpart 'salon_a' is already used by agent 'a'",
+        ),
+        ({"router": {"localpart": "salon_coder"}}, "already used by the router"),
+        ({"agents": {"lobby": {"backend": "echo"}}}, "already used by the lobby"),
+        ({"naming": {"agent_localpart": "salon"}}, "must contain '{id}'"),
+        ({"naming": {"agent_room_alias": "Salon {id}"}}, "does not make a valid localpart"),
+        ({"heartbeat": {"interval_s": 30, "ttl_s": 30}}, "must be greater than interval_s"),
+        ({"heartbeat": {"interval_s": 0}}, "greater than 0"),
+        ({"sync": {"backoff_initial_s": 10, "backoff_max_s": 5}}, "at least backoff_initial_s"),
+        ({"sync": {"startup_jitter_s": -1}}, "greater than or equal to 0"),
+        ({"store": {"url": "postgresql://db/salon"}}, "PostgreSQL is not yet supported"),
+        ({"store": {"url": "mysql://db"}}, "sqlite:///"),
+        ({"locale": "de"}, "'en' or 'ru'"),
+        ({"access": {"admins": ["@*:localhost"]}}, "not a full user id"),
+        ({"access": {"allowed_users": ["bob"]}}, "not a user id glob"),
+    ],
+)
+def test_invalid(overrides: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(**overrides)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"mode": "appservice"}, "appservice mode is not available yet"),
+        ({"url": "ftp://host"}, "http:// or https://"),
+        ({"server_name": "bad name"}, "not a server name"),
+        (
+            {"registration_shared_secret": "s", "registration_shared_secret_env": "S"},
+            "not both",
+        ),
+    ],
+)
+def test_homeserver_invalid(fields: dict[str, Any], expected: str) -> None:
+    data = {"url": "http://127.0.0.1:8008", "server_name": "localhost", **fields}
+    with pytest.raises(ValidationError, match=expected):
+        HomeserverConfig.model_validate(data)
+
+
+def test_homeserver_secret_not_in_repr() -> None:
+    hs = HomeserverConfig(
+        url="https://matrix.example.org/",
+        server_name="example.org",
+        registration_shared_secret="s3",
+    )
+    assert hs.url == "https://matrix.example.org"
+    assert "s3" not in repr(hs)
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [
+        ({"type": "python", "entry": "not an entry"}, "package.module:factory"),
+        ({"type": "openai"}, "model"),
+        ({"type": "openai", "model": "m", "temperature": 3}, "less than or equal to 2"),
+        ({"type": "echo", "delay_s": -1}, "greater than or equal to 0"),
+        ({"type": "http"}, "base_url"),
+    ],
+)
+def test_backend_invalid(backend: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        AgentConfig.model_validate({"backend": backend})
+
+
+def test_round_trip() -> None:
+    config = make(default_agent="echo", access={"allowed_users": ["@*:localhost"]})
+    again = SalonConfig.model_validate(config.model_dump())
+    assert again == config
+    assert again.agents["echo"].id == "echo"
+
+
+def test_router_credentials() -> None:
+    config = make(router={"matrix": {"user_id": "@salon:example.org", "password_env": "PW"}})
+    assert config.router.matrix is not None
+    assert config.router.matrix.password_env == "PW"
+    with pytest.raises(ValidationError, match=r"router\.matrix\.user_id: does not match"):
+        make(router={"matrix": {"user_id": "@other:example.org"}})

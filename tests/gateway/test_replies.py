@@ -1,0 +1,27 @@
+"""Reply shapes and transaction ids."""
+
+from salon.gateway.replies import TURN_KEY, reply_content, txn_id
+from salon.ids import UserId
+from salon.matrix.events import parse_event
+
+
+def test_txn_id_is_stable_per_turn_and_part() -> None:
+    assert txn_id("$e", "echo", 0) == txn_id("$e", "echo", 0)
+    assert txn_id("$e", "echo", 0) != txn_id("$e", "echo", 1)
+    assert txn_id("$e", "echo", 0) != txn_id("$e", "parrot", 0)
+
+
+def test_reply_in_thread_stays_in_thread() -> None:
+    raw = {
+        "event_id": "$q",
+        "sender": "@a:x",
+        "type": "m.room.message",
+        "origin_server_ts": 1,
+        "content": {"body": "hi", "m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}},
+    }
+    event = parse_event(raw, "!r", UserId("@b:x"))
+    assert event is not None
+    content = reply_content(event, "echo", "hi")
+    assert content["m.relates_to"]["rel_type"] == "m.thread"
+    assert content["m.relates_to"]["event_id"] == "$root"
+    assert content[TURN_KEY] == {"event_id": "$q", "agent": "echo", "final": True}

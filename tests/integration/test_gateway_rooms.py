@@ -1,0 +1,112 @@
+"""Space, lobby and agent rooms on a real Synapse: created, linked, reused, race-safe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from salon.gateway.app import Gateway
+from salon.matrix.registration import Credentials
+
+from .conftest import Person, salon_config
+
+
+def _children(state: list[dict[str, Any]]) -> set[str]:
+    return {
+        e["state_key"]
+        for e in state
+        if e["type"] == "m.space.child" and (e.get("content") or {}).get("via")
+    }
+
+
+async def test_space_and_agent_rooms_exist_and_are_linked(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config = salon_config(synapse, tmp_path)
+    gateway = await gateways(config, invite=[person.user_id])
+    state = gateway.state
+    assert state is not None and state.topology.space_id is not None
+
+    space_id = await person.join(f"#{config.space.alias}:{synapse.server_name}")
+    assert space_id == state.topology.space_id
+    space_state = await person.state(space_id)
+    create = next(e for e in space_state if e["type"] == "m.room.create")
+    assert create["content"].get("type") == "m.space"
+    children = _children(space_state)
+    for agent_id in ("echo", "parrot"):
+        alias = f"#{config.agent_room_alias_localpart(agent_id)}:{synapse.server_name}"
+        room_id = await person.join(alias)  # the operator was invited
+        assert room_id in children
+        parent = [
+            e
+            for e in await person.state(room_id)
+            if e["type"] == "m.space.parent" and e["state_key"] == space_id
+        ]
+        assert parent and parent[0]["content"]["via"] == [synapse.server_name]
+        members = await person.api.get_joined_members(room_id)
+        assert config.agent_user_id(agent_id, synapse.server_name) in members
+    assert state.topology.lobby_id in children
+
+
+async def test_restart_on_same_store_creates_no_duplicates(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config = salon_config(synapse, tmp_path)
+    first = await gateways(config, invite=[person.user_id])
+    assert first.state is not None
+    before = (first.state.topology.space_id, dict(first.state.topology.agent_rooms))
+    await first.stop()
+
+    second = await gateways(config, invite=[person.user_id])
+    assert second.state is not None
+    after = (second.state.topology.space_id, dict(second.state.topology.agent_rooms))
+    assert after == before
+    space_id = await person.join(f"#{config.space.alias}:{synapse.server_name}")
+    assert len(_children(await person.state(space_id))) == 3  # lobby + two agents
+
+
+async def test_two_gateways_starting_at_once_end_with_one_room_per_alias(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config_a = salon_config(synapse, tmp_path / "a")
+    # Same deployment names, separate stores: two processes racing on a fresh namespace.
+    config_b = config_a.model_copy(
+        update={"store": config_a.store.model_copy(update={"url": f"sqlite:///{tmp_path}/b.db"})}
+    )
+    a, b = await asyncio.gather(
+        gateways(config_a, invite=[person.user_id]), gateways(config_b, invite=[person.user_id])
+    )
+    assert a.state is not None and b.state is not None
+    assert a.state.topology.space_id == b.state.topology.space_id
+    assert a.state.topology.lobby_id == b.state.topology.lobby_id
+    assert a.state.topology.agent_rooms == b.state.topology.agent_rooms
+    space_id = await person.join(f"#{config_a.space.alias}:{synapse.server_name}")
+    assert len(_children(await person.state(space_id))) == 3
+
+
+async def test_space_unavailable_degrades_gracefully(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    new_user: Callable[..., Awaitable[Credentials]],
+    http: Any,
+    person: Person,
+) -> None:
+    config = salon_config(synapse, tmp_path)
+    # Someone else squats the Space alias with a private room the router cannot join.
+    squatter = Person(await new_user(), synapse.base_url, http)
+    await squatter.api.create_room(alias_localpart=config.space.alias)
+
+    gateway = await gateways(config, invite=[person.user_id])
+    assert gateway.state is not None
+    assert gateway.state.topology.space_id is None
+    assert gateway.state.topology.space_error
+    # Agents still answer in their rooms.
+    room_id = await person.join(
+        f"#{config.agent_room_alias_localpart('echo')}:{synapse.server_name}"
+    )
+    asked = await person.say(room_id, "still here?")
+    reply = await person.wait_reply(room_id, asked)
+    assert reply["content"]["body"] == "still here?"

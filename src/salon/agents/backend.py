@@ -4,21 +4,43 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from salon.ids import AgentId
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a conversation as a model sees it."""
+
+    role: Role
+    content: str
 
 
 @dataclass(frozen=True)
 class TurnRequest:
-    """Everything a backend needs to answer one message."""
+    """Everything a backend needs to answer one message.
+
+    ``history`` is the session so far (oldest first, already trimmed to the
+    agent's budget), without the persona and without ``text`` itself.
+    """
 
     agent_id: AgentId
     sender: str
     text: str
     session_key: str
     chat_id: str
+    persona: str | None = None
+    history: tuple[ChatMessage, ...] = ()
+    attachments: tuple[Mapping[str, Any], ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def messages(self) -> list[ChatMessage]:
+        """Persona, history and the new message, in the order a chat model wants them."""
+        head = [ChatMessage("system", self.persona)] if self.persona else []
+        return [*head, *self.history, ChatMessage("user", self.text)]
 
 
 class Backend(Protocol):

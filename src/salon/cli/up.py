@@ -99,23 +99,22 @@ def print_ready(console: Console, op: OperatorFile, data_dir: Path, state: Gatew
                 [
                     f"[bold]Salon is running[/] on {op.homeserver_url}{space}",
                     "",
-                    "In another terminal:",
+                    "Talk to the agents from another terminal:",
                     f"  .venv/bin/salon who{dd}",
                     f'  .venv/bin/salon send{dd} --to {first} "hello"',
-                    f'  .venv/bin/salon send{dd} "hello everyone"      (the lobby)',
+                    f'  .venv/bin/salon send{dd} "hello everyone"',
                     f"  .venv/bin/salon read{dd} --room {first}",
-                    "",
-                    "Or log in with Element (or any Matrix client):",
-                    f"  homeserver  {op.homeserver_url}",
-                    f"  user        {op.user_id}",
-                    f"  password    {op.password}",
-                    "",
-                    f"Credentials: {data_dir / 'operator.json'}.  Stop with Ctrl-C.",
                 ]
             ),
             title="salon up",
         )
     )
+    # Outside the panel so nothing wraps and the password copies cleanly.
+    console.print("Or log in with Element (or any Matrix client):")
+    console.print(f"  homeserver  {op.homeserver_url}", highlight=False)
+    console.print(f"  user        {op.user_id}", highlight=False)
+    console.print(f"  password    {op.password}", highlight=False)
+    console.print(f"Credentials are in {data_dir / 'operator.json'}. Stop with Ctrl-C.")
 
 
 async def up(

@@ -188,6 +188,8 @@ class OpenAIBackend(_Model):
     max_tokens: Annotated[int | None, Field(gt=0)] = None
     timeout_s: PositiveFloat = 60
     max_retries: Annotated[int, Field(ge=0)] = 3
+    # First wait before a retry of a transient error; doubles on each further retry.
+    retry_backoff_s: NonNegativeFloat = 0.5
     context_tokens: Annotated[int, Field(gt=0)] = 8000
 
 
@@ -196,9 +198,12 @@ class HttpBackend(_Model):
 
     type: Literal["http"]
     base_url: HttpUrl
+    # Limit on connecting, on waiting for the reply, and on each pause inside a stream.
     timeout_s: PositiveFloat = 120
     headers: dict[str, str] = {}
     token_env: str | None = None
+    # False: ask for a JSON reply only (no ``text/event-stream`` in ``Accept``).
+    stream: bool = True
 
 
 class PythonBackend(_Model):

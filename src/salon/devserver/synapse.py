@@ -264,6 +264,10 @@ class SynapseProcess:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     close_fds=True,
+                    # Own session: Ctrl-C reaches Salon only, which then stops the
+                    # gateway (agents say offline) before stopping Synapse. The death
+                    # signal still takes Synapse down if Salon is killed outright.
+                    start_new_session=True,
                     preexec_fn=_death_signal_preexec(),
                 )
         except OSError as exc:

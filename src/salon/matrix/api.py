@@ -35,8 +35,10 @@ class MatrixAPI:
     ) -> None:
         self.user_id = user_id
         self.base_url = base_url
+        # No mautrix-level retries (4 s, 8 s…): supervised loops and the turn runner
+        # retry on their own terms, and shutdown must not hang on a dead server.
         self._http = RateLimitedHTTPAPI(
-            base_url, access_token, client_session=session, policy=policy, default_retry_count=2
+            base_url, access_token, client_session=session, policy=policy, default_retry_count=0
         )
 
     @property

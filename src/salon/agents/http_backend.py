@@ -1,0 +1,276 @@
+"""The ``http`` backend: hand each turn to an upstream agent service.
+
+The gateway POSTs the turn as JSON to the configured ``base_url`` and reads
+either one JSON reply or a Server-Sent Events stream of deltas (the wire
+format is documented in the README and in :func:`wire_request`). aiohttp,
+JSON and SSE errors are mapped to :class:`BackendError` here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from salon._exceptions import BackendError, ConfigError
+from salon.agents.backend import TurnRequest
+from salon.agents.errors import BackendRejectedError, BackendUnavailableError
+from salon.config.models import HttpBackend as HttpConfig
+
+WIRE_VERSION = 1
+
+
+def wire_request(request: TurnRequest) -> dict[str, Any]:
+    """The JSON body posted to an upstream agent service for one turn."""
+    return {
+        "v": WIRE_VERSION,
+        "agent": str(request.agent_id),
+        "user": request.sender,
+        "chat_id": request.chat_id,
+        "session": request.session_key,
+        "text": request.text,
+        "history": [{"role": m.role, "content": m.content} for m in request.history],
+        "persona": request.persona,
+        "attachments": [dict(a) for a in request.attachments],
+    }
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_text(value: Any) -> str:
+    """The message of an ``error`` field: a string or ``{"message": ...}``."""
+    if isinstance(value, Mapping) and "message" in value:
+        value = value["message"]
+    return _short(value if isinstance(value, str) else json.dumps(value))
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One Server-Sent Event: its type, its data lines joined by newlines, its id."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class SSEParser:
+    """Incremental ``text/event-stream`` parser following the WHATWG rules.
+
+    Feed it bytes as they arrive; it returns the events completed so far. Lines
+    may end in CRLF, LF or CR (even split across reads), ``:`` lines are
+    comments, several ``data:`` lines make one multi-line value, and a blank
+    line ends an event. :meth:`close` also returns an event the stream left
+    unterminated.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buffer = ""
+        self._started = False
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
+        """Parse ``chunk``; return the events it completed."""
+        text = self._buffer + self._decoder.decode(chunk, final=final)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        events: list[SSEEvent] = []
+        pos = 0
+        for match in _EOL.finditer(text):
+            if match.group() == "\r" and match.end() == len(text) and not final:
+                break  # maybe the first half of a CRLF
+            self._line(text[pos : match.start()], events)
+            pos = match.end()
+        self._buffer = text[pos:]
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: the events still pending (an unterminated last one included)."""
+        events = self.feed(b"", final=True)
+        if self._buffer:
+            self._line(self._buffer, events)
+            self._buffer = ""
+        self._line("", events)
+        return events
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event or "message", "\n".join(self._data), self._id))
+            self._event, self._data = "", []
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+
+
+class HttpAgentBackend:
+    """Posts turns to an upstream agent service and relays its reply.
+
+    ``env`` (default: ``os.environ``) is where ``token_env`` is looked up; a
+    configured ``token_env`` that is unset is a :class:`ConfigError` at start-up.
+    """
+
+    def __init__(
+        self,
+        config: HttpConfig,
+        *,
+        agent_id: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self.url = config.base_url
+        env = os.environ if env is None else env
+        accept = "text/event-stream, application/json" if config.stream else "application/json"
+        self._headers = {"Accept": accept, **config.headers}
+        if config.token_env:
+            token = env.get(config.token_env)
+            if not token:
+                key = f"agents.{agent_id}.backend.token_env"
+                raise ConfigError(
+                    f"{key}: environment variable {config.token_env} is not set", path=key
+                )
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (a later turn opens a new one)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
+        """Yield the service's reply (one chunk for JSON, deltas for SSE)."""
+        try:
+            body = json.dumps(wire_request(request))
+        except (TypeError, ValueError) as exc:
+            raise BackendError(f"cannot encode the turn for {self.url}: {exc}") from exc
+        headers = {**self._headers, "Content-Type": "application/json"}
+        try:
+            async with self._client().post(self.url, data=body, headers=headers) as resp:
+                if not 200 <= resp.status < 300:
+                    raise await self._status_error(resp)
+                ctype = resp.content_type
+                if ctype == "text/event-stream":
+                    async for chunk in self._read_sse(resp):
+                        yield chunk
+                elif ctype == "application/json" or ctype.endswith("+json"):
+                    reply = self._json_reply(await resp.read())
+                    if reply:
+                        yield reply
+                else:
+                    raise BackendRejectedError(
+                        f"{self.url} answered with content type {ctype!r} "
+                        "(expected application/json or text/event-stream)"
+                    )
+        except TimeoutError as exc:
+            raise BackendUnavailableError(
+                f"{self.url} did not answer within {self.config.timeout_s:g} s"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise BackendUnavailableError(f"cannot reach {self.url}") from exc
+        except aiohttp.ClientError as exc:
+            raise BackendUnavailableError(
+                f"connection to {self.url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> BackendError:
+        raw = await resp.read()
+        detail = raw.decode("utf-8", "replace")
+        try:
+            data = json.loads(detail)
+        except ValueError:
+            data = None
+        if isinstance(data, Mapping) and "error" in data:
+            detail = _error_text(data["error"])
+        msg = f"{self.url} answered HTTP {resp.status}: {_short(detail) or resp.reason}"
+        if resp.status >= 500 or resp.status in (408, 429):
+            return BackendUnavailableError(msg, status=resp.status)
+        return BackendRejectedError(msg, status=resp.status)
+
+    def _json_reply(self, raw: bytes) -> str:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BackendRejectedError(f"{self.url} sent invalid JSON: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise BackendRejectedError(f"{self.url} sent JSON that is not an object")
+        if data.get("error") is not None:
+            raise BackendRejectedError(
+                f"{self.url} reported an error: {_error_text(data['error'])}"
+            )
+        reply = data.get("reply")
+        if not isinstance(reply, str):
+            raise BackendRejectedError(f'{self.url} sent no "reply" string')
+        return reply
+
+    async def _read_sse(self, resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
+        parser = SSEParser()
+        async for raw in resp.content.iter_any():
+            for event in parser.feed(raw):
+                delta, done = self._sse_delta(event)
+                if delta:
+                    yield delta
+                if done:
+                    return
+        for event in parser.close():
+            delta, done = self._sse_delta(event)
+            if delta:
+                yield delta
+            if done:
+                return
+        raise BackendUnavailableError(f"the stream from {self.url} ended before its done event")
+
+    def _sse_delta(self, event: SSEEvent) -> tuple[str, bool]:
+        """The text an SSE event carries, and whether the reply is complete."""
+        if event.event not in ("message", "error"):
+            return "", False  # other event types (progress, ping, …) are for the future
+        data = event.data.strip()
+        if event.event == "message" and data == "[DONE]":
+            return "", True
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError as exc:
+            if event.event == "error":
+                raise BackendRejectedError(f"{self.url} reported an error: {_short(data)}") from exc
+            raise BackendRejectedError(f"{self.url} sent an event that is not JSON: {exc}") from exc
+        if event.event == "error" or (isinstance(payload, Mapping) and "error" in payload):
+            error = payload.get("error", payload) if isinstance(payload, Mapping) else payload
+            raise BackendRejectedError(f"{self.url} reported an error: {_error_text(error)}")
+        if not isinstance(payload, Mapping):
+            raise BackendRejectedError(f"{self.url} sent an event that is not a JSON object")
+        delta = payload.get("delta", "")
+        if not isinstance(delta, str):
+            raise BackendRejectedError(f'{self.url} sent a "delta" that is not a string')
+        return delta, bool(payload.get("done"))

@@ -1,0 +1,5 @@
+"""`python -m salon.cli` — the same as the `salon` script."""
+
+from salon.cli.main import main
+
+main()

@@ -1,0 +1,87 @@
+"""The CLI's failure paths: each says what is wrong and exits non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from typer.testing import CliRunner
+
+from salon.cli.main import app
+from salon.cli.operator_file import OperatorFile
+from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
+
+from ..conftest import register_user, unique_localpart
+
+runner = CliRunner()
+
+
+def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "salon.yaml"
+    bad.write_text(
+        "homeserver: {url: http://127.0.0.1:1, server_name: localhost}\n"
+        "agents:\n"
+        "  coder:\n"
+        "    backend: {type: telepathy}\n"
+    )
+    result = runner.invoke(app, ["run", "-c", str(bad)])
+    assert result.exit_code == 2
+    assert "salon.yaml:4" in result.output
+    assert "agents.coder.backend.type" in result.output
+
+
+def test_commands_without_operator_file_say_how_to_start(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["who", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "salon up" in result.output
+
+
+def _operator_file(synapse: Any, tmp_path: Path) -> tuple[OperatorFile, str]:
+    async def setup() -> tuple[OperatorFile, str]:
+        creds = await register_user(synapse)
+        alias_localpart = unique_localpart("silent")
+        async with aiohttp.ClientSession() as session:
+            api = MatrixAPI(
+                synapse.base_url, UserId(creds.user_id), creds.access_token, session=session
+            )
+            await api.create_room(alias_localpart=alias_localpart, name="nobody home")
+        alias = f"#{alias_localpart}:{synapse.server_name}"
+        op = OperatorFile(
+            homeserver_url=synapse.base_url,
+            server_name=synapse.server_name,
+            user_id=creds.user_id,
+            password="unused",
+            access_token=creds.access_token,
+            space_alias=f"#{unique_localpart('space')}:{synapse.server_name}",
+            lobby_alias=alias,
+            agent_rooms={"ghost": alias},
+        )
+        op.save(tmp_path)
+        return op, alias
+
+    return asyncio.run(setup())
+
+
+def test_send_times_out_with_a_clear_message(synapse: Any, tmp_path: Path) -> None:
+    _operator_file(synapse, tmp_path)
+    result = runner.invoke(
+        app, ["send", "--data-dir", str(tmp_path), "--to", "ghost", "--timeout", "1.5", "hi"]
+    )
+    assert result.exit_code == 1
+    assert "no reply within 1.5 s" in result.output
+
+
+def test_send_to_unknown_agent_lists_the_known_ones(synapse: Any, tmp_path: Path) -> None:
+    _operator_file(synapse, tmp_path)
+    result = runner.invoke(app, ["send", "--data-dir", str(tmp_path), "--to", "nobody", "hi"])
+    assert result.exit_code == 2
+    assert "unknown agent 'nobody' (known: ghost)" in result.output
+
+
+def test_who_reports_a_missing_space(synapse: Any, tmp_path: Path) -> None:
+    _operator_file(synapse, tmp_path)
+    result = runner.invoke(app, ["who", "--data-dir", str(tmp_path)])
+    assert "Space unavailable" in result.output

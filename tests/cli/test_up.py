@@ -1,0 +1,114 @@
+"""`salon up` end to end: the real command, an embedded Synapse, the operator's CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from salon.devserver.synapse import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SALON = [sys.executable, "-m", "salon.cli"]
+
+
+def _salon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SALON, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@contextmanager
+def salon_up(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    """Run `salon up` until it says it is running; stop it afterwards if still alive."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [*SALON, "up", "--data-dir", str(data_dir), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Salon is running" in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not ready.wait(120):
+            raise AssertionError("salon up did not become ready:\n" + "".join(lines))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _rooms(data_dir: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(data_dir / "salon.db") as db:
+        return sorted(db.execute("SELECT room_id, kind, agent_id FROM rooms").fetchall())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    with salon_up(data_dir, port) as proc:
+        assert (data_dir / "operator.json").exists()
+        who = _salon("who", "--data-dir", str(data_dir))
+        assert who.returncode == 0, who.stderr
+        assert "echo" in who.stdout and "parrot" in who.stdout
+        assert who.stdout.count("online") == 2
+
+        sent = _salon("send", "--data-dir", str(data_dir), "--to", "parrot", "hello there")
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.strip() == "🦜 hello there"
+
+        lobby = _salon("send", "--data-dir", str(data_dir), "hi everyone")
+        assert lobby.returncode == 0 and "lobby" in lobby.stdout
+
+        read = _salon("read", "--data-dir", str(data_dir), "--room", "parrot", "-n", "5")
+        assert "hello there" in read.stdout and "🦜 hello there" in read.stdout
+
+        synapse_pid = int((data_dir / "synapse" / "homeserver.pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    # No orphan: the embedded homeserver went down with Salon.
+    deadline = time.monotonic() + 10
+    while _pid_alive(synapse_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(synapse_pid)
+    first_rooms = _rooms(data_dir)
+    assert [kind for _, kind, _ in first_rooms].count("agent") == 2
+
+    # A second `salon up` on the same data dir reuses everything; Ctrl-C stops it cleanly.
+    with salon_up(data_dir, port) as proc:
+        assert _rooms(data_dir) == first_rooms
+        read = _salon("read", "--data-dir", str(data_dir), "--room", "parrot")
+        assert "🦜 hello there" in read.stdout  # state kept
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0

@@ -14,6 +14,21 @@ from pathlib import Path
 import structlog
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (test runners swap and close it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure(
     level: str = "info", *, file: Path | None = None, console_level: str | None = None
 ) -> None:
@@ -33,7 +48,7 @@ def configure(
     for handler in list(root.handlers):
         root.removeHandler(handler)
     file_level = getattr(logging, level.upper(), logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setLevel(getattr(logging, (console_level or level).upper(), logging.INFO))
     console.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -206,8 +206,7 @@ class HttpAgentBackend:
             ) from exc
 
     async def _status_error(self, resp: aiohttp.ClientResponse) -> BackendError:
-        raw = await resp.read()
-        detail = raw.decode("utf-8", "replace")
+        detail = (await resp.content.read(4096)).decode("utf-8", "replace")
         try:
             data = json.loads(detail)
         except ValueError:
@@ -237,20 +236,16 @@ class HttpAgentBackend:
 
     async def _read_sse(self, resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
         parser = SSEParser()
-        async for raw in resp.content.iter_any():
-            for event in parser.feed(raw):
+        while True:
+            raw = await resp.content.readany()  # b"" at the end of the body
+            for event in parser.feed(raw) if raw else parser.close():
                 delta, done = self._sse_delta(event)
                 if delta:
                     yield delta
                 if done:
                     return
-        for event in parser.close():
-            delta, done = self._sse_delta(event)
-            if delta:
-                yield delta
-            if done:
-                return
-        raise BackendUnavailableError(f"the stream from {self.url} ended before its done event")
+            if not raw:
+                raise BackendUnavailableError(f"the stream from {self.url} ended before done")
 
     def _sse_delta(self, event: SSEEvent) -> tuple[str, bool]:
         """The text an SSE event carries, and whether the reply is complete."""
@@ -265,7 +260,9 @@ class HttpAgentBackend:
             if event.event == "error":
                 raise BackendRejectedError(f"{self.url} reported an error: {_short(data)}") from exc
             raise BackendRejectedError(f"{self.url} sent an event that is not JSON: {exc}") from exc
-        if event.event == "error" or (isinstance(payload, Mapping) and "error" in payload):
+        if event.event == "error" or (
+            isinstance(payload, Mapping) and payload.get("error") is not None
+        ):
             error = payload.get("error", payload) if isinstance(payload, Mapping) else payload
             raise BackendRejectedError(f"{self.url} reported an error: {_error_text(error)}")
         if not isinstance(payload, Mapping):

@@ -30,7 +30,7 @@ def map_error(error: BaseException, what: str) -> exc.SalonError:
         status = getattr(error, "http_status", 0)
         message = getattr(error, "message", None) or str(error)
         cls = _BY_ERRCODE.get(errcode or "", exc.MatrixRequestError)
-        if status == 400 and "alias" in message.lower() and "already exists" in message:
+        if "alias" in message.lower() and "already exists" in message:
             # Synapse's answer when a concurrent creator took the alias mid-request.
             cls = exc.RoomInUseError
         return cls(f"{what}: {errcode or status}: {message}", http_status=status, errcode=errcode)

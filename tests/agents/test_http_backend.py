@@ -1,0 +1,252 @@
+"""The ``http`` backend against a real upstream agent service on loopback, and its SSE parser."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from tests.agents.fakes import FakeAgentService, serve, unused_port
+
+from salon._exceptions import ConfigError
+from salon.agents.backend import ChatMessage, TurnRequest
+from salon.agents.errors import BackendRejectedError, BackendUnavailableError
+from salon.agents.http_backend import HttpAgentBackend, SSEEvent, SSEParser, wire_request
+from salon.agents.registry import build_backend, close_backend
+from salon.config.models import HttpBackend as HttpConfig
+from salon.config.models import SalonConfig
+from salon.ids import AgentId
+
+TOKEN_ENV = "SALON_TEST_AGENT_TOKEN"
+
+REQUEST = TurnRequest(
+    agent_id=AgentId("helper"),
+    sender="@alice:localhost",
+    text="what is on today?",
+    session_key="agent:helper:matrix:!room",
+    chat_id="42",
+    persona="You are kind.",
+    history=(ChatMessage("user", "hello"), ChatMessage("assistant", "hi!")),
+    attachments=({"kind": "image", "name": "cat.png", "mimetype": "image/png", "size": 1234},),
+)
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[tuple[FakeAgentService, str]]:
+    """A running fake agent service and the URL of its turn endpoint."""
+    server = FakeAgentService()
+    async with serve(server.app()) as url:
+        yield server, f"{url}/agent"
+
+
+@pytest.fixture
+async def make_backend() -> AsyncIterator[Callable[..., HttpAgentBackend]]:
+    """Build backends; all are closed after the test."""
+    made: list[HttpAgentBackend] = []
+
+    def make(url: str, env: dict[str, str] | None = None, **fields: Any) -> HttpAgentBackend:
+        config = HttpConfig(**{"type": "http", "base_url": url, "timeout_s": 5, **fields})
+        backend = HttpAgentBackend(config, agent_id="helper", env=env or {})
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        await backend.aclose()
+
+
+async def collect(backend: HttpAgentBackend, request: TurnRequest = REQUEST) -> list[str]:
+    return [chunk async for chunk in backend.stream(request)]
+
+
+async def test_json_reply_and_request_body(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    assert await collect(make_backend(url)) == ["Bonjour!"]
+    [received] = server.requests
+    assert received.path == "/agent"
+    assert received.body == {
+        "v": 1,
+        "agent": "helper",
+        "user": "@alice:localhost",
+        "chat_id": "42",
+        "session": "agent:helper:matrix:!room",
+        "text": "what is on today?",
+        "history": [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi!"},
+        ],
+        "persona": "You are kind.",
+        "attachments": [
+            {"kind": "image", "name": "cat.png", "mimetype": "image/png", "size": 1234}
+        ],
+    }
+    assert received.body == wire_request(REQUEST)
+    assert received.headers["Accept"] == "text/event-stream, application/json"
+    assert received.headers["Content-Type"] == "application/json"
+    assert "Authorization" not in received.headers
+
+
+async def test_token_and_configured_headers(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    backend = make_backend(
+        url, env={TOKEN_ENV: "s3cret"}, token_env=TOKEN_ENV, headers={"X-Tenant": "acme"}
+    )
+    await collect(backend)
+    headers = server.requests[0].headers
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert headers["X-Tenant"] == "acme"
+
+
+async def test_json_only_when_streaming_is_off(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    await collect(make_backend(url, stream=False))
+    assert server.requests[0].headers["Accept"] == "application/json"
+
+
+def test_unset_token_env_is_a_config_error() -> None:
+    config = HttpConfig(type="http", base_url="http://127.0.0.1:1/agent", token_env=TOKEN_ENV)
+    with pytest.raises(ConfigError, match=f"agents.helper.backend.token_env.*{TOKEN_ENV}") as info:
+        HttpAgentBackend(config, agent_id="helper", env={})
+    assert info.value.path == "agents.helper.backend.token_env"
+
+
+@pytest.mark.parametrize("mode", ["sse", "sse-done"])
+async def test_sse_deltas(
+    service: tuple[FakeAgentService, str], make_backend: Any, mode: str
+) -> None:
+    server, url = service
+    server.mode = mode
+    assert await collect(make_backend(url)) == ["Bon", "jour", "!"]
+
+
+async def test_sse_error_event(service: tuple[FakeAgentService, str], make_backend: Any) -> None:
+    server, url = service
+    server.mode = "sse-error"
+    got: list[str] = []
+    with pytest.raises(BackendRejectedError, match="reported an error: tool crashed"):
+        async for chunk in make_backend(url).stream(REQUEST):
+            got.append(chunk)
+    assert got == ["Bon"]
+
+
+async def test_sse_without_done_is_an_error(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    server.mode = "sse-truncated"
+    with pytest.raises(BackendUnavailableError, match="ended before done"):
+        await collect(make_backend(url))
+
+
+async def test_json_error_reply(service: tuple[FakeAgentService, str], make_backend: Any) -> None:
+    server, url = service
+    server.mode = "json-error"
+    with pytest.raises(BackendRejectedError, match="the upstream model is out of credits"):
+        await collect(make_backend(url))
+
+
+async def test_bad_gateway(service: tuple[FakeAgentService, str], make_backend: Any) -> None:
+    server, url = service
+    server.mode, server.status = "status", 502
+    with pytest.raises(BackendUnavailableError) as info:
+        await collect(make_backend(url))
+    assert str(info.value) == f"{url} answered HTTP 502: upstream exploded"
+    assert info.value.status == 502
+
+
+async def test_client_error_status(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    server.mode, server.status = "status", 403
+    with pytest.raises(BackendRejectedError, match="HTTP 403") as info:
+        await collect(make_backend(url))
+    assert info.value.status == 403
+
+
+async def test_timeout(service: tuple[FakeAgentService, str], make_backend: Any) -> None:
+    server, url = service
+    server.delay_s = 1.0
+    with pytest.raises(BackendUnavailableError, match=r"did not answer within 0\.2 s"):
+        await collect(make_backend(url, timeout_s=0.2))
+
+
+async def test_unreachable(make_backend: Any) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/agent"
+    with pytest.raises(BackendUnavailableError, match=f"cannot reach {url}"):
+        await collect(make_backend(url))
+
+
+async def test_session_reopens_after_aclose(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    _, url = service
+    backend = make_backend(url)
+    await collect(backend)
+    await backend.aclose()
+    assert await collect(backend) == ["Bonjour!"]
+
+
+async def test_registry_builds_it(
+    service: tuple[FakeAgentService, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = service
+    monkeypatch.setenv(TOKEN_ENV, "tok")
+    backend_cfg = {"type": "http", "base_url": url, "token_env": TOKEN_ENV}
+    config = SalonConfig.model_validate({"agents": {"helper": {"backend": backend_cfg}}})
+    backend = build_backend(config.agent("helper"))
+    assert isinstance(backend, HttpAgentBackend)
+    try:
+        assert [c async for c in backend.stream(REQUEST)] == ["Bonjour!"]
+    finally:
+        await close_backend(backend)
+    assert server.requests[0].headers["Authorization"] == "Bearer tok"
+
+
+# --- the SSE parser -----------------------------------------------------------------
+
+
+def parse(*chunks: bytes) -> list[SSEEvent]:
+    parser = SSEParser()
+    events = [event for chunk in chunks for event in parser.feed(chunk)]
+    return events + parser.close()
+
+
+def test_sse_line_endings_comments_and_multiline_data() -> None:
+    stream = (
+        b": comment\r\n"
+        b"data: one\r\n\r\n"
+        b"event: progress\ndata: two\ndata:  three\nid: 5\n\n"
+        b"data:four\r\rdata\n\n"
+    )
+    assert parse(stream) == [
+        SSEEvent("message", "one"),
+        SSEEvent("progress", "two\n three", "5"),
+        SSEEvent("message", "four", "5"),
+        SSEEvent("message", "", "5"),
+    ]
+
+
+def test_sse_split_anywhere() -> None:
+    stream = "data: héllo\r\n\r\nevent: error\r\ndata: {}\r\n\r\n".encode()
+    whole = parse(stream)
+    assert whole == [SSEEvent("message", "héllo"), SSEEvent("error", "{}")]
+    assert parse(*(stream[i : i + 1] for i in range(len(stream)))) == whole
+
+
+def test_sse_blank_lines_without_data_dispatch_nothing() -> None:
+    assert parse(b"\n\n: keep-alive\n\nevent: ping\n\n") == []
+
+
+def test_sse_unterminated_last_event_and_bom() -> None:
+    assert parse(b"\xef\xbb\xbfdata: a\n\ndata: b") == [
+        SSEEvent("message", "a"),
+        SSEEvent(data="b"),
+    ]
+    assert parse(b"data: c\r") == [SSEEvent(data="c")]

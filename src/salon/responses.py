@@ -18,6 +18,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "lobby_name": "Lobby",
         "lobby_topic": "Talk to everyone here; each agent also has its own room in this space.",
         "agent_room_topic": "{label}: {description}",
+        "reply_stopped": "⏹ (stopped)",
+        "empty_reply": "(no answer)",
     },
     "ru": {
         "backend_error": "⚠️ {agent} не смог ответить: {error}",
@@ -26,6 +28,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "lobby_name": "Лобби",
         "lobby_topic": "Общая комната; у каждого агента есть и своя комната в этом пространстве.",
         "agent_room_topic": "{label}: {description}",
+        "reply_stopped": "⏹ (остановлено)",
+        "empty_reply": "(нет ответа)",
     },
 }
 

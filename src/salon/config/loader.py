@@ -204,6 +204,8 @@ def _resolve(config: SalonConfig, base: Path, lines: _LineMap, source: str) -> S
     if sqlite_path != ":memory:" and not Path(sqlite_path).is_absolute():
         url = "sqlite:///" + str(base / sqlite_path)
         update["store"] = config.store.model_copy(update={"url": url})
+    if not Path(config.data_dir).is_absolute():
+        update["data_dir"] = str(base / config.data_dir)
     agents = dict(config.agents)
     for agent_id, agent in agents.items():
         name = (agent.persona or "").strip()

@@ -190,7 +190,6 @@ class OpenAIBackend(_Model):
     max_retries: Annotated[int, Field(ge=0)] = 3
     # First wait before a retry of a transient error; doubles on each further retry.
     retry_backoff_s: NonNegativeFloat = 0.5
-    context_tokens: Annotated[int, Field(gt=0)] = 8000
 
 
 class HttpBackend(_Model):
@@ -229,6 +228,8 @@ class AgentConfig(_Model):
     backend: BackendConfig
     matrix: IdentityCredentials | None = None
     can_delegate_to: list[str] | None = None
+    # History sent to the model is trimmed to this many (estimated) tokens.
+    context_tokens: Annotated[int, Field(ge=256)] = 8000
     # The id is the key under `agents:`; SalonConfig fills it in.
     _id: str = PrivateAttr(default="")
 
@@ -293,6 +294,15 @@ class RateLimitConfig(_Model):
     default_wait_s: NonNegativeFloat = 1.0
 
 
+class RepliesConfig(_Model):
+    """How streamed replies become Matrix messages and edits."""
+
+    edit_interval_s: NonNegativeFloat = 1.0  # at most one edit per interval
+    max_edits: Annotated[int, Field(ge=1)] = 20  # per reply, the final edit included
+    max_message_chars: Annotated[int, Field(ge=500, le=30000)] = 16000  # longer replies split
+    max_attempts: Annotated[int, Field(ge=1)] = 3  # per turn, across crashes and restarts
+
+
 class StoreConfig(_Model):
     """Where durable state lives."""
 
@@ -328,6 +338,9 @@ class SalonConfig(_Model):
     sync: SyncConfig = SyncConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     store: StoreConfig = StoreConfig()
+    replies: RepliesConfig = RepliesConfig()
+    # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
+    data_dir: str = "salon-data"
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SalonConfig:

@@ -8,17 +8,22 @@ import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
 
-from salon.agents.registry import build_backend
+from salon.agents.backend import Backend
+from salon.agents.profile import AgentProfile
+from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
+from salon.config import read_persona
 from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
+from salon.gateway.stream import StreamLimits
 from salon.gateway.turns import TurnRunner
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
@@ -67,6 +72,7 @@ class Gateway:
         self._dispatcher: Dispatcher | None = None
         self._supervisor: Supervisor | None = None
         self._heartbeats: list[Heartbeat] = []
+        self._backends: list[Backend] = []
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
@@ -74,12 +80,14 @@ class Gateway:
         hs = config.homeserver
         assert hs is not None
         # Backends first: an unusable agent config fails before touching the homeserver.
-        runtimes = {
-            AgentId(a): AgentRuntime(AgentId(a), agent.display_label, build_backend(agent))
-            for a, agent in config.agents.items()
-        }
+        backends = {AgentId(a): build_backend(agent) for a, agent in config.agents.items()}
+        self._backends = list(backends.values())
         specs = identity_specs(config)
         self.store = store = await Store.open(config.store.url)
+        runtimes = {
+            a: AgentRuntime(self._profile(a), backend, store.sessions)
+            for a, backend in backends.items()
+        }
         self._session = aiohttp.ClientSession()
         policy = RetryPolicy(
             max_retries=config.ratelimit.max_retries,
@@ -101,7 +109,17 @@ class Gateway:
             space_error=topology.space_error,
             agents=len(topology.agent_rooms),
         )
-        runner = TurnRunner(store, runtimes, agent_apis, locale=config.locale)
+        replies = config.replies
+        runner = TurnRunner(
+            store,
+            runtimes,
+            agent_apis,
+            limits=StreamLimits(
+                replies.edit_interval_s, replies.max_edits, replies.max_message_chars
+            ),
+            locale=config.locale,
+            max_attempts=replies.max_attempts,
+        )
         self._dispatcher = Dispatcher(
             store,
             apis=apis,
@@ -141,6 +159,20 @@ class Gateway:
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
 
+    def _profile(self, agent_id: AgentId) -> AgentProfile:
+        agent = self.config.agents[agent_id]
+        persona = read_persona(agent)
+        profile = AgentProfile(
+            agent_id=agent_id,
+            label=agent.display_label,
+            description=agent.description,
+            home=Path(self.config.data_dir) / "agents" / agent_id,
+            config_persona=persona,
+            context_tokens=agent.context_tokens,
+        )
+        profile.ensure_home()
+        return profile
+
     def loop_status(self) -> list[LoopStatus]:
         """Per-identity sync loop state."""
         return self._source.status() if self._source else []
@@ -155,6 +187,8 @@ class Gateway:
             await self._dispatcher.stop()
         await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
         self._heartbeats.clear()
+        await asyncio.gather(*(close_backend(b) for b in self._backends))
+        self._backends.clear()
         if self._session is not None:
             await self._session.close()
         if self.store is not None:

@@ -26,8 +26,10 @@ from salon.store.records import InboxItem, InboxRow, InboxState
 
 log = structlog.get_logger("salon.gateway.dispatcher")
 
-# Event types that can start a turn.
-TURN_TYPES = frozenset({"m.room.message"})
+# Event types worth admitting: messages start turns, reactions can stop them.
+ADMITTED_TYPES = frozenset({"m.room.message", "m.reaction"})
+STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
+STOP_COMMAND = "!stop"
 
 
 class Dispatcher:
@@ -118,6 +120,14 @@ class Dispatcher:
             log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
             await self.store.inbox.mark(event.event_id, InboxState.DROPPED, "unauthorised")
             return
+        if event.type == "m.reaction":
+            await self._reaction(event)
+            return
+        if event.body.strip().lower() == STOP_COMMAND:
+            stopped = self.runner.stop_in_room(event.room_id)
+            log.info("turn.stop_requested", room_id=event.room_id, turns=stopped)
+            await self.store.inbox.mark(event.event_id, InboxState.DONE, "stop")
+            return
         room = await self.store.rooms.get(event.room_id)
         decision = route(room, set(self.agents))
         log.info(
@@ -132,10 +142,18 @@ class Dispatcher:
             self.runner.launch(event, agent_id)
         await self.store.inbox.mark(event.event_id, InboxState.DONE, decision.reason.value)
 
+    async def _reaction(self, event: InboundEvent) -> None:
+        rel = event.relation
+        if rel.get("rel_type") == "m.annotation" and rel.get("key") in STOP_REACTIONS:
+            target = rel.get("event_id")
+            if isinstance(target, str) and self.runner.stop_reply(target):
+                log.info("turn.stop_requested", reply_event_id=target)
+        await self.store.inbox.mark(event.event_id, InboxState.DONE, "reaction")
+
     # --- helpers -------------------------------------------------------------
 
     def _worth_admitting(self, identity: UserId, event: InboundEvent) -> bool:
-        if event.type not in TURN_TYPES or event.state_key is not None:
+        if event.type not in ADMITTED_TYPES or event.state_key is not None:
             return False
         if event.sender in self._ours:
             return False  # own echoes (agent-to-agent traffic arrives as typed events)

@@ -7,6 +7,7 @@ from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.kv import KV
 from salon.store.rooms import Rooms
+from salon.store.sessions import Sessions
 from salon.store.turns import Turns
 
 
@@ -20,6 +21,7 @@ class Store:
         self.turns = Turns(db)
         self.rooms = Rooms(db)
         self.kv = KV(db)
+        self.sessions = Sessions(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -50,6 +50,7 @@ class TurnState(StrEnum):
     RUNNING = "running"
     REPLIED = "replied"
     FAILED = "failed"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)

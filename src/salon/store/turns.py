@@ -46,18 +46,16 @@ class Turns:
         assert record is not None
         return record
 
-    async def start(self, event_id: str, agent_id: str) -> TurnRecord:
-        """Move a turn to running and count the attempt."""
-        await self._db.execute(
+    async def start(self, event_id: str, agent_id: str) -> TurnRecord | None:
+        """Move an open turn to running and count the attempt; None if it is already closed."""
+        changed = await self._db.execute(
             "UPDATE turns SET state = 'running', attempts = attempts + 1, updated_at = $3"
-            " WHERE event_id = $1 AND agent_id = $2",
+            " WHERE event_id = $1 AND agent_id = $2 AND state IN ('admitted', 'running')",
             event_id,
             agent_id,
             now_ms(),
         )
-        record = await self.get(event_id, agent_id)
-        assert record is not None
-        return record
+        return await self.get(event_id, agent_id) if changed else None
 
     async def finish(
         self,
@@ -68,9 +66,10 @@ class Turns:
         reply_event_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        """Close a turn as replied or failed."""
+        """Close a turn as replied, failed or stopped."""
         await self._db.execute(
-            "UPDATE turns SET state = $3, reply_event_id = $4, error = $5, updated_at = $6"
+            "UPDATE turns SET state = $3, reply_event_id = COALESCE($4, reply_event_id),"
+            " error = $5, updated_at = $6"
             " WHERE event_id = $1 AND agent_id = $2",
             event_id,
             agent_id,
@@ -79,6 +78,22 @@ class Turns:
             error,
             now_ms(),
         )
+
+    async def set_reply(self, event_id: str, agent_id: str, reply_event_id: str) -> None:
+        """Remember the reply's first event while it is still streaming."""
+        await self._db.execute(
+            "UPDATE turns SET reply_event_id = $3 WHERE event_id = $1 AND agent_id = $2",
+            event_id,
+            agent_id,
+            reply_event_id,
+        )
+
+    async def by_reply(self, reply_event_id: str) -> TurnRecord | None:
+        """The turn whose reply is ``reply_event_id``."""
+        row = await self._db.fetchone(
+            "SELECT * FROM turns WHERE reply_event_id = $1", reply_event_id
+        )
+        return None if row is None else _record(row)
 
     async def unfinished(self) -> list[TurnRecord]:
         """Turns admitted or running: after a crash these are resumed."""

@@ -1,0 +1,444 @@
+"""Round trip through Salon's ``echo`` agent versus a bare mautrix echo bot.
+
+Starts a throwaway Synapse, a Salon gateway (in this process) with one ``echo``
+agent, and a minimal mautrix echo bot on the same homeserver. An operator user
+sends messages one at a time to each and measures send → reply seen, with its
+own ``/sync`` long-poll loop. Prints one JSON object on stdout; progress goes to
+stderr.
+
+Usage::
+
+    .venv/bin/python bench/roundtrip.py [--messages N] [--warmup W] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from mautrix.api import HTTPAPI
+from mautrix.client import Client, InternalEventType
+from mautrix.types import (
+    DeviceID,
+    EventType,
+    InReplyTo,
+    MessageEvent,
+    MessageType,
+    RelatesTo,
+    RoomID,
+    TextMessageEventContent,
+    UserID,
+)
+from mautrix.util.logging import TraceLogger
+from rich.console import Console
+
+from salon import log as salon_log
+from salon.config.models import SalonConfig
+from salon.devserver.synapse import (
+    SynapseLayout,
+    SynapseProcess,
+    SynapseSettings,
+    free_port,
+    write_synapse_config,
+)
+from salon.gateway.app import Gateway
+from salon.ids import UserId
+from salon.matrix.registration import Credentials, register_with_shared_secret
+
+REPLY_TIMEOUT_S = 10.0
+"""How long one message may wait for its reply before the run fails."""
+SYNC_TIMEOUT_MS = 30_000
+CLIENT = "/_matrix/client/v3"
+
+console = Console(stderr=True, highlight=False)
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (reported on stderr, exit status 1)."""
+
+
+# --- the operator: raw HTTP, the same path for both contenders -------------------
+
+
+@dataclass
+class Operator:
+    """The measuring user: sends over plain aiohttp and watches its own ``/sync``."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+    creds: Credentials
+    since: str | None = None
+    sync_error: str | None = None
+    _waiters: dict[str, asyncio.Future[tuple[float, str]]] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One client-server API call; an error answer becomes :class:`BenchError`."""
+        headers = {"Authorization": f"Bearer {self.creds.access_token}"}
+        url = self.base_url + CLIENT + path
+        async with self.session.request(
+            method, url, json=body, params=query, headers=headers
+        ) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise BenchError(f"{method} {path} answered {resp.status}: {data}")
+            return dict(data or {})
+
+    async def create_room(self, invite: list[str]) -> str:
+        """A private room with ``invite`` invited; returns its id."""
+        body = {"preset": "private_chat", "name": "bench baseline", "invite": invite}
+        return str((await self.request("POST", "/createRoom", body))["room_id"])
+
+    async def join(self, room_id: str) -> None:
+        """Join (accept the invitation to) ``room_id``."""
+        await self.request("POST", f"/join/{quote(room_id, safe='')}", {})
+
+    async def send(self, room_id: str, text: str) -> str:
+        """Send an ``m.text`` message; returns its event id."""
+        path = f"/rooms/{quote(room_id, safe='')}/send/m.room.message/{uuid.uuid4().hex}"
+        data = await self.request("PUT", path, {"msgtype": "m.text", "body": text})
+        return str(data["event_id"])
+
+    async def start_sync(self, room_ids: list[str]) -> None:
+        """Upload a filter for ``room_ids`` (messages only), sync once, then long-poll."""
+        definition = {
+            "presence": {"types": []},
+            "account_data": {"types": []},
+            "room": {
+                "rooms": room_ids,
+                "timeline": {"limit": 50, "types": ["m.room.message"]},
+                "state": {"types": []},
+                "ephemeral": {"types": []},
+                "account_data": {"types": []},
+            },
+        }
+        user = quote(self.creds.user_id, safe="")
+        filter_id = str(
+            (await self.request("POST", f"/user/{user}/filter", definition))["filter_id"]
+        )
+        first = await self.request("GET", "/sync", query={"timeout": "0", "filter": filter_id})
+        self.since = str(first["next_batch"])
+        self._task = asyncio.create_task(self._sync_loop(filter_id), name="operator-sync")
+
+    async def stop(self) -> None:
+        """End the sync loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _waiter(self, event_id: str) -> asyncio.Future[tuple[float, str]]:
+        fut = self._waiters.get(event_id)
+        if fut is None:
+            fut = self._waiters[event_id] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def _sync_loop(self, filter_id: str) -> None:
+        """Long-poll ``/sync``; each reply resolves the waiter of the event it replies to."""
+        while True:
+            query = {"timeout": str(SYNC_TIMEOUT_MS), "filter": filter_id}
+            if self.since:
+                query["since"] = self.since
+            try:
+                data = await self.request("GET", "/sync", query=query)
+            except (aiohttp.ClientError, BenchError, ValueError) as exc:
+                self.sync_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(0.2)
+                continue
+            seen = time.perf_counter()
+            self.since = str(data.get("next_batch") or self.since)
+            for room in ((data.get("rooms") or {}).get("join") or {}).values():
+                for event in (room.get("timeline") or {}).get("events") or []:
+                    content = event.get("content") or {}
+                    relates = content.get("m.relates_to") or {}
+                    if relates.get("rel_type") == "m.replace":
+                        continue  # an edit of a reply, not the reply
+                    target = (relates.get("m.in_reply_to") or {}).get("event_id")
+                    if not target or event.get("sender") == self.creds.user_id:
+                        continue
+                    fut = self._waiter(str(target))
+                    if not fut.done():
+                        fut.set_result((seen, str(content.get("body", ""))))
+
+    async def roundtrip(self, room_id: str, text: str, who: str) -> float:
+        """Send ``text`` and wait for its reply; returns the round trip in ms."""
+        start = time.perf_counter()
+        event_id = await self.send(room_id, text)
+        fut = self._waiter(event_id)
+        try:
+            seen, body = await asyncio.wait_for(fut, REPLY_TIMEOUT_S)
+        except TimeoutError:
+            hint = f" (last sync error: {self.sync_error})" if self.sync_error else ""
+            raise BenchError(
+                f"{who}: no reply to {event_id} within {REPLY_TIMEOUT_S:g} s{hint}"
+            ) from None
+        finally:
+            self._waiters.pop(event_id, None)
+        if text not in body:
+            raise BenchError(f"{who}: reply to {event_id} has body {body!r}, expected {text!r}")
+        return (seen - start) * 1000
+
+
+# --- the baseline: a bare mautrix echo bot --------------------------------------
+
+
+def _mautrix_logger(name: str) -> logging.Logger:
+    """A ``mau.bench.<name>`` logger of mautrix's own class.
+
+    mautrix calls ``log.silly()``, which only its ``TraceLogger`` has; structlog
+    (configured by Salon's logging) swaps the default logger class for its own.
+    """
+    previous = logging.getLoggerClass()
+    logging.setLoggerClass(TraceLogger)
+    try:
+        return logging.getLogger(f"mau.bench.{name}")
+    finally:
+        logging.setLoggerClass(previous)
+
+
+class EchoBot:
+    """The smallest useful mautrix bot: replies to every text with the same body."""
+
+    def __init__(self, creds: Credentials, base_url: str, session: aiohttp.ClientSession) -> None:
+        api = HTTPAPI(
+            base_url, creds.access_token, client_session=session, log=_mautrix_logger("bot")
+        )
+        self.client = Client(UserID(creds.user_id), DeviceID(creds.device_id), api=api)
+        self.client.ignore_initial_sync = True
+        self.client.ignore_first_sync = True
+        self.client.add_event_handler(EventType.ROOM_MESSAGE, self._on_message)
+        self.client.add_event_handler(InternalEventType.SYNC_SUCCESSFUL, self._on_synced)
+        self._synced = asyncio.Event()
+
+    async def _on_synced(self, data: Any) -> None:
+        self._synced.set()
+
+    async def _on_message(self, evt: MessageEvent) -> None:
+        if evt.sender == self.client.mxid or not isinstance(evt.content, TextMessageEventContent):
+            return
+        relates = RelatesTo(in_reply_to=InReplyTo(event_id=evt.event_id))
+        await self.client.send_text(
+            evt.room_id, evt.content.body, msgtype=MessageType.TEXT, relates_to=relates
+        )
+
+    async def start(self, room_id: str) -> None:
+        """Join ``room_id`` (it is invited) and start syncing; returns after the first sync."""
+        await self.client.join_room_by_id(RoomID(room_id))
+        self.client.start(None)
+        await asyncio.wait_for(self._synced.wait(), 30)
+
+    def stop(self) -> None:
+        """Stop the sync loop."""
+        self.client.stop()
+
+
+# --- statistics and the run ------------------------------------------------------
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50, p95 (interpolated), mean and max of round trips in ms."""
+    p95 = (
+        statistics.quantiles(samples, n=20, method="inclusive")[18]
+        if len(samples) > 1
+        else samples[0]
+    )
+    return {
+        "p50_ms": round(statistics.median(samples), 2),
+        "p95_ms": round(p95, 2),
+        "mean_ms": round(statistics.fmean(samples), 2),
+        "max_ms": round(max(samples), 2),
+    }
+
+
+def block_sizes(total: int, blocks: int) -> list[int]:
+    """Split ``total`` messages into ``blocks`` nearly equal, non-empty blocks."""
+    blocks = max(1, min(blocks, total))
+    base, extra = divmod(total, blocks)
+    return [base + (1 if i < extra else 0) for i in range(blocks)]
+
+
+def salon_config(layout: SynapseLayout, data_dir: Path) -> SalonConfig:
+    """One ``echo`` agent (no delay), no start-up jitter, a fresh SQLite store."""
+    ns = secrets.token_hex(3)
+    return SalonConfig.model_validate(
+        {
+            "homeserver": {
+                "url": layout.base_url,
+                "server_name": layout.server_name,
+                "registration_shared_secret": layout.registration_shared_secret,
+            },
+            "space": {"alias": f"bench-{ns}", "name": f"Bench {ns}"},
+            "router": {"localpart": f"bench-{ns}"},
+            "naming": {
+                "agent_localpart": f"bench-{ns}_{{id}}",
+                "agent_room_alias": f"bench-{ns}-{{id}}",
+                "lobby_alias": f"bench-{ns}-lobby",
+            },
+            "agents": {"echo": {"label": "Echo", "backend": {"type": "echo"}}},
+            "sync": {"startup_jitter_s": 0},
+            "store": {"url": f"sqlite:///{data_dir / f'salon-bench-{ns}.db'}"},
+        }
+    )
+
+
+async def register(session: aiohttp.ClientSession, layout: SynapseLayout, role: str) -> Credentials:
+    """A fresh user (random localpart, so a reused ``--data-dir`` works)."""
+    return await register_with_shared_secret(
+        session,
+        layout.base_url,
+        layout.registration_shared_secret,
+        f"bench-{role}-{secrets.token_hex(4)}",
+        secrets.token_urlsafe(16),
+    )
+
+
+async def run(
+    layout: SynapseLayout, data_dir: Path, messages: int, warmup: int, blocks: int
+) -> dict[str, Any]:
+    """Set up both contenders, measure them alternately, return the result object."""
+    async with aiohttp.ClientSession() as op_http, aiohttp.ClientSession() as bot_http:
+        operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
+        bot = EchoBot(await register(bot_http, layout, "bot"), layout.base_url, bot_http)
+        gateway = Gateway(salon_config(layout, data_dir), invite=[UserId(operator.creds.user_id)])
+        cleanups: list[Callable[[], Awaitable[None]]] = []
+        try:
+            started = time.perf_counter()
+            cleanups.append(gateway.stop)
+            state = await gateway.start()
+            salon_room = str(next(iter(state.topology.agent_rooms.values())))
+            await operator.join(salon_room)
+            console.print(f"Salon gateway ready ({time.perf_counter() - started:.1f} s)")
+
+            bot_room = await operator.create_room([bot.client.mxid])
+
+            async def stop_bot() -> None:
+                bot.stop()
+
+            cleanups.append(stop_bot)
+            await bot.start(bot_room)
+            console.print("mautrix echo bot ready")
+
+            cleanups.append(operator.stop)
+            await operator.start_sync([salon_room, bot_room])
+            contenders = {"baseline_mautrix": bot_room, "salon": salon_room}
+
+            for name, room in contenders.items():
+                for i in range(warmup):
+                    await operator.roundtrip(
+                        room, f"warmup {name} {i} {secrets.token_hex(4)}", name
+                    )
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
+            sizes = block_sizes(messages, blocks)
+            for b, size in enumerate(sizes):
+                order = list(contenders) if b % 2 == 0 else list(reversed(contenders))
+                for name in order:
+                    for i in range(size):
+                        text = f"bench {name} {b}.{i} {secrets.token_hex(4)}"
+                        samples[name].append(await operator.roundtrip(contenders[name], text, name))
+                line = ", ".join(
+                    f"{name} p50 {statistics.median(samples[name][-size:]):.1f} ms"
+                    for name in contenders
+                )
+                console.print(f"block {b + 1}/{len(sizes)} ({size} each): {line}")
+        finally:
+            for cleanup in reversed(cleanups):
+                try:
+                    await cleanup()
+                except Exception as exc:  # keep cleaning up; the cause is reported
+                    console.print(
+                        f"cleanup failed: {type(exc).__name__}: {exc}", style="yellow", markup=False
+                    )
+
+    salon = summary(samples["salon"])
+    base = summary(samples["baseline_mautrix"])
+    return {
+        "messages": messages,
+        "salon": salon,
+        "baseline_mautrix": base,
+        "ratio_p50": round(salon["p50_ms"] / base["p50_ms"], 3),
+        "ratio_p95": round(salon["p95_ms"] / base["p95_ms"], 3),
+        "synapse": metadata.version("matrix-synapse"),
+        "python": platform.python_version(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=50, help="measured messages per side")
+    parser.add_argument("--warmup", type=int, default=5, help="uncounted messages per side first")
+    parser.add_argument("--blocks", type=int, default=5, help="alternating blocks per side")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep Synapse and the store here (default: a temp dir, removed at the end)",
+    )
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.warmup < 0 or args.blocks < 1:
+        parser.error("--messages and --blocks must be >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; JSON on stdout, exit status 0, 1 (failure) or 130 (interrupted)."""
+    args = parse_args(argv)
+    salon_log.configure("warning")
+    # SIGTERM takes the same path as Ctrl-C: the gateway and Synapse are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.data_dir is None:
+                tmp = tempfile.TemporaryDirectory(prefix="salon-bench-", ignore_cleanup_errors=True)
+                data_dir = Path(stack.enter_context(tmp))
+            else:
+                data_dir = args.data_dir.resolve()
+                data_dir.mkdir(parents=True, exist_ok=True)
+            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=free_port()))
+            synapse = SynapseProcess(layout)
+            stack.callback(synapse.stop)
+            started = time.perf_counter()
+            synapse.start()
+            console.print(
+                f"Synapse {metadata.version('matrix-synapse')} ready on {layout.base_url} "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
+            result = asyncio.run(run(layout, data_dir, args.messages, args.warmup, args.blocks))
+    except KeyboardInterrupt:
+        console.print("interrupted", style="red")
+        return 130
+    except Exception as exc:
+        console.print(f"bench failed: {type(exc).__name__}: {exc}", style="red", markup=False)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""An agent's profile: identity-free facts and its home dir with ``SOUL.md``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from salon.ids import AgentId
+
+SOUL = "SOUL.md"
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """Who an agent is, for the runtime, plugins and tools."""
+
+    agent_id: AgentId
+    label: str
+    description: str
+    home: Path
+    config_persona: str | None = None
+    context_tokens: int = 8000
+
+    def persona(self) -> str | None:
+        """The system prompt: ``<home>/SOUL.md`` if present, else the config's persona.
+
+        Read on every turn so an edited SOUL.md takes effect without a restart.
+        """
+        soul = self.home / SOUL
+        try:
+            text = soul.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        return text or self.config_persona
+
+    def ensure_home(self) -> None:
+        """Create the home dir (the agent's own files live here)."""
+        self.home.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,192 @@
+"""A streamed reply as Matrix events: first chunk a message, then bounded edits.
+
+The backend's chunks are pumped into a queue by their own task, so edits go
+out on time even when the backend pauses, and a reply that arrives whole (the
+echo backend) becomes one message with no edits. Every send has a transaction
+id derived from the turn and the part, so a turn re-run after a crash updates
+the same events instead of posting a second reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from salon.gateway.replies import reply_content, txn_id
+from salon.ids import EventId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.events import InboundEvent
+
+_END = object()
+# After the first chunk, wait this long for more before showing anything, so a
+# reply that arrives whole is sent once instead of as a message plus an edit.
+FIRST_CHUNK_GRACE_S = 0.05
+TYPING_REFRESH_S = 20.0
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Bounds on how a reply is streamed."""
+
+    edit_interval_s: float = 1.0
+    max_edits: int = 20
+    max_message_chars: int = 16000
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` chars, at a newline or space if possible."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
+        if cut < limit // 2:
+            cut = limit
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip("\n ") if cut < limit else text[cut:]
+    pieces.append(text)
+    return pieces
+
+
+class ReplyStream:
+    """Sends one turn's reply: first message, time- and count-bounded edits, final text."""
+
+    def __init__(
+        self,
+        api: MatrixAPI,
+        event: InboundEvent,
+        agent_id: str,
+        limits: StreamLimits,
+        *,
+        on_first: Callable[[EventId], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.event = event
+        self.agent_id = agent_id
+        self.limits = limits
+        self.text = ""
+        self.first_id: EventId | None = None
+        self.edits_sent = 0
+        self._shown: str | None = None
+        self._last_send = 0.0
+        self._on_first = on_first
+        self._clock = clock
+        self._first_chunk_at: float | None = None
+
+    async def run(self, chunks: AsyncIterator[str]) -> str:
+        """Consume the backend stream, showing progress; returns the whole text."""
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for chunk in chunks:
+                    await queue.put(chunk)
+                await queue.put(_END)
+            except Exception as e:
+                await queue.put(e)
+
+        producer = asyncio.create_task(pump(), name=f"backend:{self.agent_id}")
+        typing_at = self._clock()
+        try:
+            while True:
+                timeout = self._wait_for_next()
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    item = None
+                if isinstance(item, Exception):
+                    raise item
+                if item is _END:
+                    return self.text
+                if isinstance(item, str):
+                    self.text += item
+                await self._maybe_show()
+                if self._clock() - typing_at > TYPING_REFRESH_S:
+                    typing_at = self._clock()
+                    await self.api.set_typing(self.event.room_id, True, 60000)
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    def _wait_for_next(self) -> float | None:
+        if self._shown == self.text:
+            return TYPING_REFRESH_S  # nothing new to show: just wait for the backend
+        if self.first_id is None:
+            return FIRST_CHUNK_GRACE_S
+        return max(0.0, self._last_send + self.limits.edit_interval_s - self._clock())
+
+    async def _maybe_show(self) -> None:
+        if not self.text or self._shown == self.text:
+            return
+        now = self._clock()
+        if self.first_id is None:
+            if self._first_chunk_at is None:
+                self._first_chunk_at = now
+            if now - self._first_chunk_at < FIRST_CHUNK_GRACE_S:
+                return
+            await self._send_first(self._head(self.text), final=False)
+            return
+        # Keep one edit for the final text.
+        if self.edits_sent + 1 >= self.limits.max_edits:
+            return
+        if now - self._last_send < self.limits.edit_interval_s:
+            return
+        self.edits_sent += 1
+        await self._edit(self._head(self.text), f"edit-{self.edits_sent}", final=False)
+
+    async def finish(self, text: str, *, notice: bool = False) -> EventId:
+        """Show ``text`` as the final reply (split if long); returns the first event's id."""
+        pieces = split_message(text, self.limits.max_message_chars)
+        if self.first_id is None:
+            await self._send_first(pieces[0], final=len(pieces) == 1, notice=notice)
+        elif self._shown != pieces[0] or len(pieces) == 1:
+            await self._edit(pieces[0], "final", final=len(pieces) == 1, notice=notice)
+        for i, piece in enumerate(pieces[1:], start=1):
+            content = reply_content(
+                self.event, self.agent_id, piece, notice=notice, final=i == len(pieces) - 1
+            )
+            await self.api.send_event(
+                self.event.room_id,
+                "m.room.message",
+                content,
+                txn_id=txn_id(self.event.event_id, self.agent_id, f"part-{i}"),
+            )
+        assert self.first_id is not None
+        return self.first_id
+
+    def _head(self, text: str) -> str:
+        return text[: self.limits.max_message_chars]
+
+    async def _send_first(self, body: str, *, final: bool, notice: bool = False) -> None:
+        content = reply_content(self.event, self.agent_id, body, final=final, notice=notice)
+        self.first_id = await self.api.send_event(
+            self.event.room_id,
+            "m.room.message",
+            content,
+            txn_id=txn_id(self.event.event_id, self.agent_id, 0),
+        )
+        self._shown = body
+        self._last_send = self._clock()
+        if self._on_first is not None:
+            await self._on_first(self.first_id)
+
+    async def _edit(self, body: str, part: str, *, final: bool, notice: bool = False) -> None:
+        assert self.first_id is not None
+        new = reply_content(self.event, self.agent_id, body, final=final, notice=notice)
+        new.pop("m.relates_to")
+        content = {
+            "msgtype": new["msgtype"],
+            "body": f"* {body}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": self.first_id},
+        }
+        await self.api.send_event(
+            self.event.room_id,
+            "m.room.message",
+            content,
+            txn_id=txn_id(self.event.event_id, self.agent_id, part),
+        )
+        self._shown = body
+        self._last_send = self._clock()

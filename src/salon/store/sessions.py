@@ -1,0 +1,93 @@
+"""Conversation histories, one per session key, each owned by one agent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from salon.store.db import Database
+from salon.store.records import now_ms
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a session."""
+
+    role: str
+    content: str
+    tokens: int
+    turn_id: str | None
+
+
+class Sessions:
+    """The ``sessions`` and ``session_messages`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def chat_id(self, session_key: str, agent_id: str) -> str:
+        """The session's platform chat id, allocated once from a durable sequence."""
+        existing = await self._db.fetchval(
+            "SELECT chat_id FROM sessions WHERE session_key = $1", session_key
+        )
+        if existing is not None:
+            return str(existing)
+        async with self._db.transaction() as tx:
+            current = await tx.fetchval("SELECT value FROM kv WHERE key = 'seq:chat_id'")
+            value = int(current or 0) + 1
+            await tx.execute(
+                "INSERT INTO kv (key, value) VALUES ('seq:chat_id', $1)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(value),
+            )
+            await tx.execute(
+                "INSERT INTO sessions (session_key, agent_id, chat_id, created_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (session_key) DO NOTHING",
+                session_key,
+                agent_id,
+                str(value),
+                now_ms(),
+            )
+        return str(
+            await self._db.fetchval(
+                "SELECT chat_id FROM sessions WHERE session_key = $1", session_key
+            )
+        )
+
+    async def messages(self, session_key: str, agent_id: str) -> list[StoredMessage]:
+        """The session's messages, oldest first; empty if the session is another agent's."""
+        rows = await self._db.fetchall(
+            "SELECT m.role, m.content, m.tokens, m.turn_id FROM session_messages m"
+            " JOIN sessions s ON s.session_key = m.session_key"
+            " WHERE m.session_key = $1 AND s.agent_id = $2 ORDER BY m.id",
+            session_key,
+            agent_id,
+        )
+        return [StoredMessage(r["role"], r["content"], r["tokens"], r["turn_id"]) for r in rows]
+
+    async def append_turn(
+        self,
+        session_key: str,
+        agent_id: str,
+        turn_id: str,
+        messages: list[tuple[str, str, int]],
+    ) -> None:
+        """Add a turn's (role, content, tokens) messages once (a replayed turn is a no-op)."""
+        await self.chat_id(session_key, agent_id)
+        async with self._db.transaction() as tx:
+            for role, content, tokens in messages:
+                await tx.execute(
+                    "INSERT INTO session_messages"
+                    " (session_key, turn_id, role, content, tokens, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (session_key, turn_id, role) DO NOTHING",
+                    session_key,
+                    turn_id,
+                    role,
+                    content,
+                    tokens,
+                    now_ms(),
+                )
+
+    async def clear(self, session_key: str) -> None:
+        """Forget a session's messages (its chat id stays)."""
+        await self._db.execute("DELETE FROM session_messages WHERE session_key = $1", session_key)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -61,7 +61,7 @@ from salon.devserver.synapse import (
     write_synapse_config,
 )
 from salon.gateway.app import Gateway
-from salon.ids import UserId
+from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, register_with_shared_secret
 
 REPLY_TIMEOUT_S = 10.0
@@ -208,7 +208,7 @@ class Operator:
 # --- the baseline: a bare mautrix echo bot --------------------------------------
 
 
-def _mautrix_logger(name: str) -> logging.Logger:
+def _mautrix_logger(name: str) -> TraceLogger:
     """A ``mau.bench.<name>`` logger of mautrix's own class.
 
     mautrix calls ``log.silly()``, which only its ``TraceLogger`` has; structlog
@@ -217,7 +217,7 @@ def _mautrix_logger(name: str) -> logging.Logger:
     previous = logging.getLoggerClass()
     logging.setLoggerClass(TraceLogger)
     try:
-        return logging.getLogger(f"mau.bench.{name}")
+        return cast(TraceLogger, logging.getLogger(f"mau.bench.{name}"))
     finally:
         logging.setLoggerClass(previous)
 
@@ -331,7 +331,9 @@ async def run(
             started = time.perf_counter()
             cleanups.append(gateway.stop)
             state = await gateway.start()
-            salon_room = str(next(iter(state.topology.agent_rooms.values())))
+            salon_room = state.topology.agent_rooms.get(AgentId("echo"))
+            if salon_room is None:
+                raise BenchError("the gateway started without a room for the echo agent")
             await operator.join(salon_room)
             console.print(f"Salon gateway ready ({time.perf_counter() - started:.1f} s)")
 
@@ -410,10 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; JSON on stdout, exit status 0, 1 (failure) or 130 (interrupted)."""
     args = parse_args(argv)
     salon_log.configure("warning")
-    # SIGTERM takes the same path as Ctrl-C: the gateway and Synapse are stopped.
+    # Ctrl-C works even when started in the background (SIGINT inherited as ignored),
+    # and SIGTERM takes the same path: the gateway and Synapse are stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         with contextlib.ExitStack() as stack:
+            # stdout carries the JSON only: anything else printed meanwhile goes to stderr.
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
             if args.data_dir is None:
                 tmp = tempfile.TemporaryDirectory(prefix="salon-bench-", ignore_cleanup_errors=True)
                 data_dir = Path(stack.enter_context(tmp))

@@ -25,6 +25,7 @@ _END = object()
 # reply that arrives whole is sent once instead of as a message plus an edit.
 FIRST_CHUNK_GRACE_S = 0.05
 TYPING_REFRESH_S = 20.0
+MIN_WAIT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,18 @@ class ReplyStream:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
-    def _wait_for_next(self) -> float | None:
-        if self._shown == self.text:
-            return TYPING_REFRESH_S  # nothing new to show: just wait for the backend
+    def _wait_for_next(self) -> float:
+        if self._shown == self.text or not self._edits_left():
+            return TYPING_REFRESH_S  # nothing (more) to show: just wait for the backend
         if self.first_id is None:
             return FIRST_CHUNK_GRACE_S
-        return max(0.0, self._last_send + self.limits.edit_interval_s - self._clock())
+        # Never 0: wait_for(get(), 0) times out before the queue is even looked at.
+        due = self._last_send + self.limits.edit_interval_s - self._clock()
+        return max(MIN_WAIT_S, due)
+
+    def _edits_left(self) -> bool:
+        # One edit is kept for the final text.
+        return self.first_id is None or self.edits_sent + 1 < self.limits.max_edits
 
     async def _maybe_show(self) -> None:
         if not self.text or self._shown == self.text:
@@ -128,8 +135,7 @@ class ReplyStream:
                 return
             await self._send_first(self._head(self.text), final=False)
             return
-        # Keep one edit for the final text.
-        if self.edits_sent + 1 >= self.limits.max_edits:
+        if not self._edits_left():
             return
         if now - self._last_send < self.limits.edit_interval_s:
             return

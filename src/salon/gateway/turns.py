@@ -143,7 +143,9 @@ class TurnRunner:
         log = runtime.log.bind(event_id=event.event_id, room_id=event.room_id)
         record = await self.store.turns.start(event.event_id, agent_id)
         if record is None:
-            return False  # closed already (a replayed admission)
+            log.info("turn.already_closed")  # a replayed admission
+            return False
+        log.info("turn.started", attempt=record.attempts)
         if record.attempts > self.max_attempts:
             body = responses.text(
                 "turn_gave_up", self.locale, agent=runtime.label, attempts=self.max_attempts

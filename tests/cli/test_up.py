@@ -26,11 +26,11 @@ def _salon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def salon_up(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+def salon_up(data_dir: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
     """Run `salon up` until it says it is running; stop it afterwards if still alive."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [*SALON, "up", "--data-dir", str(data_dir), "--port", str(port)],
+        [*SALON, "up", "--data-dir", str(data_dir), "--port", str(port), *extra],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -77,16 +77,22 @@ def _pid_alive(pid: int) -> bool:
 def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    with salon_up(data_dir, port) as proc:
+    dead_llm = f"http://127.0.0.1:{free_port()}/v1"
+    with salon_up(data_dir, port, "--openai-base-url", dead_llm) as proc:
         assert (data_dir / "operator.json").exists()
         who = _salon("who", "--data-dir", str(data_dir))
         assert who.returncode == 0, who.stderr
-        assert "echo" in who.stdout and "parrot" in who.stdout
-        assert who.stdout.count("online") == 2
+        assert "echo" in who.stdout and "parrot" in who.stdout and "assistant" in who.stdout
+        assert who.stdout.count("online") == 3
 
         sent = _salon("send", "--data-dir", str(data_dir), "--to", "parrot", "hello there")
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.strip() == "🦜 hello there"
+
+        # No model server behind the demo's assistant: a clear error, a non-zero exit.
+        llm = _salon("send", "--data-dir", str(data_dir), "--to", "assistant", "hi")
+        assert llm.returncode == 1
+        assert f"cannot reach {dead_llm}" in llm.stderr
 
         lobby = _salon("send", "--data-dir", str(data_dir), "hi everyone")
         assert lobby.returncode == 0 and "lobby" in lobby.stdout
@@ -103,7 +109,7 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not _pid_alive(synapse_pid)
     first_rooms = _rooms(data_dir)
-    assert [kind for _, kind, _ in first_rooms].count("agent") == 2
+    assert [kind for _, kind, _ in first_rooms].count("agent") == 3
 
     # A second `salon up` on the same data dir reuses everything; Ctrl-C stops it cleanly.
     with salon_up(data_dir, port) as proc:

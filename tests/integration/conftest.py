@@ -49,6 +49,13 @@ class Person:
         data = await self.api.api.request(Method.PUT, path, content)
         return str(data["event_id"])
 
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        """Annotate an event with a reaction."""
+        path = MxPath.v3.rooms[room_id].send["m.reaction"][uuid.uuid4().hex]
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        data = await self.api.api.request(Method.PUT, path, content)
+        return str(data["event_id"])
+
     async def history(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """Raw timeline events, oldest first."""
         data = await self.api.api.request(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -31,6 +33,17 @@ def slow(agent_id: str, options: Mapping[str, Any]) -> Stream:
         yield "thinking about it"
         await asyncio.sleep(3600)
         yield "never shown"
+
+    return stream
+
+
+def crash(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Kills its own process when asked to (a gateway crash in the middle of a turn)."""
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        if "crash" in request.text:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield f"fine: {request.text}"
 
     return stream
 

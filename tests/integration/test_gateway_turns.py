@@ -112,3 +112,22 @@ async def test_heartbeat_online_while_running_offline_after_clean_stop(
     assert online["ttl_s"] == config.heartbeat.ttl_s
     await gateway.stop()
     assert (await beat())["status"] == "offline"
+
+
+async def test_history_from_before_the_deployment_existed_is_not_answered(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config = salon_config(synapse, tmp_path / "old")
+    old = await gateways(config, invite=[person.user_id])
+    room_id = await _agent_room(person, config, "echo", synapse.server_name)
+    await old.stop()
+    before = await person.say(room_id, "said before the new deployment")
+    # A fresh store: a new deployment of the same agents, which never saw that message.
+    fresh = config.model_copy(
+        update={"store": config.store.model_copy(update={"url": f"sqlite:///{tmp_path}/new.db"})}
+    )
+    await asyncio.sleep(0.05)
+    await gateways(fresh)
+    after = await person.say(room_id, "said after")
+    assert (await person.wait_reply(room_id, after))["content"]["body"] == "said after"
+    assert await person.replies_to(room_id, before) == []

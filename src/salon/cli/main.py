@@ -46,11 +46,29 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the embedded homeserver.")] = 8008,
     operator: Annotated[str, typer.Option(help="Localpart of your operator account.")] = "operator",
     log_level: Annotated[str, typer.Option(help="Level of the log file.")] = "info",
+    openai_base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SALON_OPENAI_BASE_URL",
+            help="OpenAI-compatible endpoint for the demo's `assistant` agent.",
+        ),
+    ] = None,
+    openai_model: Annotated[
+        str | None,
+        typer.Option(envvar="SALON_OPENAI_MODEL", help="Model name for that endpoint."),
+    ] = None,
 ) -> None:
     """Start an embedded Synapse and the gateway with demo agents; Ctrl-C stops both."""
+    import os
+
     from salon import log
     from salon.cli.up import up as run_up
 
+    # The demo config reads these through ${SALON_OPENAI_BASE_URL} / ${SALON_OPENAI_MODEL}.
+    if openai_base_url:
+        os.environ["SALON_OPENAI_BASE_URL"] = openai_base_url
+    if openai_model:
+        os.environ["SALON_OPENAI_MODEL"] = openai_model
     log.configure(log_level, file=data_dir / "salon.log", console_level="warning")
     try:
         cfg = load_config(config)
@@ -114,7 +132,7 @@ def send(
     try:
         op = OperatorFile.load(data_dir)
 
-        async def action(client: ops.OperatorClient) -> tuple[str, str | None]:
+        async def action(client: ops.OperatorClient) -> tuple[str, ops.Reply | None]:
             alias = client.agent_alias(to) if to else op.lobby_alias
             waiting = wait if wait is not None else to is not None
             return await client.send(alias, text, wait_s=timeout if waiting else None)
@@ -126,8 +144,12 @@ def send(
         raise _fail(str(e)) from None
     if reply is None:
         console.print(f"Sent to {to or 'the lobby'}.")
+    elif reply.notice:
+        # An error notice from the agent (its backend failed): say so in the exit status.
+        err.print(reply.body, markup=False, highlight=False, style="yellow")
+        raise typer.Exit(1)
     else:
-        console.print(reply, markup=False, highlight=False)
+        console.print(reply.body, markup=False, highlight=False)
 
 
 @app.command()

@@ -44,6 +44,14 @@ class WhoResult:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """An agent's final answer to a message; ``notice`` marks an error or status line."""
+
+    body: str
+    notice: bool
+
+
+@dataclass(frozen=True)
 class Message:
     """One line of `salon read`."""
 
@@ -120,7 +128,9 @@ class OperatorClient:
                 )
         return None  # not an agent room (the lobby)
 
-    async def send(self, alias: str, text: str, *, wait_s: float | None) -> tuple[str, str | None]:
+    async def send(
+        self, alias: str, text: str, *, wait_s: float | None
+    ) -> tuple[str, Reply | None]:
         """Post ``text``; with ``wait_s``, wait that long for the final reply and return it."""
         room_id = await self.room(alias)
         room_filter = json.dumps(
@@ -149,9 +159,9 @@ class OperatorClient:
                 "timeline"
             ) or {}
             for event in timeline.get("events") or []:
-                body = _final_reply(event, event_id)
-                if body is not None:
-                    return event_id, body
+                reply = _final_reply(event, event_id)
+                if reply is not None:
+                    return event_id, reply
         raise ReplyTimeout(f"no reply within {wait_s:g} s")
 
     async def read(self, alias: str, limit: int) -> list[Message]:
@@ -183,14 +193,15 @@ class OperatorClient:
         return result
 
 
-def _final_reply(event: dict[str, Any], to_event: str) -> str | None:
-    """The body of ``event`` if it is the final reply (or final edit) to ``to_event``."""
+def _final_reply(event: dict[str, Any], to_event: str) -> Reply | None:
+    """``event`` as a Reply if it is the final reply (or final edit) to ``to_event``."""
     content = event.get("content") or {}
     new = content.get("m.new_content")
-    turn = (new if isinstance(new, dict) else content).get(TURN_KEY) or {}
+    shown = new if isinstance(new, dict) else content
+    turn = shown.get(TURN_KEY) or {}
     if turn.get("event_id") != to_event or not turn.get("final"):
         return None
-    return str((new if isinstance(new, dict) else content).get("body", ""))
+    return Reply(str(shown.get("body", "")), shown.get("msgtype") == "m.notice")
 
 
 async def with_operator(op: OperatorFile, action: Any) -> Any:

@@ -34,7 +34,9 @@ def local_config(config: SalonConfig, layout: SynapseLayout, data_dir: Path) -> 
         registration_shared_secret=layout.registration_shared_secret,
     )
     store = StoreConfig(url=f"sqlite:///{(data_dir / 'salon.db').resolve()}")
-    return config.model_copy(update={"homeserver": homeserver, "store": store})
+    return config.model_copy(
+        update={"homeserver": homeserver, "store": store, "data_dir": str(data_dir.resolve())}
+    )
 
 
 async def register_operator(layout: SynapseLayout, localpart: str) -> Credentials:

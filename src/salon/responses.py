@@ -20,6 +20,82 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "agent_room_topic": "{label}: {description}",
         "reply_stopped": "⏹ (stopped)",
         "empty_reply": "(no answer)",
+        # Commands
+        "help_text": (
+            "Commands:\n"
+            "!help — this list\n"
+            "!agent — list the agents\n"
+            "!agent <n|id> — choose your agent\n"
+            "!new [name] — start a new chat with your agent\n"
+            "!chats — your chats\n"
+            "!rename <name> — rename this chat\n"
+            "!archive — archive this chat\n"
+            "!context — agent, model and size of this session\n"
+            "!save [name] — save this session\n"
+            "!load — restore a saved session\n"
+            "!reset — clear this session\n"
+            "!stop — stop the answer in progress\n"
+            "!why — why the last message went where it did\n"
+            "!lang <en|ru> — change the language"
+        ),
+        "unknown_command": "Unknown command !{command}. Try !help.",
+        "agent_list_header": "Agents (choose one with !agent <n|id>):",
+        "agent_list_item": "{marker}{n}. {label} ({agent_id}) — {description}",
+        "agent_selected_marker": "→ ",
+        "agent_selected": "Your agent is now {label}. Start a chat with !new.",
+        "agent_selected_and_bound": "Your agent is now {label}, and {label} answers in this room.",
+        "agent_choice_out_of_range": "Choose a number from 1 to {max}.",
+        "agent_choice_unknown": "There is no agent “{choice}”. See the list with !agent.",
+        "agent_choice_empty": "Which agent? Use !agent <n|id>.",
+        "new_needs_agent": "Choose an agent first with !agent, then use !new.",
+        "new_created": "New chat “{name}” with {label}: {link}",
+        "new_failed": "Could not create the chat: {error}",
+        "chat_belongs_to": (
+            "This chat belongs to {label}. Use !new to start a chat with your selected agent, "
+            "or !agent {agent_id} to switch back."
+        ),
+        "chats_header": "Your chats:",
+        "chats_item": "• {name} — {label}: {link}",
+        "chats_empty": "No chats yet. Start one with !new.",
+        "rename_needs_name": "Give the new name: !rename <name>.",
+        "renamed": "Renamed to “{name}”.",
+        "rename_not_chat": "Only chats started with !new can be renamed.",
+        "archived": "Archived “{name}”. Messages here no longer go to an agent.",
+        "archive_not_chat": "Only chats started with !new can be archived.",
+        "context_info": (
+            "Agent: {label}\nModel: {model}\nMessages: {messages}\nTokens (estimate): ~{tokens}"
+        ),
+        "context_no_agent": "No agent answers in this room.",
+        "saved": "Saved this session as “{name}”.",
+        "load_list_header": "Saved sessions (answer with a number):",
+        "load_list_item": "{n}. {name} — messages: {messages}",
+        "load_empty": "No saved sessions yet. Save one with !save.",
+        "load_prompt": "Answer with a number from 1 to {max}.",
+        "loaded": "Restored “{name}” (messages: {messages}).",
+        "reset_done": "Cleared the session with {label}.",
+        "stop_done": "⏹ Stopped answers: {count}.",
+        "stop_nothing": "Nothing to stop.",
+        "why_decision": "The last message went to {label}: {reason}. {detail}",
+        "why_nobody": "The last message went to no agent: {reason}.",
+        "why_unknown": "Nothing has been routed in this room yet.",
+        "lang_set": "Language set to {locale}.",
+        "lang_unknown": "Unknown language “{locale}”. Available: en, ru.",
+        "nobody_notice": (
+            "No agent answers here. Mention an agent by name, choose one with !agent "
+            "and start a chat with !new, or write in an agent's own room."
+        ),
+        "space_name_personal": "Salon — {user}",
+        "chat_default_name": "Chat {n}",
+        "route_reason_mention": "you mentioned it",
+        "route_reason_agent_room": "this is its own room",
+        "route_reason_chat_room": "this chat is bound to it",
+        "route_reason_route": "a configured route matched",
+        "route_reason_hook": "a routing hook chose it",
+        "route_reason_ai_router": "the AI router chose it",
+        "route_reason_lexical": "the message matched its topics",
+        "route_reason_sole_agent": "it is the only agent here",
+        "route_reason_default": "it is the default agent",
+        "route_reason_nobody": "no rule picked an agent",
     },
     "ru": {
         "backend_error": "⚠️ {agent} не смог ответить: {error}",
@@ -30,11 +106,95 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "agent_room_topic": "{label}: {description}",
         "reply_stopped": "⏹ (остановлено)",
         "empty_reply": "(нет ответа)",
+        # Commands
+        "help_text": (
+            "Команды:\n"
+            "!help — этот список\n"
+            "!agent — список агентов\n"
+            "!agent <номер|id> — выбрать агента\n"
+            "!new [название] — новый чат с вашим агентом\n"
+            "!chats — ваши чаты\n"
+            "!rename <название> — переименовать этот чат\n"
+            "!archive — архивировать этот чат\n"
+            "!context — агент, модель и объём этой сессии\n"
+            "!save [название] — сохранить эту сессию\n"
+            "!load — восстановить сохранённую сессию\n"
+            "!reset — очистить эту сессию\n"
+            "!stop — остановить текущий ответ\n"
+            "!why — почему последнее сообщение ушло именно туда\n"
+            "!lang <en|ru> — сменить язык"
+        ),
+        "unknown_command": "Неизвестная команда !{command}. Список команд: !help.",
+        "agent_list_header": "Агенты (выбор: !agent <номер|id>):",
+        "agent_list_item": "{marker}{n}. {label} ({agent_id}) — {description}",
+        "agent_selected_marker": "→ ",
+        "agent_selected": "Ваш агент теперь {label}. Новый чат: !new.",
+        "agent_selected_and_bound": "Ваш агент теперь {label}, и в этой комнате отвечает {label}.",
+        "agent_choice_out_of_range": "Выберите номер от 1 до {max}.",
+        "agent_choice_unknown": "Агента «{choice}» нет. Список агентов: !agent.",
+        "agent_choice_empty": "Какого агента выбрать? Используйте !agent <номер|id>.",
+        "new_needs_agent": "Сначала выберите агента командой !agent, затем используйте !new.",
+        "new_created": "Новый чат «{name}» с {label}: {link}",
+        "new_failed": "Не удалось создать чат: {error}",
+        "chat_belongs_to": (
+            "Этот чат принадлежит агенту {label}. Наберите !new, чтобы начать чат "
+            "с выбранным агентом, или !agent {agent_id}, чтобы вернуться к нему."
+        ),
+        "chats_header": "Ваши чаты:",
+        "chats_item": "• {name} — {label}: {link}",
+        "chats_empty": "Чатов пока нет. Начните новый: !new.",
+        "rename_needs_name": "Укажите новое название: !rename <название>.",
+        "renamed": "Чат переименован в «{name}».",
+        "rename_not_chat": "Переименовать можно только чат, созданный через !new.",
+        "archived": "Чат «{name}» архивирован. Сообщения отсюда больше не уходят агенту.",
+        "archive_not_chat": "Архивировать можно только чат, созданный через !new.",
+        "context_info": (
+            "Агент: {label}\nМодель: {model}\nСообщений: {messages}\nТокенов (оценка): ~{tokens}"
+        ),
+        "context_no_agent": "В этой комнате не отвечает ни один агент.",
+        "saved": "Сессия сохранена как «{name}».",
+        "load_list_header": "Сохранённые сессии (ответьте номером):",
+        "load_list_item": "{n}. {name} — сообщений: {messages}",
+        "load_empty": "Сохранённых сессий пока нет. Сохранить: !save.",
+        "load_prompt": "Ответьте номером от 1 до {max}.",
+        "loaded": "Сессия «{name}» восстановлена (сообщений: {messages}).",
+        "reset_done": "Сессия с {label} очищена.",
+        "stop_done": "⏹ Остановлено ответов: {count}.",
+        "stop_nothing": "Нечего останавливать.",
+        "why_decision": "Последнее сообщение ушло к {label}: {reason}. {detail}",
+        "why_nobody": "Последнее сообщение не ушло ни одному агенту: {reason}.",
+        "why_unknown": "В этой комнате ещё ничего не маршрутизировалось.",
+        "lang_set": "Язык изменён: {locale}.",
+        "lang_unknown": "Неизвестный язык «{locale}». Доступны: en, ru.",
+        "nobody_notice": (
+            "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "
+            "командой !agent и начните чат через !new или напишите в комнату агента."
+        ),
+        "space_name_personal": "Salon — {user}",
+        "chat_default_name": "Чат {n}",
+        "route_reason_mention": "вы его упомянули",
+        "route_reason_agent_room": "это его собственная комната",
+        "route_reason_chat_room": "этот чат привязан к нему",
+        "route_reason_route": "сработал настроенный маршрут",
+        "route_reason_hook": "его выбрал хук маршрутизации",
+        "route_reason_ai_router": "его выбрал ИИ-маршрутизатор",
+        "route_reason_lexical": "сообщение подошло к его темам",
+        "route_reason_sole_agent": "это единственный агент здесь",
+        "route_reason_default": "это агент по умолчанию",
+        "route_reason_nobody": "ни одно правило не выбрало агента",
     },
 }
 
 
-def text(key: str, locale: str = DEFAULT_LOCALE, **values: Any) -> str:
+LOCALES: tuple[str, ...] = tuple(CATALOGUE)
+
+
+def has(key: str) -> bool:
+    """Whether ``key`` is in the catalogue."""
+    return key in CATALOGUE[DEFAULT_LOCALE]
+
+
+def text(key: str, locale: str = DEFAULT_LOCALE, /, **values: Any) -> str:
     """The text for ``key`` in ``locale`` with ``values`` filled in."""
     template = CATALOGUE.get(locale, {}).get(key) or CATALOGUE[DEFAULT_LOCALE][key]
     return template.format(**values)

@@ -24,4 +24,4 @@ def test_reply_in_thread_stays_in_thread() -> None:
     content = reply_content(event, "echo", "hi")
     assert content["m.relates_to"]["rel_type"] == "m.thread"
     assert content["m.relates_to"]["event_id"] == "$root"
-    assert content[TURN_KEY] == {"event_id": "$q", "agent": "echo", "final": True}
+    assert content[TURN_KEY] == {"event_id": "$q", "agent": "echo", "final": True, "hop": 1}

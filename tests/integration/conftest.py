@@ -40,7 +40,7 @@ class Person:
         """Join a room (accepting an invitation if there is one)."""
         if alias_or_id.startswith("#"):
             return str(await self.api.join_room(RoomAlias(alias_or_id), max_retries=0))
-        return str(await self.api.join_room_by_id(RoomID(alias_or_id), max_retries=0))
+        return str(await self.api.join_room(RoomID(alias_or_id), max_retries=0))
 
     async def say(self, room_id: str, text: str, **extra: Any) -> str:
         """Send a text message; returns its event id."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import os
 import re
 from pathlib import Path
@@ -32,10 +33,11 @@ from pydantic import BaseModel, ValidationError
 from salon._exceptions import ConfigError
 from salon.config.models import AgentConfig, ConfigProblems, Loc, SalonConfig
 
-__all__ = ["load_config", "parse_config", "read_persona"]
+__all__ = ["load_config", "parse_config", "read_persona", "resolve_entry_point"]
 
 _VAR_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PERSONA_SUFFIXES = (".md", ".txt")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_ERRORS = 50  # a garbage file could otherwise produce thousands of lines
 
 
@@ -118,6 +120,38 @@ class _LineMap:
         return self.root_line
 
 
+def _duplicate_keys(root: yaml.Node, source: str) -> list[tuple[int, str]]:
+    """Keys given twice in one mapping (PyYAML would silently keep the last one).
+
+    Checked on the composed nodes, before merge keys (``<<: *anchor``) are
+    flattened, so overriding a merged key stays allowed.
+    """
+    errors: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:  # iterative and visit-once, as in _LineMap
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                stack.append(value)
+                if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+                    continue
+                line = key.start_mark.line + 1
+                earlier = first.get((key.tag, key.value))
+                if earlier is None:
+                    first[(key.tag, key.value)] = line
+                    continue
+                msg = f"{source}:{line}: duplicate key {key.value!r} (also at line {earlier})"
+                errors.append((line, msg))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return errors
+
+
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], _LineMap]:
     loader: yaml.SafeLoader | None = None
     try:
@@ -125,6 +159,9 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], _LineMap]:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(f"{source}: the config file is empty", path=source)
+        duplicates = _duplicate_keys(node, source)
+        if duplicates:
+            raise ConfigError(_join(duplicates), path=source)
         data = loader.construct_document(node)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
@@ -218,10 +255,44 @@ def _resolve(config: SalonConfig, base: Path, lines: _LineMap, source: str) -> S
             # A bare file name: a typo in it must not silently become the prompt.
             msg = f"persona file not found: {path}"
             errors.append(_located(("agents", agent_id, "persona"), msg, lines, source))
+    errors += _check_hooks(config, lines, source)
     if errors:
         raise ConfigError(_join(errors), path=source)
     # model_copy keeps the private agent ids and skips re-validation of what passed.
     return config.model_copy(update={**update, "agents": agents})
+
+
+def resolve_entry_point(entry: str) -> Any:
+    """The object ``pkg.mod:attr.path`` names; ValueError saying why it cannot be had."""
+    module_name, sep, attr_path = entry.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise ValueError(f"{entry!r} is not of the form 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # a plugin's import may fail in any way
+        msg = f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        raise ValueError(msg) from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+    return obj
+
+
+def _check_hooks(config: SalonConfig, lines: _LineMap, source: str) -> list[tuple[int, str]]:
+    """Import every ``select_agent`` hook now, so a broken one fails the load."""
+    errors: list[tuple[int, str]] = []
+    for i, entry in enumerate(config.select_agent):
+        try:
+            hook = resolve_entry_point(entry)
+        except ValueError as exc:
+            errors.append(_located(("select_agent", i), str(exc), lines, source))
+            continue
+        if not callable(hook):
+            msg = f"{entry!r} is not callable (a hook is a function of (context, agents))"
+            errors.append(_located(("select_agent", i), msg, lines, source))
+    return errors
 
 
 def _looks_like_path(value: str) -> bool:

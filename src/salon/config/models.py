@@ -141,8 +141,60 @@ class RouterConfig(_Model):
 
     localpart: Localpart = "salon"
     display_name: str = "Salon"
+    # The AI router: when ``model`` is set, an OpenAI-compatible endpoint picks the agent
+    # for messages nothing else decided; otherwise an offline lexical scorer does.
+    # An empty model (``${ROUTER_MODEL:-}``) counts as unset.
     model: str | None = None
+    base_url: HttpUrl | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: PositiveFloat = 10
     matrix: IdentityCredentials | None = None
+
+    @model_validator(mode="after")
+    def _base_url_with_model(self) -> RouterConfig:
+        if self.model and self.base_url is None:
+            msg = "required when router.model is set (e.g. https://api.openai.com/v1)"
+            raise ConfigProblems([(("base_url",), msg)])
+        return self
+
+
+ROUTE_MATCH_KEYS = ("room", "thread", "user", "server", "platform")
+
+
+def _room_ref(value: str) -> str:
+    if not value.startswith(("!", "#")) or len(value) < 2:
+        raise ValueError(f"{value!r} is not a room id ('!…') or alias ('#…:server')")
+    return value
+
+
+def _thread_ref(value: str) -> str:
+    if value != "*" and (not value.startswith("$") or len(value) < 2):
+        raise ValueError(f"{value!r} is not a thread root event id ('$…') or '*' (any thread)")
+    return value
+
+
+class RouteMatchConfig(_Model):
+    """What a route matches; every key given must match (globs for ``user`` and ``server``)."""
+
+    room: Annotated[str, AfterValidator(_room_ref)] | None = None
+    thread: Annotated[str, AfterValidator(_thread_ref)] | None = None
+    user: UserGlob | None = None
+    server: Annotated[str | None, Field(min_length=1)] = None
+    platform: Annotated[str | None, Field(min_length=1)] = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RouteMatchConfig:
+        if all(getattr(self, key) is None for key in ROUTE_MATCH_KEYS):
+            msg = f"give at least one of {', '.join(ROUTE_MATCH_KEYS)}"
+            raise ConfigProblems([((), msg)])
+        return self
+
+
+class RouteConfig(_Model):
+    """A declarative route: messages that ``match`` go to ``agent`` (first match wins)."""
+
+    match: RouteMatchConfig
+    agent: str
 
 
 class AccessConfig(_Model):
@@ -332,6 +384,9 @@ class SalonConfig(_Model):
     access: AccessConfig = AccessConfig()
     agents: dict[str, AgentConfig]
     default_agent: str | None = None
+    routes: list[RouteConfig] = []
+    # ``pkg.mod:function`` hooks asked, in order, to pick an agent (see salon.routing.hooks).
+    select_agent: list[EntryPoint] = []
     locale: Literal["en", "ru"] = "en"
     naming: NamingConfig = NamingConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
@@ -368,6 +423,8 @@ class SalonConfig(_Model):
 
         if self.default_agent is not None:
             check_ref(("default_agent",), self.default_agent)
+        for i, rule in enumerate(self.routes):
+            check_ref(("routes", i, "agent"), rule.agent)
         router_id = self.router.matrix.user_id if self.router.matrix else None
         if router_id and localpart_of_user(router_id) != self.router.localpart:
             problems.append((("router", "matrix", "user_id"), "does not match router.localpart"))

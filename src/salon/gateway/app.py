@@ -17,14 +17,16 @@ from salon.agents.backend import Backend
 from salon.agents.profile import AgentProfile
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
+from salon.commands.handlers import CommandHandlers
 from salon.config import read_persona
-from salon.config.models import SalonConfig
+from salon.config.models import BackendConfig, SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.gateway.bootstrap import Topology, bootstrap
+from salon.gateway.chats import Chats
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.stream import StreamLimits
-from salon.gateway.turns import TurnRunner
+from salon.gateway.turns import TurnRunner, session_key
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
@@ -32,6 +34,8 @@ from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.source import LoopStatus
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
+from salon.routing.context import AgentInfo
+from salon.routing.router import Router
 from salon.store import Store
 from salon.supervisor import Backoff, Supervisor
 
@@ -73,6 +77,7 @@ class Gateway:
         self._supervisor: Supervisor | None = None
         self._heartbeats: list[Heartbeat] = []
         self._backends: list[Backend] = []
+        self._router: Router | None = None
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
@@ -120,6 +125,26 @@ class Gateway:
             locale=config.locale,
             max_attempts=replies.max_attempts,
         )
+        infos = [
+            AgentInfo(
+                agent_id=a,
+                user_id=agent_users[AgentId(a)],
+                label=agent.display_label,
+                localpart=config.agent_localpart(a),
+                description=agent.description,
+            )
+            for a, agent in config.agents.items()
+        ]
+        self._router = Router.from_config(config, hs.server_name)
+        commands = CommandHandlers(
+            store,
+            agents=infos,
+            agent_apis=agent_apis,
+            models={a: _model_name(agent.backend) for a, agent in config.agents.items()},
+            chats=Chats(store, router),
+            stop_in_room=runner.stop_in_room,
+            session_key=session_key,
+        )
         self._dispatcher = Dispatcher(
             store,
             apis=apis,
@@ -129,6 +154,10 @@ class Gateway:
             server_name=hs.server_name,
             runner=runner,
             created_at=created_at,
+            router=self._router,
+            router_api=router,
+            commands=commands,
+            locale=config.locale,
         )
         backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
         self._source = ClientSyncSource(
@@ -187,6 +216,9 @@ class Gateway:
             await self._dispatcher.stop()
         await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
         self._heartbeats.clear()
+        if self._router is not None:
+            await self._router.aclose()
+            self._router = None
         await asyncio.gather(*(close_backend(b) for b in self._backends))
         self._backends.clear()
         if self._session is not None:
@@ -209,3 +241,9 @@ class Gateway:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _model_name(backend: BackendConfig) -> str:
+    """What `!context` calls an agent's model."""
+    model = getattr(backend, "model", None)
+    return str(model) if model else backend.type

@@ -10,26 +10,41 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import structlog
 
+from salon import responses
+from salon._exceptions import MatrixError
 from salon.agents.runtime import AgentRuntime
+from salon.commands.handlers import Asked, CommandHandlers
+from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
+from salon.gateway.replies import hop_of, reply_content, txn_id
+from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.turns import TurnRunner
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED
-from salon.routing.router import route
+from salon.routing.context import Binding, MessageContext
+from salon.routing.router import Reason, Router
 from salon.store import Store
-from salon.store.records import InboxItem, InboxRow, InboxState
+from salon.store.records import InboxItem, InboxRow, InboxState, RoomKind, RoomRecord
+from salon.store.saved import Decision
 
 log = structlog.get_logger("salon.gateway.dispatcher")
 
 # Event types worth admitting: messages start turns, reactions can stop them.
 ADMITTED_TYPES = frozenset({"m.room.message", "m.reaction"})
 STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
-STOP_COMMAND = "!stop"
+# Agent-to-agent messages are followed this many hops at most (no endless bot ping-pong).
+MAX_HOPS = 3
+_BOUND_KINDS: dict[RoomKind, Literal["agent", "chat"]] = {
+    RoomKind.AGENT: "agent",
+    RoomKind.CHAT: "chat",
+    RoomKind.BOUND: "chat",
+}
 
 
 class Dispatcher:
@@ -46,6 +61,10 @@ class Dispatcher:
         server_name: str,
         runner: TurnRunner,
         created_at: Mapping[UserId, int],
+        router: Router,
+        router_api: MatrixAPI,
+        commands: CommandHandlers,
+        locale: str = "en",
     ) -> None:
         self.store = store
         self.apis = apis
@@ -56,6 +75,12 @@ class Dispatcher:
         self.runner = runner
         self._created_at = created_at
         self._ours = set(apis)
+        self._agent_of = {u: a for a, u in agent_users.items()}
+        self.router = router
+        self.router_api = router_api
+        self.commands = commands
+        self.locale = locale
+        self.facts = RoomFacts(apis, agent_users)
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
 
@@ -76,6 +101,7 @@ class Dispatcher:
             return
         if invite.sender in self._ours or self.access.is_allowed(invite.sender, self.server_name):
             await api.join(invite.room_id)
+            self.facts.forget(invite.room_id)
             log.info("invite.accepted", user=invite.invited, room_id=invite.room_id)
         else:
             EVENTS_DROPPED.labels(reason="invite_unauthorised").inc()
@@ -115,7 +141,8 @@ class Dispatcher:
         if event is None:
             await self.store.inbox.mark(row.item.event_id, InboxState.DROPPED, "malformed")
             return
-        if not self.access.is_allowed(event.sender, self.server_name):
+        sender_agent = self._agent_of.get(event.sender)
+        if sender_agent is None and not self.access.is_allowed(event.sender, self.server_name):
             EVENTS_DROPPED.labels(reason="unauthorised").inc()
             log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
             await self.store.inbox.mark(event.event_id, InboxState.DROPPED, "unauthorised")
@@ -123,13 +150,36 @@ class Dispatcher:
         if event.type == "m.reaction":
             await self._reaction(event)
             return
-        if event.body.strip().lower() == STOP_COMMAND:
-            stopped = self.runner.stop_in_room(event.room_id)
-            log.info("turn.stop_requested", room_id=event.room_id, turns=stopped)
-            await self.store.inbox.mark(event.event_id, InboxState.DONE, "stop")
-            return
+        user = await self.store.users.get(event.sender)
+        locale = user.locale or self.locale
         room = await self.store.rooms.get(event.room_id)
-        decision = route(room, set(self.agents))
+        if room is not None and room.archived:
+            await self.store.inbox.mark(event.event_id, InboxState.DONE, "archived")
+            return
+
+        async def reply(text: str) -> None:
+            await self._router_says(event, text)
+
+        if sender_agent is None:
+            command = parse_command(event.body)
+            if command is not None:
+                asked = Asked(event, command, user, room, locale, reply)
+                await self.commands.handle(asked)
+                await self.store.inbox.mark(event.event_id, InboxState.DONE, "command")
+                return
+            if await self.commands.answer_pending(event, reply, locale):
+                await self.store.inbox.mark(event.event_id, InboxState.DONE, "command")
+                return
+        decision = await self.router.route(await self._context(event, room, sender_agent))
+        await self.store.decisions.record(
+            Decision(
+                event.event_id,
+                event.room_id,
+                decision.agents,
+                decision.reason.value,
+                decision.detail,
+            )
+        )
         log.info(
             "event.routed",
             event_id=event.event_id,
@@ -137,10 +187,79 @@ class Dispatcher:
             agents=list(decision.agents),
             reason=decision.reason.value,
         )
+        bound = room.agent_id if room is not None else None
+        if (
+            room is not None
+            and room.kind is RoomKind.CHAT
+            and decision.reason is Reason.CHAT_ROOM
+            and user.selected_agent
+            and user.selected_agent != bound
+            and bound is not None
+            and bound in self.agents
+        ):
+            # A `!new` chat belongs to its agent; the person has since picked another one.
+            label = self.agents[AgentId(bound)].label
+            await reply(responses.text("chat_belongs_to", locale, label=label, agent_id=bound))
+            await self.store.inbox.mark(event.event_id, InboxState.DONE, "stale_chat")
+            return
+        if not decision.agents and decision.router_addressed and sender_agent is None:
+            await reply(responses.text("nobody_notice", locale))
         for agent_id in decision.agents:
+            if agent_id not in self.agents:
+                continue
+            await self._bring(AgentId(agent_id), event)
             await self.store.turns.admit(event.event_id, agent_id, event.room_id)
-            self.runner.launch(event, agent_id)
+            self.runner.launch(event, AgentId(agent_id))
         await self.store.inbox.mark(event.event_id, InboxState.DONE, decision.reason.value)
+
+    async def _context(
+        self, event: InboundEvent, room: RoomRecord | None, sender_agent: str | None
+    ) -> MessageContext:
+        binding = None
+        if room is not None and room.agent_id and room.kind in _BOUND_KINDS:
+            binding = Binding(room.agent_id, _BOUND_KINDS[room.kind])
+        via = UserId(event.received_by)
+        mentions = event.content.get("m.mentions")
+        mentioned = mentions.get("user_ids") if isinstance(mentions, dict) else None
+        formatted = event.content.get("formatted_body")
+        return MessageContext(
+            room_id=event.room_id,
+            sender=event.sender,
+            body=event.body,
+            room_aliases=await self.facts.aliases(event.room_id, via, room.alias if room else None),
+            thread_root=event.thread_root,
+            formatted_body=formatted if isinstance(formatted, str) else None,
+            mentioned_user_ids=tuple(u for u in mentioned or () if isinstance(u, str)),
+            agents_in_room=await self.facts.agents_in(event.room_id, via),
+            binding=binding,
+            sender_agent=sender_agent,
+        )
+
+    async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
+        """Make sure a routed agent is in the room (a route or the AI router may pick one
+        that is not); the router invites it and it joins."""
+        if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
+            return
+        agent_user = self.agent_users[agent_id]
+        try:
+            await self.router_api.invite(event.room_id, agent_user)
+            await self.apis[agent_user].join(event.room_id)
+        except MatrixError as e:
+            log.warning("agent.join_failed", agent=agent_id, room_id=event.room_id, error=str(e))
+        self.facts.forget(event.room_id)
+
+    async def _router_says(self, event: InboundEvent, text: str) -> None:
+        """The router answers in the room (best effort: it may not be a member)."""
+        content = reply_content(event, "router", text, notice=True)
+        try:
+            await self.router_api.send_event(
+                event.room_id,
+                "m.room.message",
+                content,
+                txn_id=txn_id(event.event_id, "router", "answer"),
+            )
+        except MatrixError as e:
+            log.warning("router.reply_failed", room_id=event.room_id, error=str(e))
 
     async def _reaction(self, event: InboundEvent) -> None:
         rel = event.relation
@@ -155,8 +274,12 @@ class Dispatcher:
     def _worth_admitting(self, identity: UserId, event: InboundEvent) -> bool:
         if event.type not in ADMITTED_TYPES or event.state_key is not None:
             return False
-        if event.sender in self._ours:
-            return False  # own echoes (agent-to-agent traffic arrives as typed events)
+        # Own echoes are dropped; an agent's message may address another agent,
+        # within the hop limit.
+        if event.sender in self._ours and (
+            event.sender not in self._agent_of or hop_of(event) >= MAX_HOPS
+        ):
+            return False
         if event.replaces:
             return False  # an edit is not a new message
         if event.origin_ts < self._created_at.get(identity, 0):

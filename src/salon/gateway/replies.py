@@ -16,6 +16,13 @@ def txn_id(event_id: str, agent_id: str, part: str | int) -> str:
     return f"salon.{digest[:40]}"
 
 
+def hop_of(event: InboundEvent) -> int:
+    """How many agent-to-agent hops led to ``event`` (0 for a person's message)."""
+    turn = event.content.get(TURN_KEY)
+    hop = turn.get("hop") if isinstance(turn, dict) else None
+    return hop if isinstance(hop, int) and not isinstance(hop, bool) and hop >= 0 else 0
+
+
 def reply_content(
     event: InboundEvent, agent_id: str, body: str, *, notice: bool = False, final: bool = True
 ) -> dict[str, Any]:
@@ -34,5 +41,10 @@ def reply_content(
         "body": body,
         "m.relates_to": relates,
         # Lets clients (the CLI, tests, other gateways) match a reply to its turn.
-        TURN_KEY: {"event_id": event.event_id, "agent": agent_id, "final": final},
+        TURN_KEY: {
+            "event_id": event.event_id,
+            "agent": agent_id,
+            "final": final,
+            "hop": hop_of(event) + 1,
+        },
     }

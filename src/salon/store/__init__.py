@@ -7,8 +7,10 @@ from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.kv import KV
 from salon.store.rooms import Rooms
+from salon.store.saved import Decisions, SavedContexts
 from salon.store.sessions import Sessions
 from salon.store.turns import Turns
+from salon.store.users import Users
 
 
 class Store:
@@ -22,6 +24,9 @@ class Store:
         self.rooms = Rooms(db)
         self.kv = KV(db)
         self.sessions = Sessions(db)
+        self.users = Users(db)
+        self.saved = SavedContexts(db)
+        self.decisions = Decisions(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -69,7 +69,8 @@ class RoomKind(StrEnum):
     SPACE = "space"
     LOBBY = "lobby"
     AGENT = "agent"
-    CHAT = "chat"
+    CHAT = "chat"  # a `!new` chat, owned by one person
+    BOUND = "bound"  # an existing room bound to an agent with `!agent`
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,4 @@ class RoomRecord:
     alias: str | None
     owner: str | None
     archived: bool
+    name: str | None = None

@@ -14,6 +14,7 @@ def _record(row: Row) -> RoomRecord:
         alias=row["alias"],
         owner=row["owner"],
         archived=bool(row["archived"]),
+        name=row["name"],
     )
 
 
@@ -31,18 +32,21 @@ class Rooms:
         agent_id: str | None = None,
         alias: str | None = None,
         owner: str | None = None,
+        name: str | None = None,
     ) -> None:
         """Record (or update) what a room is."""
         await self._db.execute(
-            "INSERT INTO rooms (room_id, kind, agent_id, alias, owner, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO rooms (room_id, kind, agent_id, alias, owner, name, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (room_id) DO UPDATE SET kind = excluded.kind,"
-            " agent_id = excluded.agent_id, alias = excluded.alias, owner = excluded.owner",
+            " agent_id = excluded.agent_id, alias = excluded.alias, owner = excluded.owner,"
+            " name = COALESCE(excluded.name, rooms.name), archived = 0",
             room_id,
             kind.value,
             agent_id,
             alias,
             owner,
+            name,
             now_ms(),
         )
 
@@ -57,6 +61,23 @@ class Rooms:
             "SELECT * FROM rooms WHERE kind = $1 ORDER BY created_at", kind.value
         )
         return [_record(r) for r in rows]
+
+    async def chats_of(self, owner: str) -> list[RoomRecord]:
+        """A person's active (not archived) chat rooms, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM rooms WHERE kind = 'chat' AND owner = $1 AND archived = 0"
+            " ORDER BY created_at",
+            owner,
+        )
+        return [_record(r) for r in rows]
+
+    async def rename(self, room_id: str, name: str) -> None:
+        """Change a room's recorded name."""
+        await self._db.execute("UPDATE rooms SET name = $2 WHERE room_id = $1", room_id, name)
+
+    async def archive(self, room_id: str) -> None:
+        """Mark a room archived: it no longer routes."""
+        await self._db.execute("UPDATE rooms SET archived = 1 WHERE room_id = $1", room_id)
 
     async def agent_room(self, agent_id: str) -> RoomRecord | None:
         """The agent's own room in the Space."""

@@ -88,6 +88,25 @@ class Sessions:
                     now_ms(),
                 )
 
+    async def replace(self, session_key: str, agent_id: str, messages: list[StoredMessage]) -> None:
+        """Make the session hold exactly ``messages`` (a `!load`)."""
+        await self.chat_id(session_key, agent_id)
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM session_messages WHERE session_key = $1", session_key)
+            for m in messages:
+                await tx.execute(
+                    "INSERT INTO session_messages"
+                    " (session_key, turn_id, role, content, tokens, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (session_key, turn_id, role) DO NOTHING",
+                    session_key,
+                    m.turn_id,
+                    m.role,
+                    m.content,
+                    m.tokens,
+                    now_ms(),
+                )
+
     async def clear(self, session_key: str) -> None:
         """Forget a session's messages (its chat id stays)."""
         await self._db.execute("DELETE FROM session_messages WHERE session_key = $1", session_key)

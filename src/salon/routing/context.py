@@ -1,0 +1,73 @@
+"""What the router knows about one message: plain data, no Matrix API, no store.
+
+The dispatcher builds a :class:`MessageContext` from an inbound event (and
+what the store says about the room) and hands it to
+:meth:`salon.routing.router.Router.route`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from salon.ids import localpart_of_user, server_of_user
+
+__all__ = ["AgentInfo", "Binding", "MessageContext"]
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """One agent as the router sees it.
+
+    ``user_id`` is its Matrix user (``@salon_coder:server``), ``localpart`` the
+    part people may type as ``@salon_coder``, ``label`` the name they may type
+    as ``@Coder``; ``description`` feeds the AI router and the lexical scorer.
+    """
+
+    agent_id: str
+    user_id: str
+    label: str
+    localpart: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The room belongs to an agent: its own room (``agent``) or a ``!new`` chat (``chat``)."""
+
+    agent_id: str
+    kind: Literal["agent", "chat"]
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """One inbound message, reduced to what routing needs.
+
+    - ``mentioned_user_ids``: from ``content["m.mentions"]["user_ids"]`` (pills);
+    - ``agents_in_room``: ids of our agents joined to the room. Only these can be
+      reached by a mention; when it is empty the AI router considers every agent;
+    - ``binding``: set when the room is bound to an agent (agent room, ``!new`` chat);
+    - ``sender_agent``: the agent id when the sender is one of our agents.
+    """
+
+    room_id: str
+    sender: str
+    body: str
+    room_aliases: tuple[str, ...] = ()
+    thread_root: str | None = None
+    formatted_body: str | None = None
+    mentioned_user_ids: tuple[str, ...] = ()
+    agents_in_room: frozenset[str] = frozenset()
+    binding: Binding | None = None
+    sender_agent: str | None = None
+    platform: str = "matrix"
+
+    @property
+    def server(self) -> str:
+        """The sender's server name (the part of the user id after the first ``:``)."""
+        return server_of_user(self.sender)
+
+    @property
+    def sender_localpart(self) -> str:
+        """The sender's localpart (``@alice:server`` → ``alice``)."""
+        return localpart_of_user(self.sender)

@@ -1,0 +1,143 @@
+"""Mentions: every form, word bounds, room membership, order, the router addressed."""
+
+from __future__ import annotations
+
+import pytest
+from tests.routing.helpers import AGENTS, ROUTER_ID, agent, ctx
+
+from salon.routing.mentions import MentionFinder
+
+FINDER = MentionFinder(AGENTS, router_user_id=ROUTER_ID)
+
+
+def mentioned(body: str = "", **fields: object) -> tuple[str, ...]:
+    return FINDER.find(ctx(body, **fields)).agents
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("@Coder, please", ("coder",)),
+        ("@coder please", ("coder",)),
+        ("@CODER", ("coder",)),
+        ("hey @coder.", ("coder",)),
+        ("(@coder)", ("coder",)),
+        ("@coder: fix it", ("coder",)),
+        ("@coder\nfix it", ("coder",)),
+        ("@salon_coder fix it", ("coder",)),
+        ("@SALON_CODER fix it", ("coder",)),
+        ("@salon_coder:localhost fix it", ("coder",)),
+        ("see https://matrix.to/#/@salon_coder:localhost", ("coder",)),
+        # Not mentions:
+        ("email@coder.com", ()),
+        ("mail me at me.@coder", ()),
+        ("@coder.com is a site", ()),
+        ("@coders are people", ()),
+        ("@coder-bot", ()),
+        ("@coder_x", ()),
+        ("coder, please", ()),
+        ("@salon_coder:elsewhere.org", ()),
+        ("@salon_coder:localhost.evil.org", ()),
+        ("x@salon_coder:localhost", ()),
+        ("https://example.org/@coder", ()),
+        ("@", ()),
+        ("", ()),
+    ],
+)
+def test_text_forms_word_bounded(body: str, expected: tuple[str, ...]) -> None:
+    assert mentioned(body) == expected
+
+
+def test_pill_from_m_mentions() -> None:
+    found = FINDER.find(ctx("Coder: look", mentioned_user_ids=("@salon_coder:localhost",)))
+    assert found.agents == ("coder",)
+    assert found.forms == {"coder": "pill"}
+    assert found.detail() == "coder (pill)"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="https://matrix.to/#/@salon_researcher:localhost">Researcher</a>: hi',
+        '<a href="https://matrix.to/#/%40salon_researcher%3Alocalhost">R</a>',
+        "<a href='https://matrix.to/#/@salon_researcher:localhost?via=localhost'>R</a>",
+        '<a href="matrix:u/salon_researcher:localhost?action=chat">R</a>',
+    ],
+)
+def test_link_in_formatted_body(html: str) -> None:
+    found = FINDER.find(ctx("R: hi", formatted_body=html))
+    assert found.agents == ("researcher",)
+    assert found.forms == {"researcher": "link"}
+
+
+def test_link_to_someone_else_is_not_a_mention() -> None:
+    html = '<a href="https://matrix.to/#/@salon_coder:elsewhere">Coder</a>'
+    assert mentioned("Coder", formatted_body=html) == ()
+
+
+def test_only_agents_in_the_room() -> None:
+    room = frozenset({"researcher"})
+    assert mentioned("@coder and @researcher", agents_in_room=room) == ("researcher",)
+    pill = ("@salon_coder:localhost",)
+    assert mentioned("Coder", mentioned_user_ids=pill, agents_in_room=room) == ()
+    assert mentioned("@coder", agents_in_room=frozenset()) == ()
+
+
+def test_order_of_first_appearance_and_dedup() -> None:
+    body = "@home then @researcher, @coder and @home again, @salon_researcher"
+    assert mentioned(body) == ("home", "researcher", "coder")
+
+
+def test_pills_are_placed_where_their_label_shows() -> None:
+    pills = ("@salon_coder:localhost", "@salon_researcher:localhost")
+    assert mentioned("Researcher and Coder: hi", mentioned_user_ids=pills) == (
+        "researcher",
+        "coder",
+    )
+    # Without a visible label: after the text mentions, in m.mentions order.
+    assert mentioned("@home x", mentioned_user_ids=pills) == ("home", "coder", "researcher")
+
+
+def test_agent_never_mentions_itself() -> None:
+    found = mentioned("@coder @researcher", sender="@salon_coder:localhost", sender_agent="coder")
+    assert found == ("researcher",)
+
+
+def test_longer_label_wins_over_a_shorter_one_inside_it() -> None:
+    code = agent("code", "Code")
+    review = agent("review", "Code Review")
+    finder = MentionFinder((code, review), router_user_id=ROUTER_ID)
+    room = frozenset({"code", "review"})
+    assert finder.find(ctx("@Code Review this", agents_in_room=room)).agents == ("review",)
+    assert finder.find(ctx("@code  review", agents_in_room=room)).agents == ("review",)
+    assert finder.find(ctx("@Code, review", agents_in_room=room)).agents == ("code",)
+    assert finder.find(ctx("@Code this", agents_in_room=room)).agents == ("code",)
+
+
+def test_unicode_labels() -> None:
+    helper = agent("pomoshnik", "Помощник")
+    finder = MentionFinder((helper,), router_user_id=ROUTER_ID)
+    room = frozenset({"pomoshnik"})
+    assert finder.find(ctx("@помощник, привет", agents_in_room=room)).agents == ("pomoshnik",)
+    assert finder.find(ctx("@Помощники", agents_in_room=room)).agents == ()
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ("@salon what now?", {}),
+        ("@Salon, help", {}),
+        ("hi @salon:localhost", {}),
+        ("Salon: help", {"mentioned_user_ids": ("@salon:localhost",)}),
+        ("x", {"formatted_body": '<a href="https://matrix.to/#/@salon:localhost">S</a>'}),
+    ],
+)
+def test_router_addressed(body: str, fields: dict[str, object]) -> None:
+    found = FINDER.find(ctx(body, **fields))
+    assert found.router_addressed
+    assert found.agents == ()
+
+
+@pytest.mark.parametrize("body", ["salon is nice", "@salon_coder hi", "me@salon.org", "@salons"])
+def test_router_not_addressed(body: str) -> None:
+    assert not FINDER.find(ctx(body)).router_addressed

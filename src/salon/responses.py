@@ -80,6 +80,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "why_unknown": "Nothing has been routed in this room yet.",
         "lang_set": "Language set to {locale}.",
         "lang_unknown": "Unknown language “{locale}”. Available: en, ru.",
+        "delegation_sent": "{frm} → {to}: {task}",
+        "delegation_accepted": "{to} accepted the task from {frm}.",
+        "delegation_completed": "{to} finished the task from {frm}.",
+        "delegation_failed": "{to} could not do the task from {frm}: {error}",
+        "delegation_timeout": "{to} did not finish the task from {frm} in time.",
+        "delegation_result_prompt": "The task you gave {to} is done. Its result:\n{result}",
+        "delegate_usage": "Usage: !delegate <agent> <task>, in an agent's room.",
         "nobody_notice": (
             "No agent answers here. Mention an agent by name, choose one with !agent "
             "and start a chat with !new, or write in an agent's own room."
@@ -166,6 +173,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "why_unknown": "В этой комнате ещё ничего не маршрутизировалось.",
         "lang_set": "Язык изменён: {locale}.",
         "lang_unknown": "Неизвестный язык «{locale}». Доступны: en, ru.",
+        "delegation_sent": "{frm} → {to}: {task}",
+        "delegation_accepted": "{to} взял задачу от {frm}.",
+        "delegation_completed": "{to} выполнил задачу от {frm}.",
+        "delegation_failed": "{to} не смог выполнить задачу от {frm}: {error}",
+        "delegation_timeout": "{to} не успел выполнить задачу от {frm} в срок.",
+        "delegation_result_prompt": "Задача для {to} выполнена. Результат:\n{result}",
+        "delegate_usage": "Использование: !delegate <агент> <задача>, в комнате агента.",
         "nobody_notice": (
             "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "
             "командой !agent и начните чат через !new или напишите в комнату агента."

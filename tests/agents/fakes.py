@@ -97,6 +97,20 @@ class FakeOpenAI:
     - ``drop_after``: in streaming mode, send this many content chunks, then cut
       the connection;
     - ``delay_s``: wait before answering; ``chunk_delay_s``: between chunks.
+
+    Tool calls (streaming mode only; all off by default):
+
+    - ``tool_rounds``: each entry answers one request, in order, with tool calls
+      instead of text — a list of ``{"name": ..., "arguments": str | dict, "id": ...}``
+      (``id`` defaults to ``call_<request>_<i>``; ``"id": None`` sends none). Each
+      call is streamed in pieces: id first, then the name, then the arguments in
+      small slices; the response ends with ``tool_finish_reason``;
+    - ``tool_text``: content chunks sent before the tool calls of each such round;
+    - ``tool_call_index``: False leaves ``index`` out of the tool-call deltas (as
+      some local servers do);
+    - ``echo_tool_results``: a request whose last message is a ``tool`` message
+      (and that no ``tool_rounds`` entry answers) gets ``"Result: "`` followed by
+      the contents of its trailing tool messages joined with ``" | "``.
     """
 
     chunks: list[str] = field(default_factory=lambda: ["Hel", "lo", ", ", "world"])
@@ -107,6 +121,11 @@ class FakeOpenAI:
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
+    tool_rounds: list[list[dict[str, Any]]] = field(default_factory=list)
+    tool_text: list[str] = field(default_factory=list)
+    tool_finish_reason: str = "tool_calls"
+    tool_call_index: bool = True
+    echo_tool_results: bool = True
 
     def app(self) -> web.Application:
         """The aiohttp application to :func:`serve`."""
@@ -145,7 +164,21 @@ class FakeOpenAI:
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         await send({"role": "assistant", "content": ""})
-        for i, text in enumerate(self.chunks):
+        if self.tool_rounds:
+            await self._send_tool_calls(send, self.tool_rounds.pop(0), len(self.requests))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
+        chunks = self.chunks
+        messages = body.get("messages") or []
+        if self.echo_tool_results and messages and messages[-1].get("role") == "tool":
+            results: list[str] = []
+            for message in reversed(messages):
+                if message.get("role") != "tool":
+                    break
+                results.insert(0, str(message.get("content")))
+            chunks = ["Result: ", " | ".join(results)]
+        for i, text in enumerate(chunks):
             if self.drop_after is not None and i >= self.drop_after:
                 _drop(request)
                 return resp
@@ -156,6 +189,32 @@ class FakeOpenAI:
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+    async def _send_tool_calls(self, send: Any, calls: list[dict[str, Any]], number: int) -> None:
+        for text in self.tool_text:
+            await send({"content": text})
+        for i, call in enumerate(calls):
+            arguments = call.get("arguments", "")
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            call_id = call.get("id", f"call_{number}_{i}")
+            where = {"index": i} if self.tool_call_index else {}
+            head: dict[str, Any] = {**where, "type": "function", "function": {"arguments": ""}}
+            if call_id is not None:
+                head["id"] = call_id
+            pieces: list[dict[str, Any]] = [
+                head,
+                {**where, "function": {"name": call["name"]}},
+                *(
+                    {**where, "function": {"arguments": arguments[j : j + 7]}}
+                    for j in range(0, len(arguments), 7)
+                ),
+            ]
+            for piece in pieces:
+                if self.chunk_delay_s:
+                    await asyncio.sleep(self.chunk_delay_s)
+                await send({"tool_calls": [piece]})
+        await send({}, finish=self.tool_finish_reason)
 
 
 @dataclass

@@ -73,7 +73,7 @@ def test_example_config_loads() -> None:
                   type: nope
             """,
             "salon.yaml:5: agents.coder.backend.type: "
-            "Input should be 'echo', 'openai', 'http' or 'python'",
+            "Input should be 'echo', 'openai', 'http', 'python' or 'team'",
             id="unknown-backend-type",
         ),
         pytest.param(

@@ -60,3 +60,16 @@ def introspect(agent_id: str, options: Mapping[str, Any]) -> Stream:
         )
 
     return stream
+
+
+def delegating(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Hands the message to ``options['to']`` and answers with what came back."""
+    from salon.agents.context import current_delegator
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        delegator = current_delegator()
+        assert delegator is not None, "no delegator in this turn"
+        outcome = await delegator.delegate(str(options["to"]), f"task: {request.text}")
+        yield f"{agent_id} got: {outcome.text}"
+
+    return stream

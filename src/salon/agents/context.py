@@ -1,4 +1,4 @@
-"""The current agent, visible to plugins and tools while a turn runs.
+"""The current agent (and its delegator), visible to plugins and tools while a turn runs.
 
 Each turn runs in its own asyncio task, and a task owns a copy of the context,
 so concurrent turns of different agents never see each other's profile.
@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from salon.agents.profile import AgentProfile
+from salon.agents.tools import Delegator
 
 _CURRENT: ContextVar[AgentProfile | None] = ContextVar("salon_current_agent", default=None)
 
@@ -31,3 +32,29 @@ def agent_context(profile: AgentProfile) -> Iterator[AgentProfile]:
         yield profile
     finally:
         _CURRENT.reset(token)
+
+
+_DELEGATOR: ContextVar[Delegator | None] = ContextVar("salon_current_delegator", default=None)
+
+
+def current_delegator() -> Delegator | None:
+    """How the running turn's agent may delegate; None when it may not (or outside a turn).
+
+    The gateway sets it around a turn; the ``openai`` backend offers it to the
+    model as the ``delegate`` tool, and ``python`` plugins call it directly::
+
+        delegator = current_delegator()
+        if delegator is not None:
+            outcome = await delegator.delegate("coder", "write the parser")
+    """
+    return _DELEGATOR.get()
+
+
+@contextmanager
+def delegator_context(delegator: Delegator | None) -> Iterator[Delegator | None]:
+    """Make ``delegator`` the current delegator for the block (None: no delegation)."""
+    token = _DELEGATOR.set(delegator)
+    try:
+        yield delegator
+    finally:
+        _DELEGATOR.reset(token)

@@ -7,13 +7,24 @@ refused, timeout, 5xx, 429) with exponential backoff, but only until the first
 chunk has been yielded: a reply that has started is never restarted, because
 the text already shown would be repeated. Every ``openai`` error is mapped to a
 short, readable :class:`BackendError` here, at the boundary.
+
+Delegation: when the turn has a :func:`~salon.agents.context.current_delegator`
+with at least one target, every request offers the model the ``delegate`` tool.
+Tool-call deltas are collected while text deltas stream out as usual; when the
+model asks for tools, the calls of that round run concurrently, their outcomes
+go back as ``tool`` messages and the next request is made, for at most
+``max_tool_rounds`` rounds. The retry rule above holds per request: a request
+is retried only until its own first text chunk, and a delegation is never run
+twice because of a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -21,7 +32,14 @@ import structlog
 
 from salon._exceptions import BackendError
 from salon.agents.backend import TurnRequest
+from salon.agents.context import current_delegator
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
+from salon.agents.tools import (
+    DelegationOutcome,
+    Delegator,
+    call_delegate_tool,
+    delegate_tool_schema,
+)
 from salon.config.models import OpenAIBackend as OpenAIConfig
 
 # Local servers (Ollama, llama.cpp, vLLM) ignore the key, but the client insists on one.
@@ -58,6 +76,48 @@ def _retry_after(exc: openai.OpenAIError) -> float | None:
     return min(max(value, 0.0), MAX_RETRY_AFTER_S)
 
 
+@dataclass
+class _ToolCall:
+    """One tool call, assembled from its streamed pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class _Reply:
+    """What one streamed response held besides the text that was yielded."""
+
+    text: list[str] = field(default_factory=list)
+    calls: list[_ToolCall] = field(default_factory=list)
+    by_index: dict[int, _ToolCall] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+    def add_tool_deltas(self, deltas: Sequence[Any]) -> None:
+        """Merge ``delta.tool_calls`` pieces: a call's pieces share its ``index``."""
+        for delta in deltas:
+            index = getattr(delta, "index", None)
+            call_id = getattr(delta, "id", None)
+            if isinstance(index, int):
+                call = self.by_index.get(index)
+                if call is None:
+                    call = self.by_index[index] = _ToolCall()
+                    self.calls.append(call)
+            # Servers that leave out the index send each call whole, or its id first.
+            elif not self.calls or (call_id and self.calls[-1].id not in ("", call_id)):
+                call = _ToolCall()
+                self.calls.append(call)
+            else:
+                call = self.calls[-1]
+            if call_id:
+                call.id = call_id
+            function = getattr(delta, "function", None)
+            if function is not None:
+                call.name += getattr(function, "name", None) or ""
+                call.arguments += getattr(function, "arguments", None) or ""
+
+
 class OpenAIChatBackend:
     """Streams chat completions from an OpenAI-compatible server.
 
@@ -90,12 +150,17 @@ class OpenAIChatBackend:
         """Close the HTTP connections of the client; the backend is unusable afterwards."""
         await self._client.close()
 
-    def _params(self, request: TurnRequest) -> dict[str, Any]:
+    def _params(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.config.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages()],
+            "messages": messages,
             "stream": True,
         }
+        if tools:
+            params["tools"] = tools
+            params["tool_choice"] = "auto"
         if self.config.temperature is not None:
             params["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
@@ -103,22 +168,111 @@ class OpenAIChatBackend:
         return params
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
-        """Yield the model's reply as it arrives; raise BackendError on failure."""
-        params = self._params(request)
+        """Yield the model's reply as it arrives; raise BackendError on failure.
+
+        With a current delegator, tool rounds happen in between: the text of
+        every response is yielded, the final answer last.
+        """
+        delegator = current_delegator()
+        targets = list(delegator.targets()) if delegator is not None else []
+        tools = [delegate_tool_schema(targets)] if targets else None
+        messages: list[dict[str, Any]] = [
+            {"role": m.role, "content": m.content} for m in request.messages()
+        ]
+        rounds = 0
+        last_shown = ""  # the last text chunk yielded, to separate the responses' texts
+        while True:
+            reply = _Reply()
+            pieces = self._request(self._params(messages, tools), reply)
+            async with contextlib.aclosing(pieces):
+                async for text in pieces:
+                    if last_shown and len(reply.text) == 1 and not last_shown[-1].isspace():
+                        text = "\n\n" + text.lstrip()
+                    last_shown = text
+                    yield text
+            if delegator is None or not tools or not reply.calls:
+                return
+            if rounds >= self.config.max_tool_rounds:
+                raise BackendRejectedError(
+                    f"the model at {self.base_url} still called tools after "
+                    f"{rounds} rounds (max_tool_rounds is {self.config.max_tool_rounds})"
+                )
+            rounds += 1
+            messages.extend(await self._run_tools(delegator, targets, reply, rounds))
+
+    async def _run_tools(
+        self,
+        delegator: Delegator,
+        targets: Sequence[tuple[str, str]],
+        reply: _Reply,
+        round_no: int,
+    ) -> list[dict[str, Any]]:
+        """Run one round's tool calls concurrently; the messages that report them."""
+        for i, call in enumerate(reply.calls):
+            if not call.id:  # some local servers send no ids; the tool messages need one
+                call.id = f"call_{round_no}_{i}"
+        self.log.info(
+            "openai backend running tools",
+            round=round_no,
+            calls=[call.name for call in reply.calls],
+        )
+        outcomes: list[DelegationOutcome] = await asyncio.gather(
+            *(
+                call_delegate_tool(delegator, call.name, call.arguments, targets=targets)
+                for call in reply.calls
+            )
+        )
+        assistant: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(reply.text) or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in reply.calls
+            ],
+        }
+        results = [
+            {"role": "tool", "tool_call_id": call.id, "content": outcome.text}
+            for call, outcome in zip(reply.calls, outcomes, strict=True)
+        ]
+        return [assistant, *results]
+
+    async def _request(self, params: dict[str, Any], reply: _Reply) -> AsyncGenerator[str, None]:
+        """One streamed request, retried until its first text chunk; text is yielded.
+
+        Tool-call pieces and the finish reason are collected into ``reply``
+        (reset on every attempt, so a retried request never doubles a call).
+        """
         delay = self.config.retry_backoff_s
         attempt = 0
         while True:
             attempt += 1
             started = False
+            reply.text.clear()
+            reply.calls.clear()
+            reply.by_index.clear()
+            reply.finish_reason = None
             try:
                 chunks = await self._client.chat.completions.create(**params)
                 try:
                     async for chunk in chunks:
                         if not chunk.choices:
                             continue
-                        text = chunk.choices[0].delta.content
+                        choice = chunk.choices[0]
+                        delta = choice.delta
+                        if choice.finish_reason:
+                            reply.finish_reason = choice.finish_reason
+                        if delta is None:
+                            continue
+                        if delta.tool_calls:
+                            reply.add_tool_deltas(delta.tool_calls)
+                        text = delta.content
                         if text:
                             started = True
+                            reply.text.append(text)
                             yield text
                 finally:
                     await chunks.close()

@@ -9,11 +9,13 @@ from salon.agents.echo import EchoBackend
 from salon.agents.http_backend import HttpAgentBackend
 from salon.agents.openai_backend import OpenAIChatBackend
 from salon.agents.python_backend import PythonPluginBackend
+from salon.agents.team import TeamBackend
 from salon.config.models import AgentConfig
 from salon.config.models import EchoBackend as EchoConfig
 from salon.config.models import HttpBackend as HttpConfig
 from salon.config.models import OpenAIBackend as OpenAIConfig
 from salon.config.models import PythonBackend as PythonConfig
+from salon.config.models import TeamBackend as TeamConfig
 
 
 def build_backend(agent: AgentConfig) -> Backend:
@@ -31,6 +33,8 @@ def build_backend(agent: AgentConfig) -> Backend:
         return HttpAgentBackend(cfg, agent_id=agent.id)
     if isinstance(cfg, PythonConfig):
         return PythonPluginBackend(cfg, agent_id=agent.id)
+    if isinstance(cfg, TeamConfig):
+        return TeamBackend(mode=cfg.mode, lead=cfg.lead, members=cfg.members)
     raise AssertionError(f"unhandled backend config {type(cfg).__name__}")  # pragma: no cover
 
 

@@ -18,6 +18,7 @@ from salon.commands.parser import (
     parse_index,
     parse_name,
 )
+from salon.coordination.delegation import DelegationManager
 from salon.gateway.chats import Chats
 from salon.ids import AgentId
 from salon.matrix.api import MatrixAPI
@@ -61,6 +62,7 @@ class CommandHandlers:
         chats: Chats,
         stop_in_room: Callable[[str], int],
         session_key: Callable[[InboundEvent, str], str],
+        delegations: DelegationManager | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
@@ -70,6 +72,7 @@ class CommandHandlers:
         self.chats = chats
         self.stop_in_room = stop_in_room
         self.session_key = session_key
+        self.delegations = delegations
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}
 
@@ -288,6 +291,32 @@ class CommandHandlers:
         await asked.reply(
             asked.t("why_decision", label=labels, reason=reason, detail=decision.detail or "—")
         )
+
+    async def _delegate(self, asked: Asked) -> None:
+        room = asked.room
+        agent_id, _, task = asked.command.args.partition(" ")
+        agent_id = agent_id.lstrip("@").lower()
+        if (
+            self.delegations is None
+            or room is None
+            or room.kind is not RoomKind.AGENT
+            or not room.agent_id
+            or not agent_id
+            or not task.strip()
+        ):
+            await asked.reply(asked.t("delegate_usage"))
+            return
+        # The room's agent delegates; its report turn answers this command when done.
+        outcome = await self.delegations.delegate(
+            room.agent_id,
+            agent_id,
+            task.strip(),
+            origin_room=asked.event.room_id,
+            origin_event=asked.event.event_id,
+            wait=False,
+        )
+        if not outcome.ok:
+            await asked.reply(outcome.text)
 
     async def _lang(self, asked: Asked) -> None:
         locale = asked.command.args.strip().lower()

@@ -45,6 +45,7 @@ class CommandName(StrEnum):
     STOP = "stop"
     WHY = "why"
     LANG = "lang"
+    DELEGATE = "delegate"
 
 
 _NAMES = {name.value: name for name in CommandName}

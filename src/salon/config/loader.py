@@ -14,7 +14,7 @@ anchors to reuse (``x-local: &local {type: openai, ...}``, then ``backend: *loca
 Every problem is raised as one :class:`ConfigError` whose message has a line per
 problem, like::
 
-    salon.yaml:14: agents.coder.backend.type: Input should be 'echo', 'openai', 'http' or 'python'
+    salon.yaml:14: agents.coder.backend.type: Input should be 'echo', 'openai', …
 """
 
 from __future__ import annotations

@@ -220,6 +220,33 @@ class AccessConfig(_Model):
         return user_id in self.admins
 
 
+class TeamBackend(_Model):
+    """A team answers through its members, over delegation (see ``teams:``)."""
+
+    type: Literal["team"]
+    mode: Literal["coordinate", "collaborate"] = "coordinate"
+    lead: str
+    members: Annotated[list[str], Field(min_length=1)]
+
+
+class TeamConfig(_Model):
+    """A team: its own Matrix user and room; ``coordinate``: the lead delegates parts to the
+    members and answers; ``collaborate``: every member answers, then the lead summarises."""
+
+    label: Annotated[str | None, Field(min_length=1)] = None
+    description: str = ""
+    agents: Annotated[list[str], Field(min_length=1)]
+    mode: Literal["coordinate", "collaborate"] = "coordinate"
+    lead: str | None = None  # default: the first of `agents`
+
+
+class DelegationConfig(_Model):
+    """Delegation between agents."""
+
+    hop_limit: Annotated[int, Field(ge=1, le=15)] = 3
+    deadline_s: PositiveFloat = 300
+
+
 class EchoBackend(_Model):
     """Offline backend that repeats the message; for demos and tests."""
 
@@ -242,6 +269,8 @@ class OpenAIBackend(_Model):
     max_retries: Annotated[int, Field(ge=0)] = 3
     # First wait before a retry of a transient error; doubles on each further retry.
     retry_backoff_s: NonNegativeFloat = 0.5
+    # Rounds of ``delegate`` tool calls one turn may make before it fails.
+    max_tool_rounds: Annotated[int, Field(ge=1)] = 4
 
 
 class HttpBackend(_Model):
@@ -266,7 +295,8 @@ class PythonBackend(_Model):
 
 
 BackendConfig = Annotated[
-    EchoBackend | OpenAIBackend | HttpBackend | PythonBackend, Field(discriminator="type")
+    EchoBackend | OpenAIBackend | HttpBackend | PythonBackend | TeamBackend,
+    Field(discriminator="type"),
 ]
 
 
@@ -396,6 +426,35 @@ class SalonConfig(_Model):
     replies: RepliesConfig = RepliesConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"
+    teams: dict[str, TeamConfig] = {}
+    # Agents hosted by other gateways of this deployment (same homeserver and naming).
+    peers: list[str] = []
+    delegation: DelegationConfig = DelegationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _teams_are_agents(cls, data: Any) -> Any:
+        # A team is an agent whose backend is the team: its own user, room, routing.
+        if not isinstance(data, dict) or not isinstance(data.get("teams"), dict):
+            return data
+        agents = dict(data.get("agents") or {})
+        for team_id, team in data["teams"].items():
+            if not isinstance(team, dict) or team_id in agents:
+                continue  # the models' own validation reports the problem
+            members = team.get("agents") or []
+            lead = team.get("lead") or (members[0] if members else "")
+            agents[team_id] = {
+                "label": team.get("label"),
+                "description": team.get("description", ""),
+                "backend": {
+                    "type": "team",
+                    "mode": team.get("mode", "coordinate"),
+                    "lead": lead,
+                    "members": members,
+                },
+                "can_delegate_to": list(dict.fromkeys([*members, lead])),
+            }
+        return {**data, "agents": agents}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SalonConfig:
@@ -432,9 +491,19 @@ class SalonConfig(_Model):
         aliases = {self.naming.lobby_alias: "the lobby", self.space.alias: "the space"}
         if self.naming.lobby_alias == self.space.alias:
             problems.append((("naming", "lobby_alias"), "must differ from space.alias"))
+        for team_id in self.teams:
+            if not isinstance(self.agents[team_id].backend, TeamBackend):
+                problems.append((("teams", team_id), "a team cannot share an agent's id"))
         for agent_id, agent in self.agents.items():
             loc: Loc = ("agents", agent_id)
+            if isinstance(agent.backend, TeamBackend):
+                for member in [*agent.backend.members, agent.backend.lead]:
+                    if member not in self.agents or member == agent_id:
+                        where = ("teams", agent_id) if agent_id in self.teams else loc
+                        problems.append((where, f"team member {member!r} is not an agent"))
             for i, target in enumerate(agent.can_delegate_to or []):
+                if target in self.peers:
+                    continue
                 check_ref((*loc, "can_delegate_to", i), target)
                 if target == agent_id:
                     problems.append(
@@ -465,6 +534,17 @@ class SalonConfig(_Model):
             raise KeyError(
                 f"unknown agent {agent_id!r} (known: {', '.join(self.agents)})"
             ) from None
+
+    def delegation_targets(self, agent_id: str) -> list[str]:
+        """Whom an agent may delegate to: ``can_delegate_to``, else every other agent and peer."""
+        agent = self.agents[agent_id]
+        if agent.can_delegate_to is not None:
+            return list(agent.can_delegate_to)
+        return [a for a in [*self.agents, *self.peers] if a != agent_id]
+
+    def peer_user_id(self, agent_id: str, server_name: str) -> UserId:
+        """The user id of an agent another gateway hosts (same naming pattern)."""
+        return UserId(f"@{self.naming.agent_localpart.replace('{id}', agent_id)}:{server_name}")
 
     def agent_localpart(self, agent_id: str) -> str:
         """The Matrix localpart of an agent's user (``salon_coder``)."""

@@ -23,6 +23,7 @@ from salon.config.models import BackendConfig, SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.chats import Chats
+from salon.gateway.coordination import Coordinator
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.stream import StreamLimits
@@ -78,6 +79,7 @@ class Gateway:
         self._heartbeats: list[Heartbeat] = []
         self._backends: list[Backend] = []
         self._router: Router | None = None
+        self.coordinator: Coordinator | None = None
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
@@ -115,15 +117,25 @@ class Gateway:
             agents=len(topology.agent_rooms),
         )
         replies = config.replies
+        limits = StreamLimits(replies.edit_interval_s, replies.max_edits, replies.max_message_chars)
+        self.coordinator = coordinator = Coordinator(
+            config,
+            store,
+            server_name=hs.server_name,
+            agent_apis=agent_apis,
+            agent_users=agent_users,
+            agent_rooms=topology.agent_rooms,
+            runtimes=runtimes,
+            limits=limits,
+        )
         runner = TurnRunner(
             store,
             runtimes,
             agent_apis,
-            limits=StreamLimits(
-                replies.edit_interval_s, replies.max_edits, replies.max_message_chars
-            ),
+            limits=limits,
             locale=config.locale,
             max_attempts=replies.max_attempts,
+            delegator_for=coordinator.delegator_for,
         )
         infos = [
             AgentInfo(
@@ -144,6 +156,7 @@ class Gateway:
             chats=Chats(store, router),
             stop_in_room=runner.stop_in_room,
             session_key=session_key,
+            delegations=coordinator.manager,
         )
         self._dispatcher = Dispatcher(
             store,
@@ -158,6 +171,7 @@ class Gateway:
             router_api=router,
             commands=commands,
             locale=config.locale,
+            coordinator=coordinator,
         )
         backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
         self._source = ClientSyncSource(
@@ -173,6 +187,7 @@ class Gateway:
         self._dispatcher.start()
 
         self._supervisor = Supervisor(backoff)
+        await coordinator.start(self._supervisor)
         for agent_id, room_id in topology.agent_rooms.items():
             beat = Heartbeat(
                 agent_apis[agent_id],
@@ -214,6 +229,9 @@ class Gateway:
             await self._source.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
+        if self.coordinator is not None:
+            await self.coordinator.stop()
+            self.coordinator = None
         await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
         self._heartbeats.clear()
         if self._router is not None:

@@ -46,6 +46,8 @@ async def bootstrap(
     locale = config.locale
     server = spaces.server_name
     agent_users = [api.user_id for api in agent_apis.values()]
+    # Agents visit each other's rooms to delegate; peers' agents (other gateways) too.
+    visitors = [*agent_users, *(config.peer_user_id(p, server) for p in config.peers)]
     space_id: RoomId | None = None
     space_error: str | None = None
     try:
@@ -89,7 +91,7 @@ async def bootstrap(
                     label=agent.display_label,
                     description=agent.description or agent_id,
                 ),
-                invite=[api.user_id, *invitees],
+                invite=[api.user_id, *invitees, *(v for v in visitors if v != api.user_id)],
                 # The agent owns its room: it keeps its heartbeat state event there.
                 power_users={api.user_id: 100},
             )

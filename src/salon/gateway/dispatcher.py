@@ -20,6 +20,8 @@ from salon.agents.runtime import AgentRuntime
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
+from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.coordination import Coordinator
 from salon.gateway.replies import hop_of, reply_content, txn_id
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.turns import TurnRunner
@@ -35,8 +37,9 @@ from salon.store.saved import Decision
 
 log = structlog.get_logger("salon.gateway.dispatcher")
 
-# Event types worth admitting: messages start turns, reactions can stop them.
-ADMITTED_TYPES = frozenset({"m.room.message", "m.reaction"})
+# Event types worth admitting: messages start turns, reactions can stop them,
+# delegation events travel between agents.
+ADMITTED_TYPES = frozenset({"m.room.message", "m.reaction", REQUEST, STATUS})
 STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
 # Agent-to-agent messages are followed this many hops at most (no endless bot ping-pong).
 MAX_HOPS = 3
@@ -65,6 +68,7 @@ class Dispatcher:
         router_api: MatrixAPI,
         commands: CommandHandlers,
         locale: str = "en",
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.store = store
         self.apis = apis
@@ -80,6 +84,7 @@ class Dispatcher:
         self.router_api = router_api
         self.commands = commands
         self.locale = locale
+        self.coordinator = coordinator
         self.facts = RoomFacts(apis, agent_users)
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -140,6 +145,15 @@ class Dispatcher:
         event = self._event_of(row.item)
         if event is None:
             await self.store.inbox.mark(row.item.event_id, InboxState.DROPPED, "malformed")
+            return
+        if event.type in (REQUEST, STATUS):
+            # Validated, and checked against known agents, by the coordination layer.
+            if self.coordinator is not None:
+                if event.type == REQUEST:
+                    await self.coordinator.inbound.on_request(event)
+                else:
+                    await self.coordinator.manager.on_status(event)
+            await self.store.inbox.mark(event.event_id, InboxState.DONE, "delegation")
             return
         sender_agent = self._agent_of.get(event.sender)
         if sender_agent is None and not self.access.is_allowed(event.sender, self.server_name):
@@ -276,6 +290,8 @@ class Dispatcher:
             return False
         # Own echoes are dropped; an agent's message may address another agent,
         # within the hop limit.
+        if event.type in (REQUEST, STATUS):
+            return event.sender not in self._ours or event.sender in self._agent_of
         if event.sender in self._ours and (
             event.sender not in self._agent_of or hop_of(event) >= MAX_HOPS
         ):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from salon.matrix.events import InboundEvent
+from salon.matrix.txn import txn_id
+
+__all__ = ["TURN_KEY", "hop_of", "reply_content", "txn_id"]
 
 TURN_KEY = "com.salon.turn"
-
-
-def txn_id(event_id: str, agent_id: str, part: str | int) -> str:
-    """A transaction id derived from the turn, so a re-send after a crash is deduplicated."""
-    digest = hashlib.sha256(f"{event_id}\x00{agent_id}\x00{part}".encode()).hexdigest()
-    return f"salon.{digest[:40]}"
 
 
 def hop_of(event: InboundEvent) -> int:

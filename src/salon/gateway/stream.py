@@ -62,6 +62,7 @@ class ReplyStream:
         *,
         on_first: Callable[[EventId], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        txn_key: str | None = None,
     ) -> None:
         self.api = api
         self.event = event
@@ -75,6 +76,8 @@ class ReplyStream:
         self._on_first = on_first
         self._clock = clock
         self._first_chunk_at: float | None = None
+        # What transaction ids derive from: the event, or another key for a second reply.
+        self.txn_key = txn_key or event.event_id
 
     async def run(self, chunks: AsyncIterator[str]) -> str:
         """Consume the backend stream, showing progress; returns the whole text."""
@@ -157,7 +160,7 @@ class ReplyStream:
                 self.event.room_id,
                 "m.room.message",
                 content,
-                txn_id=txn_id(self.event.event_id, self.agent_id, f"part-{i}"),
+                txn_id=txn_id(self.txn_key, self.agent_id, f"part-{i}"),
             )
         assert self.first_id is not None
         return self.first_id
@@ -171,7 +174,7 @@ class ReplyStream:
             self.event.room_id,
             "m.room.message",
             content,
-            txn_id=txn_id(self.event.event_id, self.agent_id, 0),
+            txn_id=txn_id(self.txn_key, self.agent_id, 0),
         )
         self._shown = body
         self._last_send = self._clock()
@@ -192,7 +195,7 @@ class ReplyStream:
             self.event.room_id,
             "m.room.message",
             content,
-            txn_id=txn_id(self.event.event_id, self.agent_id, part),
+            txn_id=txn_id(self.txn_key, self.agent_id, part),
         )
         self._shown = body
         self._last_send = self._clock()

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from salon import responses
 from salon._exceptions import BackendError, MatrixError
 from salon.agents.backend import TurnRequest
+from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
+from salon.agents.tools import Delegator
 from salon.gateway.replies import reply_content, txn_id
 from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.ids import AgentId, EventId, RoomId
@@ -54,6 +56,7 @@ class TurnRunner:
         max_attempts: int = 3,
         concurrency: int = 32,
         retry_delay_s: float = 2.0,
+        delegator_for: Callable[[AgentId, InboundEvent], Delegator | None] | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
@@ -62,6 +65,7 @@ class TurnRunner:
         self.locale = locale
         self.max_attempts = max_attempts
         self.retry_delay_s = retry_delay_s
+        self.delegator_for = delegator_for
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[TurnKey, asyncio.Task[None]] = {}
         self._rooms: dict[TurnKey, RoomId] = {}
@@ -163,7 +167,10 @@ class TurnRunner:
         try:
             await api.set_typing(event.room_id, True, 60000)
             request = await runtime.prepare(request)
-            text = await reply.run(runtime.stream(request))
+            delegator = self.delegator_for(agent_id, event) if self.delegator_for else None
+            # Set before the stream's task starts, so the backend sees it.
+            with delegator_context(delegator):
+                text = await reply.run(runtime.stream(request))
             reply_id = await reply.finish(text or responses.text("empty_reply", self.locale))
             await runtime.record(request, event.event_id, text)
             await self._close(event, agent_id, TurnState.REPLIED, reply_id=reply_id)

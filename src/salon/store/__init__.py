@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from salon.store.db import Database
+from salon.store.delegations import Delegations
 from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.kv import KV
@@ -27,6 +28,7 @@ class Store:
         self.users = Users(db)
         self.saved = SavedContexts(db)
         self.decisions = Decisions(db)
+        self.delegations = Delegations(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

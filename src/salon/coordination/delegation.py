@@ -12,6 +12,7 @@ is still running in this process, otherwise (after a restart, say) through
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,11 @@ class DelegationManager:
                 False, f"[NOT ALLOWED] {from_agent} may not delegate to {to_agent}"
             )
         api = self.dir.apis[from_agent]
+        # A turn re-run after a crash asks again: the same question gets the same id,
+        # so it finds the delegation it made before instead of making a second one.
+        stable_id = _stable_id(origin_event, from_agent, to_agent, task) if origin_event else None
+        if stable_id and (known := await self.store.delegations.get(stable_id)) is not None:
+            return await self._resume(known, wait)
         try:
             room = await self._target_room(api, to_agent)
             if not await self._online(api, room, to_agent):
@@ -119,6 +125,7 @@ class DelegationManager:
                 context=context,
                 parent=parent,
                 deadline_ts=now_ms() + int(self.deadline_s * 1000),
+                id=stable_id,
             )
         except (MatrixError, ValueError) as e:
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
@@ -151,6 +158,29 @@ class DelegationManager:
         except MatrixError as e:
             await self.store.delegations.set_state(record.id, DelegationPhase.FAILED, error=str(e))
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
+        finally:
+            self._waiting.pop(record.id, None)
+
+    async def _resume(self, record: DelegationRecord, wait: bool) -> DelegationOutcome:
+        """The outcome of a delegation made before (by this turn, before a restart)."""
+        if record.terminal:
+            await self.store.delegations.mark_reinjected(record.id)
+            return _outcome(record)
+        if not wait:
+            return DelegationOutcome(True, record.id)
+        future: asyncio.Future[DelegationOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting[record.id] = future
+        try:
+            if record.state is DelegationPhase.PENDING:
+                await self._send_request(
+                    self.dir.apis[record.from_agent], record, request_of(record)
+                )
+            # It may have ended while we were not looking.
+            current = await self.store.delegations.get(record.id)
+            if current is not None and current.terminal:
+                await self.store.delegations.mark_reinjected(record.id)
+                return _outcome(current)
+            return await future
         finally:
             self._waiting.pop(record.id, None)
 
@@ -209,13 +239,19 @@ class DelegationManager:
             await self._deliver(record, DelegationOutcome(False, f"[{tag}] {status.error}"))
 
     async def _deliver(self, record: DelegationRecord, outcome: DelegationOutcome) -> None:
+        future = self._waiting.get(record.id)
+        if future is None and record.origin_event and await self._turn_open(record):
+            return  # the delegating turn is being re-run: it collects the outcome itself
         if not await self.store.delegations.mark_reinjected(record.id):
             return  # delivered before (another path, another process, before a restart)
-        future = self._waiting.get(record.id)
         if future is not None and not future.done():
             future.set_result(outcome)
         elif self.report is not None:
             await self.report(record, outcome)
+
+    async def _turn_open(self, record: DelegationRecord) -> bool:
+        turn = await self.store.turns.get(record.origin_event or "", record.from_agent)
+        return turn is not None and turn.state.value in ("admitted", "running")
 
     # --- deadlines and recovery --------------------------------------------------
 
@@ -298,6 +334,22 @@ class DelegationManager:
             )
         except (MatrixError, KeyError) as e:
             log.warning("delegation.notice_failed", id=record.id, error=str(e))
+
+
+def _stable_id(origin_event: str, from_agent: str, to_agent: str, task: str) -> str:
+    digest = hashlib.sha256(f"{origin_event}\x00{from_agent}\x00{to_agent}\x00{task}".encode())
+    return "dlg_" + digest.hexdigest()[:20]
+
+
+def _outcome(record: DelegationRecord) -> DelegationOutcome:
+    """The outcome a finished delegation stands for."""
+    if record.state is DelegationPhase.COMPLETED:
+        return DelegationOutcome(True, record.result or "")
+    tag = {DelegationPhase.TIMEOUT: "TIMEOUT", DelegationPhase.REJECTED: "REJECTED"}.get(
+        record.state, "FAILED"
+    )
+    detail = record.error or record.to_agent
+    return DelegationOutcome(False, f"[{tag}] {detail}")
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -172,6 +172,10 @@ class Gateway:
             commands=commands,
             locale=config.locale,
             coordinator=coordinator,
+            peer_rooms={
+                f"#{config.naming.agent_room_alias.replace('{id}', p)}:{hs.server_name}": p
+                for p in config.peers
+            },
         )
         backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
         self._source = ClientSyncSource(

@@ -30,7 +30,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED
 from salon.routing.context import Binding, MessageContext
-from salon.routing.router import Reason, Router
+from salon.routing.router import Reason, RouteDecision, Router
 from salon.store import Store
 from salon.store.records import InboxItem, InboxRow, InboxState, RoomKind, RoomRecord
 from salon.store.saved import Decision
@@ -69,6 +69,7 @@ class Dispatcher:
         commands: CommandHandlers,
         locale: str = "en",
         coordinator: Coordinator | None = None,
+        peer_rooms: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.apis = apis
@@ -85,6 +86,8 @@ class Dispatcher:
         self.commands = commands
         self.locale = locale
         self.coordinator = coordinator
+        # Room alias → agent id of rooms that belong to agents other gateways host.
+        self.peer_rooms = dict(peer_rooms or {})
         self.facts = RoomFacts(apis, agent_users)
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -184,7 +187,14 @@ class Dispatcher:
             if await self.commands.answer_pending(event, reply, locale):
                 await self.store.inbox.mark(event.event_id, InboxState.DONE, "command")
                 return
-        decision = await self.router.route(await self._context(event, room, sender_agent))
+        context = await self._context(event, room, sender_agent)
+        decision = await self.router.route(context)
+        peer = next(
+            (self.peer_rooms[a] for a in context.room_aliases if a in self.peer_rooms), None
+        )
+        if peer is not None and decision.reason is not Reason.MENTION:
+            # Another gateway's agent owns this room: only an explicit mention is ours.
+            decision = RouteDecision((), Reason.NOBODY, f"room of {peer}")
         await self.store.decisions.record(
             Decision(
                 event.event_id,

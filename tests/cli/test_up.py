@@ -100,6 +100,16 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
         read = _salon("read", "--data-dir", str(data_dir), "--room", "parrot", "-n", "5")
         assert "hello there" in read.stdout and "🦜 hello there" in read.stdout
 
+        # echo asks parrot; echo's answer carries parrot's result.
+        dlg = _salon(
+            "delegate", "--data-dir", str(data_dir), "--from", "echo", "--to", "parrot", "hi"
+        )
+        assert dlg.returncode == 0, dlg.stderr
+        assert "🦜 task" not in dlg.stdout and "🦜 hi" in dlg.stdout
+        status = _salon("status", "--data-dir", str(data_dir))
+        assert status.returncode == 0, status.stderr
+        assert "open delegations" in status.stdout and "turns in flight" in status.stdout
+
         synapse_pid = int((data_dir / "synapse" / "homeserver.pid").read_text())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

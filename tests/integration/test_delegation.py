@@ -211,3 +211,55 @@ async def test_teams_collaborate_and_coordinate(
     asked = await person.say(lobby, "@squad plan it")  # a team is mentioned like an agent
     text = await _final_text(person, lobby, asked, timeout=30)
     assert text == "boss got: X:task: @squad plan it"
+
+
+async def test_deadline_fails_with_timeout_and_a_late_answer_is_not_delivered_twice(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    agents = _agents()
+    agents["beta"] = {"backend": {"type": "echo", "prefix": "beta says ", "delay_s": 3}}
+    config = salon_config(synapse, tmp_path, agents=agents, delegation={"deadline_s": 1})
+    gateway = await gateways(config, invite=[person.user_id])
+    server = synapse.server_name
+    room = await person.join(f"#{config.agent_room_alias_localpart('alpha')}:{server}")
+    asked = await person.say(room, "hurry")
+    assert await _final_text(person, room, asked) == "alpha got: [TIMEOUT] beta"
+    await asyncio.sleep(4)  # beta answers late
+    assert gateway.store is not None
+    (record,) = [r for r in await gateway.store.delegations.recent() if r.direction == "out"]
+    assert record.state.value == "timeout" and record.result == "beta says task: hurry"
+    alpha = config.agent_user_id("alpha", server)
+    answers = [
+        e
+        for e in await person.history(room)
+        if e["sender"] == alpha and "com.salon.turn" in e["content"]
+    ]
+    assert len(answers) == 1
+    notices = [e["content"].get("body", "") for e in await person.history(room)]
+    assert any("did not finish" in n for n in notices)
+
+
+async def test_busy_while_working(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    agents = {"slowpoke": {"backend": {"type": "echo", "delay_s": 2}}}
+    config = salon_config(synapse, tmp_path, agents=agents)
+    await gateways(config, invite=[person.user_id])
+    server = synapse.server_name
+    room = await person.join(f"#{config.agent_room_alias_localpart('slowpoke')}:{server}")
+    user = config.agent_user_id("slowpoke", server)
+
+    async def status() -> str:
+        state = await person.state(room)
+        return next(
+            e["content"]["status"]
+            for e in state
+            if e["type"] == "com.salon.agent.state" and e["state_key"] == user
+        )
+
+    asked = await person.say(room, "take your time")
+    await asyncio.sleep(1)
+    assert await status() == "busy"
+    await person.wait_reply(room, asked)
+    await asyncio.sleep(0.5)
+    assert await status() == "online"

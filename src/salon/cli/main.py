@@ -176,6 +176,71 @@ def read(
         console.print(m.body, style=style, markup=False, highlight=False)
 
 
+@app.command()
+def delegate(
+    task: Annotated[str, typer.Argument(help="What to ask.")],
+    frm: Annotated[str, typer.Option("--from", help="The agent that delegates.")],
+    to: Annotated[str, typer.Option("--to", help="The agent that does the task.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 120.0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Ask agent --from to delegate a task to agent --to, and print the outcome."""
+    try:
+        op = OperatorFile.load(data_dir)
+
+        async def action(client: ops.OperatorClient) -> tuple[str, ops.Reply | None]:
+            alias = client.agent_alias(frm)
+            client.agent_alias(to)  # a clear error for an unknown target, before sending
+            return await client.send(alias, f"!delegate {to} {task}", wait_s=timeout)
+
+        _event_id, reply = asyncio.run(ops.with_operator(op, action))
+    except ops.ReplyTimeout as e:
+        raise _fail(f"{frm} → {to}: {e}", 1) from None
+    except SalonError as e:
+        raise _fail(str(e)) from None
+    if reply is not None and reply.notice:
+        err.print(reply.body, markup=False, highlight=False, style="yellow")
+        raise typer.Exit(1)
+    console.print(reply.body if reply else "", markup=False, highlight=False)
+
+
+@app.command()
+def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Open delegations, turns in flight, and loops that are restarting."""
+    from salon.cli.status import read_status
+
+    try:
+        report = read_status(data_dir / "salon.db")
+    except SalonError as e:
+        raise _fail(str(e)) from None
+    gw = report.gateway
+    if gw:
+        age = int(datetime.now(UTC).timestamp() - gw.get("updated_ms", 0) / 1000)
+        console.print(
+            f"gateway [bold]{gw.get('gateway')}[/] (pid {gw.get('pid')}), updated {age}s ago"
+        )
+    table = Table("from", "to", "state", "age", "id", title="open delegations")
+    for d in report.delegations:
+        table.add_row(d["from_agent"], d["to_agent"], d["state"], f"{d['age_s']}s", d["id"])
+    console.print(table)
+    table = Table("agent", "event", "state", "attempts", "age", title="turns in flight")
+    for t in report.turns:
+        table.add_row(
+            t["agent_id"], t["event_id"], t["state"], str(t["attempts"]), f"{t['age_s']}s"
+        )
+    console.print(table)
+    restarting = [loop for loop in gw.get("loops", []) if loop.get("restarts")]
+    table = Table("loop", "restarts", "backing off", "last error", title="restarting loops")
+    for loop in restarting:
+        table.add_row(
+            loop["name"],
+            str(loop["restarts"]),
+            "yes" if loop["backing_off"] else "no",
+            loop.get("last_error") or "",
+        )
+    console.print(table)
+
+
 def _ago(ms: int) -> str:
     seconds = max(0, int(datetime.now(UTC).timestamp() - ms / 1000))
     return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import socket
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from salon.agents.runtime import AgentRuntime
 from salon.commands.handlers import CommandHandlers
 from salon.config import read_persona
 from salon.config.models import BackendConfig, SalonConfig
-from salon.coordination.heartbeat import Heartbeat
+from salon.coordination.heartbeat import AgentStatus, Heartbeat
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.chats import Chats
 from salon.gateway.coordination import Coordinator
@@ -38,7 +40,9 @@ from salon.matrix.sync import ClientSyncSource
 from salon.routing.context import AgentInfo
 from salon.routing.router import Router
 from salon.store import Store
-from salon.supervisor import Backoff, Supervisor
+from salon.store.kv import GATEWAY_STATUS_KEY
+from salon.store.records import now_ms
+from salon.supervisor import Backoff, LoopHandle, Supervisor
 
 log = structlog.get_logger("salon.gateway")
 
@@ -192,6 +196,7 @@ class Gateway:
 
         self._supervisor = Supervisor(backoff)
         await coordinator.start(self._supervisor)
+        self._supervisor.spawn("status", self._publish_status)
         for agent_id, room_id in topology.agent_rooms.items():
             beat = Heartbeat(
                 agent_apis[agent_id],
@@ -203,9 +208,44 @@ class Gateway:
             )
             self._heartbeats.append(beat)
             self._supervisor.spawn(f"heartbeat:{agent_id}", beat.run)
+        beats = {AgentId(b.agent_id): b for b in self._heartbeats}
+
+        async def busy(agent_id: AgentId, is_busy: bool) -> None:
+            if agent_id in beats:
+                await beats[agent_id].beat(AgentStatus.BUSY if is_busy else AgentStatus.ONLINE)
+
+        runner.on_busy = busy
         self.state = GatewayState(topology, router, agent_apis, agent_users)
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
+
+    async def _publish_status(self, handle: LoopHandle, every_s: float = 5.0) -> None:
+        """Keep the loops' state in the store, where `salon status` reads it."""
+        while True:
+            loops = [
+                {
+                    "name": f"sync:{s.identity}",
+                    "restarts": s.restarts,
+                    "backing_off": s.backing_off,
+                    "last_error": s.last_error,
+                }
+                for s in self.loop_status()
+            ]
+            if self._supervisor is not None:
+                loops += [
+                    {
+                        "name": h.name,
+                        "restarts": h.restarts,
+                        "backing_off": h.backing_off,
+                        "last_error": h.last_error,
+                    }
+                    for h in self._supervisor.handles.values()
+                ]
+            status = {"gateway": self.name, "pid": os.getpid(), "updated_ms": now_ms()}
+            if self.store is not None:
+                await self.store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": loops}))
+            handle.healthy()
+            await asyncio.sleep(every_s)
 
     def _profile(self, agent_id: AgentId) -> AgentProfile:
         agent = self.config.agents[agent_id]

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
+import structlog
+
 from salon import responses
 from salon._exceptions import BackendError, MatrixError
 from salon.agents.backend import TurnRequest
@@ -66,6 +68,9 @@ class TurnRunner:
         self.max_attempts = max_attempts
         self.retry_delay_s = retry_delay_s
         self.delegator_for = delegator_for
+        # Told when an agent starts being busy (first turn) and stops (last turn ends).
+        self.on_busy: Callable[[AgentId, bool], Awaitable[None]] | None = None
+        self._busy: dict[AgentId, int] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[TurnKey, asyncio.Task[None]] = {}
         self._rooms: dict[TurnKey, RoomId] = {}
@@ -134,11 +139,24 @@ class TurnRunner:
 
     async def _run(self, event: InboundEvent, agent_id: AgentId) -> None:
         async with self._slots:
-            retry = await self._attempt(event, agent_id)
+            await self._set_busy(agent_id, +1)
+            try:
+                retry = await self._attempt(event, agent_id)
+            finally:
+                await self._set_busy(agent_id, -1)
         if retry:
             await asyncio.sleep(self.retry_delay_s)
             self._tasks.pop((event.event_id, agent_id), None)
             self.launch(event, agent_id)
+
+    async def _set_busy(self, agent_id: AgentId, delta: int) -> None:
+        count = self._busy.get(agent_id, 0) + delta
+        self._busy[agent_id] = count
+        if self.on_busy is not None and ((delta > 0 and count == 1) or count == 0):
+            try:
+                await asyncio.shield(self.on_busy(agent_id, count > 0))
+            except Exception as e:  # the status line is cosmetic; the turn is not
+                structlog.get_logger("salon.gateway.turns").debug("busy.failed", error=str(e))
 
     async def _attempt(self, event: InboundEvent, agent_id: AgentId) -> bool:
         """One attempt; returns True when it should be retried."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from salon.store.db import Database
 
+# A running gateway's loops, refreshed every few seconds, for `salon status`.
+GATEWAY_STATUS_KEY = "gateway:status"
+
 
 class KV:
     """The ``kv`` table."""

@@ -202,15 +202,20 @@ class CommandHandlers:
         await asked.reply(asked.t("archived", name=room.name or room.room_id))
         await self.chats.archive(room.room_id, self.agent_apis.get(AgentId(room.agent_id or "")))
 
-    def _room_agent(self, asked: Asked) -> AgentInfo | None:
-        """The agent a session command is about: the room's, else the person's selection."""
-        bound = asked.room.agent_id if asked.room and asked.room.agent_id else None
-        return self.by_id.get(bound or asked.user.selected_agent or "")
+    async def _room_agent(self, asked: Asked) -> AgentInfo | None:
+        """The agent a session command is about: the room's, else the person's selection.
 
-    async def _context(self, asked: Asked) -> None:
-        agent = self._room_agent(asked)
+        Says so (and returns None) when there is none.
+        """
+        bound = asked.room.agent_id if asked.room and asked.room.agent_id else None
+        agent = self.by_id.get(bound or asked.user.selected_agent or "")
         if agent is None:
             await asked.reply(asked.t("context_no_agent"))
+        return agent
+
+    async def _context(self, asked: Asked) -> None:
+        agent = await self._room_agent(asked)
+        if agent is None:
             return
         key = self.session_key(asked.event, agent.agent_id)
         messages = await self.store.sessions.messages(key, agent.agent_id)
@@ -227,9 +232,8 @@ class CommandHandlers:
         )
 
     async def _save(self, asked: Asked) -> None:
-        agent = self._room_agent(asked)
+        agent = await self._room_agent(asked)
         if agent is None:
-            await asked.reply(asked.t("context_no_agent"))
             return
         key = self.session_key(asked.event, agent.agent_id)
         messages = await self.store.sessions.messages(key, agent.agent_id)
@@ -239,9 +243,8 @@ class CommandHandlers:
         await asked.reply(asked.t("saved", name=name))
 
     async def _load(self, asked: Asked) -> None:
-        agent = self._room_agent(asked)
+        agent = await self._room_agent(asked)
         if agent is None:
-            await asked.reply(asked.t("context_no_agent"))
             return
         snapshots = await self.store.saved.list(asked.event.sender, agent.agent_id)
         if not snapshots:
@@ -259,9 +262,8 @@ class CommandHandlers:
         await asked.reply("\n".join(lines))
 
     async def _reset(self, asked: Asked) -> None:
-        agent = self._room_agent(asked)
+        agent = await self._room_agent(asked)
         if agent is None:
-            await asked.reply(asked.t("context_no_agent"))
             return
         await self.store.sessions.clear(self.session_key(asked.event, agent.agent_id))
         await asked.reply(asked.t("reset_done", label=agent.label))

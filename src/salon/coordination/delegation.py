@@ -12,7 +12,6 @@ is still running in this process, otherwise (after a restart, say) through
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from salon.coordination.protocol import (
     parse_status,
     request_content,
 )
+from salon.coordination.records import outcome_of, record_of, request_of, stable_id
 from salon.ids import RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
@@ -111,8 +111,8 @@ class DelegationManager:
         api = self.dir.apis[from_agent]
         # A turn re-run after a crash asks again: the same question gets the same id,
         # so it finds the delegation it made before instead of making a second one.
-        stable_id = _stable_id(origin_event, from_agent, to_agent, task) if origin_event else None
-        if stable_id and (known := await self.store.delegations.get(stable_id)) is not None:
+        same_id = stable_id(origin_event, from_agent, to_agent, task) if origin_event else None
+        if same_id and (known := await self.store.delegations.get(same_id)) is not None:
             return await self._resume(known, wait)
         try:
             room = await self._target_room(api, to_agent)
@@ -125,26 +125,11 @@ class DelegationManager:
                 context=context,
                 parent=parent,
                 deadline_ts=now_ms() + int(self.deadline_s * 1000),
-                id=stable_id,
+                id=same_id,
             )
         except (MatrixError, ValueError) as e:
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
-        record = DelegationRecord(
-            id=request.id,
-            direction=OUT,
-            from_agent=from_agent,
-            to_agent=to_agent,
-            task=task,
-            context=context,
-            root=request.root,
-            chain=tuple(request.chain),
-            hop=request.hop,
-            parent=request.parent,
-            target_room=room,
-            deadline_ts=request.deadline_ts,
-            origin_room=origin_room,
-            origin_event=origin_event,
-        )
+        record = record_of(request, OUT, room, origin_room=origin_room, origin_event=origin_event)
         await self.store.delegations.create(record)
         future: asyncio.Future[DelegationOutcome] = asyncio.get_running_loop().create_future()
         if wait:
@@ -165,7 +150,7 @@ class DelegationManager:
         """The outcome of a delegation made before (by this turn, before a restart)."""
         if record.terminal:
             await self.store.delegations.mark_reinjected(record.id)
-            return _outcome(record)
+            return outcome_of(record)
         if not wait:
             return DelegationOutcome(True, record.id)
         future: asyncio.Future[DelegationOutcome] = asyncio.get_running_loop().create_future()
@@ -179,7 +164,7 @@ class DelegationManager:
             current = await self.store.delegations.get(record.id)
             if current is not None and current.terminal:
                 await self.store.delegations.mark_reinjected(record.id)
-                return _outcome(current)
+                return outcome_of(current)
             return await future
         finally:
             self._waiting.pop(record.id, None)
@@ -336,22 +321,6 @@ class DelegationManager:
             log.warning("delegation.notice_failed", id=record.id, error=str(e))
 
 
-def _stable_id(origin_event: str, from_agent: str, to_agent: str, task: str) -> str:
-    digest = hashlib.sha256(f"{origin_event}\x00{from_agent}\x00{to_agent}\x00{task}".encode())
-    return "dlg_" + digest.hexdigest()[:20]
-
-
-def _outcome(record: DelegationRecord) -> DelegationOutcome:
-    """The outcome a finished delegation stands for."""
-    if record.state is DelegationPhase.COMPLETED:
-        return DelegationOutcome(True, record.result or "")
-    tag = {DelegationPhase.TIMEOUT: "TIMEOUT", DelegationPhase.REJECTED: "REJECTED"}.get(
-        record.state, "FAILED"
-    )
-    detail = record.error or record.to_agent
-    return DelegationOutcome(False, f"[{tag}] {detail}")
-
-
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -360,24 +329,6 @@ def _short(text: str, limit: int = 120) -> str:
 def deadline_left_s(record: DelegationRecord) -> float:
     """Seconds until a delegation's deadline (negative when past)."""
     return record.deadline_ts / 1000 - time.time()
-
-
-def request_of(record: DelegationRecord) -> DelegationRequest:
-    """The request a stored delegation was (or is to be) sent as."""
-    return DelegationRequest.model_validate(
-        {
-            "id": record.id,
-            "from": record.from_agent,
-            "to": record.to_agent,
-            "task": record.task,
-            "context": record.context,
-            "parent": record.parent,
-            "root": record.root,
-            "chain": list(record.chain),
-            "hop": record.hop,
-            "deadline_ts": record.deadline_ts,
-        }
-    )
 
 
 class TurnDelegator:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from salon._exceptions import BackendError, MatrixError
-from salon.coordination.delegation import Directory, request_of
+from salon.coordination.delegation import Directory
 from salon.coordination.protocol import (
     STATUS,
     DelegationRequest,
@@ -18,12 +18,13 @@ from salon.coordination.protocol import (
     parse_request,
     status_content,
 )
+from salon.coordination.records import record_of, request_of
 from salon.ids import RoomId
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
 from salon.metrics import EVENTS_DROPPED
 from salon.store import Store
-from salon.store.delegations import DelegationDirection, DelegationPhase, DelegationRecord
+from salon.store.delegations import DelegationDirection, DelegationPhase
 from salon.store.records import now_ms
 
 log = structlog.get_logger("salon.coordination")
@@ -66,7 +67,7 @@ class InboundDelegations:
             log.info("delegation.rejected", id=request.id, reason=reason)
             await self._status(request, DelegationState.REJECTED, error=reason)
             return
-        record = _record(request, event.room_id)
+        record = record_of(request, IN, event.room_id)
         if not await self.store.delegations.create(record):
             existing = await self.store.delegations.get(request.id, direction=IN)
             if existing is not None and existing.terminal:
@@ -139,20 +140,3 @@ class InboundDelegations:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _record(request: DelegationRequest, room: RoomId) -> DelegationRecord:
-    return DelegationRecord(
-        id=request.id,
-        direction=IN,
-        from_agent=request.from_,
-        to_agent=request.to,
-        task=request.task,
-        context=request.context,
-        root=request.root,
-        chain=tuple(request.chain),
-        hop=request.hop,
-        parent=request.parent,
-        target_room=room,
-        deadline_ts=request.deadline_ts,
-    )

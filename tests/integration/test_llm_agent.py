@@ -59,3 +59,37 @@ async def test_openai_agent_streams_and_remembers_the_conversation(
         ("assistant", "The answer is 42."),
         ("user", "Are you sure?"),
     ]
+
+
+async def test_openai_agent_delegates_with_the_tool_and_finishes_with_the_result(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    person: Person,
+) -> None:
+    server = FakeOpenAI(
+        tool_rounds=[
+            [{"name": "delegate", "arguments": {"agent": "helper", "task": "add 2 and 2"}}]
+        ]
+    )
+    async with serve(server.app()) as url:
+        config = salon_config(
+            synapse,
+            tmp_path,
+            agents={
+                "boss": {
+                    "backend": {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"},
+                    "can_delegate_to": ["helper"],
+                },
+                "helper": {"backend": {"type": "echo", "prefix": "helper: "}},
+            },
+        )
+        await gateways(config, invite=[person.user_id])
+        alias = f"#{config.agent_room_alias_localpart('boss')}:{synapse.server_name}"
+        room_id = await person.join(alias)
+        asked = await person.say(room_id, "What is 2 + 2? Ask the helper.")
+        text = await _final_text(person, room_id, asked, timeout=30)
+    # The model's second request carried the delegation result as the tool result.
+    assert text == "Result: helper: add 2 and 2"
+    tools = server.requests[0].body["tools"]
+    assert tools[0]["function"]["parameters"]["properties"]["agent"]["enum"] == ["helper"]

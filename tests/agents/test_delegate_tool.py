@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from tests.agents.fakes import FakeOpenAI, serve
+from tests.agents.fakes import FakeOpenAI
 
 from salon._exceptions import BackendError
 from salon.agents.backend import TurnRequest
@@ -22,7 +22,6 @@ from salon.agents.tools import (
     call_delegate_tool,
     delegate_tool_schema,
 )
-from salon.config.models import OpenAIBackend as OpenAIConfig
 from salon.ids import AgentId
 
 REQUEST = TurnRequest(
@@ -61,36 +60,6 @@ class StubDelegator:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return self.outcome
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    server = FakeOpenAI()
-    async with serve(server.app()) as url:
-        yield server, f"{url}/v1"
-
-
-@pytest.fixture
-async def make_backend() -> AsyncIterator[Callable[..., OpenAIChatBackend]]:
-    made: list[OpenAIChatBackend] = []
-
-    def make(base_url: str, **fields: Any) -> OpenAIChatBackend:
-        settings: dict[str, Any] = {
-            "type": "openai",
-            "base_url": base_url,
-            "model": "test-model",
-            "api_key_env": None,
-            "retry_backoff_s": 0.01,
-            "timeout_s": 5,
-            **fields,
-        }
-        backend = OpenAIChatBackend(OpenAIConfig(**settings), agent_id="lead")
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.aclose()
 
 
 async def collect(backend: OpenAIChatBackend, delegator: Delegator | None) -> list[str]:

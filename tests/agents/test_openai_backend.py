@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from tests.agents.fakes import FakeOpenAI, serve, unused_port
+from tests.agents.conftest import KEY_ENV
+from tests.agents.fakes import FakeOpenAI, unused_port
 
 from salon._exceptions import BackendError
 from salon.agents.backend import ChatMessage, TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
 from salon.agents.openai_backend import PLACEHOLDER_API_KEY, OpenAIChatBackend
 from salon.agents.registry import build_backend, close_backend
-from salon.config.models import OpenAIBackend as OpenAIConfig
 from salon.config.models import SalonConfig
 from salon.ids import AgentId
-
-KEY_ENV = "SALON_TEST_OPENAI_KEY"
 
 REQUEST = TurnRequest(
     agent_id=AgentId("coder"),
@@ -29,41 +26,6 @@ REQUEST = TurnRequest(
     persona="You are terse.",
     history=(ChatMessage("user", "first question"), ChatMessage("assistant", "first answer")),
 )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    """A running fake OpenAI server and its base URL (``…/v1``)."""
-    server = FakeOpenAI()
-    async with serve(server.app()) as url:
-        yield server, f"{url}/v1"
-
-
-@pytest.fixture
-async def make_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Callable[..., OpenAIChatBackend]]:
-    """Build backends (tiny backoff by default); all are closed after the test."""
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    made: list[OpenAIChatBackend] = []
-
-    def make(base_url: str, **fields: Any) -> OpenAIChatBackend:
-        settings: dict[str, Any] = {
-            "type": "openai",
-            "base_url": base_url,
-            "model": "test-model",
-            "api_key_env": KEY_ENV,
-            "retry_backoff_s": 0.01,
-            "timeout_s": 5,
-            **fields,
-        }
-        backend = OpenAIChatBackend(OpenAIConfig(**settings), agent_id="coder")
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.aclose()
 
 
 async def collect(backend: OpenAIChatBackend, request: TurnRequest = REQUEST) -> list[str]:

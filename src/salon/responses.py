@@ -200,14 +200,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 
-LOCALES: tuple[str, ...] = tuple(CATALOGUE)
-
-
-def has(key: str) -> bool:
-    """Whether ``key`` is in the catalogue."""
-    return key in CATALOGUE[DEFAULT_LOCALE]
-
-
 def text(key: str, locale: str = DEFAULT_LOCALE, /, **values: Any) -> str:
     """The text for ``key`` in ``locale`` with ``values`` filled in."""
     template = CATALOGUE.get(locale, {}).get(key) or CATALOGUE[DEFAULT_LOCALE][key]

@@ -10,6 +10,7 @@ import structlog
 
 from salon import responses
 from salon.agents.history import estimate_tokens
+from salon.commands.chats import Chats
 from salon.commands.parser import (
     AgentChoice,
     ChoiceError,
@@ -19,7 +20,6 @@ from salon.commands.parser import (
     parse_name,
 )
 from salon.coordination.delegation import DelegationManager
-from salon.gateway.chats import Chats
 from salon.ids import AgentId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent

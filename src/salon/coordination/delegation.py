@@ -12,7 +12,6 @@ is still running in this process, otherwise (after a restart, say) through
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -324,11 +323,6 @@ class DelegationManager:
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def deadline_left_s(record: DelegationRecord) -> float:
-    """Seconds until a delegation's deadline (negative when past)."""
-    return record.deadline_ts / 1000 - time.time()
 
 
 class TurnDelegator:

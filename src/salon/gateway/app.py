@@ -19,12 +19,12 @@ from salon.agents.backend import Backend
 from salon.agents.profile import AgentProfile
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
+from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
 from salon.config import read_persona
 from salon.config.models import BackendConfig, SalonConfig
 from salon.coordination.heartbeat import AgentStatus, Heartbeat
 from salon.gateway.bootstrap import Topology, bootstrap
-from salon.gateway.chats import Chats
 from salon.gateway.coordination import Coordinator
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all

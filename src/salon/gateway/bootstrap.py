@@ -30,9 +30,11 @@ class Topology:
     agent_rooms: Mapping[AgentId, RoomId]
 
 
-async def _ensure_joined(api: MatrixAPI, room_id: RoomId, via: str) -> None:
-    if room_id not in await api.joined_rooms():
-        await api.join(room_id, [via])
+async def _ensure_joined(api: MatrixAPI, rooms: list[RoomId], via: str) -> None:
+    joined = set(await api.joined_rooms())
+    for room_id in rooms:
+        if room_id not in joined:
+            await api.join(room_id, [via])
 
 
 async def bootstrap(
@@ -96,8 +98,7 @@ async def bootstrap(
                 power_users={api.user_id: 100},
             )
         )
-        await _ensure_joined(api, room_id, server)
-        await _ensure_joined(api, lobby_id, server)
+        await _ensure_joined(api, [room_id, lobby_id], server)
         await store.rooms.upsert(
             room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
         )

@@ -68,10 +68,6 @@ class SpaceManager:
             self._cache[alias] = (room_id, time.monotonic() + self._ttl)
             return room_id
 
-    def forget(self, alias_localpart: str) -> None:
-        """Drop a cached lookup (e.g. after the room was found gone)."""
-        self._cache.pop(self.alias(alias_localpart), None)
-
     async def link(self, space_id: RoomId, child_id: RoomId) -> None:
         """Register ``child_id`` in the Space, both directions, with ``via``."""
         via = [self.server_name]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from salon.ids import localpart_of_user, server_of_user
+from salon.ids import server_of_user
 
 __all__ = ["AgentInfo", "Binding", "MessageContext"]
 
@@ -66,8 +66,3 @@ class MessageContext:
     def server(self) -> str:
         """The sender's server name (the part of the user id after the first ``:``)."""
         return server_of_user(self.sender)
-
-    @property
-    def sender_localpart(self) -> str:
-        """The sender's localpart (``@alice:server`` → ``alice``)."""
-        return localpart_of_user(self.sender)

@@ -55,13 +55,6 @@ class Rooms:
         row = await self._db.fetchone("SELECT * FROM rooms WHERE room_id = $1", room_id)
         return None if row is None else _record(row)
 
-    async def of_kind(self, kind: RoomKind) -> list[RoomRecord]:
-        """All rooms of one kind."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM rooms WHERE kind = $1 ORDER BY created_at", kind.value
-        )
-        return [_record(r) for r in rows]
-
     async def chats_of(self, owner: str) -> list[RoomRecord]:
         """A person's active (not archived) chat rooms, oldest first."""
         rows = await self._db.fetchall(

@@ -12,7 +12,7 @@ from salon.matrix.api import MatrixAPI
 from salon.store import Store
 from salon.store.records import RoomKind
 
-log = structlog.get_logger("salon.gateway.chats")
+log = structlog.get_logger("salon.commands.chats")
 
 
 @dataclass(frozen=True)

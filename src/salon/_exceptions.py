@@ -7,8 +7,9 @@ boundary that calls the library, so callers above only ever catch Salon's own:
     ├── ConfigError               bad salon.yaml: names file, key path, line
     ├── StoreError                the durable store failed (I/O, migration)
     ├── MatrixError               anything the homeserver or the wire did
-    │   ├── MatrixConnectionError     homeserver unreachable
-    │   ├── MatrixRequestError        homeserver answered with an error
+    │   ├── MatrixConnectionError     homeserver unreachable (or timed out)
+    │   ├── MatrixResponseError       an answer that is not what the spec says
+    │   ├── MatrixRequestError        homeserver answered with an error status
     │   │   ├── RateLimitedError          429 still after the retry bound
     │   │   ├── RoomInUseError            alias taken (M_ROOM_IN_USE)
     │   │   ├── ForbiddenError            M_FORBIDDEN
@@ -18,6 +19,10 @@ boundary that calls the library, so callers above only ever catch Salon's own:
     │   └── AuthError                 no way to log an identity in
     ├── BackendError              an agent backend failed a turn
     └── DevServerError            the embedded homeserver would not start
+
+:func:`is_transient` tells "wait and retry the same thing" from "give up". The
+mapping of mautrix and aiohttp classes onto this tree is one table, in
+:mod:`salon.matrix.errors`.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class MatrixError(SalonError):
 
 class MatrixConnectionError(MatrixError):
     """The homeserver could not be reached."""
+
+
+class MatrixResponseError(MatrixError):
+    """The homeserver answered, but not as the spec says (not JSON, a field missing)."""
 
 
 class MatrixRequestError(MatrixError):
@@ -94,3 +103,20 @@ class BackendError(SalonError):
 
 class DevServerError(SalonError):
     """The embedded homeserver could not be set up or started."""
+
+
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when waiting and retrying the same thing may succeed.
+
+    The homeserver was unreachable, overloaded (5xx), timed out (408) or still
+    rate limiting (429), or the store failed (locked, disk full): a later try of
+    the same request can work. Anything else fails the same way again.
+    """
+    if isinstance(error, MatrixConnectionError | RateLimitedError | StoreError):
+        return True
+    if isinstance(error, MatrixRequestError):
+        return error.http_status >= 500 or error.http_status in _TRANSIENT_STATUSES
+    return False

@@ -20,6 +20,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "agent_room_topic": "{label}: {description}",
         "reply_stopped": "⏹ (stopped)",
         "empty_reply": "(no answer)",
+        "turn_deadline": "ran out of time after {seconds} s",
+        "reply_cut": "… (cut at {chars} characters)",
         # Commands
         "help_text": (
             "Commands:\n"
@@ -36,6 +38,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "!reset — clear this session\n"
             "!stop — stop the answer in progress\n"
             "!why — why the last message went where it did\n"
+            "!delegate <agent> <task> — have this room's agent hand a task to another\n"
             "!lang <en|ru> — change the language"
         ),
         "unknown_command": "Unknown command !{command}. Try !help.",
@@ -113,6 +116,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "agent_room_topic": "{label}: {description}",
         "reply_stopped": "⏹ (остановлено)",
         "empty_reply": "(нет ответа)",
+        "turn_deadline": "не уложился в {seconds} с",
+        "reply_cut": "… (обрезано на {chars} символах)",
         # Commands
         "help_text": (
             "Команды:\n"
@@ -129,6 +134,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "!reset — очистить эту сессию\n"
             "!stop — остановить текущий ответ\n"
             "!why — почему последнее сообщение ушло именно туда\n"
+            "!delegate <агент> <задача> — агент этой комнаты передаст задачу другому\n"
             "!lang <en|ru> — сменить язык"
         ),
         "unknown_command": "Неизвестная команда !{command}. Список команд: !help.",

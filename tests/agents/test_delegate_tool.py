@@ -125,6 +125,36 @@ async def test_calls_of_one_round_run_concurrently(
     assert [c["id"] for c in second[-3]["tool_calls"]] == ["call_1_0", "call_1_1"]
 
 
+async def test_calls_beyond_the_per_round_cap_get_an_error_result(
+    fake: tuple[FakeOpenAI, str], make_backend: Any
+) -> None:
+    server, url = fake
+    server.tool_rounds = [[call("math", "1"), call("coder", "2"), call("math", "3")]]
+    delegator = StubDelegator()
+    chunks = await collect(make_backend(url, max_tool_calls_per_round=2), delegator)
+    assert delegator.calls == [("math", "1", None), ("coder", "2", None)]
+    second = server.requests[1].body["messages"]
+    # Every call of the round is in the assistant message and has its tool message.
+    assert [c["id"] for c in second[-4]["tool_calls"]] == ["call_1_0", "call_1_1", "call_1_2"]
+    results = second[-3:]
+    assert [r["tool_call_id"] for r in results] == ["call_1_0", "call_1_1", "call_1_2"]
+    assert [r["content"] for r in results[:2]] == ["42", "42"]
+    assert results[2]["content"].startswith("[ERROR] too many tool calls in one round")
+    assert "max_tool_calls_per_round is 2" in results[2]["content"]
+    assert "".join(chunks).startswith("Result: 42 | 42 | [ERROR] too many tool calls")
+
+
+async def test_default_per_round_cap_is_eight(
+    fake: tuple[FakeOpenAI, str], make_backend: Any
+) -> None:
+    server, url = fake
+    server.tool_rounds = [[call("math", str(i)) for i in range(9)]]
+    delegator = StubDelegator()
+    await collect(make_backend(url), delegator)
+    assert [c[1] for c in delegator.calls] == [str(i) for i in range(8)]
+    assert server.requests[1].body["messages"][-1]["content"].startswith("[ERROR] too many")
+
+
 @pytest.mark.parametrize(
     ("tool_call", "expected"),
     [

@@ -67,8 +67,17 @@ async def test_without_key_sends_placeholder_and_no_unset_options(
     [received] = server.requests
     assert received.headers["Authorization"] == f"Bearer {PLACEHOLDER_API_KEY}"
     assert "temperature" not in received.body
-    assert "max_tokens" not in received.body
+    assert received.body["max_tokens"] == 2048  # replies are capped by default
     assert received.body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_max_tokens_null_sends_no_cap(
+    fake: tuple[FakeOpenAI, str], make_backend: Any
+) -> None:
+    server, url = fake
+    await collect(make_backend(url, max_tokens=None))
+    [received] = server.requests
+    assert "max_tokens" not in received.body
 
 
 @pytest.mark.parametrize("statuses", [[500], [503, 502], [429], [500, 429]])

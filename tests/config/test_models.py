@@ -203,10 +203,30 @@ def test_backend_invalid(backend: dict[str, Any], expected: str) -> None:
 
 
 def test_round_trip() -> None:
-    config = make(default_agent="echo", access={"allowed_users": ["@*:localhost"]})
+    config = make(
+        default_agent="echo",
+        access={"allowed_users": ["@*:localhost"]},
+        peers={"far": "@salon_far:example.org"},
+    )
     again = SalonConfig.model_validate(config.model_dump())
     assert again == config
     assert again.agents["echo"].id == "echo"
+    assert again.peers["far"].id == "far"
+
+
+def test_models_module_still_exports_every_model() -> None:
+    # Other modules import these from salon.config.models; the split must keep them there.
+    from salon.config import models
+
+    names = [
+        "AccessConfig", "AgentConfig", "BackendConfig", "ConfigProblems", "DelegationConfig",
+        "EchoBackend", "HeartbeatConfig", "HomeserverConfig", "HttpBackend",
+        "IdentityCredentials", "Loc", "NamingConfig", "OpenAIBackend", "PeerConfig",
+        "PythonBackend", "RateLimitConfig", "RepliesConfig", "RouteConfig", "RouteMatchConfig",
+        "RouterConfig", "RoutingConfig", "SalonConfig", "SpaceConfig", "StoreConfig",
+        "SyncConfig", "TeamBackend", "TeamConfig", "TurnsConfig",
+    ]  # fmt: skip
+    assert [n for n in names if not hasattr(models, n)] == []
 
 
 def test_router_credentials() -> None:

@@ -38,7 +38,7 @@ def _configs(synapse: Any, tmp_path: Path, person: Person) -> tuple[Path, Path, 
         variant = {
             **data,
             "agents": {mine: data["agents"][mine]},
-            "peers": [peer],
+            "peers": {peer: base.agent_user_id(peer, synapse.server_name)},
             "store": {"url": f"sqlite:///{tmp_path / mine}.db"},
             "data_dir": str(tmp_path / mine),
         }

@@ -148,3 +148,22 @@ def test_derive_password_is_stable_and_secret_bound() -> None:
     assert a != derive_password("s2", "@bot:localhost")
     assert a != derive_password("s1", "@other:localhost")
     assert len(a) == 64 and int(a, 16) >= 0
+
+
+async def test_register_or_login_continues_a_known_device(synapse: TestHomeserver) -> None:
+    name = localpart()
+    async with aiohttp.ClientSession() as session:
+        first = await register_or_login(
+            session, synapse.base_url, synapse.shared_secret, name, synapse.server_name
+        )
+        again = await register_or_login(
+            session,
+            synapse.base_url,
+            synapse.shared_secret,
+            name,
+            synapse.server_name,
+            device_id=first.device_id,
+        )
+    assert again.device_id == first.device_id
+    assert again.access_token != first.access_token
+    assert await whoami(synapse.base_url, again) == first.user_id

@@ -8,11 +8,12 @@ JSON and SSE errors are mapped to :class:`BackendError` here.
 
 from __future__ import annotations
 
-import codecs
+import asyncio
 import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,13 @@ class SSEEvent:
     id: str | None = None
 
 
-_EOL = re.compile(r"\r\n|\r|\n")
+MAX_LINE_BYTES = 1 << 20
+"""Default cap on one SSE line (a single ``data:`` line included)."""
+MAX_EVENT_BYTES = 4 << 20
+"""Default cap on the data of one SSE event (its ``data:`` lines together)."""
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
 
 
 class SSEParser:
@@ -73,57 +80,91 @@ class SSEParser:
     comments, several ``data:`` lines make one multi-line value, and a blank
     line ends an event. :meth:`close` also returns an event the stream left
     unterminated.
+
+    Each byte is scanned once (only the new chunk is searched for line ends),
+    and a line over ``max_line_bytes`` or an event over ``max_event_bytes``
+    raises :class:`BackendRejectedError`, so a hostile or broken stream can
+    neither stall the event loop nor fill memory.
     """
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._buffer = ""
+    def __init__(
+        self, *, max_line_bytes: int = MAX_LINE_BYTES, max_event_bytes: int = MAX_EVENT_BYTES
+    ) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.max_event_bytes = max_event_bytes
+        self._partial = bytearray()  # the current line, not yet terminated
+        self._after_cr = False  # the last line ended in CR: a leading LF belongs to it
         self._started = False
         self._event = ""
         self._data: list[str] = []
+        self._data_bytes = 0
         self._id: str | None = None
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
         """Parse ``chunk``; return the events it completed."""
-        text = self._buffer + self._decoder.decode(chunk, final=final)
-        if not self._started and text:
-            self._started = True
-            text = text.removeprefix("\ufeff")
         events: list[SSEEvent] = []
         pos = 0
-        for match in _EOL.finditer(text):
-            if match.group() == "\r" and match.end() == len(text) and not final:
-                break  # maybe the first half of a CRLF
-            self._line(text[pos : match.start()], events)
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                pos = 1
+        for match in _EOL.finditer(chunk, pos):
+            self._grow(match.start() - pos)
+            if self._partial:
+                self._partial += chunk[pos : match.start()]
+                line = bytes(self._partial)
+                self._partial.clear()
+            else:
+                line = chunk[pos : match.start()]
+            self._line(line, events)
             pos = match.end()
-        self._buffer = text[pos:]
+        if pos < len(chunk):
+            self._grow(len(chunk) - pos)
+            self._partial += chunk[pos:]
+        if chunk:
+            self._after_cr = chunk.endswith(b"\r")
+        if final and self._partial:
+            self._line(bytes(self._partial), events)
+            self._partial.clear()
         return events
 
     def close(self) -> list[SSEEvent]:
         """End of stream: the events still pending (an unterminated last one included)."""
         events = self.feed(b"", final=True)
-        if self._buffer:
-            self._line(self._buffer, events)
-            self._buffer = ""
-        self._line("", events)
+        self._line(b"", events)
         return events
 
-    def _line(self, line: str, events: list[SSEEvent]) -> None:
-        if not line:
+    def _grow(self, more: int) -> None:
+        if len(self._partial) + more > self.max_line_bytes:
+            raise BackendRejectedError(
+                f"sent an SSE line longer than {self.max_line_bytes} bytes (max_line_bytes)"
+            )
+
+    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+        if not self._started:
+            self._started = True
+            raw = raw.removeprefix(_BOM)
+        if not raw:
             if self._data:
                 events.append(SSEEvent(self._event or "message", "\n".join(self._data), self._id))
-            self._event, self._data = "", []
+            self._event, self._data, self._data_bytes = "", [], 0
             return
-        if line.startswith(":"):
+        if raw.startswith(b":"):
             return
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._id = value
+        name, _, value = raw.partition(b":")
+        value = value.removeprefix(b" ")
+        if name == b"data":
+            self._data_bytes += len(value) + 1
+            if self._data_bytes > self.max_event_bytes:
+                raise BackendRejectedError(
+                    f"sent an SSE event larger than {self.max_event_bytes} bytes "
+                    "(max_event_bytes)"
+                )
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\0" not in value:
+            self._id = value.decode("utf-8", "replace")
 
 
 class HttpAgentBackend:
@@ -131,6 +172,9 @@ class HttpAgentBackend:
 
     ``env`` (default: ``os.environ``) is where ``token_env`` is looked up; a
     configured ``token_env`` that is unset is a :class:`ConfigError` at start-up.
+    ``max_line_bytes`` and ``max_event_bytes`` cap an SSE stream's lines and
+    events; ``deadline_s`` bounds the whole reply, however the service keeps the
+    connection alive (``timeout_s`` only bounds each pause).
     """
 
     def __init__(
@@ -139,10 +183,16 @@ class HttpAgentBackend:
         *,
         agent_id: str = "",
         env: Mapping[str, str] | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        deadline_s: float = 600.0,
     ) -> None:
         self.config = config
         self.agent_id = agent_id
         self.url = config.base_url
+        self.max_line_bytes = max_line_bytes
+        self.max_event_bytes = max_event_bytes
+        self.deadline_s = deadline_s
         env = os.environ if env is None else env
         accept = "text/event-stream, application/json" if config.stream else "application/json"
         self._headers = {"Accept": accept, **config.headers}
@@ -177,16 +227,19 @@ class HttpAgentBackend:
         except (TypeError, ValueError) as exc:
             raise BackendError(f"cannot encode the turn for {self.url}: {exc}") from exc
         headers = {**self._headers, "Content-Type": "application/json"}
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
         try:
             async with self._client().post(self.url, data=body, headers=headers) as resp:
                 if not 200 <= resp.status < 300:
                     raise await self._status_error(resp)
                 ctype = resp.content_type
                 if ctype == "text/event-stream":
-                    async for chunk in self._read_sse(resp):
+                    async for chunk in self._read_sse(resp, deadline):
                         yield chunk
                 elif ctype == "application/json" or ctype.endswith("+json"):
-                    reply = self._json_reply(await resp.read())
+                    async with self._before(deadline):
+                        raw = await resp.read()
+                    reply = self._json_reply(raw)
                     if reply:
                         yield reply
                 else:
@@ -234,11 +287,29 @@ class HttpAgentBackend:
             raise BackendRejectedError(f'{self.url} sent no "reply" string')
         return reply
 
-    async def _read_sse(self, resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
-        parser = SSEParser()
+    @asynccontextmanager
+    async def _before(self, deadline: float) -> AsyncIterator[None]:
+        """Bound a read by the reply's deadline (never spans a ``yield`` to the caller)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                yield
+        except TimeoutError as exc:
+            if asyncio.get_running_loop().time() < deadline:
+                raise  # aiohttp's own pause timeout: reported as such by stream()
+            raise BackendUnavailableError(
+                f"{self.url} did not finish its reply within {self.deadline_s:g} s (deadline_s)"
+            ) from exc
+
+    async def _read_sse(self, resp: aiohttp.ClientResponse, deadline: float) -> AsyncIterator[str]:
+        parser = SSEParser(max_line_bytes=self.max_line_bytes, max_event_bytes=self.max_event_bytes)
         while True:
-            raw = await resp.content.readany()  # b"" at the end of the body
-            for event in parser.feed(raw) if raw else parser.close():
+            async with self._before(deadline):
+                raw = await resp.content.readany()  # b"" at the end of the body
+            try:
+                events = parser.feed(raw) if raw else parser.close()
+            except BackendRejectedError as exc:
+                raise BackendRejectedError(f"{self.url} {exc}") from exc
+            for event in events:
                 delta, done = self._sse_delta(event)
                 if delta:
                     yield delta

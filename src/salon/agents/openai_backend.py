@@ -13,9 +13,12 @@ with at least one target, every request offers the model the ``delegate`` tool.
 Tool-call deltas are collected while text deltas stream out as usual; when the
 model asks for tools, the calls of that round run concurrently, their outcomes
 go back as ``tool`` messages and the next request is made, for at most
-``max_tool_rounds`` rounds. The retry rule above holds per request: a request
-is retried only until its own first text chunk, and a delegation is never run
-twice because of a retry.
+``max_tool_rounds`` rounds. At most ``max_tool_calls_per_round`` calls of a
+round run; each call beyond that gets an error result instead (rather than
+failing the turn: the model can recover by calling again in the next round,
+and every call in the assistant message still needs its ``tool`` message).
+The retry rule above holds per request: a request is retried only until its
+own first text chunk, and a delegation is never run twice because of a retry.
 """
 
 from __future__ import annotations
@@ -211,17 +214,27 @@ class OpenAIChatBackend:
         for i, call in enumerate(reply.calls):
             if not call.id:  # some local servers send no ids; the tool messages need one
                 call.id = f"call_{round_no}_{i}"
+        cap = self.config.max_tool_calls_per_round
+        allowed, refused = reply.calls[:cap], reply.calls[cap:]
         self.log.info(
             "openai backend running tools",
             round=round_no,
-            calls=[call.name for call in reply.calls],
+            calls=[call.name for call in allowed],
+            refused=len(refused),
         )
         outcomes: list[DelegationOutcome] = await asyncio.gather(
             *(
                 call_delegate_tool(delegator, call.name, call.arguments, targets=targets)
-                for call in reply.calls
+                for call in allowed
             )
         )
+        # Every call still needs its tool message, and the model can retry fewer next round.
+        too_many = DelegationOutcome(
+            False,
+            f"[ERROR] too many tool calls in one round: only the first {cap} ran "
+            f"(max_tool_calls_per_round is {cap}); make this call again in a later round",
+        )
+        outcomes += [too_many] * len(refused)
         assistant: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(reply.text) or None,

@@ -34,5 +34,6 @@ class AgentProfile:
         return text or self.config_persona
 
     def ensure_home(self) -> None:
-        """Create the home dir (the agent's own files live here)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the home dir (the agent's own files live here), owner-only (0700)."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.chmod(0o700)  # mkdir's mode is masked by umask; an old dir kept its own

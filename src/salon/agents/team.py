@@ -31,11 +31,12 @@ class TeamBackend:
             answers = "\n\n".join(
                 f"{m}: {o.text}" for m, o in zip(self.members, outcomes, strict=True)
             )
+            # The answers travel once, as context: the target reads task and context together.
             task = (
-                f"Summarise your team's answers to this message into one reply.\n\n"
-                f"Message: {request.text}\n\nAnswers:\n{answers}"
+                "Summarise your team's answers (below) to this message into one reply.\n\n"
+                f"Message: {request.text}"
             )
-            final = await delegator.delegate(self.lead, task, context=answers)
+            final = await delegator.delegate(self.lead, task, context=f"Answers:\n{answers}")
         else:
             final = await delegator.delegate(self.lead, request.text)
         if not final.ok:

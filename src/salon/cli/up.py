@@ -24,6 +24,7 @@ from salon.devserver.synapse import (
 from salon.gateway.app import Gateway, GatewayState
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, derive_password, register_or_login
+from salon.store.db import ensure_private_dir
 
 
 def local_config(config: SalonConfig, layout: SynapseLayout, data_dir: Path) -> SalonConfig:
@@ -130,6 +131,8 @@ async def up(
 ) -> None:
     """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly."""
     stop = stop or asyncio.Event()
+    # Tokens, the operator's password and every message live under it: owner only.
+    ensure_private_dir(data_dir)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

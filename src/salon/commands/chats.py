@@ -53,7 +53,7 @@ class Chats:
         return space_id
 
     async def create(
-        self, user_id: str, agent_id: str, agent_user: str, name: str | None, locale: str
+        self, user_id: str, agent_id: str, agent_user: str, name: str | None, locale: str, *, command_event: str = ""
     ) -> NewChat:
         """A private room for the person and the agent, bound to the agent, in their Space."""
         space_id = await self.personal_space(user_id, locale)
@@ -92,3 +92,6 @@ class Chats:
                     await api.leave(RoomId(room_id))
                 except Exception as e:  # leaving is best effort; the archive flag decides
                     log.warning("chat.leave_failed", room_id=room_id, error=str(e))
+
+CHAT_MARKER = "com.salon.chat"
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +63,22 @@ class CommandHandlers:
         stop_in_room: Callable[[str], int],
         session_key: Callable[[InboundEvent, str], str],
         delegations: DelegationManager | None = None,
+        salon_users: Collection[str] = (),
     ) -> None:
         self.store = store
         self.agents = agents
-        self.by_id = {a.agent_id: a for a in agents}
+        self.by_id: dict[str, AgentInfo] = {a.agent_id: a for a in agents}
         self.agent_apis = agent_apis
         self.models = models
         self.chats = chats
         self.stop_in_room = stop_in_room
         self.session_key = session_key
         self.delegations = delegations
+        # Senders whose messages `!why` does not explain: agents' replies are routed too.
+        # ``salon_users`` adds users of other gateways (peers) to ours.
+        self.salon_users = frozenset(
+            {a.user_id for a in agents} | {chats.router.user_id} | set(salon_users)
+        )
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}
 
@@ -137,7 +143,7 @@ class CommandHandlers:
             await self.store.rooms.upsert(
                 asked.event.room_id, RoomKind.BOUND, agent_id=agent.agent_id
             )
-            await self.chats.router.invite(asked.event.room_id, agent.user_id)  # type: ignore[arg-type]
+            await self.chats.router.invite(asked.event.room_id, agent.user_id)
             await asked.reply(asked.t("agent_selected_and_bound", label=agent.label))
         else:
             await asked.reply(asked.t("agent_selected", label=agent.label))
@@ -150,7 +156,12 @@ class CommandHandlers:
         name = parse_name(asked.command.args)
         try:
             chat = await self.chats.create(
-                asked.event.sender, agent.agent_id, agent.user_id, name, asked.locale
+                asked.event.sender,
+                agent.agent_id,
+                agent.user_id,
+                name,
+                asked.locale,
+                command_event=asked.event.event_id,
             )
         except Exception as e:  # say what failed instead of going silent
             log.warning("command.new_failed", error=str(e))
@@ -275,13 +286,14 @@ class CommandHandlers:
     async def _why(self, asked: Asked) -> None:
         rel = asked.event.relation.get("m.in_reply_to")
         target = rel.get("event_id") if isinstance(rel, dict) else None
-        decision = None
         if isinstance(target, str):
-            decision = await self.store.decisions.get(target)
-            if decision is None and (turn := await self.store.turns.by_reply(target)):
-                decision = await self.store.decisions.get(turn.event_id)
+            # A reply of an agent was routed too (to nobody): explain what it answered.
+            turn = await self.store.turns.by_reply(target)
+            decision = await self.store.decisions.get(turn.event_id if turn else target)
         else:
-            decision = await self.store.decisions.last_in_room(asked.event.room_id)
+            decision = await self.store.decisions.last_in_room(
+                asked.event.room_id, excluding=self.salon_users
+            )
         if decision is None:
             await asked.reply(asked.t("why_unknown"))
             return

@@ -5,25 +5,26 @@ into B's room; B answers with ``com.salon.delegation.status`` events in the same
 room. Every outbound delegation is a row in the store before its request is
 sent (with a transaction id derived from the delegation id, so a re-send after
 a crash is one event). The outcome reaches A once: into the waiting turn if it
-is still running in this process, otherwise (after a restart, say) through
-``report`` — A's session plus a new turn that tells the origin room.
+is still running in this process (every call with the same delegation id shares
+that one waiter), otherwise (after a restart, say) through ``report``, which
+starts a ledgered report turn of A; the result counts as delivered only when
+that turn has closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import structlog
 
 from salon import responses
 from salon._exceptions import MatrixError
 from salon.agents.tools import DelegationOutcome
+from salon.coordination.directory import Directory
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
 from salon.coordination.protocol import (
     REQUEST,
-    STATUS,
     DelegationRequest,
     DelegationState,
     new_request,
@@ -31,10 +32,12 @@ from salon.coordination.protocol import (
     request_content,
 )
 from salon.coordination.records import outcome_of, record_of, request_of, stable_id
-from salon.ids import RoomAlias, RoomId, UserId
+from salon.coordination.recovery import statuses_of
+from salon.ids import RoomAlias, RoomId, server_of_user
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
+from salon.metrics import EVENTS_DROPPED
 from salon.store import Store
 from salon.store.delegations import DelegationDirection, DelegationPhase, DelegationRecord
 from salon.store.records import now_ms
@@ -44,21 +47,6 @@ log = structlog.get_logger("salon.coordination")
 OUT = DelegationDirection.OUT
 Report = Callable[[DelegationRecord, DelegationOutcome], Awaitable[None]]
 MARKER = "com.salon.delegation"
-
-
-@dataclass(frozen=True)
-class Directory:
-    """Who the agents are: ours (with API handles and rooms) and our peers' (by name)."""
-
-    server_name: str
-    users: Mapping[str, UserId]  # every known agent id → user id (ours and peers')
-    room_alias: Callable[[str], str]  # agent id → alias localpart of its room
-    apis: Mapping[str, MatrixAPI]  # our agents only
-    rooms: Mapping[str, RoomId]  # our agents' rooms
-
-    def agent_of(self, user_id: str) -> str | None:
-        """The agent id behind a user id, if it is a known agent."""
-        return next((a for a, u in self.users.items() if u == user_id), None)
 
 
 class DelegationManager:
@@ -111,6 +99,9 @@ class DelegationManager:
         # A turn re-run after a crash asks again: the same question gets the same id,
         # so it finds the delegation it made before instead of making a second one.
         same_id = stable_id(origin_event, from_agent, to_agent, task) if origin_event else None
+        if same_id and wait and same_id in self._waiting:
+            # The same call twice in one round: both wait for the one delegation.
+            return await asyncio.shield(self._waiting[same_id])
         if same_id and (known := await self.store.delegations.get(same_id)) is not None:
             return await self._resume(known, wait)
         try:
@@ -130,20 +121,38 @@ class DelegationManager:
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
         record = record_of(request, OUT, room, origin_room=origin_room, origin_event=origin_event)
         await self.store.delegations.create(record)
-        future: asyncio.Future[DelegationOutcome] = asyncio.get_running_loop().create_future()
-        if wait:
-            self._waiting[record.id] = future
+        future = self._waiter(record.id) if wait else None
         try:
             await self._send_request(api, record, request)
             await self.notify(record, "delegation_sent", task=_short(task))
-            if not wait:
+            if future is None:
                 return DelegationOutcome(True, record.id)
-            return await future
+            return await asyncio.shield(future)
         except MatrixError as e:
             await self.store.delegations.set_state(record.id, DelegationPhase.FAILED, error=str(e))
+            await self.store.delegations.mark_reinjected(record.id)  # the caller gets it now
+            self._settle(record.id)
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
-        finally:
-            self._waiting.pop(record.id, None)
+
+    def _waiter(self, id: str) -> asyncio.Future[DelegationOutcome]:
+        """The one future every waiter of delegation ``id`` shares (shielded when awaited,
+        so one cancelled caller does not cancel it for the others)."""
+        future = self._waiting.get(id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[id] = future
+        return future
+
+    def _settle(self, id: str, outcome: DelegationOutcome | None = None) -> bool:
+        """Hand ``outcome`` to the waiters of ``id`` (if any); True if someone waited."""
+        future = self._waiting.pop(id, None)
+        if future is None or future.done():
+            return False
+        if outcome is None:
+            future.cancel()
+            return False
+        future.set_result(outcome)
+        return True
 
     async def _resume(self, record: DelegationRecord, wait: bool) -> DelegationOutcome:
         """The outcome of a delegation made before (by this turn, before a restart)."""
@@ -152,21 +161,16 @@ class DelegationManager:
             return outcome_of(record)
         if not wait:
             return DelegationOutcome(True, record.id)
-        future: asyncio.Future[DelegationOutcome] = asyncio.get_running_loop().create_future()
-        self._waiting[record.id] = future
-        try:
-            if record.state is DelegationPhase.PENDING:
-                await self._send_request(
-                    self.dir.apis[record.from_agent], record, request_of(record)
-                )
-            # It may have ended while we were not looking.
-            current = await self.store.delegations.get(record.id)
-            if current is not None and current.terminal:
-                await self.store.delegations.mark_reinjected(record.id)
-                return outcome_of(current)
-            return await future
-        finally:
-            self._waiting.pop(record.id, None)
+        future = self._waiter(record.id)
+        if record.state is DelegationPhase.PENDING:
+            await self._send_request(self.dir.apis[record.from_agent], record, request_of(record))
+        # It may have ended while we were not looking.
+        current = await self.store.delegations.get(record.id)
+        if current is not None and current.terminal:
+            await self.store.delegations.mark_reinjected(record.id)
+            self._settle(record.id, outcome_of(current))
+            return outcome_of(current)
+        return await asyncio.shield(future)
 
     async def _send_request(
         self, api: MatrixAPI, record: DelegationRecord, request: DelegationRequest
@@ -182,16 +186,17 @@ class DelegationManager:
 
     async def _target_room(self, api: MatrixAPI, agent: str) -> RoomId:
         room = self.dir.rooms.get(agent) or self._room_cache.get(agent)
+        alias = self.dir.roster.member(agent).room_alias
         if room is None:
-            alias = RoomAlias(f"#{self.dir.room_alias(agent)}:{self.dir.server_name}")
-            room, _ = await api.resolve_alias(alias)
+            room, _ = await api.resolve_alias(RoomAlias(alias))
             self._room_cache[agent] = room
         if room not in await api.joined_rooms():
-            await api.join(room, [self.dir.server_name])  # agents visit each other's rooms
+            # Agents visit each other's rooms to delegate.
+            await api.join(room, [server_of_user(alias.replace("#", "@", 1))])
         return room
 
     async def _online(self, api: MatrixAPI, room: RoomId, agent: str) -> bool:
-        content = await api.get_state_event(room, AGENT_STATE, self.dir.users[agent])
+        content = await api.get_state_event(room, AGENT_STATE, self.dir.user_id(agent))
         return effective_status(parse_state(content)) is not AgentStatus.OFFLINE
 
     # --- answers ----------------------------------------------------------------
@@ -204,38 +209,47 @@ class DelegationManager:
         record = await self.store.delegations.get(status.id, direction=OUT)
         if record is None:
             return  # someone else's delegation
-        if event.sender != self.dir.users.get(record.to_agent):
+        if event.sender != self.dir.user_id(record.to_agent):
+            EVENTS_DROPPED.labels(reason="delegation_forged").inc()
             log.warning("delegation.status_forged", id=status.id, sender=event.sender)
             return
         changed = await self.store.delegations.set_state(
             record.id, status.state.value, result=status.result, error=status.error
         )
-        if not changed:
-            return  # a replay, or a late answer after the deadline: recorded, not delivered
-        if status.state is DelegationState.ACCEPTED:
-            await self.notify(record, "delegation_accepted")
-        elif status.state is DelegationState.COMPLETED:
-            await self.notify(record, "delegation_completed")
-            await self._deliver(record, DelegationOutcome(True, status.result or ""))
-        elif status.state in (DelegationState.FAILED, DelegationState.REJECTED):
-            await self.notify(record, "delegation_failed", error=status.error or "")
-            tag = "REJECTED" if status.state is DelegationState.REJECTED else "FAILED"
-            await self._deliver(record, DelegationOutcome(False, f"[{tag}] {status.error}"))
+        if changed:
+            if status.state is DelegationState.ACCEPTED:
+                await self.notify(record, "delegation_accepted")
+            elif status.state is DelegationState.COMPLETED:
+                await self.notify(record, "delegation_completed")
+            elif status.state in (DelegationState.FAILED, DelegationState.REJECTED):
+                await self.notify(record, "delegation_failed", error=status.error or "")
+        # A replay after a crash delivers what the first pass stored but did not hand back;
+        # a late answer after the deadline was recorded and is not delivered again.
+        current = await self.store.delegations.get(record.id, direction=OUT)
+        if current is not None and current.terminal and not current.reinjected:
+            await self._deliver(current, outcome_of(current))
 
     async def _deliver(self, record: DelegationRecord, outcome: DelegationOutcome) -> None:
-        future = self._waiting.get(record.id)
-        if future is None and record.origin_event and await self._turn_open(record):
+        """Hand the outcome back once: to the waiting turn, else through a report turn."""
+        if record.id in self._waiting:
+            await self.store.delegations.mark_reinjected(record.id)
+            self._settle(record.id, outcome)
+            return
+        if record.origin_event and await self._turn_open(record):
             return  # the delegating turn is being re-run: it collects the outcome itself
-        if not await self.store.delegations.mark_reinjected(record.id):
-            return  # delivered before (another path, another process, before a restart)
-        if future is not None and not future.done():
-            future.set_result(outcome)
-        elif self.report is not None:
+        if self.report is not None:
+            # Marked delivered when the report turn closes, not before.
             await self.report(record, outcome)
+
+    async def deliver_undelivered(self) -> None:
+        """After a start: results that ended but were never handed back."""
+        for record in await self.store.delegations.undelivered(direction=OUT):
+            if record.from_agent in self.dir.apis:
+                await self._deliver(record, outcome_of(record))
 
     async def _turn_open(self, record: DelegationRecord) -> bool:
         turn = await self.store.turns.get(record.origin_event or "", record.from_agent)
-        return turn is not None and turn.state.value in ("admitted", "running")
+        return turn is not None and turn.open
 
     # --- deadlines and recovery --------------------------------------------------
 
@@ -256,50 +270,20 @@ class DelegationManager:
             await asyncio.sleep(every_s)
 
     async def recover(self, pages: int = 5) -> None:
-        """After a start: resend unsent requests, and read answers that landed while down."""
+        """After a start: resend unsent requests, read answers that landed while down,
+        and hand back results that ended but were never delivered."""
         for record in await self.store.delegations.open(direction=OUT):
             api = self.dir.apis.get(record.from_agent)
             if api is None:
                 continue
             try:
                 if record.state is DelegationPhase.PENDING:
-                    await self._resend(api, record)
-                for event in await self._statuses(api, record, pages):
+                    await self._send_request(api, record, request_of(record))
+                for event in await statuses_of(api, record, pages):
                     await self.on_status(event)
             except MatrixError as e:
                 log.warning("delegation.recover_failed", id=record.id, error=str(e))
-
-    async def _resend(self, api: MatrixAPI, record: DelegationRecord) -> None:
-        await self._send_request(api, record, request_of(record))
-
-    async def _statuses(
-        self, api: MatrixAPI, record: DelegationRecord, pages: int
-    ) -> list[InboundEvent]:
-        """Status events for ``record`` in its target room, oldest first (newest pages read)."""
-        found: list[InboundEvent] = []
-        since: str | None = None
-        for _ in range(pages):
-            page = await api.messages(RoomId(record.target_room), limit=100, since=since)
-            for raw in page.get("chunk") or []:
-                content = raw.get("content") or {}
-                if raw.get("type") == STATUS and content.get("id") == record.id:
-                    found.append(
-                        InboundEvent(
-                            event_id=raw["event_id"],
-                            room_id=RoomId(record.target_room),
-                            sender=UserId(raw["sender"]),
-                            type=STATUS,
-                            content=content,
-                            origin_ts=int(raw.get("origin_server_ts") or 0),
-                            received_by=api.user_id,
-                        )
-                    )
-                if raw.get("event_id") == record.request_event_id:
-                    return list(reversed(found))
-            since = page.get("end")
-            if not since:
-                break
-        return list(reversed(found))
+        await self.deliver_undelivered()
 
     # --- notices -----------------------------------------------------------------------
 
@@ -323,40 +307,3 @@ class DelegationManager:
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class TurnDelegator:
-    """Delegation as one agent may use it during one turn (the agents layer's Delegator)."""
-
-    def __init__(
-        self,
-        manager: DelegationManager,
-        agent_id: str,
-        *,
-        origin_room: str | None,
-        origin_event: str | None,
-        parent: DelegationRequest | None = None,
-    ) -> None:
-        self.manager = manager
-        self.agent_id = agent_id
-        self.origin_room = origin_room
-        self.origin_event = origin_event
-        self.parent = parent
-
-    def targets(self) -> Sequence[tuple[str, str]]:
-        """Agents this agent may delegate to."""
-        return self.manager.targets(self.agent_id)
-
-    async def delegate(
-        self, agent: str, task: str, context: str | None = None
-    ) -> DelegationOutcome:
-        """Delegate and wait for the outcome."""
-        return await self.manager.delegate(
-            self.agent_id,
-            agent,
-            task,
-            context=context,
-            origin_room=self.origin_room,
-            origin_event=self.origin_event,
-            parent=self.parent,
-        )

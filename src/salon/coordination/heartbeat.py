@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from enum import StrEnum
@@ -76,6 +77,9 @@ class Heartbeat:
         self.ttl_s = ttl_s
         self.status = AgentStatus.ONLINE
         self._log = structlog.get_logger(f"salon.agent.{agent_id}")
+        self._working = False
+        self._busy_published_at = -math.inf
+        self._wake = asyncio.Event()
 
     async def beat(self, status: AgentStatus | None = None) -> None:
         """Publish the current status with a fresh timestamp."""
@@ -92,12 +96,27 @@ class Heartbeat:
             self.room_id, AGENT_STATE, state.model_dump(mode="json"), self.api.user_id
         )
 
+    def busy(self) -> None:
+        """A turn of this agent is slow: show "busy" now, unless "busy" went out less
+        than one interval ago (never two state events per turn; never on the fast path)."""
+        self._working = True
+        now = time.monotonic()
+        if self.status is not AgentStatus.BUSY and now - self._busy_published_at >= self.interval_s:
+            self._busy_published_at = now
+            self._wake.set()
+
+    def idle(self) -> None:
+        """No turn left: the next regular beat says "online" (no extra event now)."""
+        self._working = False
+
     async def run(self, handle: LoopHandle) -> None:
-        """Beat every ``interval_s`` until cancelled (a supervised loop)."""
+        """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised)."""
         while True:
-            await self.beat()
+            self._wake.clear()
+            await self.beat(AgentStatus.BUSY if self._working else AgentStatus.ONLINE)
             handle.healthy()
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
 
     async def go_offline(self) -> None:
         """Say offline on a clean shutdown (best effort: the TTL covers a crash)."""

@@ -1,14 +1,20 @@
-"""Delegations addressed to our agents: validate, accept, run, answer with a status."""
+"""Delegations addressed to our agents: validate, accept, run as a turn, answer.
+
+A valid request is recorded, answered ``accepted`` and handed to the turn runner
+as a ledgered task turn; its outcome comes back through :meth:`answer`, which
+sends the final status event (with a transaction id derived from the delegation,
+so a re-send after a crash is one event). A second request event carrying an id
+already known for that target (a forged copy of a visible request) is ignored,
+never answered: answering would end the real delegation.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
 
-from salon._exceptions import BackendError, MatrixError
-from salon.coordination.delegation import Directory
+from salon.coordination.directory import Directory
 from salon.coordination.protocol import (
     STATUS,
     DelegationRequest,
@@ -18,7 +24,7 @@ from salon.coordination.protocol import (
     parse_request,
     status_content,
 )
-from salon.coordination.records import record_of, request_of
+from salon.coordination.records import record_of
 from salon.ids import RoomId
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
@@ -32,79 +38,63 @@ log = structlog.get_logger("salon.coordination")
 IN = DelegationDirection.IN
 # Matrix caps an event at 64 KiB; a result is cut well below that.
 MAX_RESULT_CHARS = 30000
-TaskRunner = Callable[[str, DelegationRequest, RoomId], Awaitable[str]]
+# Starts the task turn of an accepted request (the gateway's turn runner).
+SubmitTask = Callable[[DelegationRequest, RoomId], Awaitable[None]]
 
 
 class InboundDelegations:
-    """Runs tasks other agents hand to ours, each at most once to completion."""
+    """Requests other agents send to ours, each run at most once to completion."""
 
     def __init__(
-        self, store: Store, directory: Directory, *, hop_limit: int, run_task: TaskRunner
+        self, store: Store, directory: Directory, *, hop_limit: int, submit: SubmitTask
     ) -> None:
         self.store = store
         self.dir = directory
         self.hop_limit = hop_limit
-        self.run_task = run_task
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.submit = submit
 
-    async def on_request(self, event: InboundEvent) -> None:
-        """A request in one of our agents' rooms."""
+    async def on_request(self, event: InboundEvent) -> str:
+        """A request in one of our agents' rooms; returns what became of it (a reason)."""
         request = parse_request(event.content)
-        if request is None or request.to not in self.dir.apis:
-            return  # invalid (counted) or for an agent another gateway hosts
-        if event.room_id != self.dir.rooms.get(request.to):
-            return
+        if request is None:
+            return "invalid"  # counted and logged by the protocol
+        if request.to not in self.dir.apis or event.room_id != self.dir.rooms.get(request.to):
+            return "not ours"  # for an agent another gateway hosts
+        known = await self.store.delegations.get(request.id, direction=IN)
+        if known is not None and known.request_event_id not in (None, event.event_id):
+            EVENTS_DROPPED.labels(reason="delegation_duplicate").inc()
+            log.warning("delegation.duplicate", id=request.id, event_id=event.event_id)
+            return "duplicate"
         sender_agent = self.dir.agent_of(event.sender)
         if sender_agent is None or sender_agent != request.from_:
             EVENTS_DROPPED.labels(reason="delegation_forged").inc()
             log.warning("delegation.forged", id=request.id, sender=event.sender)
-            await self._status(request, DelegationState.REJECTED, error="not sent by a known agent")
-            return
-        reason = check_request(
-            request, receiver=request.to, hop_limit=self.hop_limit, now_ms=now_ms()
-        )
-        if reason is not None:
-            log.info("delegation.rejected", id=request.id, reason=reason)
-            await self._status(request, DelegationState.REJECTED, error=reason)
-            return
-        record = record_of(request, IN, event.room_id)
-        if not await self.store.delegations.create(record):
-            existing = await self.store.delegations.get(request.id, direction=IN)
-            if existing is not None and existing.terminal:
-                return  # a replayed request we already answered
-        self._start(request, event.room_id)
-
-    def _start(self, request: DelegationRequest, room: RoomId) -> None:
-        if request.id in self._tasks:
-            return
-        task = asyncio.create_task(self._run(request, room), name=f"delegation:{request.id}")
-        self._tasks[request.id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(request.id, None))
-
-    async def _run(self, request: DelegationRequest, room: RoomId) -> None:
-        try:
-            await self._status(request, DelegationState.ACCEPTED)
-            await self.store.delegations.set_state(
-                request.id, DelegationPhase.ACCEPTED, direction=IN
+            return "forged"
+        if known is None:
+            reason = check_request(
+                request, receiver=request.to, hop_limit=self.hop_limit, now_ms=now_ms()
             )
-            try:
-                result = await self.run_task(request.to, request, room)
-            except BackendError as e:
-                await self._finish(request, DelegationState.FAILED, error=str(e)[:2000])
-                return
-            await self._finish(request, DelegationState.COMPLETED, result=result[:MAX_RESULT_CHARS])
-        except MatrixError as e:
-            # The answer could not be sent: the row stays open and resumes on the next start.
-            log.warning("delegation.answer_failed", id=request.id, error=str(e))
+            if reason is not None:
+                log.info("delegation.rejected", id=request.id, reason=reason)
+                await self._status(request, DelegationState.REJECTED, error=reason)
+                return "rejected"
+            await self.store.delegations.create(record_of(request, IN, event.room_id))
+            await self.store.delegations.set_request_event(request.id, event.event_id, direction=IN)
+        elif known.terminal:
+            return "answered"  # a replayed request we already answered
+        # Idempotent from here on: a replay after a crash repeats the same sends.
+        await self._status(request, DelegationState.ACCEPTED)
+        await self.store.delegations.set_state(request.id, DelegationPhase.ACCEPTED, direction=IN)
+        await self.submit(request, event.room_id)
+        return "accepted"
 
-    async def _finish(
-        self,
-        request: DelegationRequest,
-        state: DelegationState,
-        *,
-        result: str | None = None,
-        error: str | None = None,
+    async def answer(
+        self, request: DelegationRequest, *, result: str | None, error: str | None
     ) -> None:
+        """Send the task's final status (completed with ``result``, else failed)."""
+        state = DelegationState.COMPLETED if error is None else DelegationState.FAILED
+        result = (result or "")[:MAX_RESULT_CHARS] if error is None else None
+        error = error[:2000] if error is not None else None
         await self._status(request, state, result=result, error=error)
         await self.store.delegations.set_state(
             request.id, state.value, result=result, error=error, direction=IN
@@ -127,16 +117,3 @@ class InboundDelegations:
             status_content(status),
             txn_id=txn_id(request.id, request.to, state.value),
         )
-
-    async def resume(self) -> None:
-        """Restart tasks a crash interrupted (accepted, never answered)."""
-        for record in await self.store.delegations.open(direction=IN):
-            if record.to_agent in self.dir.apis:
-                self._start(request_of(record), RoomId(record.target_room))
-
-    async def stop(self) -> None:
-        """Cancel running tasks; they resume on the next start."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

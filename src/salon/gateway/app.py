@@ -23,13 +23,19 @@ from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
 from salon.config import read_persona
 from salon.config.models import BackendConfig, SalonConfig
-from salon.coordination.heartbeat import AgentStatus, Heartbeat
+from salon.coordination.heartbeat import Heartbeat
+from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.coordination import Coordinator
+from salon.gateway.delivery import Delivery
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
+from salon.gateway.invites import InviteJoiner
+from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
+from salon.gateway.roomfacts import RoomFacts
+from salon.gateway.slots import SlotLimits, TurnSlots
 from salon.gateway.stream import StreamLimits
-from salon.gateway.turns import TurnRunner, session_key
+from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
@@ -37,7 +43,7 @@ from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.source import LoopStatus
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
-from salon.routing.context import AgentInfo
+from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
 from salon.store.kv import GATEWAY_STATUS_KEY
@@ -79,6 +85,9 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._source: ClientSyncSource | None = None
         self._dispatcher: Dispatcher | None = None
+        self._runner: TurnRunner | None = None
+        self._invites: InviteJoiner | None = None
+        self.roster: Roster | None = None
         self._supervisor: Supervisor | None = None
         self._heartbeats: list[Heartbeat] = []
         self._backends: list[Backend] = []
@@ -90,8 +99,9 @@ class Gateway:
         config = self.config
         hs = config.homeserver
         assert hs is not None
+        roster = Roster.from_config(config)
         # Backends first: an unusable agent config fails before touching the homeserver.
-        backends = {AgentId(a): build_backend(agent) for a, agent in config.agents.items()}
+        backends = {m.agent_id: build_backend(config.agents[m.agent_id]) for m in roster.hosted()}
         self._backends = list(backends.values())
         specs = identity_specs(config)
         self.store = store = await Store.open(config.store.url)
@@ -109,78 +119,99 @@ class Gateway:
         log.info("gateway.login", identities=len(specs))
         apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
         created_at = {u: await store.identities.created_at(u) for u in apis}
-        router = apis[specs[0].user_id]
-        agent_users = {s.agent_id: s.user_id for s in specs if s.agent_id is not None}
-        agent_apis = {a: apis[u] for a, u in agent_users.items()}
+        router = apis[roster.router_user_id]
+        agent_apis = {m.agent_id: apis[m.user_id] for m in roster.hosted()}
+        agent_users = {m.agent_id: m.user_id for m in roster.hosted()}
 
-        topology = await bootstrap(config, SpaceManager(router), agent_apis, store, self._invite)
+        topology = await bootstrap(
+            config,
+            SpaceManager(router),
+            agent_apis,
+            store,
+            self._invite,
+            peers=[m.user_id for m in roster.peers()],
+        )
         log.info(
             "gateway.rooms_ready",
             space=topology.space_id,
             space_error=topology.space_error,
             agents=len(topology.agent_rooms),
         )
-        replies = config.replies
-        limits = StreamLimits(replies.edit_interval_s, replies.max_edits, replies.max_message_chars)
-        self.coordinator = coordinator = Coordinator(
-            config,
-            store,
-            server_name=hs.server_name,
-            agent_apis=agent_apis,
-            agent_users=agent_users,
-            agent_rooms=topology.agent_rooms,
-            runtimes=runtimes,
-            limits=limits,
+        replies, turns = config.replies, config.turns
+        limits = StreamLimits(
+            replies.edit_interval_s,
+            replies.max_edits,
+            replies.max_message_chars,
+            max_reply_chars=turns.max_reply_chars,
         )
         runner = TurnRunner(
             store,
             runtimes,
             agent_apis,
             limits=limits,
+            policy=TurnPolicy(
+                max_attempts=replies.max_attempts,
+                deadline_s=turns.deadline_s,
+                typing_after_s=replies.typing_after_s,
+            ),
+            slots=TurnSlots(SlotLimits(turns.concurrency, turns.per_agent, turns.per_sender)),
+            delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
             locale=config.locale,
-            max_attempts=replies.max_attempts,
-            delegator_for=coordinator.delegator_for,
         )
-        infos = [
-            AgentInfo(
-                agent_id=a,
-                user_id=agent_users[AgentId(a)],
-                label=agent.display_label,
-                localpart=config.agent_localpart(a),
-                description=agent.description,
-            )
-            for a, agent in config.agents.items()
-        ]
-        self._router = Router.from_config(config, hs.server_name)
+        self._runner = runner
+        self.coordinator = coordinator = Coordinator(
+            config,
+            store,
+            roster=roster,
+            agent_apis=agent_apis,
+            agent_rooms=topology.agent_rooms,
+            runner=runner,
+        )
+        self._router = Router.from_config(config, roster)
         commands = CommandHandlers(
             store,
-            agents=infos,
+            agents=roster.hosted(),
             agent_apis=agent_apis,
-            models={a: _model_name(agent.backend) for a, agent in config.agents.items()},
+            models={
+                m.agent_id: _model_name(config.agents[m.agent_id].backend) for m in roster.hosted()
+            },
             chats=Chats(store, router),
             stop_in_room=runner.stop_in_room,
             session_key=session_key,
             delegations=coordinator.manager,
+            salon_users=[roster.router_user_id, *agent_users.values()],
         )
-        self._dispatcher = Dispatcher(
+        facts = RoomFacts(apis, roster)
+        self._invites = invites = InviteJoiner(
             store,
-            apis=apis,
-            agents=runtimes,
-            agent_users=agent_users,
-            access=config.access,
-            server_name=hs.server_name,
-            runner=runner,
-            created_at=created_at,
-            router=self._router,
-            router_api=router,
-            commands=commands,
-            locale=config.locale,
-            coordinator=coordinator,
-            peer_rooms={
-                f"#{config.naming.agent_room_alias.replace('{id}', p)}:{hs.server_name}": p
-                for p in config.peers
-            },
+            apis,
+            allowed=lambda sender: (
+                roster.is_ours(sender) or config.access.is_allowed(sender, hs.server_name)
+            ),
+            on_joined=facts.forget,
         )
+        self._dispatcher = dispatcher = Dispatcher(
+            store, roster=roster, created_at=created_at, on_invite=invites.record
+        )
+        dispatcher.add_event_handler(
+            "m.room.message",
+            MessageHandler(
+                store,
+                roster=roster,
+                access=config.access,
+                router=self._router,
+                commands=commands,
+                runner=runner,
+                facts=facts,
+                router_api=router,
+                agent_apis=agent_apis,
+                locale=config.locale,
+            ),
+        )
+        dispatcher.add_event_handler("m.reaction", ReactionHandler(runner, roster, config.access))
+        dispatcher.add_event_handler(REQUEST, coordinator.on_request)
+        dispatcher.add_event_handler(STATUS, coordinator.on_status)
+        dispatcher.on_start(runner.resume_unfinished)
         backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
         self._source = ClientSyncSource(
             list(apis.values()),
@@ -190,13 +221,14 @@ class Gateway:
             backoff=backoff,
             reauth=auth.reauth,
         )
-        await self._source.start(self._dispatcher)
+        await self._source.start(dispatcher)
         await self._source.wait_ready(self._ready_timeout)
-        self._dispatcher.start()
 
-        self._supervisor = Supervisor(backoff)
-        await coordinator.start(self._supervisor)
-        self._supervisor.spawn("status", self._publish_status)
+        self._supervisor = supervisor = Supervisor(backoff)
+        supervisor.spawn("dispatcher", dispatcher.run)
+        supervisor.spawn("invites", invites.run)
+        await coordinator.start(supervisor)
+        supervisor.spawn("status", self._publish_status)
         for agent_id, room_id in topology.agent_rooms.items():
             beat = Heartbeat(
                 agent_apis[agent_id],
@@ -207,14 +239,11 @@ class Gateway:
                 ttl_s=config.heartbeat.ttl_s,
             )
             self._heartbeats.append(beat)
-            self._supervisor.spawn(f"heartbeat:{agent_id}", beat.run)
+            supervisor.spawn(f"heartbeat:{agent_id}", beat.run)
         beats = {AgentId(b.agent_id): b for b in self._heartbeats}
-
-        async def busy(agent_id: AgentId, is_busy: bool) -> None:
-            if agent_id in beats:
-                await beats[agent_id].beat(AgentStatus.BUSY if is_busy else AgentStatus.ONLINE)
-
-        runner.on_busy = busy
+        runner.on_slow = lambda agent_id: beats[agent_id].busy() if agent_id in beats else None
+        runner.on_idle = lambda agent_id: beats[agent_id].idle() if agent_id in beats else None
+        self.roster = roster
         self.state = GatewayState(topology, router, agent_apis, agent_users)
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
@@ -271,11 +300,10 @@ class Gateway:
             await self._supervisor.stop()
         if self._source is not None:
             await self._source.stop()
-        if self._dispatcher is not None:
-            await self._dispatcher.stop()
-        if self.coordinator is not None:
-            await self.coordinator.stop()
-            self.coordinator = None
+        if self._runner is not None:
+            await self._runner.stop()
+            self._runner = None
+        self.coordinator = None
         await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
         self._heartbeats.clear()
         if self._router is not None:

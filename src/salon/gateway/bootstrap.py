@@ -43,13 +43,15 @@ async def bootstrap(
     agent_apis: Mapping[AgentId, MatrixAPI],
     store: Store,
     invitees: Sequence[UserId],
+    peers: Sequence[UserId] = (),
 ) -> Topology:
     """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
     locale = config.locale
     server = spaces.server_name
     agent_users = [api.user_id for api in agent_apis.values()]
-    # Agents visit each other's rooms to delegate; peers' agents (other gateways) too.
-    visitors = [*agent_users, *(config.peer_user_id(p, server) for p in config.peers)]
+    # Agents visit each other's rooms to delegate; so do the peers' agents (other
+    # gateways), but only those configured, by their pinned user ids.
+    visitors = [*agent_users, *peers]
     space_id: RoomId | None = None
     space_error: str | None = None
     try:

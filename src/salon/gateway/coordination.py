@@ -1,4 +1,10 @@
-"""Wiring delegation into the gateway: who is who, running tasks, reporting results."""
+"""Wiring delegation into the one turn pipeline.
+
+An inbound delegated task is a ledgered ``task`` turn of the asked agent; its
+outcome becomes the final status event. A result whose delegating turn is gone
+(a restart, ``!delegate``) becomes a ledgered ``report`` turn of the delegator
+in the origin room, and counts as delivered only once that turn has closed.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,32 @@ from collections.abc import Mapping
 import structlog
 
 from salon import responses
-from salon._exceptions import SalonError
-from salon.agents.backend import TurnRequest
-from salon.agents.context import delegator_context
-from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import DelegationOutcome
 from salon.config.models import SalonConfig
-from salon.coordination.delegation import DelegationManager, Directory, TurnDelegator
+from salon.coordination.delegation import DelegationManager
+from salon.coordination.delegator import TurnDelegator
+from salon.coordination.directory import Directory
 from salon.coordination.inbound import InboundDelegations
 from salon.coordination.protocol import DelegationRequest
-from salon.gateway.stream import ReplyStream, StreamLimits
-from salon.gateway.turns import session_key
-from salon.ids import AgentId, EventId, RoomId, UserId
+from salon.coordination.records import request_of
+from salon.gateway.messages import Handled
+from salon.gateway.replies import ReplyTo
+from salon.gateway.turns import TurnRunner
+from salon.gateway.turnspec import Outcome, OutcomeState, TurnKind, TurnSpec
+from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
+from salon.roster import Roster
 from salon.store import Store
-from salon.store.delegations import DelegationRecord
-from salon.store.records import now_ms
+from salon.store.delegations import DelegationDirection, DelegationRecord
+from salon.store.records import InboxState
 from salon.supervisor import Supervisor
 
 log = structlog.get_logger("salon.gateway.coordination")
+
+
+def _room_session(agent_id: str, room_id: str) -> str:
+    return f"agent:{agent_id}:matrix:{room_id}"
 
 
 class Coordinator:
@@ -37,110 +49,134 @@ class Coordinator:
         config: SalonConfig,
         store: Store,
         *,
-        server_name: str,
+        roster: Roster,
         agent_apis: Mapping[AgentId, MatrixAPI],
-        agent_users: Mapping[AgentId, UserId],
         agent_rooms: Mapping[AgentId, RoomId],
-        runtimes: Mapping[AgentId, AgentRuntime],
-        limits: StreamLimits,
+        runner: TurnRunner,
     ) -> None:
-        users: dict[str, UserId] = {str(a): u for a, u in agent_users.items()}
-        users.update({p: config.peer_user_id(p, server_name) for p in config.peers})
-        pattern = config.naming.agent_room_alias
+        self.store = store
+        self.roster = roster
+        self.runner = runner
+        self.locale = config.locale
         self.directory = Directory(
-            server_name=server_name,
-            users=users,
-            room_alias=lambda agent: pattern.replace("{id}", agent),
+            roster=roster,
             apis={str(a): api for a, api in agent_apis.items()},
             rooms={str(a): room for a, room in agent_rooms.items()},
         )
-        self.locale = config.locale
-        self.runtimes = runtimes
-        self.limits = limits
         self.manager = DelegationManager(
             store,
             self.directory,
             can_delegate_to={a: config.delegation_targets(a) for a in config.agents},
-            descriptions={a: agent.description for a, agent in config.agents.items()},
+            descriptions={m.agent_id: m.description for m in roster},
             deadline_s=config.delegation.deadline_s,
             locale=config.locale,
         )
         self.manager.report = self.report
         self.inbound = InboundDelegations(
-            store, self.directory, hop_limit=config.delegation.hop_limit, run_task=self.run_task
+            store, self.directory, hop_limit=config.delegation.hop_limit, submit=self.submit_task
         )
+        runner.delegator_for = self.delegator_for
+        runner.outcomes.by_kind[TurnKind.TASK] = self.task_outcome
+        runner.after_close[TurnKind.REPORT] = self.report_closed
 
-    def delegator_for(self, agent_id: AgentId, event: InboundEvent) -> TurnDelegator | None:
-        """The delegator of a turn answering ``event``."""
-        if not self.manager.targets(agent_id):
-            return None
-        return TurnDelegator(
-            self.manager, agent_id, origin_room=event.room_id, origin_event=event.event_id
-        )
+    # --- the dispatcher's handlers ---------------------------------------------
+
+    async def on_request(self, event: InboundEvent) -> Handled:
+        """``com.salon.delegation.request`` from the inbox."""
+        return InboxState.DONE, f"delegation {await self.inbound.on_request(event)}"
+
+    async def on_status(self, event: InboundEvent) -> Handled:
+        """``com.salon.delegation.status`` from the inbox."""
+        await self.manager.on_status(event)
+        return InboxState.DONE, "delegation status"
 
     async def start(self, supervisor: Supervisor) -> None:
         """Recover what a restart interrupted, then enforce deadlines."""
         await self.manager.recover()
-        await self.inbound.resume()
         supervisor.spawn("delegation:deadlines", self.manager.run_deadlines)
 
-    async def stop(self) -> None:
-        """Cancel running tasks (they resume on the next start)."""
-        await self.inbound.stop()
+    # --- turns ------------------------------------------------------------------
 
-    async def run_task(self, agent_id: str, request: DelegationRequest, room: RoomId) -> str:
-        """Run a delegated task as ``agent_id``; returns the result text."""
-        runtime = self.runtimes[AgentId(agent_id)]
+    async def delegator_for(self, spec: TurnSpec) -> TurnDelegator | None:
+        """The delegator of a turn (None when the agent may delegate to nobody)."""
+        if not self.manager.targets(spec.agent_id):
+            return None
+        parent = None
+        if spec.kind is TurnKind.TASK and spec.delegation_id:
+            record = await self.store.delegations.get(
+                spec.delegation_id, direction=DelegationDirection.IN
+            )
+            parent = request_of(record) if record is not None else None
+        # The turn id makes delegation ids stable: a re-run finds what it asked before.
+        return TurnDelegator(
+            self.manager,
+            spec.agent_id,
+            origin_room=spec.room_id,
+            origin_event=spec.turn_id,
+            parent=parent,
+        )
+
+    async def submit_task(self, request: DelegationRequest, room: RoomId) -> None:
+        """An accepted request becomes a task turn of the asked agent."""
         text = request.task + (f"\n\n{request.context}" if request.context else "")
-        bare = TurnRequest(
-            agent_id=AgentId(agent_id),
-            sender=self.directory.users.get(request.from_, request.from_),
-            text=text,
-            session_key=f"agent:{agent_id}:delegation:{request.root}",
-            chat_id="",
+        sender = self.roster.get(request.from_)
+        await self.runner.submit(
+            TurnSpec(
+                turn_id=f"task:{request.id}",
+                agent_id=AgentId(request.to),
+                kind=TurnKind.TASK,
+                room_id=room,
+                sender=sender.user_id if sender else request.from_,
+                text=text,
+                session_key=f"agent:{request.to}:delegation:{request.root}",
+                delegation_id=request.id,
+                deadline_ts=request.deadline_ts,
+            )
         )
-        prepared = await runtime.prepare(bare)
-        delegator = TurnDelegator(
-            self.manager, agent_id, origin_room=room, origin_event=None, parent=request
+
+    async def task_outcome(self, spec: TurnSpec, outcome: Outcome) -> None:
+        """A task turn ended: answer the delegator with the final status."""
+        assert spec.delegation_id is not None
+        record = await self.store.delegations.get(
+            spec.delegation_id, direction=DelegationDirection.IN
         )
-        with delegator_context(delegator):
-            result = "".join([chunk async for chunk in runtime.stream(prepared)])
-        await runtime.record(prepared, request.id, result)
-        return result
+        if record is None:
+            log.warning("delegation.task_without_record", id=spec.delegation_id)
+            return
+        if outcome.state is OutcomeState.REPLIED:
+            await self.inbound.answer(request_of(record), result=outcome.text, error=None)
+        else:
+            error = outcome.error or outcome.notice or outcome.state.value
+            await self.inbound.answer(request_of(record), result=None, error=error)
 
     async def report(self, record: DelegationRecord, outcome: DelegationOutcome) -> None:
-        """A result whose turn is gone: into the delegator's session, then a new turn that
-        tells the origin room."""
+        """A result whose delegating turn is gone: a report turn tells the origin room."""
         agent_id = AgentId(record.from_agent)
-        if not record.origin_room or agent_id not in self.runtimes:
+        if not record.origin_room or agent_id not in self.runner.agents:
+            await self.store.delegations.mark_reinjected(record.id)  # nowhere to tell
             return
-        runtime, api = self.runtimes[agent_id], self.directory.apis[agent_id]
         prompt = responses.text(
             "delegation_result_prompt", self.locale, to=record.to_agent, result=outcome.text
         )
-        event = InboundEvent(
-            event_id=EventId(record.origin_event or f"${record.id}"),
-            room_id=RoomId(record.origin_room),
-            sender=api.user_id,
-            type="m.room.message",
-            content={"msgtype": "m.text", "body": prompt},
-            origin_ts=now_ms(),
-            received_by=api.user_id,
-        )
-        bare = TurnRequest(
+        origin = record.origin_event
+        spec = TurnSpec(
+            turn_id=f"report:{record.id}",
             agent_id=agent_id,
-            sender=api.user_id,
+            kind=TurnKind.REPORT,
+            room_id=RoomId(record.origin_room),
+            sender=self.roster.user_id(agent_id),
             text=prompt,
-            session_key=session_key(event, agent_id),
-            chat_id="",
+            session_key=_room_session(agent_id, record.origin_room),
+            # Reply to the message that started it, when it was a real event.
+            reply_to=ReplyTo(origin if origin and origin.startswith("$") else None),
+            delegation_id=record.id,
         )
-        reply = ReplyStream(api, event, agent_id, self.limits, txn_key=f"dlg:{record.id}")
-        try:
-            prepared = await runtime.prepare(bare)
-            with delegator_context(self.delegator_for(agent_id, event)):
-                text = await reply.run(runtime.stream(prepared))
-            await reply.finish(text)
-            await runtime.record(prepared, f"dlg:{record.id}", text)
-        except SalonError as e:
-            log.warning("delegation.report_failed", id=record.id, error=str(e))
-            await reply.finish(f"{record.to_agent}: {outcome.text}", notice=True)
+        await self.runner.submit(spec)
+        turn = await self.store.turns.get(spec.turn_id, agent_id)
+        if turn is not None and not turn.open:
+            await self.report_closed(spec, Outcome(OutcomeState.REPLIED))  # closed before
+
+    async def report_closed(self, spec: TurnSpec, outcome: Outcome) -> None:
+        """The report turn closed: only now is the result delivered."""
+        if spec.delegation_id is not None:
+            await self.store.delegations.mark_reinjected(spec.delegation_id)

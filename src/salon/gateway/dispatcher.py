@@ -1,338 +1,181 @@
-"""From admitted events to turns: filter, route, run, record.
+"""From the event source to handlers: admit durably, then dispatch by event type.
 
 The dispatcher is the :class:`EventSink` of whatever event source runs (client
-mode now, appservice later). ``admit`` only stores; a worker drains the inbox,
-so a crash between the two loses nothing.
+mode now, appservice later). ``admit`` only stores; a supervised worker drains
+the inbox through a handler table (like mautrix's ``add_event_handler``), so a
+crash between the two loses nothing. A transient failure (store busy,
+homeserver down) leaves the event pending and tries it again later with
+backoff; only a permanent error drops it, with its reason stored and counted.
+Nothing long runs in the worker: turns are handed to the turn runner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
-from salon import responses
-from salon._exceptions import MatrixError
-from salon.agents.runtime import AgentRuntime
-from salon.commands.handlers import Asked, CommandHandlers
-from salon.commands.parser import parse_command
-from salon.config.models import AccessConfig
-from salon.coordination.protocol import REQUEST, STATUS
-from salon.gateway.coordination import Coordinator
-from salon.gateway.replies import hop_of, reply_content, txn_id
-from salon.gateway.roomfacts import RoomFacts
-from salon.gateway.turns import TurnRunner
-from salon.ids import AgentId, UserId
-from salon.matrix.api import MatrixAPI
+from salon._exceptions import is_transient
+from salon.gateway.replies import hop_of
+from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
-from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED
-from salon.routing.context import Binding, MessageContext
-from salon.routing.router import Reason, RouteDecision, Router
+from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
+from salon.roster import Roster
 from salon.store import Store
-from salon.store.records import InboxItem, InboxRow, InboxState, RoomKind, RoomRecord
-from salon.store.saved import Decision
+from salon.store.records import InboxItem, InboxRow, InboxState, now_ms
+from salon.supervisor import LoopHandle
 
 log = structlog.get_logger("salon.gateway.dispatcher")
 
-# Event types worth admitting: messages start turns, reactions can stop them,
-# delegation events travel between agents.
-ADMITTED_TYPES = frozenset({"m.room.message", "m.reaction", REQUEST, STATUS})
-STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
-# Agent-to-agent messages are followed this many hops at most (no endless bot ping-pong).
-MAX_HOPS = 3
-_BOUND_KINDS: dict[RoomKind, Literal["agent", "chat"]] = {
-    RoomKind.AGENT: "agent",
-    RoomKind.CHAT: "chat",
-    RoomKind.BOUND: "chat",
-}
+Handled = tuple[InboxState, str]
+EventHandler = Callable[[InboundEvent], Awaitable[Handled]]
+OnInvite = Callable[[Invite], Awaitable[None]]
+OnStart = Callable[[], Awaitable[object]]
+
+# Retry of an event after a transient failure: 1 s doubling to 60 s.
+RETRY_INITIAL_MS = 1000
+RETRY_MAX_MS = 60_000
+# An agent's message is admitted only up to this hop (routing applies the exact limit);
+# a runaway bot conversation should not even fill the inbox.
+ADMIT_MAX_HOP = 16
 
 
 class Dispatcher:
-    """Admits inbound events and turns them into agent turns."""
+    """Admits inbound events and dispatches them to handlers by type."""
 
     def __init__(
         self,
         store: Store,
         *,
-        apis: Mapping[UserId, MatrixAPI],
-        agents: Mapping[AgentId, AgentRuntime],
-        agent_users: Mapping[AgentId, UserId],
-        access: AccessConfig,
-        server_name: str,
-        runner: TurnRunner,
+        roster: Roster,
         created_at: Mapping[UserId, int],
-        router: Router,
-        router_api: MatrixAPI,
-        commands: CommandHandlers,
-        locale: str = "en",
-        coordinator: Coordinator | None = None,
-        peer_rooms: Mapping[str, str] | None = None,
+        on_invite: OnInvite | None = None,
+        batch: int = 100,
     ) -> None:
         self.store = store
-        self.apis = apis
-        self.agents = agents
-        self.agent_users = agent_users
-        self.access = access
-        self.server_name = server_name
-        self.runner = runner
+        self.roster = roster
         self._created_at = created_at
-        self._ours = set(apis)
-        self._agent_of = {u: a for a, u in agent_users.items()}
-        self.router = router
-        self.router_api = router_api
-        self.commands = commands
-        self.locale = locale
-        self.coordinator = coordinator
-        # Room alias → agent id of rooms that belong to agents other gateways host.
-        self.peer_rooms = dict(peer_rooms or {})
-        self.facts = RoomFacts(apis, agent_users)
+        self._on_invite = on_invite
+        self._batch = batch
+        self._handlers: dict[str, EventHandler] = {}
+        self._on_start: list[OnStart] = []
         self._wake = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
+
+    def add_event_handler(self, event_type: str, handler: EventHandler) -> None:
+        """Handle events of ``event_type`` (only those types are admitted at all)."""
+        self._handlers[event_type] = handler
+
+    def on_start(self, hook: OnStart) -> None:
+        """Run ``hook`` each time the worker (re)starts, before it drains the inbox."""
+        self._on_start.append(hook)
 
     # --- EventSink -------------------------------------------------------
 
     async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
         """Store the batch's candidate events in the inbox (idempotent)."""
-        items = [self._inbox_item(e) for e in events if self._worth_admitting(identity, e)]
+        items = [_inbox_item(e) for e in events if self._worth_admitting(identity, e)]
         added = await self.store.inbox.admit(items)
         if added:
             EVENTS_ADMITTED.inc(added)
             self._wake.set()
 
     async def invited(self, invite: Invite) -> None:
-        """Accept invitations from allowed people and from Salon's own users."""
-        api = self.apis.get(invite.invited)
-        if api is None:
-            return
-        if invite.sender in self._ours or self.access.is_allowed(invite.sender, self.server_name):
-            await api.join(invite.room_id)
-            self.facts.forget(invite.room_id)
-            log.info("invite.accepted", user=invite.invited, room_id=invite.room_id)
-        else:
-            EVENTS_DROPPED.labels(reason="invite_unauthorised").inc()
-            log.info("invite.ignored", user=invite.invited, sender=invite.sender)
-
-    # --- worker ------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start draining the inbox (and resume turns a crash interrupted)."""
-        self._wake.set()
-        self._worker = asyncio.create_task(self._drain_forever(), name="dispatcher")
-
-    async def stop(self) -> None:
-        """Stop the worker and cancel running turns (they resume on next start)."""
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        await self.runner.stop()
-
-    async def _drain_forever(self) -> None:
-        await self.runner.resume_unfinished(self._load_event)
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while batch := await self.store.inbox.pending():
-                for row in batch:
-                    try:
-                        await self._handle(row)
-                    except Exception as e:  # one bad row must not stop the worker
-                        log.exception("inbox.handle_failed", event_id=row.item.event_id)
-                        await self.store.inbox.mark(
-                            row.item.event_id, InboxState.DROPPED, f"error: {e}"
-                        )
-
-    async def _handle(self, row: InboxRow) -> None:
-        event = self._event_of(row.item)
-        if event is None:
-            await self.store.inbox.mark(row.item.event_id, InboxState.DROPPED, "malformed")
-            return
-        if event.type in (REQUEST, STATUS):
-            # Validated, and checked against known agents, by the coordination layer.
-            if self.coordinator is not None:
-                if event.type == REQUEST:
-                    await self.coordinator.inbound.on_request(event)
-                else:
-                    await self.coordinator.manager.on_status(event)
-            await self.store.inbox.mark(event.event_id, InboxState.DONE, "delegation")
-            return
-        sender_agent = self._agent_of.get(event.sender)
-        if sender_agent is None and not self.access.is_allowed(event.sender, self.server_name):
-            EVENTS_DROPPED.labels(reason="unauthorised").inc()
-            log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
-            await self.store.inbox.mark(event.event_id, InboxState.DROPPED, "unauthorised")
-            return
-        if event.type == "m.reaction":
-            await self._reaction(event)
-            return
-        user = await self.store.users.get(event.sender)
-        locale = user.locale or self.locale
-        room = await self.store.rooms.get(event.room_id)
-        if room is not None and room.archived:
-            await self.store.inbox.mark(event.event_id, InboxState.DONE, "archived")
-            return
-
-        async def reply(text: str) -> None:
-            await self._router_says(event, text)
-
-        if sender_agent is None:
-            command = parse_command(event.body)
-            if command is not None:
-                asked = Asked(event, command, user, room, locale, reply)
-                await self.commands.handle(asked)
-                await self.store.inbox.mark(event.event_id, InboxState.DONE, "command")
-                return
-            if await self.commands.answer_pending(event, reply, locale):
-                await self.store.inbox.mark(event.event_id, InboxState.DONE, "command")
-                return
-        context = await self._context(event, room, sender_agent)
-        decision = await self.router.route(context)
-        peer = next(
-            (self.peer_rooms[a] for a in context.room_aliases if a in self.peer_rooms), None
-        )
-        if peer is not None and decision.reason is not Reason.MENTION:
-            # Another gateway's agent owns this room: only an explicit mention is ours.
-            decision = RouteDecision((), Reason.NOBODY, f"room of {peer}")
-        await self.store.decisions.record(
-            Decision(
-                event.event_id,
-                event.room_id,
-                decision.agents,
-                decision.reason.value,
-                decision.detail,
-            )
-        )
-        log.info(
-            "event.routed",
-            event_id=event.event_id,
-            room_id=event.room_id,
-            agents=list(decision.agents),
-            reason=decision.reason.value,
-        )
-        bound = room.agent_id if room is not None else None
-        if (
-            room is not None
-            and room.kind is RoomKind.CHAT
-            and decision.reason is Reason.CHAT_ROOM
-            and user.selected_agent
-            and user.selected_agent != bound
-            and bound is not None
-            and bound in self.agents
-        ):
-            # A `!new` chat belongs to its agent; the person has since picked another one.
-            label = self.agents[AgentId(bound)].label
-            await reply(responses.text("chat_belongs_to", locale, label=label, agent_id=bound))
-            await self.store.inbox.mark(event.event_id, InboxState.DONE, "stale_chat")
-            return
-        if not decision.agents and decision.router_addressed and sender_agent is None:
-            await reply(responses.text("nobody_notice", locale))
-        for agent_id in decision.agents:
-            if agent_id not in self.agents:
-                continue
-            await self._bring(AgentId(agent_id), event)
-            await self.store.turns.admit(event.event_id, agent_id, event.room_id)
-            self.runner.launch(event, AgentId(agent_id))
-        await self.store.inbox.mark(event.event_id, InboxState.DONE, decision.reason.value)
-
-    async def _context(
-        self, event: InboundEvent, room: RoomRecord | None, sender_agent: str | None
-    ) -> MessageContext:
-        binding = None
-        if room is not None and room.agent_id and room.kind in _BOUND_KINDS:
-            binding = Binding(room.agent_id, _BOUND_KINDS[room.kind])
-        via = UserId(event.received_by)
-        mentions = event.content.get("m.mentions")
-        mentioned = mentions.get("user_ids") if isinstance(mentions, dict) else None
-        formatted = event.content.get("formatted_body")
-        return MessageContext(
-            room_id=event.room_id,
-            sender=event.sender,
-            body=event.body,
-            room_aliases=await self.facts.aliases(event.room_id, via, room.alias if room else None),
-            thread_root=event.thread_root,
-            formatted_body=formatted if isinstance(formatted, str) else None,
-            mentioned_user_ids=tuple(u for u in mentioned or () if isinstance(u, str)),
-            agents_in_room=await self.facts.agents_in(event.room_id, via),
-            binding=binding,
-            sender_agent=sender_agent,
-        )
-
-    async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
-        """Make sure a routed agent is in the room (a route or the AI router may pick one
-        that is not); the router invites it and it joins."""
-        if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
-            return
-        agent_user = self.agent_users[agent_id]
-        try:
-            await self.router_api.invite(event.room_id, agent_user)
-            await self.apis[agent_user].join(event.room_id)
-        except MatrixError as e:
-            log.warning("agent.join_failed", agent=agent_id, room_id=event.room_id, error=str(e))
-        self.facts.forget(event.room_id)
-
-    async def _router_says(self, event: InboundEvent, text: str) -> None:
-        """The router answers in the room (best effort: it may not be a member)."""
-        content = reply_content(event, "router", text, notice=True)
-        try:
-            await self.router_api.send_event(
-                event.room_id,
-                "m.room.message",
-                content,
-                txn_id=txn_id(event.event_id, "router", "answer"),
-            )
-        except MatrixError as e:
-            log.warning("router.reply_failed", room_id=event.room_id, error=str(e))
-
-    async def _reaction(self, event: InboundEvent) -> None:
-        rel = event.relation
-        if rel.get("rel_type") == "m.annotation" and rel.get("key") in STOP_REACTIONS:
-            target = rel.get("event_id")
-            if isinstance(target, str) and self.runner.stop_reply(target):
-                log.info("turn.stop_requested", reply_event_id=target)
-        await self.store.inbox.mark(event.event_id, InboxState.DONE, "reaction")
-
-    # --- helpers -------------------------------------------------------------
+        """Hand an invitation to whoever joins rooms (never joined inside the sync loop)."""
+        if self._on_invite is not None:
+            await self._on_invite(invite)
 
     def _worth_admitting(self, identity: UserId, event: InboundEvent) -> bool:
-        if event.type not in ADMITTED_TYPES or event.state_key is not None:
+        if event.type not in self._handlers or event.state_key is not None:
             return False
-        # Own echoes are dropped; an agent's message may address another agent,
-        # within the hop limit.
-        if event.type in (REQUEST, STATUS):
-            return event.sender not in self._ours or event.sender in self._agent_of
-        if event.sender in self._ours and (
-            event.sender not in self._agent_of or hop_of(event) >= MAX_HOPS
-        ):
-            return False
-        if event.replaces:
-            return False  # an edit is not a new message
+        if event.sender == self.roster.router_user_id:
+            return False  # the router's own notices are never news
+        if event.type == "m.room.message":
+            if event.replaces:
+                return False  # an edit is not a new message
+            if self.roster.is_ours(event.sender) and hop_of(event) >= ADMIT_MAX_HOP:
+                return False
         if event.origin_ts < self._created_at.get(identity, 0):
             EVENTS_DROPPED.labels(reason="history").inc()
             return False  # history from before this identity existed is never answered
         return True
 
-    @staticmethod
-    def _inbox_item(event: InboundEvent) -> InboxItem:
-        return InboxItem(
-            event_id=event.event_id,
-            room_id=event.room_id,
-            sender=event.sender,
-            event_type=event.type,
-            event_json=event.to_json(),
-            origin_ts=event.origin_ts,
-            received_by=event.received_by,
-        )
+    # --- worker ------------------------------------------------------------
 
-    @staticmethod
-    def _event_of(item: InboxItem) -> InboundEvent | None:
+    def wake(self) -> None:
+        """Look at the inbox now (something was admitted by another path)."""
+        self._wake.set()
+
+    async def run(self, handle: LoopHandle) -> None:
+        """Drain the inbox forever (a supervised loop: a store error restarts it)."""
+        for hook in self._on_start:
+            await hook()
+        while True:
+            self._wake.clear()  # before reading, so an admit during the read is not missed
+            rows = await self.store.inbox.pending(self._batch)
+            for row in rows:
+                await self._handle_row(row)
+            handle.healthy()
+            if rows:
+                continue
+            due = await self.store.inbox.next_due()
+            timeout = None if due is None else max((due - now_ms()) / 1000, 0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _handle_row(self, row: InboxRow) -> None:
+        item = row.item
+        event = _event_of(item)
+        if event is None:
+            EVENTS_DROPPED.labels(reason="malformed").inc()
+            log.warning("inbox.malformed", event_id=item.event_id)
+            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "malformed")
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "no handler")
+            return
         try:
-            raw = json.loads(item.event_json)
-        except ValueError:
-            return None
-        return parse_event(raw, item.room_id, UserId(item.received_by))
+            state, reason = await handler(event)
+        except Exception as e:
+            if is_transient(e):
+                delay = min(RETRY_INITIAL_MS * 2**row.attempts, RETRY_MAX_MS)
+                INBOX_DEFERRED.inc()
+                log.warning(
+                    "inbox.deferred", event_id=item.event_id, error=str(e), retry_in_ms=delay
+                )
+                await self.store.inbox.defer(item.event_id, next_at=now_ms() + delay, error=str(e))
+                return
+            EVENTS_DROPPED.labels(reason="error").inc()
+            log.exception("inbox.handle_failed", event_id=item.event_id)
+            reason = f"error: {type(e).__name__}: {e}"[:500]
+            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, reason)
+            return
+        await self.store.inbox.mark(item.event_id, state, reason)
 
-    async def _load_event(self, event_id: str) -> InboundEvent | None:
+    async def load_event(self, event_id: str) -> InboundEvent | None:
+        """An admitted event, from the inbox."""
         row = await self.store.inbox.get(event_id)
-        return None if row is None else self._event_of(row.item)
+        return None if row is None else _event_of(row.item)
+
+
+def _inbox_item(event: InboundEvent) -> InboxItem:
+    return InboxItem(
+        event_id=event.event_id,
+        room_id=event.room_id,
+        sender=event.sender,
+        event_type=event.type,
+        event_json=event.to_json(),
+        origin_ts=event.origin_ts,
+        received_by=event.received_by,
+    )
+
+
+def _event_of(item: InboxItem) -> InboundEvent | None:
+    try:
+        raw = json.loads(item.event_json)
+    except ValueError:
+        return None
+    return parse_event(raw, item.room_id, UserId(item.received_by))

@@ -6,8 +6,9 @@ import time
 from collections.abc import Mapping
 
 from salon._exceptions import MatrixError
-from salon.ids import AgentId, RoomId, UserId
+from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.roster import Roster
 
 MEMBERS_TTL_S = 15.0
 ALIAS_TTL_S = 120.0
@@ -16,9 +17,9 @@ ALIAS_TTL_S = 120.0
 class RoomFacts:
     """Answers "which agents are in this room" and "what is it called", from Matrix."""
 
-    def __init__(self, apis: Mapping[UserId, MatrixAPI], agent_users: Mapping[AgentId, UserId]):
+    def __init__(self, apis: Mapping[UserId, MatrixAPI], roster: Roster):
         self.apis = apis
-        self.by_user = {u: a for a, u in agent_users.items()}
+        self.roster = roster
         self._members: dict[str, tuple[frozenset[str], float]] = {}
         self._aliases: dict[str, tuple[tuple[str, ...], float]] = {}
 
@@ -35,7 +36,8 @@ class RoomFacts:
             members = await self.apis[via].joined_members(RoomId(room_id))
         except MatrixError:
             return frozenset()
-        agents = frozenset(self.by_user[m] for m in members if m in self.by_user)
+        found = (self.roster.hosted_agent_of(m) for m in members)
+        agents = frozenset(a for a in found if a is not None)
         self._members[room_id] = (agents, time.monotonic() + MEMBERS_TTL_S)
         return agents
 

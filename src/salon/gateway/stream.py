@@ -5,6 +5,12 @@ out on time even when the backend pauses, and a reply that arrives whole (the
 echo backend) becomes one message with no edits. Every send has a transaction
 id derived from the turn and the part, so a turn re-run after a crash updates
 the same events instead of posting a second reply.
+
+Ordering: in-between edits are best effort (a failed one is superseded by the
+next); the first message and the final edit wait out outages. A turn re-run
+after a crash always ends with the final edit, which no earlier send of the
+turn can follow: the final text is stored before it is first sent, so a re-run
+re-sends that text (same transaction id) instead of streaming anew.
 """
 
 from __future__ import annotations
@@ -15,16 +21,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from salon.gateway.replies import reply_content, txn_id
-from salon.ids import EventId
+from salon.gateway.delivery import Delivery
+from salon.gateway.replies import ReplyTo, reply_content, txn_id
+from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.events import InboundEvent
 
 _END = object()
 # After the first chunk, wait this long for more before showing anything, so a
 # reply that arrives whole is sent once instead of as a message plus an edit.
 FIRST_CHUNK_GRACE_S = 0.05
-TYPING_REFRESH_S = 20.0
+IDLE_WAIT_S = 20.0
 MIN_WAIT_S = 0.01
 
 
@@ -35,6 +41,7 @@ class StreamLimits:
     edit_interval_s: float = 1.0
     max_edits: int = 20
     max_message_chars: int = 16000
+    max_reply_chars: int = 20000  # the backend is stopped there and the reply cut
 
 
 def split_message(text: str, limit: int) -> list[str]:
@@ -56,28 +63,39 @@ class ReplyStream:
     def __init__(
         self,
         api: MatrixAPI,
-        event: InboundEvent,
+        room_id: RoomId,
+        reply_to: ReplyTo,
         agent_id: str,
         limits: StreamLimits,
         *,
+        txn_key: str,
+        delivery: Delivery | None = None,
         on_first: Callable[[EventId], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        txn_key: str | None = None,
+        first_id: EventId | None = None,
+        resumed: bool = False,
     ) -> None:
         self.api = api
-        self.event = event
+        self.room_id = room_id
+        self.reply_to = reply_to
         self.agent_id = agent_id
         self.limits = limits
+        self.delivery = delivery or Delivery()
         self.text = ""
-        self.first_id: EventId | None = None
+        self.cut = False  # the reply reached max_reply_chars and was cut there
+        # On a re-run the first message may exist already (the ledger knows its id).
+        self.first_id: EventId | None = first_id
         self.edits_sent = 0
         self._shown: str | None = None
         self._last_send = 0.0
         self._on_first = on_first
         self._clock = clock
         self._first_chunk_at: float | None = None
-        # What transaction ids derive from: the event, or another key for a second reply.
-        self.txn_key = txn_key or event.event_id
+        # A re-run cannot know what the crashed run showed last: it always ends on the
+        # final edit, so that edit is the newest version a client shows.
+        self._resumed = resumed or first_id is not None
+        # What transaction ids derive from: the turn's id.
+        self.txn_key = txn_key
 
     async def run(self, chunks: AsyncIterator[str]) -> str:
         """Consume the backend stream, showing progress; returns the whole text."""
@@ -92,7 +110,6 @@ class ReplyStream:
                 await queue.put(e)
 
         producer = asyncio.create_task(pump(), name=f"backend:{self.agent_id}")
-        typing_at = self._clock()
         try:
             while True:
                 timeout = self._wait_for_next()
@@ -106,17 +123,18 @@ class ReplyStream:
                     return self.text
                 if isinstance(item, str):
                     self.text += item
+                    if len(self.text) >= self.limits.max_reply_chars:
+                        self.text = self.text[: self.limits.max_reply_chars]
+                        self.cut = True
+                        return self.text
                 await self._maybe_show()
-                if self._clock() - typing_at > TYPING_REFRESH_S:
-                    typing_at = self._clock()
-                    await self.api.set_typing(self.event.room_id, True, 60000)
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
     def _wait_for_next(self) -> float:
         if self._shown == self.text or not self._edits_left():
-            return TYPING_REFRESH_S  # nothing (more) to show: just wait for the backend
+            return IDLE_WAIT_S  # nothing (more) to show: just wait for the backend
         if self.first_id is None:
             return FIRST_CHUNK_GRACE_S
         # Never 0: wait_for(get(), 0) times out before the queue is even looked at.
@@ -143,21 +161,27 @@ class ReplyStream:
         if now - self._last_send < self.limits.edit_interval_s:
             return
         self.edits_sent += 1
-        await self._edit(self._head(self.text), f"edit-{self.edits_sent}", final=False)
+        await self._edit(self._head(self.text), f"edit-{self.edits_sent}", final=False, wait=False)
 
     async def finish(self, text: str, *, notice: bool = False) -> EventId:
         """Show ``text`` as the final reply (split if long); returns the first event's id."""
         pieces = split_message(text, self.limits.max_message_chars)
+        single = len(pieces) == 1
         if self.first_id is None:
-            await self._send_first(pieces[0], final=len(pieces) == 1, notice=notice)
-        elif self._shown != pieces[0] or len(pieces) == 1:
-            await self._edit(pieces[0], "final", final=len(pieces) == 1, notice=notice)
+            await self._send_first(pieces[0], final=single, notice=notice)
+            if self._resumed:
+                # The first send may have been a repeat of the crashed run's (same
+                # transaction id → its old, partial content): make the text final.
+                await self._edit(pieces[0], "final", final=single, notice=notice)
+        elif self._resumed or self._shown != pieces[0] or single:
+            await self._edit(pieces[0], "final", final=single, notice=notice)
         for i, piece in enumerate(pieces[1:], start=1):
             content = reply_content(
-                self.event, self.agent_id, piece, notice=notice, final=i == len(pieces) - 1
+                self.reply_to, self.agent_id, piece, notice=notice, final=i == len(pieces) - 1
             )
-            await self.api.send_event(
-                self.event.room_id,
+            await self.delivery.send(
+                self.api,
+                self.room_id,
                 "m.room.message",
                 content,
                 txn_id=txn_id(self.txn_key, self.agent_id, f"part-{i}"),
@@ -169,9 +193,10 @@ class ReplyStream:
         return text[: self.limits.max_message_chars]
 
     async def _send_first(self, body: str, *, final: bool, notice: bool = False) -> None:
-        content = reply_content(self.event, self.agent_id, body, final=final, notice=notice)
-        self.first_id = await self.api.send_event(
-            self.event.room_id,
+        content = reply_content(self.reply_to, self.agent_id, body, final=final, notice=notice)
+        self.first_id = await self.delivery.send(
+            self.api,
+            self.room_id,
             "m.room.message",
             content,
             txn_id=txn_id(self.txn_key, self.agent_id, 0),
@@ -181,21 +206,26 @@ class ReplyStream:
         if self._on_first is not None:
             await self._on_first(self.first_id)
 
-    async def _edit(self, body: str, part: str, *, final: bool, notice: bool = False) -> None:
+    async def _edit(
+        self, body: str, part: str, *, final: bool, notice: bool = False, wait: bool = True
+    ) -> None:
         assert self.first_id is not None
-        new = reply_content(self.event, self.agent_id, body, final=final, notice=notice)
-        new.pop("m.relates_to")
+        new = reply_content(self.reply_to, self.agent_id, body, final=final, notice=notice)
+        new.pop("m.relates_to", None)
         content = {
             "msgtype": new["msgtype"],
             "body": f"* {body}",
             "m.new_content": new,
             "m.relates_to": {"rel_type": "m.replace", "event_id": self.first_id},
         }
-        await self.api.send_event(
-            self.event.room_id,
+        send = self.delivery.send if wait else self.delivery.try_send
+        sent = await send(
+            self.api,
+            self.room_id,
             "m.room.message",
             content,
             txn_id=txn_id(self.txn_key, self.agent_id, part),
         )
-        self._shown = body
+        if sent is not None:
+            self._shown = body
         self._last_send = self._clock()

@@ -1,51 +1,73 @@
-"""Running one turn: ledger, typing, streamed reply, session, stop, visible errors."""
+"""The one turn pipeline: every agent turn, whatever started it, runs here.
+
+A turn is a ledger row first (:meth:`TurnRunner.submit`), then a task that holds
+a fair slot, runs the backend under a wall-clock deadline and a reply-size cap,
+streams a reply (or collects a result), stores the outcome, sends it with
+transaction ids derived from the turn, and closes the row. A crash anywhere
+leaves the row open; the next start runs it again, re-sending a stored outcome
+instead of asking the backend twice. ``max_attempts`` counts only such re-runs
+(turns that took the process down), never homeserver outages, which are
+waited out by :class:`~salon.gateway.delivery.Delivery`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 
 from salon import responses
-from salon._exceptions import BackendError, MatrixError
+from salon._exceptions import BackendError, MatrixError, StoreError
 from salon.agents.backend import TurnRequest
 from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
-from salon.gateway.replies import reply_content, txn_id
+from salon.gateway.delivery import Delivery
+from salon.gateway.outcomes import OutcomeSender
+from salon.gateway.slots import TurnSlots
 from salon.gateway.stream import ReplyStream, StreamLimits
+from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import AgentId, EventId, RoomId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.events import InboundEvent
-from salon.metrics import TURNS
+from salon.metrics import TURN_DEADLINES, TURNS
 from salon.store import Store
-from salon.store.records import TurnState
+from salon.store.records import TurnRecord, TurnState
+from salon.tasks import spawn
 
-EventLoader = Callable[[str], Awaitable[InboundEvent | None]]
+log = structlog.get_logger("salon.gateway.turns")
+
 TurnKey = tuple[str, AgentId]
+AfterClose = Callable[[TurnSpec, Outcome], Awaitable[None]]
+TYPING_REFRESH_S = 20.0
 
 
-def session_key(event: InboundEvent, agent_id: str) -> str:
-    """``agent:<id>:matrix:<room>[:thread:<root>]``: a thread is a conversation of its own."""
-    thread = event.thread_root
-    return f"agent:{agent_id}:matrix:{event.room_id}" + (f":thread:{thread}" if thread else "")
+@dataclass(frozen=True)
+class TurnPolicy:
+    """Bounds on every turn."""
+
+    max_attempts: int = 3  # runs of one turn across crashes and restarts
+    deadline_s: float = 600.0  # wall-clock limit of the backend run
+    typing_after_s: float = 0.3  # typing (and busy) only when the first chunk is slower
 
 
-def turn_request(event: InboundEvent, agent_id: AgentId) -> TurnRequest:
-    """The backend's view of a Matrix message (no Matrix types cross this line)."""
+def turn_request(spec: TurnSpec) -> TurnRequest:
+    """The backend's view of a turn (no Matrix types cross this line)."""
     return TurnRequest(
-        agent_id=agent_id,
-        sender=event.sender,
-        text=event.body,
-        session_key=session_key(event, agent_id),
+        agent_id=spec.agent_id,
+        sender=spec.sender,
+        text=spec.text,
+        session_key=spec.session_key,
         chat_id="",
     )
 
 
 class TurnRunner:
-    """Runs turns concurrently, each at most once at a time, bounded in attempts."""
+    """Runs ledgered turns concurrently, each at most once at a time."""
 
     def __init__(
         self,
@@ -54,37 +76,54 @@ class TurnRunner:
         apis: Mapping[AgentId, MatrixAPI],
         *,
         limits: StreamLimits | None = None,
+        policy: TurnPolicy | None = None,
+        slots: TurnSlots | None = None,
+        delivery: Delivery | None = None,
         locale: str = "en",
-        max_attempts: int = 3,
-        concurrency: int = 32,
-        retry_delay_s: float = 2.0,
-        delegator_for: Callable[[AgentId, InboundEvent], Delegator | None] | None = None,
+        delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
         self.apis = apis
         self.limits = limits or StreamLimits()
+        self.policy = policy or TurnPolicy()
+        self.slots = slots or TurnSlots()
+        self.delivery = delivery or Delivery()
         self.locale = locale
-        self.max_attempts = max_attempts
-        self.retry_delay_s = retry_delay_s
         self.delegator_for = delegator_for
-        # Told when an agent starts being busy (first turn) and stops (last turn ends).
-        self.on_busy: Callable[[AgentId, bool], Awaitable[None]] | None = None
-        self._busy: dict[AgentId, int] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+        self.outcomes = OutcomeSender(self.delivery, locale)
+        # Told when an agent's turn turns out slow (publish "busy"), and when it has
+        # no turn left; neither is awaited on the path of a reply.
+        self.on_slow: Callable[[AgentId], None] | None = None
+        self.on_idle: Callable[[AgentId], None] | None = None
+        # Per kind: what happens once a turn closed (a report marks its result delivered).
+        self.after_close: dict[TurnKind, AfterClose] = {}
+        self._running: dict[AgentId, int] = {}
         self._tasks: dict[TurnKey, asyncio.Task[None]] = {}
         self._rooms: dict[TurnKey, RoomId] = {}
         self._replies: dict[EventId, TurnKey] = {}
         self._stop_requested: set[TurnKey] = set()
 
-    def launch(self, event: InboundEvent, agent_id: AgentId) -> None:
-        """Start the turn of ``agent_id`` for ``event`` unless it is already running."""
-        key = (event.event_id, agent_id)
+    # --- starting turns --------------------------------------------------------
+
+    async def submit(self, spec: TurnSpec) -> bool:
+        """Ledger the turn (idempotent) and run it; True if it was new."""
+        if spec.agent_id not in self.agents:
+            raise KeyError(f"agent {spec.agent_id!r} is not hosted here")
+        new = await self.store.turns.admit(
+            spec.turn_id, spec.agent_id, spec.room_id, kind=spec.kind.value, spec=spec.to_json()
+        )
+        self.launch(spec)
+        return new
+
+    def launch(self, spec: TurnSpec) -> None:
+        """Run a ledgered turn unless it is already running in this process."""
+        key = spec.key
         if key in self._tasks:
             return
-        task = asyncio.create_task(self._run(event, agent_id), name=f"turn:{agent_id}")
+        task = asyncio.create_task(self._run(spec), name=f"turn:{spec.agent_id}")
         self._tasks[key] = task
-        self._rooms[key] = event.room_id
+        self._rooms[key] = spec.room_id
         task.add_done_callback(lambda t: self._forget(key, t))
 
     def _forget(self, key: TurnKey, task: asyncio.Task[None]) -> None:
@@ -95,6 +134,31 @@ class TurnRunner:
             for reply, k in list(self._replies.items()):
                 if k == key:
                     del self._replies[reply]
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("turn.task_failed", turn=key[0], agent=key[1], error=repr(error))
+
+    async def resume_unfinished(self) -> int:
+        """Relaunch the turns a crash or restart interrupted; returns how many."""
+        count = 0
+        for record in await self.store.turns.unfinished():
+            spec = self._spec_of(record)
+            if spec is not None and spec.agent_id in self.agents:
+                self.launch(spec)
+                count += 1
+        return count
+
+    @staticmethod
+    def _spec_of(record: TurnRecord) -> TurnSpec | None:
+        if not record.spec:
+            return None  # a row from before specs were stored: nothing to run it from
+        try:
+            return TurnSpec.from_json(record.spec)
+        except ValueError:
+            log.warning("turn.bad_spec", turn=record.event_id, agent=record.agent_id)
+            return None
+
+    # --- stopping ---------------------------------------------------------------
 
     def in_flight(self) -> list[TurnKey]:
         """Turns running in this process."""
@@ -121,15 +185,6 @@ class TurnRunner:
             self._stop_requested.add(key)
             task.cancel()
 
-    async def resume_unfinished(self, load_event: EventLoader) -> None:
-        """Relaunch turns a crash or restart interrupted."""
-        for record in await self.store.turns.unfinished():
-            if record.agent_id not in self.agents:
-                continue
-            event = await load_event(record.event_id)
-            if event is not None:
-                self.launch(event, AgentId(record.agent_id))
-
     async def stop(self) -> None:
         """Cancel running turns; their ledger rows stay open and resume on next start."""
         tasks = list(self._tasks.values())
@@ -137,135 +192,192 @@ class TurnRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, event: InboundEvent, agent_id: AgentId) -> None:
-        async with self._slots:
-            await self._set_busy(agent_id, +1)
+    # --- running ------------------------------------------------------------------
+
+    async def _run(self, spec: TurnSpec) -> None:
+        async with self.slots.hold(spec.agent_id, spec.sender):
+            self._running[spec.agent_id] = self._running.get(spec.agent_id, 0) + 1
             try:
-                retry = await self._attempt(event, agent_id)
+                await self._attempt(spec)
             finally:
-                await self._set_busy(agent_id, -1)
-        if retry:
-            await asyncio.sleep(self.retry_delay_s)
-            self._tasks.pop((event.event_id, agent_id), None)
-            self.launch(event, agent_id)
+                self._running[spec.agent_id] -= 1
+                if not self._running[spec.agent_id] and self.on_idle is not None:
+                    self.on_idle(spec.agent_id)
 
-    async def _set_busy(self, agent_id: AgentId, delta: int) -> None:
-        count = self._busy.get(agent_id, 0) + delta
-        self._busy[agent_id] = count
-        if self.on_busy is not None and ((delta > 0 and count == 1) or count == 0):
-            try:
-                await asyncio.shield(self.on_busy(agent_id, count > 0))
-            except Exception as e:  # the status line is cosmetic; the turn is not
-                structlog.get_logger("salon.gateway.turns").debug("busy.failed", error=str(e))
-
-    async def _attempt(self, event: InboundEvent, agent_id: AgentId) -> bool:
-        """One attempt; returns True when it should be retried."""
-        runtime, api = self.agents[agent_id], self.apis[agent_id]
-        key = (event.event_id, agent_id)
-        log = runtime.log.bind(event_id=event.event_id, room_id=event.room_id)
-        record = await self.store.turns.start(event.event_id, agent_id)
+    async def _attempt(self, spec: TurnSpec) -> None:
+        record = await self.store.turns.start(spec.turn_id, spec.agent_id)
         if record is None:
-            log.info("turn.already_closed")  # a replayed admission
-            return False
-        log.info("turn.started", attempt=record.attempts)
-        if record.attempts > self.max_attempts:
-            body = responses.text(
-                "turn_gave_up", self.locale, agent=runtime.label, attempts=self.max_attempts
+            return  # closed already: a replayed admission
+        runtime = self.agents[spec.agent_id]
+        tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
+        tlog.info("turn.started", attempt=record.attempts)
+        stream = self._stream(spec, record)
+        if record.output:
+            # The outcome was decided before a crash: send that, never a new one.
+            await self._settle(spec, Outcome.from_json(record.output), stream, tlog)
+            return
+        if record.attempts > self.policy.max_attempts:
+            notice = responses.text(
+                "turn_gave_up", self.locale, agent=runtime.label, attempts=self.policy.max_attempts
             )
-            await self._notice(event, agent_id, api, body, "gave-up")
-            await self._close(event, agent_id, TurnState.FAILED, error="attempts exhausted")
-            return False
+            outcome = Outcome(OutcomeState.FAILED, notice=notice, error="attempts exhausted")
+            await self._settle(spec, outcome, stream, tlog)
+            return
+        outcome = await self._produce(spec, runtime, stream, tlog)
+        await self._settle(spec, outcome, stream, tlog)
+
+    def _stream(self, spec: TurnSpec, record: TurnRecord) -> ReplyStream | None:
+        if spec.kind not in REPLY_KINDS:
+            return None
 
         async def on_first(reply_id: EventId) -> None:
-            self._replies[reply_id] = key
-            await self.store.turns.set_reply(event.event_id, agent_id, reply_id)
+            self._replies[reply_id] = spec.key
+            await self.store.turns.set_reply(spec.turn_id, spec.agent_id, reply_id)
 
-        reply = ReplyStream(api, event, agent_id, self.limits, on_first=on_first)
-        request = turn_request(event, agent_id)
+        first = EventId(record.reply_event_id) if record.reply_event_id else None
+        return ReplyStream(
+            self.apis[spec.agent_id],
+            spec.room_id,
+            spec.reply_to,
+            spec.agent_id,
+            self.limits,
+            txn_key=spec.turn_id,
+            delivery=self.delivery,
+            on_first=on_first,
+            first_id=first,
+            resumed=record.attempts > 1,
+        )
+
+    async def _produce(
+        self,
+        spec: TurnSpec,
+        runtime: AgentRuntime,
+        stream: ReplyStream | None,
+        tlog: structlog.typing.FilteringBoundLogger,
+    ) -> Outcome:
+        """Run the backend; every way it can end becomes an outcome (but shutdown)."""
+        deadline_s = self._deadline_s(spec)
+        signals = spawn(self._slow_signals(spec, stream), f"slow:{spec.agent_id}")
+        collected: list[str] = []
         try:
-            await api.set_typing(event.room_id, True, 60000)
-            request = await runtime.prepare(request)
-            delegator = self.delegator_for(agent_id, event) if self.delegator_for else None
+            request = await runtime.prepare(turn_request(spec))
+            delegator = await self.delegator_for(spec) if self.delegator_for else None
             # Set before the stream's task starts, so the backend sees it.
             with delegator_context(delegator):
-                text = await reply.run(runtime.stream(request))
-            reply_id = await reply.finish(text or responses.text("empty_reply", self.locale))
-            await runtime.record(request, event.event_id, text)
-            await self._close(event, agent_id, TurnState.REPLIED, reply_id=reply_id)
-            log.info("turn.replied", reply_event_id=reply_id, edits=reply.edits_sent)
-            return False
+                async with asyncio.timeout(deadline_s):
+                    text = await self._consume(runtime, request, stream, collected)
+            if stream is not None and stream.cut:
+                text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
+            return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
         except asyncio.CancelledError:
-            if key not in self._stop_requested:
-                raise  # shutdown: the ledger row stays open and the turn resumes next start
+            if spec.key not in self._stop_requested:
+                # Shutdown: not this turn's fault, so the attempt is given back.
+                with contextlib.suppress(StoreError):
+                    await asyncio.shield(self.store.turns.release(spec.turn_id, spec.agent_id))
+                raise
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            await self._stopped(event, agent_id, runtime, request, reply)
-            return False
+            partial = _partial(stream, collected)
+            marker = responses.text("reply_stopped", self.locale)
+            tlog.info("turn.stopped")
+            return Outcome(
+                OutcomeState.STOPPED,
+                f"{partial}\n\n{marker}" if partial else marker,
+                error="stopped",
+            )
+        except TimeoutError:
+            TURN_DEADLINES.labels(agent=spec.agent_id).inc()
+            tlog.warning("turn.deadline", deadline_s=round(deadline_s, 1))
+            shown = responses.text("turn_deadline", self.locale, seconds=math.ceil(deadline_s))
+            return self._failure(runtime, _partial(stream, collected), shown, "deadline")
         except BackendError as e:
-            log.warning("turn.backend_error", error=str(e))
-            await self._failed(event, agent_id, runtime, reply, str(e), str(e))
-            return False
+            tlog.warning("turn.backend_error", error=str(e))
+            return self._failure(runtime, _partial(stream, collected), str(e), str(e))
         except MatrixError as e:
-            # The homeserver failed us mid-turn: the ledger row stays open; try again.
-            log.warning("turn.matrix_error", error=str(e), attempt=record.attempts)
-            return True
+            # A permanent refusal while streaming (403, 404): the room will not take it.
+            tlog.warning("turn.matrix_error", error=str(e))
+            return Outcome(OutcomeState.FAILED, _partial(stream, collected), error=str(e))
         except Exception as e:  # a buggy backend must not kill the runner
-            log.exception("turn.crashed")
-            await self._failed(event, agent_id, runtime, reply, type(e).__name__, repr(e))
-            return False
+            tlog.exception("turn.crashed")
+            return self._failure(runtime, _partial(stream, collected), type(e).__name__, repr(e))
         finally:
-            with contextlib.suppress(MatrixError):
-                await api.set_typing(event.room_id, False)
+            signals.cancel()
 
-    async def _stopped(
+    async def _consume(
         self,
-        event: InboundEvent,
-        agent_id: AgentId,
         runtime: AgentRuntime,
         request: TurnRequest,
-        reply: ReplyStream,
-    ) -> None:
-        marker = responses.text("reply_stopped", self.locale)
-        text = f"{reply.text}\n\n{marker}" if reply.text else marker
-        reply_id = await reply.finish(text)
-        await runtime.record(request, event.event_id, reply.text)
-        await self._close(event, agent_id, TurnState.STOPPED, reply_id=reply_id, error="stopped")
-        runtime.log.info("turn.stopped", event_id=event.event_id)
+        stream: ReplyStream | None,
+        collected: list[str],
+    ) -> str:
+        if stream is not None:
+            return await stream.run(runtime.stream(request))
+        cap = self.limits.max_reply_chars
+        async for chunk in runtime.stream(request):
+            collected.append(chunk)
+            if sum(map(len, collected)) >= cap:
+                break
+        return "".join(collected)[:cap]
 
-    async def _failed(
+    def _failure(self, runtime: AgentRuntime, partial: str, shown: str, error: str) -> Outcome:
+        notice = responses.text("backend_error", self.locale, agent=runtime.label, error=shown)
+        return Outcome(OutcomeState.FAILED, partial, notice=notice, error=error)
+
+    def _deadline_s(self, spec: TurnSpec) -> float:
+        deadline = self.policy.deadline_s
+        if spec.deadline_ts is not None:
+            # A delegated task also ends by the deadline its delegator set.
+            deadline = min(deadline, max(spec.deadline_ts / 1000 - time.time(), 0.001))
+        return deadline
+
+    async def _slow_signals(self, spec: TurnSpec, stream: ReplyStream | None) -> None:
+        """Typing and "busy", only once the first chunk is late (the fast path sends
+        neither); typing is cleared when the turn ends."""
+        await asyncio.sleep(self.policy.typing_after_s)
+        if stream is not None and stream.first_id is not None:
+            return
+        if self.on_slow is not None:
+            self.on_slow(spec.agent_id)
+        api = self.apis[spec.agent_id]
+        try:
+            while True:
+                with contextlib.suppress(MatrixError):
+                    await api.set_typing(spec.room_id, True, int(TYPING_REFRESH_S * 1500))
+                await asyncio.sleep(TYPING_REFRESH_S)
+        finally:
+            spawn(api.set_typing(spec.room_id, False), f"typing-off:{spec.agent_id}")
+
+    # --- ending -----------------------------------------------------------------------
+
+    async def _settle(
         self,
-        event: InboundEvent,
-        agent_id: AgentId,
-        runtime: AgentRuntime,
-        reply: ReplyStream,
-        shown: str,
-        error: str,
+        spec: TurnSpec,
+        outcome: Outcome,
+        stream: ReplyStream | None,
+        tlog: structlog.typing.FilteringBoundLogger,
     ) -> None:
-        if reply.first_id is not None:
-            await reply.finish(reply.text)  # settle the partial reply before the notice
-        body = responses.text("backend_error", self.locale, agent=runtime.label, error=shown)
-        notice_id = await self._notice(event, agent_id, self.apis[agent_id], body, "error")
-        await self._close(event, agent_id, TurnState.FAILED, reply_id=notice_id, error=error)
-
-    async def _notice(
-        self, event: InboundEvent, agent_id: AgentId, api: MatrixAPI, body: str, part: str
-    ) -> EventId:
-        content = reply_content(event, agent_id, body, notice=True)
-        return await api.send_event(
-            event.room_id, "m.room.message", content, txn_id=txn_id(event.event_id, agent_id, part)
-        )
-
-    async def _close(
-        self,
-        event: InboundEvent,
-        agent_id: AgentId,
-        state: TurnState,
-        *,
-        reply_id: str | None = None,
-        error: str | None = None,
-    ) -> None:
+        """Store the outcome, send it (waiting out outages), record the session, close."""
+        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        try:
+            reply_id = await self.outcomes.send(spec, outcome, stream, self.apis[spec.agent_id])
+        except MatrixError as e:  # permanent: nothing more can be sent there
+            tlog.warning("turn.undeliverable", error=str(e))
+            outcome = Outcome(OutcomeState.FAILED, outcome.text, error=f"undeliverable: {e}")
+            reply_id = None
+        if outcome.state is not OutcomeState.FAILED:
+            runtime = self.agents[spec.agent_id]
+            await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
+        state = TurnState(outcome.state.value)
         await self.store.turns.finish(
-            event.event_id, agent_id, state, reply_event_id=reply_id, error=error
+            spec.turn_id, spec.agent_id, state, reply_event_id=reply_id, error=outcome.error
         )
-        TURNS.labels(agent=agent_id, state=state.value).inc()
+        TURNS.labels(agent=spec.agent_id, state=state.value).inc()
+        tlog.info("turn.closed", state=state.value, reply_event_id=reply_id)
+        after = self.after_close.get(spec.kind)
+        if after is not None:
+            await after(spec, outcome)
+
+
+def _partial(stream: ReplyStream | None, collected: list[str]) -> str:
+    return stream.text if stream is not None else "".join(collected)

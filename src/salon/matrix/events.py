@@ -97,18 +97,68 @@ def parse_event(raw: object, room_id: str, received_by: UserId) -> InboundEvent 
     )
 
 
-def parse_sync(data: Mapping[str, Any], me: UserId) -> tuple[list[InboundEvent], list[Invite]]:
-    """Timeline events of joined rooms and invitations for ``me`` from one /sync response."""
-    events: list[InboundEvent] = []
-    invites: list[Invite] = []
+@dataclass(frozen=True)
+class RoomTimeline:
+    """One joined room's part of a /sync response."""
+
+    room_id: RoomId
+    events: list[InboundEvent]  # oldest first
+    own_members: list[InboundEvent]  # this identity's m.room.member events from the state block
+    limited: bool = False  # events between the last sync and these were left out
+    prev_batch: str | None = None  # where /messages continues backwards
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """What one /sync response holds for one identity."""
+
+    rooms: list[RoomTimeline]
+    invites: list[Invite]
+    next_batch: str | None
+
+
+def own_join_ts(event: InboundEvent, me: UserId) -> int | None:
+    """When ``me`` joined, if ``event`` is its own join (a profile change is not a join)."""
+    if event.type != "m.room.member" or event.state_key != me or event.sender != me:
+        return None
+    if event.content.get("membership") != "join":
+        return None
+    unsigned = event.raw.get("unsigned")
+    prev = unsigned.get("prev_content") if isinstance(unsigned, dict) else None
+    if isinstance(prev, dict) and prev.get("membership") == "join":
+        return None
+    return event.origin_ts
+
+
+def parse_sync_batch(data: Mapping[str, Any], me: UserId) -> SyncBatch:
+    """Joined rooms' timelines and invitations for ``me`` from one /sync response."""
     rooms = data.get("rooms") if isinstance(data.get("rooms"), dict) else {}
     assert isinstance(rooms, dict)
+    timelines: list[RoomTimeline] = []
     for room_id, room in (rooms.get("join") or {}).items():
-        timeline = room.get("timeline") if isinstance(room, dict) else None
-        for raw in (timeline or {}).get("events") or []:
-            event = parse_event(raw, room_id, me)
-            if event is not None:
-                events.append(event)
+        room = room if isinstance(room, dict) else {}
+        timeline = room.get("timeline") if isinstance(room.get("timeline"), dict) else {}
+        assert isinstance(timeline, dict)
+        events = [parse_event(raw, room_id, me) for raw in timeline.get("events") or []]
+        state = (room.get("state") or {}).get("events") or []
+        own = [
+            parse_event(raw, room_id, me)
+            for raw in state
+            if isinstance(raw, dict)
+            and raw.get("type") == "m.room.member"
+            and raw.get("state_key") == me
+        ]
+        prev_batch = timeline.get("prev_batch")
+        timelines.append(
+            RoomTimeline(
+                room_id=RoomId(room_id),
+                events=[e for e in events if e is not None],
+                own_members=[e for e in own if e is not None],
+                limited=timeline.get("limited") is True,
+                prev_batch=prev_batch if isinstance(prev_batch, str) else None,
+            )
+        )
+    invites: list[Invite] = []
     for room_id, room in (rooms.get("invite") or {}).items():
         state = ((room or {}).get("invite_state") or {}).get("events") or []
         for raw in state:
@@ -120,7 +170,14 @@ def parse_sync(data: Mapping[str, Any], me: UserId) -> tuple[list[InboundEvent],
                 and isinstance(raw.get("sender"), str)
             ):
                 invites.append(Invite(RoomId(room_id), UserId(raw["sender"]), me))
-    return events, invites
+    next_batch = data.get("next_batch")
+    return SyncBatch(timelines, invites, next_batch if isinstance(next_batch, str) else None)
+
+
+def parse_sync(data: Mapping[str, Any], me: UserId) -> tuple[list[InboundEvent], list[Invite]]:
+    """Timeline events of joined rooms and invitations for ``me`` from one /sync response."""
+    batch = parse_sync_batch(data, me)
+    return [e for room in batch.rooms for e in room.events], batch.invites
 
 
 def _drop(reason: str, room_id: str, event_id: str | None = None) -> InboundEvent | None:

@@ -1,4 +1,11 @@
-"""mautrix's HTTP layer with a 429 policy wrapped around it."""
+"""mautrix's HTTP layer with a 429 policy wrapped around it.
+
+Every request Salon makes to a homeserver goes through :class:`RateLimitedHTTPAPI`:
+the per-identity :class:`~salon.matrix.api.MatrixAPI` and the token-less
+registration and login calls alike. It raises mautrix's errors (and
+:class:`~salon._exceptions.RateLimitedError`); callers map them with
+:func:`salon.matrix.errors.mapped`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,9 @@ import asyncio
 from typing import Any
 
 import structlog
-from aiohttp import ClientResponse, ContentTypeError
+from aiohttp import ClientResponse, ClientTimeout, ContentTypeError
 from mautrix.api import HTTPAPI, Method
-from mautrix.errors import MLimitExceeded, make_request_error
+from mautrix.errors import MatrixResponseError, MLimitExceeded, make_request_error
 from yarl import URL
 
 from salon._exceptions import RateLimitedError
@@ -27,11 +34,22 @@ class _LimitExceeded(MLimitExceeded):
 
 
 class RateLimitedHTTPAPI(HTTPAPI):
-    """HTTPAPI that waits out 429 responses per a :class:`RetryPolicy`."""
+    """HTTPAPI that waits out 429 responses per a :class:`RetryPolicy`.
 
-    def __init__(self, *args: Any, policy: RetryPolicy | None = None, **kwargs: Any) -> None:
+    ``timeout`` bounds each request (default: the session's own timeout); an
+    empty token makes token-less requests (registration, login).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        policy: RetryPolicy | None = None,
+        timeout: ClientTimeout | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy or RetryPolicy()
+        self.timeout = timeout
 
     async def _send(
         self,
@@ -41,12 +59,20 @@ class RateLimitedHTTPAPI(HTTPAPI):
         query_params: dict[str, str],
         headers: dict[str, str],
     ) -> tuple[Any, ClientResponse]:
+        extra: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
         request = self.session.request(
-            str(method), url, data=content, params=query_params, headers=headers
+            str(method), url, data=content, params=query_params, headers=headers, **extra
         )
         async with request as response:
             if 200 <= response.status < 300:
-                return await response.json(), response
+                try:
+                    return await response.json(content_type=None), response
+                except ValueError as e:
+                    # Not a connection problem (mautrix would call it one): a bad answer.
+                    raise MatrixResponseError(
+                        f"{method} {url.path} answered {response.status} with a body "
+                        f"that is not JSON: {e}"
+                    ) from e
             try:
                 body = await response.json(content_type=None)
             except (ContentTypeError, ValueError):

@@ -87,12 +87,20 @@ class Authenticator:
         self, user_id: UserId, source: CredentialSource, skip_token: str | None = None
     ) -> Credentials:
         creds: Credentials | None = None
+        # Log in to the same device as before: Synapse scopes transaction-id dedupe
+        # per device, so a new device would post a resent reply a second time.
+        stored_device, _ = await self._store.load_credentials(user_id)
+        device_id = source.device_id or stored_device or None
         if source.access_token and source.access_token != skip_token:
             creds = Credentials(user_id, source.access_token, source.device_id or "")
         elif source.password:
-            device_id, _ = await self._store.load_credentials(user_id)
             creds = await login_with_password(
-                self._session, self.base_url, user_id, source.password, device_id=device_id
+                self._session,
+                self.base_url,
+                user_id,
+                source.password,
+                device_id=device_id,
+                policy=self._policy,
             )
         elif source.shared_secret:
             creds = await register_or_login(
@@ -101,11 +109,17 @@ class Authenticator:
                 source.shared_secret,
                 localpart_of_user(user_id),
                 self.server_name,
+                device_id=device_id,
+                policy=self._policy,
             )
         if creds is None:
             raise AuthError(
                 f"no way to log in {user_id}: give a registration shared secret, "
                 "or an access token or password for it"
+            )
+        if device_id and creds.device_id and creds.device_id != device_id:
+            log.warning(
+                "login.device_changed", user_id=user_id, old=device_id, new=creds.device_id
             )
         await self._store.save_credentials(user_id, creds.device_id, creds.access_token)
         return creds

@@ -5,32 +5,26 @@ agents' accounts itself (Synapse's admin registration API) and, because each
 password is derived from that secret (:func:`derive_password`), any other gateway
 holding the same secret can later log in to an identity the first one registered.
 
-Every aiohttp failure is mapped to Salon's exceptions here, so callers only catch
+Requests go through the same token-less :class:`RateLimitedHTTPAPI` (and 429
+policy) as every other homeserver call, and errors are mapped by the one table
+in :mod:`salon.matrix.errors`, so callers only catch
 :class:`~salon._exceptions.MatrixError` and its subclasses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from mautrix.api import Method
 
-from salon._exceptions import (
-    AuthError,
-    ForbiddenError,
-    MatrixConnectionError,
-    MatrixRequestError,
-    NotFoundError,
-    RateLimitedError,
-    UnknownTokenError,
-    UserInUseError,
-)
+from salon._exceptions import AuthError, ForbiddenError, MatrixResponseError, UserInUseError
+from salon.matrix.errors import mapped
+from salon.matrix.http import RateLimitedHTTPAPI
+from salon.matrix.ratelimit import RetryPolicy
 
 __all__ = [
     "Credentials",
@@ -43,8 +37,6 @@ __all__ = [
 _REGISTER_PATH = "/_synapse/admin/v1/register"
 _LOGIN_PATH = "/_matrix/client/v3/login"
 _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-_RATE_LIMIT_ATTEMPTS = 3
-_RATE_LIMIT_MAX_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,46 +67,44 @@ async def register_with_shared_secret(
     *,
     admin: bool = False,
     displayname: str | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Credentials:
     """Register ``localpart`` through Synapse's shared-secret admin API and log it in.
 
     Fetches a one-time nonce from ``GET /_synapse/admin/v1/register`` and posts the
     registration with ``mac = HMAC-SHA1(secret, nonce\\0user\\0password\\0admin|notadmin)``.
+    A 429 is waited out per ``policy`` (default :class:`RetryPolicy`) with the same
+    nonce: Synapse never rate-limits this endpoint, so a 429 comes from a proxy in
+    front of it, and the nonce was not spent.
 
     Raises:
         UserInUseError: the user exists already.
         ForbiddenError: the homeserver refused the MAC (wrong shared secret).
+        RateLimitedError: still rate limited after the policy's retries.
         MatrixRequestError: any other error answer (e.g. shared-secret
             registration disabled, invalid localpart).
         MatrixConnectionError: the homeserver could not be reached.
     """
-    url = _url(base_url, _REGISTER_PATH)
-
-    async def attempt() -> Credentials:
-        nonce_body = await _request(session, "GET", url)
-        nonce = nonce_body.get("nonce")
-        if not isinstance(nonce, str):
-            raise MatrixRequestError(f"GET {url} answered without a nonce", http_status=200)
-        mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
-        mac.update(nonce.encode())
+    http = _http(session, base_url, policy)
+    nonce_body = await _call(http, "registration nonce", Method.GET, _REGISTER_PATH)
+    nonce = nonce_body.get("nonce")
+    if not isinstance(nonce, str):
+        raise MatrixResponseError(f"GET {_REGISTER_PATH} answered without a nonce")
+    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+    for part in (nonce, localpart, password):
+        mac.update(part.encode())
         mac.update(b"\x00")
-        mac.update(localpart.encode())
-        mac.update(b"\x00")
-        mac.update(password.encode())
-        mac.update(b"\x00")
-        mac.update(b"admin" if admin else b"notadmin")
-        body: dict[str, Any] = {
-            "nonce": nonce,
-            "username": localpart,
-            "password": password,
-            "admin": admin,
-            "mac": mac.hexdigest(),
-        }
-        if displayname is not None:
-            body["displayname"] = displayname
-        return _credentials(await _request(session, "POST", url, body), url)
-
-    return await _retry_rate_limited(attempt)
+    mac.update(b"admin" if admin else b"notadmin")
+    body: dict[str, Any] = {
+        "nonce": nonce,
+        "username": localpart,
+        "password": password,
+        "admin": admin,
+        "mac": mac.hexdigest(),
+    }
+    if displayname is not None:
+        body["displayname"] = displayname
+    return _credentials(await _call(http, "register", Method.POST, _REGISTER_PATH, body))
 
 
 async def login_with_password(
@@ -125,29 +115,29 @@ async def login_with_password(
     *,
     device_id: str | None = None,
     device_name: str = "Salon",
+    policy: RetryPolicy | None = None,
 ) -> Credentials:
     """Log ``user_id`` in with ``m.login.password``; a new device unless ``device_id``.
 
+    With ``device_id`` the login continues that device (Synapse recreates it if it
+    was deleted), so transaction ids sent before stay deduplicated.
+
     Raises:
         ForbiddenError: wrong password or unknown user (HTTP 403).
-        RateLimitedError: still rate limited after a few bounded retries.
+        RateLimitedError: still rate limited after the policy's retries.
         MatrixRequestError: any other error answer.
         MatrixConnectionError: the homeserver could not be reached.
     """
-    url = _url(base_url, _LOGIN_PATH)
     body: dict[str, Any] = {
         "type": "m.login.password",
         "identifier": {"type": "m.id.user", "user": user_id},
         "password": password,
         "initial_device_display_name": device_name,
     }
-    if device_id is not None:
+    if device_id:
         body["device_id"] = device_id
-
-    async def attempt() -> Credentials:
-        return _credentials(await _request(session, "POST", url, body), url)
-
-    return await _retry_rate_limited(attempt)
+    http = _http(session, base_url, policy)
+    return _credentials(await _call(http, "login", Method.POST, _LOGIN_PATH, body))
 
 
 async def register_or_login(
@@ -159,12 +149,16 @@ async def register_or_login(
     *,
     displayname: str | None = None,
     admin: bool = False,
+    device_id: str | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Credentials:
     """Credentials for ``@localpart:server_name``, registering it on first use.
 
     The password is :func:`derive_password` of the user id, so this works no
-    matter which gateway registered the account. Each call creates a new device.
-    The localpart is lowercased (Synapse stores it lowercased).
+    matter which gateway registered the account. An existing account is logged
+    in to ``device_id`` when given (keep it across re-logins: the homeserver
+    scopes transaction-id dedupe per device), else to a new device. The
+    localpart is lowercased (Synapse stores it lowercased).
 
     Raises:
         AuthError: the account exists but does not accept the derived password
@@ -184,11 +178,14 @@ async def register_or_login(
             password,
             admin=admin,
             displayname=displayname,
+            policy=policy,
         )
     except UserInUseError:
         pass
     try:
-        return await login_with_password(session, base_url, user_id, password)
+        return await login_with_password(
+            session, base_url, user_id, password, device_id=device_id, policy=policy
+        )
     except ForbiddenError as exc:
         raise AuthError(
             f"{user_id} exists but refuses the password derived from the shared secret; "
@@ -196,86 +193,37 @@ async def register_or_login(
         ) from exc
 
 
-# --- plumbing -------------------------------------------------------------------
+def _http(
+    session: aiohttp.ClientSession, base_url: str, policy: RetryPolicy | None
+) -> RateLimitedHTTPAPI:
+    # Token-less; mautrix's own retries are off (our supervisors retry on their terms).
+    return RateLimitedHTTPAPI(
+        base_url,
+        "",
+        client_session=session,
+        policy=policy,
+        timeout=_REQUEST_TIMEOUT,
+        default_retry_count=0,
+    )
 
 
-def _url(base_url: str, path: str) -> str:
-    return base_url.rstrip("/") + path
-
-
-async def _request(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
+async def _call(
+    http: RateLimitedHTTPAPI,
+    what: str,
+    method: Method,
+    path: str,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One JSON request; error answers and transport failures become Salon errors."""
-    try:
-        async with session.request(method, url, json=body, timeout=_REQUEST_TIMEOUT) as resp:
-            status = resp.status
-            text = (await resp.read()).decode("utf-8", errors="replace")
-            retry_after_header = resp.headers.get("Retry-After")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise MatrixConnectionError(
-            f"{method} {url} failed: {type(exc).__name__}: {exc}".rstrip(": ")
-        ) from exc
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        data = None
-    if status >= 400:
-        raise _error_for(method, url, status, data, text, retry_after_header)
+    # sensitive: mautrix's request log must not carry passwords or MACs (mautrix
+    # cannot take the flag without a body).
+    async with mapped(what):
+        data = await http.request(method, path, body, sensitive=body is not None)
     if not isinstance(data, dict):
-        raise MatrixRequestError(
-            f"{method} {url} answered {status} without a JSON object: {text[:200]!r}",
-            http_status=status,
-        )
+        raise MatrixResponseError(f"{what}: {method} {path} answered without a JSON object")
     return data
 
 
-def _error_for(
-    method: str,
-    url: str,
-    status: int,
-    data: Any,
-    text: str,
-    retry_after_header: str | None,
-) -> MatrixRequestError:
-    errcode: str | None = None
-    error = text[:200]
-    if isinstance(data, dict):
-        errcode = data.get("errcode") if isinstance(data.get("errcode"), str) else None
-        error = str(data.get("error", error))
-    code = f" {errcode}" if errcode else ""
-    message = f"{method} {url} answered {status}{code}: {error}"
-    if status == 429 or errcode == "M_LIMIT_EXCEEDED":
-        return RateLimitedError(message, retry_after_s=_retry_after(data, retry_after_header))
-    by_errcode: dict[str, type[MatrixRequestError]] = {
-        "M_USER_IN_USE": UserInUseError,
-        "M_FORBIDDEN": ForbiddenError,
-        "M_NOT_FOUND": NotFoundError,
-        "M_UNKNOWN_TOKEN": UnknownTokenError,
-    }
-    cls = by_errcode.get(errcode or "")
-    if cls is None:
-        cls = {403: ForbiddenError, 401: UnknownTokenError}.get(status, MatrixRequestError)
-        if status == 401 and errcode not in (None, "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
-            cls = MatrixRequestError
-    return cls(message, http_status=status, errcode=errcode)
-
-
-def _retry_after(data: Any, header: str | None) -> float | None:
-    if isinstance(data, dict) and isinstance(data.get("retry_after_ms"), int | float):
-        return float(data["retry_after_ms"]) / 1000
-    if header is not None:
-        try:
-            return float(header)
-        except ValueError:
-            return None
-    return None
-
-
-def _credentials(data: dict[str, Any], url: str) -> Credentials:
+def _credentials(data: dict[str, Any]) -> Credentials:
     try:
         return Credentials(
             user_id=str(data["user_id"]),
@@ -283,20 +231,6 @@ def _credentials(data: dict[str, Any], url: str) -> Credentials:
             device_id=str(data["device_id"]),
         )
     except KeyError as exc:
-        raise MatrixRequestError(
-            f"{url} answered without {exc.args[0]!r}; cannot use the account",
-            http_status=200,
+        raise MatrixResponseError(
+            f"the homeserver answered without {exc.args[0]!r}; cannot use the account"
         ) from exc
-
-
-async def _retry_rate_limited(attempt: Callable[[], Awaitable[Credentials]]) -> Credentials:
-    """Run ``attempt()`` again after short 429s; give up on long or repeated ones."""
-    for tries in range(1, _RATE_LIMIT_ATTEMPTS + 1):
-        try:
-            return await attempt()
-        except RateLimitedError as exc:
-            wait = exc.retry_after_s if exc.retry_after_s is not None else 1.0
-            if tries == _RATE_LIMIT_ATTEMPTS or wait > _RATE_LIMIT_MAX_WAIT_S:
-                raise
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")

@@ -8,7 +8,7 @@ idempotent inbox drops the duplicates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,13 +27,32 @@ class EventSink(Protocol):
 
 
 class PositionStore(Protocol):
-    """Where a source keeps its stream position per identity."""
+    """Where a source keeps its stream position per identity: the sync token and,
+    per room, a mark (the newest event delivered: its id and origin_server_ts) and
+    the identity's own join time. A gap is backfilled down to the mark; events
+    older than the join are never delivered."""
 
     async def get_sync_token(self, user_id: str) -> str | None:
         """The last recorded position."""
 
     async def set_sync_token(self, user_id: str, token: str) -> None:
         """Record a position (after the batch before it was admitted)."""
+
+    async def room_marks(self, user_id: str) -> Mapping[str, tuple[str, int]]:
+        """Room id → (event id, origin_server_ts) of the newest event delivered."""
+
+    async def room_joins(self, user_id: str) -> Mapping[str, int]:
+        """Room id → when the identity last joined (ms)."""
+
+    async def advance(
+        self,
+        user_id: str,
+        token: str | None,
+        marks: Mapping[str, tuple[str, int]],
+        joins: Mapping[str, int],
+    ) -> None:
+        """Record a batch's marks, joins and the token after it, at once (after the
+        batch was admitted)."""
 
 
 @dataclass(frozen=True)

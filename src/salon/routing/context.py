@@ -11,24 +11,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from salon.ids import server_of_user
+from salon.roster import Member as AgentInfo  # one who-is-who: routing sees roster members
 
 __all__ = ["AgentInfo", "Binding", "MessageContext"]
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """One agent as the router sees it.
-
-    ``user_id`` is its Matrix user (``@salon_coder:server``), ``localpart`` the
-    part people may type as ``@salon_coder``, ``label`` the name they may type
-    as ``@Coder``; ``description`` feeds the AI router and the lexical scorer.
-    """
-
-    agent_id: str
-    user_id: str
-    label: str
-    localpart: str
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,7 +32,9 @@ class MessageContext:
     - ``agents_in_room``: ids of our agents joined to the room. Only these can be
       reached by a mention; when it is empty the AI router considers every agent;
     - ``binding``: set when the room is bound to an agent (agent room, ``!new`` chat);
-    - ``sender_agent``: the agent id when the sender is one of our agents.
+    - ``sender_agent``: the agent id when the sender is an agent (ours or a peer's);
+    - ``hop``: how many agent-to-agent hops led to this message (0 from a person);
+    - ``selected_agent``: in a ``!new`` chat, the agent the sender has picked since.
     """
 
     room_id: str
@@ -61,6 +48,8 @@ class MessageContext:
     binding: Binding | None = None
     sender_agent: str | None = None
     platform: str = "matrix"
+    hop: int = 0
+    selected_agent: str | None = None
 
     @property
     def server(self) -> str:

@@ -2,17 +2,21 @@
 
 For each message, in this order, the first rule that decides wins:
 
+0. a message from an agent (ours or a peer gateway's) that is ``hop_limit`` hops
+   from a person goes to nobody: agents never talk to each other without end;
 1. mentions of agents in the room (pill, link, user id, ``@label``, ``@localpart``);
-2. a message from one of our agents that mentions no other agent goes to nobody
+2. a message from an agent that mentions no other agent goes to nobody
    (agents never answer each other unmentioned: no bot loops);
-3. the room's binding (an agent's own room, or a ``!new`` chat);
-4. declarative ``routes:``, first match in config order;
-5. ``select_agent`` hooks, in config order;
-6. with one candidate agent (those in the room, or all when that is unknown),
+3. a room that belongs to a peer gateway's agent is that gateway's: nobody here;
+4. the room's binding (an agent's own room, or a ``!new`` chat); a ``!new`` chat
+   whose person has picked another agent since says so instead (stale chat);
+5. declarative ``routes:``, first match in config order;
+6. ``select_agent`` hooks, in config order;
+7. with one candidate agent (those in the room, or all when that is unknown),
    that agent; with several, the AI router (an LLM when ``router.model`` is
    set, falling back to) the lexical scorer;
-7. ``default_agent``;
-8. nobody (the decision says whether the router itself was addressed).
+8. ``default_agent``;
+9. nobody (the decision says whether the router itself was addressed).
 
 The router is pure: it gets a :class:`MessageContext` and returns a
 :class:`RouteDecision`; it knows no Matrix API and no store.
@@ -20,7 +24,7 @@ The router is pure: it gets a :class:`MessageContext` and returns a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -36,6 +40,7 @@ from salon.routing.routes import RouteRule
 
 if TYPE_CHECKING:
     from salon.config.models import SalonConfig
+    from salon.roster import Roster
 
 __all__ = ["HOOK_TIMEOUT_S", "Reason", "RouteDecision", "Router"]
 
@@ -46,7 +51,10 @@ HOOK_TIMEOUT_S = 5.0
 class Reason(StrEnum):
     """Which rule of the chain decided."""
 
+    HOP_LIMIT = "hop_limit"
     MENTION = "mention"
+    PEER_ROOM = "peer_room"
+    STALE_CHAT = "stale_chat"
     AGENT_ROOM = "agent_room"
     CHAT_ROOM = "chat_room"
     ROUTE = "route"
@@ -64,13 +72,15 @@ class RouteDecision:
 
     ``detail`` says more: ``routes[2]``, ``hook pkg.mod:fn``, ``score 2.0 ('python',)``,
     the LLM's reason. ``router_addressed``: the router's user was mentioned (the
-    caller may then say how to reach an agent when nobody answers).
+    caller may then say how to reach an agent when nobody answers). ``chat_owner``:
+    for a stale chat, the agent the chat belongs to.
     """
 
     agents: tuple[str, ...]
     reason: Reason
     detail: str = ""
     router_addressed: bool = False
+    chat_owner: str | None = None
 
 
 class Router:
@@ -86,6 +96,8 @@ class Router:
         ai: AIRouter | None = None,
         default_agent: str | None = None,
         hook_timeout_s: float = HOOK_TIMEOUT_S,
+        hop_limit: int = 3,
+        peer_rooms: Mapping[str, str] | None = None,
     ) -> None:
         self.agents = tuple(agents)
         self.router_user_id = router_user_id
@@ -94,6 +106,9 @@ class Router:
         self.ai = ai
         self.default_agent = default_agent
         self.hook_timeout_s = hook_timeout_s
+        self.hop_limit = hop_limit
+        # Room alias → the peer agent (another gateway) whose room it is.
+        self.peer_rooms = dict(peer_rooms or {})
         self._known = {a.agent_id for a in self.agents}
         self._mentions = MentionFinder(self.agents, router_user_id=router_user_id)
         self._lexical = LexicalScorer(self.agents)
@@ -105,26 +120,18 @@ class Router:
             raise ValueError(f"default_agent: unknown agent {default_agent!r}")
 
     @classmethod
-    def from_config(cls, config: SalonConfig, server_name: str) -> Router:
+    def from_config(cls, config: SalonConfig, roster: Roster) -> Router:
         """The router for ``config``; hooks are imported (ConfigError if one cannot be)."""
-        agents = [
-            AgentInfo(
-                agent_id=agent_id,
-                user_id=config.agent_user_id(agent_id, server_name),
-                label=agent.display_label,
-                localpart=config.agent_localpart(agent_id),
-                description=agent.description,
-            )
-            for agent_id, agent in config.agents.items()
-        ]
         hooks = [load_hook(e, key=f"select_agent.{i}") for i, e in enumerate(config.select_agent)]
         return cls(
-            agents,
-            router_user_id=config.router_user_id(server_name),
+            roster.hosted(),
+            router_user_id=roster.router_user_id,
             routes=[RouteRule.from_config(rule) for rule in config.routes],
             hooks=hooks,
             ai=AIRouter.from_config(config.router) if config.router.model else None,
             default_agent=config.default_agent,
+            hop_limit=config.routing.hop_limit,
+            peer_rooms={m.room_alias: m.agent_id for m in roster.peers()},
         )
 
     async def aclose(self) -> None:
@@ -140,11 +147,32 @@ class Router:
         def decide(agents: Sequence[str], reason: Reason, detail: str = "") -> RouteDecision:
             return RouteDecision(tuple(agents), reason, detail, router_addressed=addressed)
 
+        if ctx.sender_agent is not None and ctx.hop >= self.hop_limit:
+            return decide((), Reason.HOP_LIMIT, f"hop {ctx.hop} of {self.hop_limit}")
         if mentions.agents:
             return decide(mentions.agents, Reason.MENTION, mentions.detail())
         if ctx.sender_agent is not None:
             return decide((), Reason.NOBODY, "agent sender, no agent mentioned")
-        by_binding = self._by_binding(ctx.binding)
+        peer = next((self.peer_rooms[a] for a in ctx.room_aliases if a in self.peer_rooms), None)
+        if peer is not None:
+            return decide((), Reason.PEER_ROOM, f"room of {peer}")
+        binding = ctx.binding
+        if (
+            binding is not None
+            and binding.kind == "chat"
+            and ctx.selected_agent
+            and ctx.selected_agent != binding.agent_id
+            and binding.agent_id in self._known
+        ):
+            # A `!new` chat belongs to its agent; the person has since picked another one.
+            return RouteDecision(
+                (),
+                Reason.STALE_CHAT,
+                f"chat of {binding.agent_id}",
+                router_addressed=addressed,
+                chat_owner=binding.agent_id,
+            )
+        by_binding = self._by_binding(binding)
         if by_binding is not None:
             return decide(*by_binding)
         for i, rule in enumerate(self.routes):

@@ -6,6 +6,7 @@ from salon.store.db import Database
 from salon.store.delegations import Delegations
 from salon.store.identities import Identities
 from salon.store.inbox import Inbox
+from salon.store.invites import Invites
 from salon.store.kv import KV
 from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
@@ -29,6 +30,7 @@ class Store:
         self.saved = SavedContexts(db)
         self.decisions = Decisions(db)
         self.delegations = Delegations(db)
+        self.invites = Invites(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

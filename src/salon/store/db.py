@@ -3,12 +3,16 @@
 SQL is written with PostgreSQL-style ``$1`` placeholders; for SQLite they are
 rewritten to ``?1`` (SQLite's numbered parameters), so the same statements can
 serve a PostgreSQL backend later without an ORM in between.
+
+The database holds every access token and message: it and its ``-wal``/``-shm``
+files are kept 0600, and a directory created for it is 0700.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +47,32 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` if needed and make it owner-only (0700), even if it existed."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is masked by umask; an old dir kept its own
+
+
+def _restrict_files(path: Path) -> None:
+    """Make the database (created empty if missing) and its side files owner-only."""
+    # Create it ourselves so it is never briefly world-readable; SQLite then gives
+    # the WAL and shared-memory files the database file's mode.
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+    for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
+        try:
+            file.chmod(PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     found = []
     for entry in resources.files("salon.store.migrations").iterdir():
@@ -64,11 +94,18 @@ class Database:
     async def open(cls, url: str) -> Database:
         """Open (creating if needed) the store at ``url`` and run pending migrations."""
         path = sqlite_path(url)
+        on_disk = str(path) != ":memory:"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if on_disk and not path.parent.exists():
+                # Only a dir we create: an existing one may be shared (the cwd, /var/lib).
+                ensure_private_dir(path.parent)
+            if on_disk:
+                _restrict_files(path)
             conn = await aiosqlite.connect(path, isolation_level=None)
             conn.row_factory = sqlite3.Row
             await conn.execute("PRAGMA journal_mode=WAL")
+            if on_disk:
+                _restrict_files(path)  # the WAL files exist now; fix ones an old version made
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute("PRAGMA busy_timeout=5000")

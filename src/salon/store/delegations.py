@@ -257,6 +257,15 @@ class Delegations:
         )
         return changed > 0
 
+    async def undelivered(self, direction: str = DelegationDirection.OUT) -> list[DelegationRecord]:
+        """Delegations that ended but whose outcome was never handed back (oldest first)."""
+        rows = await self._db.fetchall(
+            f"SELECT * FROM delegations WHERE state IN {_TERMINAL_SQL} AND reinjected = 0"
+            " AND direction = $1 ORDER BY updated_at",
+            DelegationDirection(direction).value,
+        )
+        return [_record(r) for r in rows]
+
     async def open(self, direction: str | None = None) -> list[DelegationRecord]:
         """Delegations not yet ended (oldest first), of one direction or both."""
         sql = f"SELECT * FROM delegations WHERE state NOT IN {_TERMINAL_SQL}"

@@ -1,9 +1,24 @@
-"""Credentials and sync position of each Matrix identity Salon acts as."""
+"""Credentials and sync position of each Matrix identity Salon acts as.
+
+The position is the /sync token plus, per room, a mark (the newest event
+delivered) and the identity's own join time: a ``limited`` timeline is
+backfilled down to the mark, and events older than the join are never delivered.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 from salon.store.db import Database, Row
 from salon.store.records import IdentityRecord, now_ms
+
+
+class SyncMark(NamedTuple):
+    """The newest event of a room already handed to the gateway."""
+
+    event_id: str
+    origin_ts: int
 
 
 def _record(row: Row) -> IdentityRecord:
@@ -66,6 +81,65 @@ class Identities:
         await self._db.execute(
             "UPDATE identities SET sync_token = $2 WHERE user_id = $1", user_id, token
         )
+
+    async def room_marks(self, user_id: str) -> dict[str, SyncMark]:
+        """Room id → mark, for every room this identity has received events in."""
+        rows = await self._db.fetchall(
+            "SELECT room_id, event_id, origin_ts FROM sync_marks WHERE user_id = $1", user_id
+        )
+        return {r["room_id"]: SyncMark(r["event_id"], r["origin_ts"]) for r in rows}
+
+    async def room_joins(self, user_id: str) -> dict[str, int]:
+        """Room id → when this identity last joined it (ms)."""
+        rows = await self._db.fetchall(
+            "SELECT room_id, joined_at FROM memberships WHERE user_id = $1", user_id
+        )
+        return {r["room_id"]: r["joined_at"] for r in rows}
+
+    async def joined_at(self, user_id: str, room_id: str) -> int | None:
+        """When this identity last joined ``room_id``, if known."""
+        value = await self._db.fetchval(
+            "SELECT joined_at FROM memberships WHERE user_id = $1 AND room_id = $2",
+            user_id,
+            room_id,
+        )
+        return None if value is None else int(value)
+
+    async def advance(
+        self,
+        user_id: str,
+        token: str | None,
+        marks: Mapping[str, tuple[str, int]],
+        joins: Mapping[str, int],
+    ) -> None:
+        """Record a batch's position in one transaction: its rooms' marks and joins and
+        the sync token after it. Marks and joins never move back in time (a replayed
+        older batch must not undo a newer one)."""
+        async with self._db.transaction() as tx:
+            for room_id, (event_id, origin_ts) in marks.items():
+                await tx.execute(
+                    "INSERT INTO sync_marks (user_id, room_id, event_id, origin_ts)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE"
+                    " SET event_id = excluded.event_id, origin_ts = excluded.origin_ts"
+                    " WHERE excluded.origin_ts >= sync_marks.origin_ts",
+                    user_id,
+                    room_id,
+                    event_id,
+                    origin_ts,
+                )
+            for room_id, joined_at in joins.items():
+                await tx.execute(
+                    "INSERT INTO memberships (user_id, room_id, joined_at) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (user_id, room_id) DO UPDATE SET joined_at = excluded.joined_at"
+                    " WHERE excluded.joined_at > memberships.joined_at",
+                    user_id,
+                    room_id,
+                    joined_at,
+                )
+            if token is not None:
+                await tx.execute(
+                    "UPDATE identities SET sync_token = $2 WHERE user_id = $1", user_id, token
+                )
 
     async def created_at(self, user_id: str) -> int:
         """When Salon first acted as this user (ms); earlier events are history."""

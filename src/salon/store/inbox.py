@@ -18,7 +18,12 @@ def _row(row: Row) -> InboxRow:
         origin_ts=row["origin_ts"],
         received_by=row["received_by"],
     )
-    return InboxRow(item=item, state=InboxState(row["state"]), received_at=row["received_at"])
+    return InboxRow(
+        item=item,
+        state=InboxState(row["state"]),
+        received_at=row["received_at"],
+        attempts=row["attempts"],
+    )
 
 
 class Inbox:
@@ -51,13 +56,36 @@ class Inbox:
                 )
         return added
 
-    async def pending(self, limit: int = 100) -> list[InboxRow]:
-        """Events admitted but not yet handled, oldest first."""
+    async def pending(self, limit: int = 100, *, now: int | None = None) -> list[InboxRow]:
+        """Events admitted but not yet handled and due now, oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM inbox WHERE state = 'new' ORDER BY received_at, origin_ts LIMIT $1",
+            "SELECT * FROM inbox WHERE state = 'new' AND next_at <= $2"
+            " ORDER BY received_at, origin_ts LIMIT $1",
             limit,
+            now_ms() if now is None else now,
         )
         return [_row(r) for r in rows]
+
+    async def next_due(self) -> int | None:
+        """When the earliest deferred event is due again (ms), or None."""
+        value = await self._db.fetchval("SELECT MIN(next_at) FROM inbox WHERE state = 'new'")
+        return None if value is None else int(value)
+
+    async def defer(self, event_id: str, *, next_at: int, error: str) -> None:
+        """Leave an entry pending after a transient failure, to be tried at ``next_at``."""
+        await self._db.execute(
+            "UPDATE inbox SET attempts = attempts + 1, next_at = $2, last_error = $3"
+            " WHERE event_id = $1 AND state = 'new'",
+            event_id,
+            next_at,
+            error,
+        )
+
+    async def count(self, state: InboxState) -> int:
+        """How many entries are in ``state`` (the inbox depth, for status and metrics)."""
+        return int(
+            await self._db.fetchval("SELECT COUNT(*) FROM inbox WHERE state = $1", state.value)
+        )
 
     async def get(self, event_id: str) -> InboxRow | None:
         """One inbox entry."""

@@ -43,6 +43,7 @@ class InboxRow:
     item: InboxItem
     state: InboxState
     received_at: int
+    attempts: int = 0
 
 
 class TurnState(StrEnum):
@@ -63,6 +64,14 @@ class TurnRecord:
     reply_event_id: str | None
     error: str | None
     updated_at: int
+    kind: str = "message"
+    spec: str | None = None  # JSON of the turn's spec (how to run it again)
+    output: str | None = None  # JSON of its finished outcome, once there is one
+
+    @property
+    def open(self) -> bool:
+        """Admitted or running: owed to someone."""
+        return self.state in (TurnState.ADMITTED, TurnState.RUNNING)
 
 
 class RoomKind(StrEnum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from salon.store.db import Database
@@ -28,6 +29,7 @@ class Decision:
     agents: tuple[str, ...]
     reason: str
     detail: str
+    sender: str | None = None  # None: taken from the event's inbox row
 
 
 class SavedContexts:
@@ -86,15 +88,20 @@ class Decisions:
 
     async def record(self, decision: Decision) -> None:
         """Remember a routing decision (idempotent per event)."""
+        # A routed message was admitted first, so its inbox row knows the sender
+        # when the caller does not say.
         await self._db.execute(
-            "INSERT INTO decisions (event_id, room_id, agents, reason, detail, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO decisions (event_id, room_id, agents, reason, detail, created_at, sender)"
+            " VALUES ($1, $2, $3, $4, $5, $6,"
+            " COALESCE($7, (SELECT sender FROM inbox WHERE inbox.event_id = $1)))"
+            " ON CONFLICT (event_id) DO NOTHING",
             decision.event_id,
             decision.room_id,
             ",".join(decision.agents),
             decision.reason,
             decision.detail,
             now_ms(),
+            decision.sender,
         )
 
     async def get(self, event_id: str) -> Decision | None:
@@ -102,12 +109,18 @@ class Decisions:
         row = await self._db.fetchone("SELECT * FROM decisions WHERE event_id = $1", event_id)
         return None if row is None else _decision(row)
 
-    async def last_in_room(self, room_id: str) -> Decision | None:
-        """The most recent decision in a room."""
+    async def last_in_room(
+        self, room_id: str, *, excluding: Collection[str] = ()
+    ) -> Decision | None:
+        """The most recent decision in a room for a message not sent by ``excluding``."""
+        senders = sorted(excluding)
+        placeholders = ", ".join(f"${n}" for n in range(2, len(senders) + 2))
+        unless = f" AND (sender IS NULL OR sender NOT IN ({placeholders}))" if senders else ""
         row = await self._db.fetchone(
-            "SELECT * FROM decisions WHERE room_id = $1 ORDER BY created_at DESC, rowid DESC"
-            " LIMIT 1",
+            f"SELECT * FROM decisions WHERE room_id = $1{unless}"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
             room_id,
+            *senders,
         )
         return None if row is None else _decision(row)
 
@@ -115,4 +128,4 @@ class Decisions:
 def _decision(row: object) -> Decision:
     r: dict[str, str] = dict(row)  # type: ignore[call-overload]
     agents = tuple(a for a in r["agents"].split(",") if a)
-    return Decision(r["event_id"], r["room_id"], agents, r["reason"], r["detail"])
+    return Decision(r["event_id"], r["room_id"], agents, r["reason"], r["detail"], r["sender"])

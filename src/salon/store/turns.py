@@ -16,6 +16,9 @@ def _record(row: Row) -> TurnRecord:
         reply_event_id=row["reply_event_id"],
         error=row["error"],
         updated_at=row["updated_at"],
+        kind=row["kind"],
+        spec=row["spec"],
+        output=row["output"],
     )
 
 
@@ -32,19 +35,33 @@ class Turns:
         )
         return None if row is None else _record(row)
 
-    async def admit(self, event_id: str, agent_id: str, room_id: str) -> TurnRecord:
-        """Record that ``agent_id`` owes a reply to ``event_id`` (idempotent)."""
-        await self._db.execute(
-            "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at)"
-            " VALUES ($1, $2, $3, 'admitted', 0, $4) ON CONFLICT (event_id, agent_id) DO NOTHING",
-            event_id,
-            agent_id,
-            room_id,
-            now_ms(),
+    async def admit(
+        self,
+        event_id: str,
+        agent_id: str,
+        room_id: str,
+        *,
+        kind: str = "message",
+        spec: str | None = None,
+    ) -> bool:
+        """Record that ``agent_id`` owes a turn for ``event_id`` (idempotent).
+
+        Returns True if the row is new."""
+        now = now_ms()
+        return bool(
+            await self._db.execute(
+                "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at,"
+                " kind, spec, created_at)"
+                " VALUES ($1, $2, $3, 'admitted', 0, $4, $5, $6, $4)"
+                " ON CONFLICT (event_id, agent_id) DO NOTHING",
+                event_id,
+                agent_id,
+                room_id,
+                now,
+                kind,
+                spec,
+            )
         )
-        record = await self.get(event_id, agent_id)
-        assert record is not None
-        return record
 
     async def start(self, event_id: str, agent_id: str) -> TurnRecord | None:
         """Move an open turn to running and count the attempt; None if it is already closed."""
@@ -77,6 +94,24 @@ class Turns:
             reply_event_id,
             error,
             now_ms(),
+        )
+
+    async def set_output(self, event_id: str, agent_id: str, output: str) -> None:
+        """Keep the finished outcome before it is sent (a re-run sends it, not a new one)."""
+        await self._db.execute(
+            "UPDATE turns SET output = $3 WHERE event_id = $1 AND agent_id = $2",
+            event_id,
+            agent_id,
+            output,
+        )
+
+    async def release(self, event_id: str, agent_id: str) -> None:
+        """Give back the attempt of a turn a clean shutdown interrupted (not its fault)."""
+        await self._db.execute(
+            "UPDATE turns SET state = 'admitted', attempts = MAX(attempts - 1, 0)"
+            " WHERE event_id = $1 AND agent_id = $2 AND state = 'running'",
+            event_id,
+            agent_id,
         )
 
     async def set_reply(self, event_id: str, agent_id: str, reply_event_id: str) -> None:

@@ -1,0 +1,146 @@
+"""How the gateway runs: homeserver, names, timing, limits and storage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from salon.config.base import (
+    ConfigModel,
+    ConfigProblems,
+    HttpUrl,
+    IdPattern,
+    Localpart,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ServerName,
+    UserIdStr,
+)
+
+
+class HomeserverConfig(ConfigModel):
+    """Where the gateway's Matrix users live."""
+
+    url: HttpUrl
+    server_name: ServerName
+    mode: Literal["client"] = "client"
+    registration_shared_secret: Annotated[str | None, Field(repr=False)] = None
+    registration_shared_secret_env: str | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode_available(cls, value: Any) -> Any:
+        if value == "appservice":
+            raise ValueError("appservice mode is not available yet; use 'client'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> HomeserverConfig:
+        if self.registration_shared_secret and self.registration_shared_secret_env:
+            msg = "set registration_shared_secret or registration_shared_secret_env, not both"
+            raise ConfigProblems([(("registration_shared_secret_env",), msg)])
+        return self
+
+
+class IdentityCredentials(ConfigModel):
+    """Explicit Matrix credentials, for ``salon run`` without a shared secret."""
+
+    user_id: UserIdStr | None = None
+    access_token_env: str | None = None
+    password_env: str | None = None
+    device_id: str | None = None
+
+
+class SpaceConfig(ConfigModel):
+    """The deployment's Matrix Space (``#<alias>:<server>``)."""
+
+    alias: Localpart = "salon"
+    name: str = "Salon"
+    topic: str | None = None
+
+
+class NamingConfig(ConfigModel):
+    """Patterns for Matrix names derived from agent ids (``{id}`` is replaced)."""
+
+    agent_localpart: IdPattern = "salon_{id}"
+    agent_room_alias: IdPattern = "salon-{id}"
+    lobby_alias: Localpart = "salon-lobby"
+
+
+class HeartbeatConfig(ConfigModel):
+    """How often agents refresh their state event, and when they count as offline."""
+
+    interval_s: PositiveFloat = 30
+    ttl_s: PositiveFloat = 90
+
+    @model_validator(mode="after")
+    def _ttl_after_interval(self) -> HeartbeatConfig:
+        if self.ttl_s <= self.interval_s:
+            raise ConfigProblems([(("ttl_s",), "must be greater than interval_s")])
+        return self
+
+
+class SyncConfig(ConfigModel):
+    """Sync loop timing and supervision backoff."""
+
+    timeout_ms: Annotated[int, Field(ge=0)] = 30000
+    startup_jitter_s: NonNegativeFloat = 2.0
+    backoff_initial_s: PositiveFloat = 5
+    backoff_max_s: PositiveFloat = 60
+
+    @model_validator(mode="after")
+    def _max_after_initial(self) -> SyncConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigProblems([(("backoff_max_s",), "must be at least backoff_initial_s")])
+        return self
+
+
+class RateLimitConfig(ConfigModel):
+    """Salon's own policy for HTTP 429 / M_LIMIT_EXCEEDED."""
+
+    max_retries: Annotated[int, Field(ge=0)] = 8
+    max_wait_s: PositiveFloat = 60
+    default_wait_s: NonNegativeFloat = 1.0
+
+
+class RepliesConfig(ConfigModel):
+    """How streamed replies become Matrix messages and edits."""
+
+    edit_interval_s: NonNegativeFloat = 1.0  # at most one edit per interval
+    max_edits: PositiveInt = 20  # per reply, the final edit included
+    max_message_chars: Annotated[int, Field(ge=500, le=30000)] = 16000  # longer replies split
+    max_attempts: PositiveInt = 3  # per turn, across crashes and restarts
+    # A typing notice only when the first chunk is slower than this: fast replies skip it.
+    typing_after_s: NonNegativeFloat = 0.3
+
+
+class TurnsConfig(ConfigModel):
+    """Bounds on agent turns, so one sender or one runaway model cannot stall the rest."""
+
+    concurrency: PositiveInt = 32  # turns running at once in this process
+    per_agent: PositiveInt = 8  # of those, for any one agent
+    per_sender: PositiveInt = 4  # of those, started by any one sender
+    deadline_s: PositiveFloat = 600  # wall-clock limit on one turn's backend run
+    max_reply_chars: Annotated[int, Field(ge=100)] = 20000  # a longer reply is cut here
+
+
+class StoreConfig(ConfigModel):
+    """Where durable state lives."""
+
+    url: str = "sqlite:///salon-data/salon.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("PostgreSQL is not yet supported; use a sqlite:/// URL")
+        if not value.startswith("sqlite:///") or value == "sqlite:///":
+            raise ValueError(f"must be a sqlite:///<path> URL, got {value!r}")
+        return value
+
+    @property
+    def sqlite_path(self) -> str:
+        """The database file path (``:memory:`` for an in-memory database)."""
+        return self.url.removeprefix("sqlite:///")

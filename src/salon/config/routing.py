@@ -1,0 +1,111 @@
+"""Who may talk to agents and which agent a message goes to: access, router, routes."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from salon.config.base import (
+    ConfigModel,
+    ConfigProblems,
+    HttpUrl,
+    Localpart,
+    PositiveFloat,
+    UserGlob,
+    UserIdStr,
+)
+from salon.config.deployment import IdentityCredentials
+
+
+class AccessConfig(ConfigModel):
+    """Who may talk to the agents. Unauthorised senders are ignored (fail closed)."""
+
+    allowed_users: list[UserGlob] | None = None
+    admins: list[UserIdStr] = Field(default_factory=list)
+
+    def allowed_patterns(self, server_name: str) -> list[str]:
+        """Glob patterns of allowed senders; by default everyone on ``server_name``."""
+        if self.allowed_users is None:
+            return [f"@*:{server_name}"]
+        return list(self.allowed_users)
+
+    def is_allowed(self, user_id: str, server_name: str) -> bool:
+        """Whether ``user_id`` may talk to agents (admins always may)."""
+        if user_id in self.admins:
+            return True
+        return any(fnmatch.fnmatchcase(user_id, p) for p in self.allowed_patterns(server_name))
+
+    def is_admin(self, user_id: str) -> bool:
+        """Whether ``user_id`` is listed as an admin."""
+        return user_id in self.admins
+
+
+class RouterConfig(ConfigModel):
+    """The gateway's own Matrix user, which answers commands."""
+
+    localpart: Localpart = "salon"
+    display_name: str = "Salon"
+    # The AI router: when ``model`` is set, an OpenAI-compatible endpoint picks the agent
+    # for messages nothing else decided; otherwise an offline lexical scorer does.
+    # An empty model (``${ROUTER_MODEL:-}``) counts as unset.
+    model: str | None = None
+    base_url: HttpUrl | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: PositiveFloat = 10
+    matrix: IdentityCredentials | None = None
+
+    @model_validator(mode="after")
+    def _base_url_with_model(self) -> RouterConfig:
+        if self.model and self.base_url is None:
+            msg = "required when router.model is set (e.g. https://api.openai.com/v1)"
+            raise ConfigProblems([(("base_url",), msg)])
+        return self
+
+
+class RoutingConfig(ConfigModel):
+    """Rules of the routing chain that are not per route."""
+
+    # Agent-to-agent messages (local or peer agents) are followed at most this many hops,
+    # so two bots cannot keep answering each other.
+    hop_limit: Annotated[int, Field(ge=1, le=15)] = 3
+
+
+ROUTE_MATCH_KEYS = ("room", "thread", "user", "server", "platform")
+
+
+def _room_ref(value: str) -> str:
+    if not value.startswith(("!", "#")) or len(value) < 2:
+        raise ValueError(f"{value!r} is not a room id ('!…') or alias ('#…:server')")
+    return value
+
+
+def _thread_ref(value: str) -> str:
+    if value != "*" and (not value.startswith("$") or len(value) < 2):
+        raise ValueError(f"{value!r} is not a thread root event id ('$…') or '*' (any thread)")
+    return value
+
+
+class RouteMatchConfig(ConfigModel):
+    """What a route matches; every key given must match (globs for ``user`` and ``server``)."""
+
+    room: Annotated[str, AfterValidator(_room_ref)] | None = None
+    thread: Annotated[str, AfterValidator(_thread_ref)] | None = None
+    user: UserGlob | None = None
+    server: Annotated[str | None, Field(min_length=1)] = None
+    platform: Annotated[str | None, Field(min_length=1)] = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RouteMatchConfig:
+        if all(getattr(self, key) is None for key in ROUTE_MATCH_KEYS):
+            msg = f"give at least one of {', '.join(ROUTE_MATCH_KEYS)}"
+            raise ConfigProblems([((), msg)])
+        return self
+
+
+class RouteConfig(ConfigModel):
+    """A declarative route: messages that ``match`` go to ``agent`` (first match wins)."""
+
+    match: RouteMatchConfig
+    agent: str

@@ -1,0 +1,80 @@
+"""Sending that waits out homeserver outages instead of failing the turn.
+
+A send that fails because the homeserver is unreachable, answers 5xx or keeps
+answering 429 is tried again, with backoff, with the *same* transaction id: the
+homeserver turns a repeat into the first event, so nothing is posted twice and
+the backend never runs again. Only a permanent refusal (403, 404…) is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import structlog
+
+from salon._exceptions import MatrixError, is_transient
+from salon.ids import EventId, RoomId
+from salon.matrix.api import MatrixAPI
+from salon.metrics import OUTAGE_WAITS
+
+log = structlog.get_logger("salon.gateway.delivery")
+
+
+class Delivery:
+    """Sends events for turns, waiting out transient failures (until cancelled)."""
+
+    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+
+    def delay(self, failures: int) -> float:
+        """The wait after ``failures`` failed tries in a row (jittered, capped)."""
+        base = min(self.initial_s * 2 ** max(failures - 1, 0), self.max_s)
+        return base * random.uniform(0.8, 1.2)
+
+    async def send(
+        self,
+        api: MatrixAPI,
+        room_id: RoomId,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        txn_id: str,
+    ) -> EventId:
+        """Send until the homeserver took it; returns its event id."""
+        failures = 0
+        while True:
+            try:
+                return await api.send_event(room_id, event_type, content, txn_id=txn_id)
+            except MatrixError as e:
+                if not is_transient(e):
+                    raise
+                failures += 1
+                wait = self.delay(failures)
+                OUTAGE_WAITS.inc()
+                log_at = log.warning if failures == 1 else log.debug
+                log_at(
+                    "delivery.waiting", user=api.user_id, error=str(e), retry_in_s=round(wait, 2)
+                )
+                await asyncio.sleep(wait)
+
+    async def try_send(
+        self,
+        api: MatrixAPI,
+        room_id: RoomId,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        txn_id: str,
+    ) -> EventId | None:
+        """One try, for what a later send supersedes (an in-between edit): None on a
+        transient failure."""
+        try:
+            return await api.send_event(room_id, event_type, content, txn_id=txn_id)
+        except MatrixError as e:
+            if not is_transient(e):
+                raise
+            log.debug("delivery.skipped", user=api.user_id, error=str(e))
+            return None

@@ -1,0 +1,104 @@
+"""Invitations are joined here, by a retrying task, never inside a sync loop.
+
+The sync loop only records an invitation (one quick durable write), so its token
+always advances. :meth:`InviteJoiner.run` joins what is pending: an unreachable
+or overloaded homeserver is retried with backoff, per invitation, so one bad room
+does not hold up the others; a refusal by the homeserver (403, 404…) and an
+invitation from a sender who may not bring agents in are stored with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from salon._exceptions import MatrixError, UnknownTokenError, is_transient
+from salon.ids import RoomId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.events import Invite
+from salon.metrics import EVENTS_DROPPED, INVITES
+from salon.store import Store
+from salon.store.invites import InviteRecord, InviteState
+from salon.store.records import now_ms
+from salon.supervisor import Backoff, LoopHandle
+
+log = structlog.get_logger("salon.gateway.invites")
+
+
+class InviteJoiner:
+    """Joins the rooms Salon's identities are invited to, outside the sync loops."""
+
+    def __init__(
+        self,
+        store: Store,
+        apis: Mapping[UserId, MatrixAPI],
+        *,
+        allowed: Callable[[UserId], bool],
+        on_joined: Callable[[RoomId], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._store = store
+        self._apis = apis
+        self._allowed = allowed
+        self._on_joined = on_joined
+        self._backoff = backoff or Backoff(initial_s=2.0, max_s=300.0)
+        self._wake = asyncio.Event()
+
+    async def record(self, invite: Invite) -> None:
+        """Remember the invitation durably and wake the joiner (called from sync)."""
+        await self._store.invites.record(invite.invited, invite.room_id, invite.sender)
+        log.debug("invite.recorded", user=invite.invited, room_id=invite.room_id)
+        self._wake.set()
+
+    async def run(self, handle: LoopHandle) -> None:
+        """Join pending invitations until cancelled (for ``Supervisor.spawn``)."""
+        while True:
+            self._wake.clear()  # before reading, so a record() meanwhile is not missed
+            due = await self._store.invites.due(now_ms())
+            results = await asyncio.gather(*(self._attempt(i) for i in due), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # a store failure: the supervisor restarts the loop
+            handle.healthy()
+            next_at = await self._store.invites.next_due()
+            wait = None if next_at is None else max(0.0, (next_at - now_ms()) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _attempt(self, invite: InviteRecord) -> None:
+        user, room_id = UserId(invite.user_id), RoomId(invite.room_id)
+        where = {"user": user, "room_id": room_id, "sender": invite.sender}
+        api = self._apis.get(user)
+        if api is None:
+            await self._close(invite, InviteState.FAILED, "not an identity of this gateway")
+            log.warning("invite.failed", **where, reason="unknown identity")
+            return
+        if not self._allowed(UserId(invite.sender)):
+            EVENTS_DROPPED.labels(reason="invite_unauthorised").inc()
+            await self._close(invite, InviteState.REFUSED, f"sender {invite.sender} not allowed")
+            log.info("invite.refused", **where)
+            return
+        try:
+            await api.join(room_id)
+        except MatrixError as e:
+            # A lost token is renewed by the identity's sync loop: worth another try.
+            if not (is_transient(e) or isinstance(e, UnknownTokenError)):
+                await self._close(invite, InviteState.FAILED, str(e))
+                log.warning("invite.failed", **where, error=str(e))
+                return
+            delay = self._backoff.delay(invite.attempts + 1)
+            await self._store.invites.retry_at(user, room_id, now_ms() + int(delay * 1000), str(e))
+            INVITES.labels(outcome="retry").inc()
+            log.warning("invite.retry", **where, error=str(e), retry_in_s=round(delay, 1))
+            return
+        await self._close(invite, InviteState.JOINED, "joined")
+        if self._on_joined is not None:
+            self._on_joined(room_id)
+        log.info("invite.joined", **where)
+
+    async def _close(self, invite: InviteRecord, state: InviteState, reason: str) -> None:
+        await self._store.invites.close(invite.user_id, invite.room_id, state, reason)
+        INVITES.labels(outcome=state.value).inc()

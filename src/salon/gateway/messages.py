@@ -1,0 +1,230 @@
+"""A message in a room: filter, command, route, then a turn for each agent chosen.
+
+Who answers is decided in ``routing/`` (the chain, with its reason); this module
+only gathers what the chain needs and carries the decision out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from salon import responses
+from salon._exceptions import MatrixError, is_transient
+from salon.commands.handlers import Asked, CommandHandlers
+from salon.commands.parser import parse_command
+from salon.config.models import AccessConfig
+from salon.gateway.replies import ReplyTo, hop_of, reply_content, txn_id
+from salon.gateway.roomfacts import RoomFacts
+from salon.gateway.turns import TurnRunner
+from salon.gateway.turnspec import TurnKind, TurnSpec
+from salon.ids import AgentId, RoomId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.events import InboundEvent
+from salon.metrics import EVENTS_DROPPED
+from salon.roster import Roster
+from salon.routing.context import Binding, MessageContext
+from salon.routing.router import Reason, Router
+from salon.store import Store
+from salon.store.records import InboxState, RoomKind, RoomRecord
+from salon.store.saved import Decision
+
+log = structlog.get_logger("salon.gateway.messages")
+
+Handled = tuple[InboxState, str]
+_BINDING_KINDS = frozenset({RoomKind.AGENT, RoomKind.CHAT, RoomKind.BOUND})
+
+
+def session_key(event: InboundEvent, agent_id: str) -> str:
+    """``agent:<id>:matrix:<room>[:thread:<root>]``: a thread is a conversation of its own."""
+    thread = event.thread_root
+    return f"agent:{agent_id}:matrix:{event.room_id}" + (f":thread:{thread}" if thread else "")
+
+
+def message_turn(event: InboundEvent, agent_id: AgentId) -> TurnSpec:
+    """The turn of ``agent_id`` answering ``event``."""
+    return TurnSpec(
+        turn_id=event.event_id,
+        agent_id=agent_id,
+        kind=TurnKind.MESSAGE,
+        room_id=event.room_id,
+        sender=event.sender,
+        text=event.body,
+        session_key=session_key(event, agent_id),
+        reply_to=ReplyTo.event(event),
+    )
+
+
+class MessageHandler:
+    """Handles ``m.room.message`` events taken from the inbox."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        roster: Roster,
+        access: AccessConfig,
+        router: Router,
+        commands: CommandHandlers,
+        runner: TurnRunner,
+        facts: RoomFacts,
+        router_api: MatrixAPI,
+        agent_apis: Mapping[AgentId, MatrixAPI],
+        locale: str = "en",
+    ) -> None:
+        self.store = store
+        self.roster = roster
+        self.access = access
+        self.router = router
+        self.commands = commands
+        self.runner = runner
+        self.facts = facts
+        self.router_api = router_api
+        self.agent_apis = agent_apis
+        self.locale = locale
+
+    async def __call__(self, event: InboundEvent) -> Handled:
+        if not event.body.strip():
+            EVENTS_DROPPED.labels(reason="blank").inc()
+            return InboxState.DROPPED, "blank"
+        sender_agent = self.roster.agent_of(event.sender)
+        server = self.roster.server_name
+        if sender_agent is None and not self.access.is_allowed(event.sender, server):
+            EVENTS_DROPPED.labels(reason="unauthorised").inc()
+            log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
+            return InboxState.DROPPED, "unauthorised"
+        user = await self.store.users.get(event.sender)
+        locale = user.locale or self.locale
+        room = await self.store.rooms.get(event.room_id)
+        if room is not None and room.archived:
+            return InboxState.DONE, "archived"
+
+        async def reply(text: str) -> None:
+            await self.router_says(event, text)
+
+        if sender_agent is None:
+            command = parse_command(event.body)
+            if command is not None:
+                await self.commands.handle(Asked(event, command, user, room, locale, reply))
+                return InboxState.DONE, "command"
+            if await self.commands.answer_pending(event, reply, locale):
+                return InboxState.DONE, "command"
+        context = await self._context(event, room, sender_agent, user.selected_agent)
+        decision = await self.router.route(context)
+        await self.store.decisions.record(
+            Decision(
+                event.event_id,
+                event.room_id,
+                decision.agents,
+                decision.reason.value,
+                decision.detail,
+                sender=event.sender,
+            )
+        )
+        log.info(
+            "event.routed",
+            event_id=event.event_id,
+            room_id=event.room_id,
+            agents=list(decision.agents),
+            reason=decision.reason.value,
+        )
+        if decision.reason is Reason.STALE_CHAT and decision.chat_owner:
+            owner = decision.chat_owner
+            label = self.roster.label(owner)
+            await reply(responses.text("chat_belongs_to", locale, label=label, agent_id=owner))
+        elif not decision.agents and decision.router_addressed and sender_agent is None:
+            await reply(responses.text("nobody_notice", locale))
+        for agent_id in decision.agents:
+            member = self.roster.get(agent_id)
+            if member is None or not member.hosted:
+                continue
+            await self._bring(member.agent_id, event)
+            await self.runner.submit(message_turn(event, member.agent_id))
+        return InboxState.DONE, decision.reason.value
+
+    async def _context(
+        self,
+        event: InboundEvent,
+        room: RoomRecord | None,
+        sender_agent: str | None,
+        selected_agent: str | None,
+    ) -> MessageContext:
+        binding = None
+        if room is not None and room.agent_id and room.kind in _BINDING_KINDS:
+            binding = Binding(room.agent_id, "agent" if room.kind is RoomKind.AGENT else "chat")
+        via = UserId(event.received_by)
+        mentions = event.content.get("m.mentions")
+        mentioned = mentions.get("user_ids") if isinstance(mentions, dict) else None
+        formatted = event.content.get("formatted_body")
+        return MessageContext(
+            room_id=event.room_id,
+            sender=event.sender,
+            body=event.body,
+            room_aliases=await self.facts.aliases(event.room_id, via, room.alias if room else None),
+            thread_root=event.thread_root,
+            formatted_body=formatted if isinstance(formatted, str) else None,
+            mentioned_user_ids=tuple(u for u in mentioned or () if isinstance(u, str)),
+            agents_in_room=await self.facts.agents_in(event.room_id, via),
+            binding=binding,
+            sender_agent=sender_agent,
+            hop=hop_of(event),
+            # The stale-chat gate concerns `!new` chats only.
+            selected_agent=selected_agent if room and room.kind is RoomKind.CHAT else None,
+        )
+
+    async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
+        """Make sure a routed agent is in the room (a route or the AI router may pick one
+        that is not); the router invites it and it joins."""
+        if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
+            return
+        try:
+            await self.router_api.invite(event.room_id, self.roster.user_id(agent_id))
+            await self.agent_apis[agent_id].join(event.room_id)
+        except MatrixError as e:
+            if is_transient(e):
+                raise
+            log.warning("agent.join_failed", agent=agent_id, room_id=event.room_id, error=str(e))
+        self.facts.forget(event.room_id)
+
+    async def router_says(self, event: InboundEvent, text: str) -> None:
+        """The router answers in the room. An outage is raised (the event is tried again
+        later); a refusal (the router is not a member) is logged."""
+        content = reply_content(ReplyTo.event(event), "router", text, notice=True)
+        try:
+            await self.router_api.send_event(
+                RoomId(event.room_id),
+                "m.room.message",
+                content,
+                txn_id=txn_id(event.event_id, "router", "answer"),
+            )
+        except MatrixError as e:
+            if is_transient(e):
+                raise
+            log.warning("router.reply_failed", room_id=event.room_id, error=str(e))
+
+
+STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
+
+
+class ReactionHandler:
+    """A 🛑 reaction on a reply being written stops it."""
+
+    def __init__(self, runner: TurnRunner, roster: Roster, access: AccessConfig) -> None:
+        self.runner = runner
+        self.roster = roster
+        self.access = access
+
+    async def __call__(self, event: InboundEvent) -> Handled:
+        if self.roster.agent_of(event.sender) is None and not self.access.is_allowed(
+            event.sender, self.roster.server_name
+        ):
+            EVENTS_DROPPED.labels(reason="unauthorised").inc()
+            return InboxState.DROPPED, "unauthorised"
+        rel = event.relation
+        if rel.get("rel_type") == "m.annotation" and rel.get("key") in STOP_REACTIONS:
+            target = rel.get("event_id")
+            if isinstance(target, str) and self.runner.stop_reply(target):
+                log.info("turn.stop_requested", reply_event_id=target)
+                return InboxState.DONE, "stop"
+        return InboxState.DONE, "reaction"

@@ -1,0 +1,51 @@
+"""Sending a turn's outcome where it belongs: a reply in a room, or (for a delegated
+task) whatever its kind's sender does, such as a status event."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from salon.gateway.delivery import Delivery
+from salon.gateway.replies import reply_content, txn_id
+from salon.gateway.stream import ReplyStream
+from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
+from salon.ids import EventId
+from salon.matrix.api import MatrixAPI
+
+KindSender = Callable[[TurnSpec, Outcome], Awaitable[None]]
+
+
+class OutcomeSender:
+    """Turns an :class:`Outcome` into Matrix events, each with a turn-derived txn id."""
+
+    def __init__(self, delivery: Delivery, locale: str = "en") -> None:
+        self.delivery = delivery
+        self.locale = locale
+        # Kinds whose outcome is not a reply in a room (a delegated task: a status event).
+        self.by_kind: dict[TurnKind, KindSender] = {}
+
+    async def send(
+        self, spec: TurnSpec, outcome: Outcome, stream: ReplyStream | None, api: MatrixAPI
+    ) -> EventId | None:
+        """Send ``outcome``; returns the event that answers the turn (if any)."""
+        if spec.kind not in REPLY_KINDS:
+            sender = self.by_kind.get(spec.kind)
+            if sender is None:
+                raise KeyError(f"no outcome sender for {spec.kind.value} turns")
+            await sender(spec, outcome)
+            return None
+        assert stream is not None
+        if outcome.state is not OutcomeState.FAILED:
+            return await stream.finish(outcome.text)
+        if stream.first_id is not None and outcome.text:
+            await stream.finish(outcome.text)  # settle the partial reply before the notice
+        if not outcome.notice:
+            return stream.first_id
+        content = reply_content(spec.reply_to, spec.agent_id, outcome.notice, notice=True)
+        return await self.delivery.send(
+            api,
+            spec.room_id,
+            "m.room.message",
+            content,
+            txn_id=txn_id(spec.turn_id, spec.agent_id, "error"),
+        )

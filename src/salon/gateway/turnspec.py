@@ -1,0 +1,109 @@
+"""What a turn is: who runs it, on what, and where its answer goes.
+
+Every agent turn, whatever starts it, is one :class:`TurnSpec` stored with its
+ledger row, so the one turn runner can run it again after a crash without the
+event (or delegation) that started it still being at hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from salon.gateway.replies import ReplyTo
+from salon.ids import AgentId, RoomId
+
+
+class TurnKind(StrEnum):
+    """What started a turn (and so where its answer goes)."""
+
+    MESSAGE = "message"  # a message in a room: the answer is a reply there
+    TASK = "task"  # a task another agent delegated: the answer is a status event
+    REPORT = "report"  # a delegation's result, told in the room that asked for it
+
+
+# Kinds whose answer is a streamed reply in a room (the rest collect their text).
+REPLY_KINDS = frozenset({TurnKind.MESSAGE, TurnKind.REPORT})
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """One turn. ``turn_id`` with ``agent_id`` is the ledger key: the inbound event id
+    for a message, ``task:<delegation>`` or ``report:<delegation>`` otherwise."""
+
+    turn_id: str
+    agent_id: AgentId
+    kind: TurnKind
+    room_id: RoomId
+    sender: str
+    text: str
+    session_key: str
+    reply_to: ReplyTo = field(default_factory=ReplyTo)
+    delegation_id: str | None = None
+    deadline_ts: int | None = None  # ms epoch: the turn must end by then (a delegated task)
+
+    @property
+    def key(self) -> tuple[str, AgentId]:
+        """The ledger key."""
+        return (self.turn_id, self.agent_id)
+
+    def to_json(self) -> str:
+        """The spec as stored in the ledger."""
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> TurnSpec:
+        """The spec a ledger row stored (ValueError if it is not one)."""
+        data: dict[str, Any] = json.loads(raw)
+        try:
+            return cls(
+                turn_id=str(data["turn_id"]),
+                agent_id=AgentId(data["agent_id"]),
+                kind=TurnKind(data["kind"]),
+                room_id=RoomId(data["room_id"]),
+                sender=str(data["sender"]),
+                text=str(data["text"]),
+                session_key=str(data["session_key"]),
+                reply_to=ReplyTo(**(data.get("reply_to") or {})),
+                delegation_id=data.get("delegation_id"),
+                deadline_ts=data.get("deadline_ts"),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a turn spec: {e}") from e
+
+
+class OutcomeState(StrEnum):
+    REPLIED = "replied"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a turn ended: kept in the ledger before it is sent, so a re-run after a
+    crash sends the same answer instead of asking the backend again.
+
+    ``text`` is the reply (possibly partial); ``notice`` a visible error notice, if any.
+    """
+
+    state: OutcomeState
+    text: str = ""
+    notice: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Outcome:
+        data = json.loads(raw)
+        return cls(
+            state=OutcomeState(data["state"]),
+            text=data.get("text") or "",
+            notice=data.get("notice"),
+            error=data.get("error"),
+        )

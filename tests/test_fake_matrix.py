@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 
 from salon._exceptions import (
     ForbiddenError,
@@ -13,7 +14,6 @@ from salon._exceptions import (
 )
 from salon.ids import RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
-from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 
 ALICE = UserId("@alice:localhost")
 

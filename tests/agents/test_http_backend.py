@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from tests.agents.fakes import FakeAgentService, serve, unused_port
 
 from salon._exceptions import ConfigError
 from salon.agents.backend import ChatMessage, TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
-from salon.agents.http_backend import HttpAgentBackend, SSEEvent, SSEParser, wire_request
+from salon.agents.http_backend import (
+    MAX_LINE_BYTES,
+    HttpAgentBackend,
+    SSEEvent,
+    SSEParser,
+    wire_request,
+)
 from salon.agents.registry import build_backend, close_backend
 from salon.config.models import HttpBackend as HttpConfig
 from salon.config.models import SalonConfig
@@ -250,3 +260,139 @@ def test_sse_unterminated_last_event_and_bom() -> None:
         SSEEvent(data="b"),
     ]
     assert parse(b"data: c\r") == [SSEEvent(data="c")]
+
+
+# --- bounds: line and event size, and the reply's deadline ---------------------------
+
+StreamBody = Callable[[web.StreamResponse], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def sse_service(body: StreamBody) -> AsyncIterator[str]:
+    """An upstream service whose SSE reply is whatever ``body`` writes."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await body(resp)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/agent", handle)
+    async with serve(app) as url:
+        yield f"{url}/agent"
+
+
+@contextlib.asynccontextmanager
+async def bounded_backend(url: str, **bounds: Any) -> AsyncIterator[HttpAgentBackend]:
+    config = HttpConfig(type="http", base_url=url, timeout_s=5)
+    backend = HttpAgentBackend(config, agent_id="helper", env={}, **bounds)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def test_a_huge_line_without_newline_fails_fast() -> None:
+    async def eight_mib_without_newline(resp: web.StreamResponse) -> None:
+        piece = b"x" * (256 * 1024)
+        for _ in range(32):
+            await resp.write(piece)
+        await asyncio.sleep(30)  # and then nothing: only the cap can end this
+
+    async with sse_service(eight_mib_without_newline) as url, bounded_backend(url) as backend:
+        started = time.monotonic()
+        with pytest.raises(BackendRejectedError) as info:
+            await asyncio.wait_for(collect(backend), 10)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5
+    assert str(info.value) == (
+        f"{url} sent an SSE line longer than {MAX_LINE_BYTES} bytes (max_line_bytes)"
+    )
+    assert MAX_LINE_BYTES == 1 << 20
+
+
+async def test_an_event_over_the_cap_fails() -> None:
+    async def many_data_lines(resp: web.StreamResponse) -> None:
+        await resp.write(b'data: {"delta": "fine"}\n\n')
+        for _ in range(100):  # one event, never ended by a blank line
+            await resp.write(b"data: " + b"y" * 1000 + b"\n")
+        await asyncio.sleep(30)
+
+    async with (
+        sse_service(many_data_lines) as url,
+        bounded_backend(url, max_event_bytes=64 * 1024) as backend,
+    ):
+        got: list[str] = []
+        with pytest.raises(
+            BackendRejectedError, match=r"larger than 65536 bytes \(max_event_bytes"
+        ):
+            async for chunk in backend.stream(REQUEST):
+                got.append(chunk)
+    assert got == ["fine"]
+
+
+async def test_endless_keep_alives_end_at_the_deadline() -> None:
+    async def keep_alive_forever(resp: web.StreamResponse) -> None:
+        await resp.write(b'data: {"delta": "thinking"}\n\n')
+        while True:
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(0.05)
+
+    async with (
+        sse_service(keep_alive_forever) as url,
+        bounded_backend(url, deadline_s=0.6) as backend,
+    ):
+        started = time.monotonic()
+        got: list[str] = []
+        with pytest.raises(BackendUnavailableError) as info:
+            async with asyncio.timeout(10):
+                async for chunk in backend.stream(REQUEST):
+                    got.append(chunk)
+        elapsed = time.monotonic() - started
+    assert got == ["thinking"]
+    assert 0.6 <= elapsed < 3
+    assert str(info.value) == f"{url} did not finish its reply within 0.6 s (deadline_s)"
+
+
+async def test_a_stream_within_the_bounds_still_works() -> None:
+    async def slow_but_fine(resp: web.StreamResponse) -> None:
+        for text in ("Bon", "jour"):
+            await resp.write(b": keep-alive\r\n")
+            await resp.write(f'data: {{"delta": "{text}"}}\r\n\r\n'.encode())
+            await asyncio.sleep(0.05)
+        await resp.write(b"data: [DONE]\n\n")
+
+    bounds = {"max_line_bytes": 64, "max_event_bytes": 64, "deadline_s": 5.0}
+    async with sse_service(slow_but_fine) as url, bounded_backend(url, **bounds) as backend:
+        assert await collect(backend) == ["Bon", "jour"]
+
+
+def test_parser_caps_count_bytes_across_chunks() -> None:
+    parser = SSEParser(max_line_bytes=10, max_event_bytes=12)
+    assert parser.feed(b"data: 1234") == []  # 10 bytes so far: at the cap is fine
+    with pytest.raises(BackendRejectedError, match="longer than 10 bytes"):
+        parser.feed(b"5")
+    parser = SSEParser(max_line_bytes=10, max_event_bytes=12)
+    assert parser.feed(b"data:1234\ndata:1234\ndata:") == []  # 2 x (4 bytes + newline)
+    with pytest.raises(BackendRejectedError, match="larger than 12 bytes"):
+        parser.feed(b"1234\n")
+    # Multi-byte characters are counted in bytes, not characters.
+    parser = SSEParser(max_line_bytes=10)
+    assert parser.feed("data:éé\n".encode()) == []  # 9 bytes
+    with pytest.raises(BackendRejectedError):
+        parser.feed("data:ééé\n".encode())  # 8 characters, 11 bytes
+
+
+def test_parser_is_linear_in_the_stream() -> None:
+    parser = SSEParser(max_line_bytes=16 << 20, max_event_bytes=16 << 20)
+    piece = b"z" * (64 * 1024)
+    started = time.monotonic()
+    assert parser.feed(b"data: ") == []
+    for _ in range(128):  # 8 MiB in 64 KiB reads, no line end until the last one
+        assert parser.feed(piece) == []
+    [event] = parser.feed(b"\n\n")
+    assert time.monotonic() - started < 1.0
+    assert len(event.data) == 8 << 20

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.commands.harness import Harness
 
 from salon.store import Store
-from tests.commands.harness import Harness
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
+
 from salon.agents.tools import DelegationOutcome
 from salon.commands.chats import Chats
 from salon.commands.handlers import Asked, CommandHandlers
@@ -16,7 +18,6 @@ from salon.ids import AgentId, EventId, RoomId, UserId
 from salon.matrix.events import InboundEvent
 from salon.routing.context import AgentInfo
 from salon.store import Store
-from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 
 ROUTER = UserId("@salon:localhost")
 ALICE = UserId("@alice:localhost")
@@ -42,7 +43,7 @@ _event_ids = itertools.count(1)
 class StubDelegations:
     """Stands in for the DelegationManager: records what ``!delegate`` asked."""
 
-    outcome: DelegationOutcome = DelegationOutcome(True, "")
+    outcome: DelegationOutcome = field(default_factory=lambda: DelegationOutcome(True, ""))
     asked: list[dict[str, Any]] = field(default_factory=list)
 
     async def delegate(

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.commands.harness import ALICE, Harness
 
 from salon import responses
 from salon._exceptions import MatrixConnectionError, StoreError
 from salon.commands.chats import CHAT_MARKER
 from salon.store.records import RoomKind
-from tests.commands.harness import ALICE, Harness
 
 
 class Crash(Exception):

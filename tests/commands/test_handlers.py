@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from tests.commands.harness import ALICE, BOB, CODER, ROUTER, WRITER, Harness
 
 from salon import responses
 from salon.agents.tools import DelegationOutcome
 from salon.commands.parser import CommandName
 from salon.store.records import InboxItem, RoomKind
 from salon.store.saved import Decision
-from tests.commands.harness import ALICE, BOB, CODER, ROUTER, WRITER, Harness
 
 
 def en(key: str, **values: object) -> str:

@@ -7,7 +7,7 @@ the store is real.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,7 +52,9 @@ class FakeAgent:
             raise error
         return RoomId(room)
 
-    async def sync(self, since: str | None, *, timeout_ms: int, filter_id: str | None = None):
+    async def sync(
+        self, since: str | None, *, timeout_ms: int, filter_id: str | None = None
+    ) -> dict[str, Any]:
         self.since_seen.append(since)
         if not self.sync_script:
             self.drained.set()
@@ -195,7 +197,7 @@ async def test_sync_token_advances_while_the_join_keeps_failing(store: Store) ->
     ]
 
     class Sink:
-        async def admit(self, identity: UserId, events: list[InboundEvent]) -> None:
+        async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
             return None
 
         async def invited(self, invite: Invite) -> None:

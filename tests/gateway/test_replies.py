@@ -1,6 +1,6 @@
 """Reply shapes and transaction ids."""
 
-from salon.gateway.replies import TURN_KEY, reply_content, txn_id
+from salon.gateway.replies import TURN_KEY, ReplyTo, reply_content, txn_id
 from salon.ids import UserId
 from salon.matrix.events import parse_event
 
@@ -21,7 +21,7 @@ def test_reply_in_thread_stays_in_thread() -> None:
     }
     event = parse_event(raw, "!r", UserId("@b:x"))
     assert event is not None
-    content = reply_content(event, "echo", "hi")
+    content = reply_content(ReplyTo.event(event), "echo", "hi")
     assert content["m.relates_to"]["rel_type"] == "m.thread"
     assert content["m.relates_to"]["event_id"] == "$root"
     assert content[TURN_KEY] == {"event_id": "$q", "agent": "echo", "final": True, "hop": 1}

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from salon.gateway.replies import ReplyTo
 from salon.gateway.stream import ReplyStream, StreamLimits, split_message
-from salon.ids import UserId
-from salon.matrix.events import parse_event
+from salon.ids import RoomId
 
 
 class Recorder:
@@ -23,15 +23,8 @@ class Recorder:
         return None
 
 
-def _event() -> Any:
-    raw = {
-        "event_id": "$q",
-        "sender": "@a:x",
-        "type": "m.room.message",
-        "origin_server_ts": 1,
-        "content": {"body": "go"},
-    }
-    return parse_event(raw, "!r", UserId("@b:x"))
+def _stream(api: Recorder, agent: str, limits: StreamLimits, **kwargs: Any) -> ReplyStream:
+    return ReplyStream(api, RoomId("!r"), ReplyTo("$q"), agent, limits, txn_key="$q", **kwargs)  # type: ignore[arg-type]
 
 
 async def _chunks(n: int, delay: float) -> AsyncIterator[str]:
@@ -42,7 +35,7 @@ async def _chunks(n: int, delay: float) -> AsyncIterator[str]:
 
 async def test_whole_reply_is_one_message_without_edits() -> None:
     api = Recorder()
-    stream = ReplyStream(api, _event(), "echo", StreamLimits())  # type: ignore[arg-type]
+    stream = _stream(api, "echo", StreamLimits())
 
     async def whole() -> AsyncIterator[str]:
         yield "all at once"
@@ -57,7 +50,7 @@ async def test_whole_reply_is_one_message_without_edits() -> None:
 async def test_edit_count_is_bounded_and_final_text_is_complete() -> None:
     api = Recorder()
     limits = StreamLimits(edit_interval_s=0.05, max_edits=3)
-    stream = ReplyStream(api, _event(), "s", limits)  # type: ignore[arg-type]
+    stream = _stream(api, "s", limits)
     text = await stream.run(_chunks(40, 0.01))
     await stream.finish(text)
     edits = [c for _, c in api.sent if c.get("m.relates_to", {}).get("rel_type") == "m.replace"]
@@ -69,7 +62,7 @@ async def test_edit_count_is_bounded_and_final_text_is_complete() -> None:
 
 async def test_long_reply_is_split_into_messages() -> None:
     api = Recorder()
-    stream = ReplyStream(api, _event(), "s", StreamLimits(max_message_chars=500))  # type: ignore[arg-type]
+    stream = _stream(api, "s", StreamLimits(max_message_chars=500))
     text = " ".join(["word"] * 300)  # ~1500 chars
     await stream.finish(text)
     bodies = [c["body"] for _, c in api.sent]
@@ -80,3 +73,22 @@ async def test_long_reply_is_split_into_messages() -> None:
 def test_split_message_prefers_boundaries() -> None:
     assert split_message("aaa bbb ccc", 8) == ["aaa bbb", "ccc"]
     assert split_message("x" * 10, 4) == ["xxxx", "xxxx", "xx"]
+
+
+async def test_a_resumed_reply_ends_on_the_final_edit() -> None:
+    # A re-run after a crash cannot know what was shown last: it always sends the final
+    # edit (same txn id as any earlier final), so that is the newest version shown.
+    api = Recorder()
+    stream = _stream(api, "s", StreamLimits(), first_id="$first")
+    await stream.finish("complete text")
+    ((txn, content),) = api.sent
+    assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$first"}
+    assert content["m.new_content"]["body"] == "complete text"
+    assert content["m.new_content"]["com.salon.turn"]["final"] is True
+
+
+async def test_a_reply_is_cut_at_max_reply_chars() -> None:
+    api = Recorder()
+    stream = _stream(api, "s", StreamLimits(max_reply_chars=100))
+    text = await stream.run(_chunks(200, 0))
+    assert stream.cut and len(text) == 100

@@ -73,3 +73,81 @@ def delegating(agent_id: str, options: Mapping[str, Any]) -> Stream:
         yield f"{agent_id} got: {outcome.text}"
 
     return stream
+
+
+def streamed_text(text: str, count: int) -> str:
+    """What ``streaming`` answers to ``text``, once every chunk arrived."""
+    return "".join(f"{text}/part-{i} " for i in range(count)).rstrip()
+
+
+def _calls(path: str | None, text: str) -> int:
+    """Append ``text`` to the calls file (one line per backend run); returns how many
+    runs for ``text`` there were before this one."""
+    if not path:
+        return 0
+    with open(path, "a+", encoding="utf-8") as calls:
+        calls.seek(0)
+        before = sum(1 for line in calls if line.rstrip("\n") == text)
+        calls.write(text + "\n")
+    return before
+
+
+def _die_after_final_edit(marker: str, died_file: str) -> None:
+    """SIGKILL this process right after the homeserver took the final edit of a reply
+    whose text contains ``marker`` (once per reply, across restarts: ``died_file``
+    remembers): the crash window between the final send and the ledger closing the turn."""
+    from salon.matrix.api import MatrixAPI
+
+    original = MatrixAPI.send_event
+
+    async def send_event(
+        self: MatrixAPI, room_id: Any, event_type: str, content: Any, **kw: Any
+    ) -> Any:
+        event_id = await original(self, room_id, event_type, content, **kw)
+        new = content.get("m.new_content") if isinstance(content, dict) else None
+        if isinstance(new, dict) and (new.get("com.salon.turn") or {}).get("final"):
+            body = str(new.get("body", ""))
+            if marker in body and _calls(died_file, body.split("/", 1)[0]) == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return event_id
+
+    MatrixAPI.send_event = send_event  # type: ignore[method-assign]
+
+
+def streaming(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Streams ``streamed_text(text, count)`` in ``count`` chunks, ``delay_s`` apart.
+
+    ``calls_file``: each run appends the message there (so a re-run is seen, and
+    slowed to ``rerun_delay_s`` if set). ``die_after_final`` (with ``died_file``): the
+    process kills itself right after the final edit of a reply containing this marker
+    was sent, once per message.
+    """
+    count, delay = int(options.get("count", 20)), float(options.get("delay_s", 0.15))
+    rerun_delay = float(options.get("rerun_delay_s", delay))
+    calls_file = options.get("calls_file")
+    if options.get("die_after_final"):
+        _die_after_final_edit(str(options["die_after_final"]), str(options["died_file"]))
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        pause = rerun_delay if _calls(calls_file, request.text) else delay
+        for i in range(count):
+            yield f"{request.text}/part-{i}" + (" " if i < count - 1 else "")
+            await asyncio.sleep(pause)
+
+    return stream
+
+
+def slow_report(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Answers a delegation result prompt slowly (a head at once, the result after
+    ``delay_s``); anything else at once."""
+    delay = float(options.get("delay_s", 3))
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        if request.text.startswith("The task you gave "):
+            yield f"{agent_id} reports: "
+            await asyncio.sleep(delay)
+            yield request.text.partition("Its result:\n")[2]
+        else:
+            yield f"{agent_id} heard: {request.text}"
+
+    return stream

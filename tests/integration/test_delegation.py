@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mautrix.api import Method
 from mautrix.api import Path as MxPath
 
+from salon.config.models import PeerConfig
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.app import Gateway
 from salon.matrix.api import MatrixAPI
@@ -59,6 +60,20 @@ async def _wait_status(person: Person, room_id: str, delegation_id: str) -> dict
                 return dict(event["content"])
         await asyncio.sleep(0.2)
     raise AssertionError(f"no status for {delegation_id}")
+
+
+async def _inbox_reason(gateway: Gateway, event_id: str, timeout: float = 15) -> str | None:
+    """The reason stored when the gateway handled ``event_id`` (waits until it did)."""
+    assert gateway.store is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await gateway.store.db.fetchone(
+            "SELECT state, reason FROM inbox WHERE event_id = $1", event_id
+        )
+        if row is not None and row["state"] != "new":
+            return str(row["reason"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{event_id} was not handled within {timeout} s")
 
 
 def _request(delegation_id: str, **over: Any) -> dict[str, Any]:
@@ -128,9 +143,19 @@ async def test_refusals_hop_limit_cycle_forgery_and_garbage(
     await _send_raw(alpha_api, beta_room, REQUEST, cycle)
     assert "cycle" in (await _wait_status(person, beta_room, "dlg_cycle"))["error"]
 
-    await _send_raw(person.api, beta_room, REQUEST, _request("dlg_forged"))
-    status = await _wait_status(person, beta_room, "dlg_forged")
-    assert status["state"] == "rejected" and "known agent" in status["error"]
+    assert gateway.store is not None
+    # A request from someone who is not the agent it names: dropped, never answered
+    # (an answer carrying its id could end a real delegation of that id).
+    forged = await _send_raw(person.api, beta_room, REQUEST, _request("dlg_forged"))
+    assert await _inbox_reason(gateway, forged) == "delegation forged"
+
+    # A real request, then a copy of it re-posted by a member of the room: the copy is
+    # ignored; the real delegation is answered once, never "rejected".
+    real = _request("dlg_real")
+    await _send_raw(alpha_api, beta_room, REQUEST, real)
+    assert (await _wait_status(person, beta_room, "dlg_real"))["state"] == "completed"
+    copy = await _send_raw(person.api, beta_room, REQUEST, real)
+    assert await _inbox_reason(gateway, copy) == "delegation duplicate"
 
     payloads = st.dictionaries(
         st.sampled_from(["v", "id", "from", "to", "task", "hop", "chain", "deadline_ts", "x"]),
@@ -150,8 +175,10 @@ async def test_refusals_hop_limit_cycle_forgery_and_garbage(
     assert (await person.wait_reply(beta_room, asked))["content"]["body"] == "beta says still fine?"
     beta = config.agent_user_id("beta", server)
     statuses = [e for e in await _events(person, beta_room, STATUS) if e["sender"] == beta]
-    # Only the three well-formed requests were answered; garbage got no status.
-    assert {e["content"]["id"] for e in statuses} == {"dlg_hop", "dlg_cycle", "dlg_forged"}
+    # Only the well-formed requests of a known agent were answered; garbage got no status.
+    assert {e["content"]["id"] for e in statuses} == {"dlg_hop", "dlg_cycle", "dlg_real"}
+    real_states = [e["content"]["state"] for e in statuses if e["content"]["id"] == "dlg_real"]
+    assert real_states == ["accepted", "completed"]
 
 
 async def test_offline_target_fails_at_once_without_a_request(
@@ -163,7 +190,7 @@ async def test_offline_target_fails_at_once_without_a_request(
     alone = full.model_copy(
         update={
             "agents": {"alpha": full.agents["alpha"]},
-            "peers": ["beta"],
+            "peers": {"beta": PeerConfig(user_id=full.agent_user_id("beta", synapse.server_name))},
             "store": full.store.model_copy(update={"url": f"sqlite:///{tmp_path}/alone.db"}),
         }
     )

@@ -81,7 +81,9 @@ class FakeHomeserver:
 
     user_id = ME
 
-    async def sync(self, since: str | None, *, timeout_ms: int, filter_id: str | None = None):
+    async def sync(
+        self, since: str | None, *, timeout_ms: int, filter_id: str | None = None
+    ) -> dict[str, Any]:
         self.since_seen.append(since)
         if not self.script:
             self.drained.set()

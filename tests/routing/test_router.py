@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.agents.fakes import FakeOpenAI, serve
 from tests.routing import sample_hooks
-from tests.routing.helpers import AGENTS, ROUTER_ID, ctx
+from tests.routing.helpers import AGENTS, CODER, ROUTER_ID, ctx
 
 from salon.config import parse_config
+from salon.roster import Roster
 from salon.routing.ai import AIRouter
-from salon.routing.context import AgentInfo, Binding, MessageContext
+from salon.routing.context import Binding, MessageContext
 from salon.routing.router import Reason, RouteDecision, Router
 from salon.routing.routes import RouteMatch, RouteRule
 
@@ -163,13 +164,15 @@ default_agent: helper
 
 async def test_from_config(tmp_path: Path) -> None:
     config = parse_config(textwrap.dedent(CONFIG), base_dir=tmp_path)
-    router = Router.from_config(config, "example.org")
+    router = Router.from_config(config, Roster.from_config(config))
     try:
-        assert router.agents == (
-            AgentInfo("coder", "@dev:example.org", "Coder", "dev", "Writes code"),
-            AgentInfo("helper", "@salon_helper:example.org", "Helper", "salon_helper", ""),
-        )
-        assert router.router_user_id == "@bot:example.org"
+        assert [
+            (a.agent_id, a.user_id, a.label, a.localpart, a.description) for a in router.agents
+        ] == [
+            ("coder", "@dev:localhost", "Coder", "dev", "Writes code"),
+            ("helper", "@salon_helper:localhost", "Helper", "salon_helper", ""),
+        ]
+        assert router.router_user_id == "@bot:localhost"
         assert router.routes == (RouteRule(RouteMatch(room="#ops:localhost"), "helper"),)
         assert [h.name for h in router.hooks] == ["tests.routing.sample_hooks:pick_coder"]  # type: ignore[attr-defined]
         assert router.ai is not None and router.ai.model == "test-model"
@@ -190,8 +193,10 @@ async def test_from_config(tmp_path: Path) -> None:
 
 
 async def test_from_config_without_model_has_no_ai(tmp_path: Path) -> None:
-    text = "agents: {coder: {backend: echo}}\n"
-    router = Router.from_config(parse_config(text, base_dir=tmp_path), "localhost")
+    text = 'homeserver: {url: "http://127.0.0.1:8008", server_name: localhost}\n'
+    text += "agents: {coder: {backend: echo}}\n"
+    config = parse_config(text, base_dir=tmp_path)
+    router = Router.from_config(config, Roster.from_config(config))
     assert router.ai is None
     assert router.routes == () and router.hooks == () and router.default_agent is None
     await router.aclose()
@@ -231,3 +236,45 @@ def test_arbitrary_contexts_never_raise(message: MessageContext) -> None:
     assert len(set(decision.agents)) == len(decision.agents)
     assert message.sender_agent not in decision.agents or message.sender_agent == ""
     assert (decision.reason is Reason.NOBODY) == (not decision.agents)
+
+
+async def test_agent_messages_stop_at_the_hop_limit_even_when_they_mention() -> None:
+    router = full_router(hop_limit=3)
+    below = ctx("@researcher go on", sender=CODER.user_id, sender_agent="coder", hop=2)
+    assert (await router.route(below)).agents == ("researcher",)
+    at = ctx("@researcher go on", sender=CODER.user_id, sender_agent="coder", hop=3)
+    decision = await router.route(at)
+    assert (decision.agents, decision.reason) == ((), Reason.HOP_LIMIT)
+    # A person's message carries no hops of its own.
+    person = ctx("@researcher go on", hop=7)
+    assert (await router.route(person)).agents == ("researcher",)
+
+
+async def test_a_peer_agents_room_is_left_to_its_gateway_unless_mentioned() -> None:
+    router = full_router(peer_rooms={"#salon-scout:other.org": "scout"})
+    in_peer_room = ctx("hello", room_aliases=("#salon-scout:other.org",))
+    decision = await router.route(in_peer_room)
+    assert (decision.agents, decision.reason, decision.detail) == (
+        (),
+        Reason.PEER_ROOM,
+        "room of scout",
+    )
+    mentioned = ctx("@coder hello", room_aliases=("#salon-scout:other.org",))
+    assert (await router.route(mentioned)).agents == ("coder",)
+
+
+async def test_a_new_chat_whose_person_picked_another_agent_is_stale() -> None:
+    router = full_router()
+    chat = Binding("coder", "chat")
+    decision = await router.route(ctx("hi", binding=chat, selected_agent="home"))
+    assert (decision.agents, decision.reason, decision.chat_owner) == (
+        (),
+        Reason.STALE_CHAT,
+        "coder",
+    )
+    assert (await router.route(ctx("hi", binding=chat, selected_agent="coder"))).agents == (
+        "coder",
+    )
+    # An agent's own room is not a `!new` chat: no stale gate there.
+    room = Binding("coder", "agent")
+    assert (await router.route(ctx("hi", binding=room, selected_agent="home"))).agents == ("coder",)

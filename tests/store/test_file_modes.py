@@ -109,7 +109,7 @@ async def test_salon_up_makes_its_data_dir_private_first(
     monkeypatch.setattr(up_module, "write_synapse_config", no_synapse)
     data_dir = tmp_path / "salon-data"
     data_dir.mkdir(mode=0o755)  # `salon` creates it for its log file before `up` runs
-    config = SalonConfig.model_validate({})
+    config = SalonConfig.model_validate({"agents": {"echo": {"backend": {"type": "echo"}}}})
     with pytest.raises(Stop):
         await up_module.up(config, data_dir, port=None, operator="me", console=Console(quiet=True))
     assert mode(data_dir) == 0o700

@@ -157,8 +157,7 @@ class SSEParser:
             self._data_bytes += len(value) + 1
             if self._data_bytes > self.max_event_bytes:
                 raise BackendRejectedError(
-                    f"sent an SSE event larger than {self.max_event_bytes} bytes "
-                    "(max_event_bytes)"
+                    f"sent an SSE event larger than {self.max_event_bytes} bytes (max_event_bytes)"
                 )
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":

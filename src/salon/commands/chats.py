@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -28,8 +30,19 @@ class NewChat:
         return f"https://matrix.to/#/{self.room_id}"
 
 
+# State events that mark a room Salon made, so a re-run after a crash finds it.
+CHAT_MARKER = "com.salon.chat"  # in a `!new` chat: the command event that asked for it
+SPACE_MARKER = "com.salon.space"  # in a personal Space: whose it is
+_PENDING = "pending"
+
+
 class Chats:
-    """Creates, names and archives `!new` chats."""
+    """Creates, names and archives `!new` chats.
+
+    Creating is idempotent across a crash: the intent is stored before the room is
+    made and the room carries a marker state event, so a command handled again
+    finishes the room it started instead of making a second one.
+    """
 
     def __init__(self, store: Store, router: MatrixAPI) -> None:
         self.store = store
@@ -41,31 +54,62 @@ class Chats:
         user = await self.store.users.get(user_id)
         if user.space_id:
             return RoomId(user.space_id)
-        space_id = await self.router.create_room(
-            name=responses.text("space_name_personal", locale, user=user_id),
-            invite=[UserId(user_id)],
-            creation_content={"type": "m.space"},
-            power_level_override={"users": {user_id: 50}, "events_default": 100},
-        )
+        key, marker = f"space_intent:{user_id}", {"v": 1, "owner": user_id}
+        space_id = None
+        if await self.store.kv.get(key):  # a previous attempt may have made it already
+            space_id = await self._find_marked(SPACE_MARKER, marker)
+        if space_id is None:
+            await self.store.kv.set(key, _PENDING)
+            space_id = await self.router.create_room(
+                name=responses.text("space_name_personal", locale, user=user_id),
+                invite=[UserId(user_id)],
+                initial_state=[_state(SPACE_MARKER, marker)],
+                creation_content={"type": "m.space"},
+                power_level_override={"users": {user_id: 50}, "events_default": 100},
+            )
+            log.info("chat.space_created", user=user_id, space_id=space_id)
         await self.store.users.set_space(user_id, space_id)
         await self.store.rooms.upsert(space_id, RoomKind.SPACE, owner=user_id)
-        log.info("chat.space_created", user=user_id, space_id=space_id)
         return space_id
 
     async def create(
-        self, user_id: str, agent_id: str, agent_user: str, name: str | None, locale: str, *, command_event: str = ""
+        self,
+        user_id: str,
+        agent_id: str,
+        agent_user: str,
+        name: str | None,
+        locale: str,
+        *,
+        command_event: str,
     ) -> NewChat:
-        """A private room for the person and the agent, bound to the agent, in their Space."""
+        """A private room for the person and the agent, bound to the agent, in their Space.
+
+        At most one room per ``command_event``, however often the command is handled.
+        """
         space_id = await self.personal_space(user_id, locale)
-        if not name:
-            number = await self.store.kv.next(f"chat_seq:{user_id}")
-            name = responses.text("chat_default_name", locale, n=number)
-        room_id = await self.router.create_room(
-            name=name,
-            invite=[UserId(user_id), UserId(agent_user)],
-            power_level_override={"users": {user_id: 50, agent_user: 50}},
-            preset="private_chat",
-        )
+        key, marker = f"chat_intent:{command_event}", {"v": 1, "command_event": command_event}
+        raw = await self.store.kv.get(key)
+        intent = json.loads(raw) if raw else None
+        if intent is None:
+            if not name:
+                number = await self.store.kv.next(f"chat_seq:{user_id}")
+                name = responses.text("chat_default_name", locale, n=number)
+            intent = {"name": name, "room_id": None}
+            await self.store.kv.set(key, json.dumps(intent))
+        elif intent["room_id"] is None:
+            intent["room_id"] = await self._find_marked(CHAT_MARKER, marker)
+        name = str(intent["name"])
+        room_id = intent["room_id"]
+        if room_id is None:
+            room_id = await self.router.create_room(
+                name=name,
+                invite=[UserId(user_id), UserId(agent_user)],
+                initial_state=[_state(CHAT_MARKER, marker)],
+                power_level_override={"users": {user_id: 50, agent_user: 50}},
+                preset="private_chat",
+            )
+            log.info("chat.created", user=user_id, agent=agent_id, room_id=room_id)
+        await self.store.kv.set(key, json.dumps({"name": name, "room_id": room_id}))
         # Bind before anything else can arrive in the room.
         await self.store.rooms.upsert(
             room_id, RoomKind.CHAT, agent_id=agent_id, owner=user_id, name=name
@@ -75,8 +119,18 @@ class Chats:
         await self.router.send_state(
             room_id, "m.space.parent", {"via": via, "canonical": True}, space_id
         )
-        log.info("chat.created", user=user_id, agent=agent_id, room_id=room_id)
-        return NewChat(room_id, name)
+        return NewChat(RoomId(room_id), name)
+
+    async def _find_marked(self, marker_type: str, marker: dict[str, Any]) -> RoomId | None:
+        """A room the router made with ``marker`` but never recorded (the crash window)."""
+        for room_id in await self.router.joined_rooms():
+            if await self.store.rooms.get(room_id) is not None:
+                continue  # recorded rooms are not the lost one
+            state = await self.router.get_state_event(room_id, marker_type)
+            if state is not None and all(state.get(k) == v for k, v in marker.items()):
+                log.info("chat.recovered", room_id=room_id, marker=marker_type)
+                return room_id
+        return None
 
     async def rename(self, room_id: str, name: str) -> None:
         """Rename a chat (its Matrix name and the stored one)."""
@@ -93,5 +147,6 @@ class Chats:
                 except Exception as e:  # leaving is best effort; the archive flag decides
                     log.warning("chat.leave_failed", room_id=room_id, error=str(e))
 
-CHAT_MARKER = "com.salon.chat"
 
+def _state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": event_type, "state_key": "", "content": content}

@@ -106,8 +106,11 @@ class Heartbeat:
             self._wake.set()
 
     def idle(self) -> None:
-        """No turn left: the next regular beat says "online" (no extra event now)."""
+        """No turn left: say "online" again now if "busy" was shown (a slow turn's
+        second and last state event)."""
         self._working = False
+        if self.status is AgentStatus.BUSY:
+            self._wake.set()
 
     async def run(self, handle: LoopHandle) -> None:
         """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised)."""

@@ -179,7 +179,7 @@ class Gateway:
             stop_in_room=runner.stop_in_room,
             session_key=session_key,
             delegations=coordinator.manager,
-            salon_users=[roster.router_user_id, *agent_users.values()],
+            salon_users=[roster.router_user_id, *(m.user_id for m in roster)],
         )
         facts = RoomFacts(apis, roster)
         self._invites = invites = InviteJoiner(

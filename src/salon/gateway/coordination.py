@@ -36,6 +36,8 @@ from salon.supervisor import Supervisor
 
 log = structlog.get_logger("salon.gateway.coordination")
 
+TASK_GRACE_MS = 5000
+
 
 def _room_session(agent_id: str, room_id: str) -> str:
     return f"agent:{agent_id}:matrix:{room_id}"
@@ -130,7 +132,9 @@ class Coordinator:
                 text=text,
                 session_key=f"agent:{request.to}:delegation:{request.root}",
                 delegation_id=request.id,
-                deadline_ts=request.deadline_ts,
+                # The delegator gives up at the deadline; its task stops a little later, so
+                # the outcome the delegator sees is its own timeout, not a race.
+                deadline_ts=request.deadline_ts + TASK_GRACE_MS,
             )
         )
 

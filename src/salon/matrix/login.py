@@ -70,7 +70,11 @@ class Authenticator:
         return self._api(user_id, creds.access_token)
 
     async def reauth(self, api: MatrixAPI) -> None:
-        """Replace a token the homeserver stopped accepting (the handle is updated in place)."""
+        """Replace a token the homeserver stopped accepting (the handle is updated in place).
+
+        The new token is for the same device id as the old one, so a send retried
+        with the same transaction id is still deduplicated by the homeserver.
+        """
         source = self._sources.get(api.user_id)
         if source is None:
             raise AuthError(f"no credentials known for {api.user_id}")
@@ -118,9 +122,7 @@ class Authenticator:
                 "or an access token or password for it"
             )
         if device_id and creds.device_id and creds.device_id != device_id:
-            log.warning(
-                "login.device_changed", user_id=user_id, old=device_id, new=creds.device_id
-            )
+            log.warning("login.device_changed", user_id=user_id, old=device_id, new=creds.device_id)
         await self._store.save_credentials(user_id, creds.device_id, creds.access_token)
         return creds
 

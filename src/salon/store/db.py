@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,15 +62,11 @@ def _restrict_files(path: Path) -> None:
     """Make the database (created empty if missing) and its side files owner-only."""
     # Create it ourselves so it is never briefly world-readable; SQLite then gives
     # the WAL and shared-memory files the database file's mode.
-    try:
+    with suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
-    except FileExistsError:
-        pass
     for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
-        try:
+        with suppress(FileNotFoundError):
             file.chmod(PRIVATE_FILE_MODE)
-        except FileNotFoundError:
-            continue
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from salon._exceptions import ForbiddenError
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.delegation import DelegationManager
 from salon.coordination.directory import Directory
@@ -187,7 +188,9 @@ async def test_status_from_someone_else_than_the_target_is_ignored(world: World)
     assert after is not None and after.state is DelegationPhase.SENT and after.result is None
     assert world.reports == []
     # The real target's answer still counts.
-    await manager.on_status(world.status(delegation_id, WRITER_USER, state="completed", result="ok"))
+    await manager.on_status(
+        world.status(delegation_id, WRITER_USER, state="completed", result="ok")
+    )
     real = await world.store.delegations.get(delegation_id)
     assert real is not None and real.state is DelegationPhase.COMPLETED and real.result == "ok"
 
@@ -238,7 +241,12 @@ async def test_result_while_the_delegating_turn_is_open_waits_for_its_rerun(
     await store.turns.admit(ORIGIN_EVENT, "coder", world.origin_room)
     await store.turns.start(ORIGIN_EVENT, "coder")
     sent = await manager.delegate(
-        "coder", "writer", TASK, origin_room=world.origin_room, origin_event=ORIGIN_EVENT, wait=False
+        "coder",
+        "writer",
+        TASK,
+        origin_room=world.origin_room,
+        origin_event=ORIGIN_EVENT,
+        wait=False,
     )
 
     await manager.on_status(world.status(sent.text, WRITER_USER, state="completed", result="r"))
@@ -301,3 +309,30 @@ async def test_forged_copy_of_a_known_request_is_ignored(world: World, copier: U
     # A replay of the real event (a sync replay after a crash) is still idempotent.
     assert await inbound.on_request(real) == "accepted"
     assert len(world.in_writer_room(STATUS)) == 1
+
+
+# --- known defects (strict xfail: each fails today and must pass once fixed) --------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: when the request send fails, delegate() calls _settle(id) with no "
+    "outcome (delegation.py, except MatrixError), which cancels the future an identical "
+    "concurrent call shares: that call raises CancelledError instead of getting [FAILED]",
+)
+async def test_identical_calls_both_get_the_failure_when_the_request_cannot_be_sent(
+    world: World,
+) -> None:
+    manager = world.manager()
+    world.coder.fail("send_event", ForbiddenError("not allowed", http_status=403))
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            manager.delegate("coder", "writer", TASK, origin_event=ORIGIN_EVENT),
+            manager.delegate("coder", "writer", TASK, origin_event=ORIGIN_EVENT),
+            return_exceptions=True,
+        ),
+        1.0,
+    )
+
+    assert all(isinstance(o, DelegationOutcome) and not o.ok for o in outcomes), outcomes

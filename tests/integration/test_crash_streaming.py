@@ -132,7 +132,10 @@ async def _assert_one_final_reply_each(
 ) -> None:
     assert set(replies) == set(questions)
     for question in questions:
-        (reply,) = replies[question]  # exactly one message, never a second one
+        found = replies[question]
+        # Exactly one message per question, never a second one.
+        assert len(found) == 1, (question, [r["shown"].get("body") for r in found])
+        (reply,) = found
         expected = streamed_text(question, COUNT)
         assert reply["shown"]["body"] == expected, (question, reply["shown"]["body"])
         assert reply["shown"]["com.salon.turn"]["final"] is True, question
@@ -207,10 +210,10 @@ async def test_kill_9_right_after_the_final_edit_keeps_the_final_text_newest(
         with running(config_path) as process:
             process.wait_ready()
             room_id = room_id or await person.join(_alias(config_path, synapse.server_name))
-            await person.say(room_id, question)
+            asked = await person.say(room_id, question)
             # It kills itself once that reply's final edit was sent.
             assert await asyncio.to_thread(process.proc.wait, 30) == -signal.SIGKILL
-        (row,) = [r for r in _turns(tmp_path) if r["state"] != "replied"]
+        (row,) = [r for r in _turns(tmp_path) if r["event_id"] == asked]
         assert row["state"] == "running" and row["output"], dict(row)  # died unclosed
     with running(config_path) as process:
         process.wait_ready()

@@ -89,7 +89,7 @@ async def test_messages_sent_while_down_are_all_answered_once(
         counts = reply_counts(await full_history(person, room_id), echo)
         return all(counts[q] for q in asked)
 
-    await eventually(all_answered, 180, "150 answers")
+    await eventually(all_answered, 120, "150 answers")
     counts = reply_counts(await full_history(person, room_id), echo)
     assert [counts[q] for q in asked] == [1] * 150
     assert counts[warm] == 1

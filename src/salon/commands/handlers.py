@@ -229,7 +229,7 @@ class CommandHandlers:
         if agent is None:
             return
         key = self.session_key(asked.event, agent.agent_id)
-        messages = await self.store.sessions.messages(key, agent.agent_id)
+        messages = await self.store.sessions.messages(key, agent.agent_id, limit=100_000)
         tokens = sum(estimate_tokens(m.content) for m in messages)
         model = self.models.get(agent.agent_id, "?")
         await asked.reply(
@@ -247,7 +247,7 @@ class CommandHandlers:
         if agent is None:
             return
         key = self.session_key(asked.event, agent.agent_id)
-        messages = await self.store.sessions.messages(key, agent.agent_id)
+        messages = await self.store.sessions.messages(key, agent.agent_id, limit=100_000)
         existing = await self.store.saved.list(asked.event.sender, agent.agent_id)
         name = parse_name(asked.command.args) or f"#{len(existing) + 1}"
         await self.store.saved.save(asked.event.sender, agent.agent_id, name, messages)

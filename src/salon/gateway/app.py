@@ -220,6 +220,9 @@ class Gateway:
             startup_jitter_s=0,  # the jitter was spent before logging in
             backoff=backoff,
             reauth=auth.reauth,
+            # Each agent reads its own room (the inbox is shared), so the router need not
+            # be woken for every message there: less work for the homeserver per reply.
+            not_rooms={roster.router_user_id: list(topology.agent_rooms.values())},
         )
         await self._source.start(dispatcher)
         await self._source.wait_ready(self._ready_timeout)

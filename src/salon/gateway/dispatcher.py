@@ -41,6 +41,7 @@ RETRY_MAX_MS = 60_000
 # An agent's message is admitted only up to this hop (routing applies the exact limit);
 # a runaway bot conversation should not even fill the inbox.
 ADMIT_MAX_HOP = 16
+RECENT_IDS = 4096
 
 
 class Dispatcher:
@@ -63,6 +64,7 @@ class Dispatcher:
         self._handlers: dict[str, EventHandler] = {}
         self._on_start: list[OnStart] = []
         self._wake = asyncio.Event()
+        self._recent: dict[str, None] = {}  # event ids admitted lately, oldest first
 
     def add_event_handler(self, event_type: str, handler: EventHandler) -> None:
         """Handle events of ``event_type`` (only those types are admitted at all)."""
@@ -76,8 +78,18 @@ class Dispatcher:
 
     async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
         """Store the batch's candidate events in the inbox (idempotent)."""
-        items = [_inbox_item(e) for e in events if self._worth_admitting(identity, e)]
+        # Several of our identities see each event of a shared room; the inbox drops the
+        # repeats, but skipping the ones this process admitted already saves a write.
+        items = [
+            _inbox_item(e)
+            for e in events
+            if e.event_id not in self._recent and self._worth_admitting(identity, e)
+        ]
         added = await self.store.inbox.admit(items)
+        for item in items:
+            self._recent[item.event_id] = None
+        while len(self._recent) > RECENT_IDS:
+            del self._recent[next(iter(self._recent))]
         if added:
             EVENTS_ADMITTED.inc(added)
             self._wake.set()
@@ -95,6 +107,8 @@ class Dispatcher:
         if event.type == "m.room.message":
             if event.replaces:
                 return False  # an edit is not a new message
+            if self.roster.is_ours(event.sender) and not _may_address(event):
+                return False  # our agent's own reply, addressed to no one: not news
             if self.roster.is_ours(event.sender) and hop_of(event) >= ADMIT_MAX_HOP:
                 return False
         if event.origin_ts < self._created_at.get(identity, 0):
@@ -159,6 +173,16 @@ class Dispatcher:
         """An admitted event, from the inbox."""
         row = await self.store.inbox.get(event_id)
         return None if row is None else _event_of(row.item)
+
+
+def _may_address(event: InboundEvent) -> bool:
+    """Whether a message could mention anyone: a mention needs an ``@``, a pill or
+    ``m.mentions`` (routing decides whom it really addresses)."""
+    mentions = event.content.get("m.mentions")
+    if isinstance(mentions, dict) and mentions.get("user_ids"):
+        return True
+    formatted = event.content.get("formatted_body")
+    return "@" in event.body or (isinstance(formatted, str) and "matrix.to" in formatted)
 
 
 def _inbox_item(event: InboundEvent) -> InboxItem:

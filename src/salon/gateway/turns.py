@@ -358,7 +358,8 @@ class TurnRunner:
         tlog: structlog.typing.FilteringBoundLogger,
     ) -> None:
         """Store the outcome, send it (waiting out outages), record the session, close."""
-        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        if _must_store(spec, outcome, stream, self.limits):
+            await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
         try:
             reply_id = await self.outcomes.send(spec, outcome, stream, self.apis[spec.agent_id])
         except MatrixError as e:  # permanent: nothing more can be sent there
@@ -377,6 +378,18 @@ class TurnRunner:
         after = self.after_close.get(spec.kind)
         if after is not None:
             await after(spec, outcome)
+
+
+def _must_store(
+    spec: TurnSpec, outcome: Outcome, stream: ReplyStream | None, limits: StreamLimits
+) -> bool:
+    """Whether the outcome must be kept before it is sent. A reply that is one new
+    message needs no copy (a re-run's final edit always follows it, so it cannot
+    end partial); one that ends an already visible reply with an edit, spans several
+    messages or is not a reply at all does: a re-run must send the same text."""
+    if stream is None or stream.first_id is not None or outcome.notice:
+        return True
+    return len(outcome.text) > limits.max_message_chars
 
 
 def _partial(stream: ReplyStream | None, collected: list[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -25,21 +25,25 @@ from salon.matrix.source import EventSink, LoopStatus, PositionStore
 from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_CAPPED, SYNC_BACKFILLED, SYNC_RESTARTS
 from salon.supervisor import Backoff, LoopHandle, Supervisor
 
+
 # Inline filter: no presence or account data; everything else in rooms, since
 # reactions, edits and custom events all matter to the gateway.
-SYNC_FILTER = json.dumps(
-    {
-        "presence": {"types": []},
+def sync_filter(not_rooms: Collection[str] = ()) -> str:
+    """The inline filter of an identity's /sync (``not_rooms``: rooms another identity
+    of ours reads, which this one need not be woken for)."""
+    room: dict[str, object] = {
+        "ephemeral": {"types": []},
         "account_data": {"types": []},
-        "room": {
-            "ephemeral": {"types": []},
-            "account_data": {"types": []},
-            "state": {"lazy_load_members": True},
-            "timeline": {"limit": 100},
-        },
-    },
-    separators=(",", ":"),
-)
+        "state": {"lazy_load_members": True},
+        "timeline": {"limit": 100},
+    }
+    if not_rooms:
+        room["not_rooms"] = sorted(not_rooms)
+    body = {"presence": {"types": []}, "account_data": {"types": []}, "room": room}
+    return json.dumps(body, separators=(",", ":"))
+
+
+SYNC_FILTER = sync_filter()
 
 Reauth = Callable[[MatrixAPI], Awaitable[None]]
 Mark = tuple[str, int]  # (event id, origin_server_ts) of the newest event delivered in a room
@@ -158,6 +162,7 @@ class ClientSyncSource:
         reauth: Reauth | None = None,
         backfill_pages: int = 20,
         page_size: int = 100,
+        not_rooms: Mapping[UserId, Collection[str]] | None = None,
     ) -> None:
         self._apis = {api.user_id: api for api in apis}
         self._positions = positions
@@ -165,6 +170,7 @@ class ClientSyncSource:
         self._jitter_s = startup_jitter_s
         self._reauth = reauth
         self._gaps = GapFiller(max_pages=backfill_pages, page_size=page_size)
+        self._filters = {u: sync_filter((not_rooms or {}).get(u, ())) for u in self._apis}
         self._supervisor = Supervisor(backoff)
         self._ready: dict[UserId, asyncio.Event] = {u: asyncio.Event() for u in self._apis}
 
@@ -223,7 +229,7 @@ class ClientSyncSource:
         while True:
             # The first request of a run returns at once so readiness is quick.
             timeout = self._timeout_ms if self._ready[api.user_id].is_set() else 0
-            data = await api.sync(since, timeout_ms=timeout, filter_id=SYNC_FILTER)
+            data = await api.sync(since, timeout_ms=timeout, filter_id=self._filters[api.user_id])
             batch = parse_sync_batch(data, api.user_id)
             events: list[InboundEvent] = []
             new_marks: dict[str, tuple[str, int]] = {}

@@ -150,19 +150,58 @@ class Database:
             raise StoreError(f"store write failed: {e}") from e
         return cur.rowcount
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run writes atomically in one trip to the database thread; returns each one's
+        changed-row count. (Sync positions and inbox batches are written on the path of
+        every message: one trip instead of one per statement.)"""
+        if not statements:
+            return []
+        prepared = [(_sqlite_sql(sql), tuple(args)) for sql, args in statements]
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                counts = [conn.execute(sql, args).rowcount for sql, args in prepared]
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return counts
+
+        if _IN_TX.get():
+            raise StoreError("batch() cannot run inside transaction()")
+        async with self._lock:
+            try:
+                # aiosqlite runs ``run`` on its own thread with the raw connection.
+                return await self._conn._execute(run, self._conn._conn)
+            except sqlite3.Error as e:
+                raise StoreError(f"store write failed: {e}") from e
+
+    async def write_returning(self, sql: str, *args: Any) -> Sequence[Row]:
+        """Run one writing statement with ``RETURNING``; returns its rows (one trip)."""
+
+        async def run() -> Sequence[Row]:
+            try:
+                return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
+            except sqlite3.Error as e:
+                raise StoreError(f"store write failed: {e}") from e
+
+        if _IN_TX.get():
+            return await run()
+        async with self._lock:
+            return await run()
+
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         """The first row of a query, or None."""
-        try:
-            async with self._conn.execute(_sqlite_sql(sql), args) as cur:
-                return await cur.fetchone()
-        except sqlite3.Error as e:
-            raise StoreError(f"store read failed: {e}") from e
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
         """All rows of a query."""
         try:
-            async with self._conn.execute(_sqlite_sql(sql), args) as cur:
-                return list(await cur.fetchall())
+            # One trip to the database thread (execute + fetch + close would be three):
+            # reads sit on the path of every reply.
+            return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
         except sqlite3.Error as e:
             raise StoreError(f"store read failed: {e}") from e
 

@@ -8,7 +8,7 @@ backfilled down to the mark, and events older than the join are never delivered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from salon.store.db import Database, Row
 from salon.store.records import IdentityRecord, now_ms
@@ -115,31 +115,30 @@ class Identities:
         """Record a batch's position in one transaction: its rooms' marks and joins and
         the sync token after it. Marks and joins never move back in time (a replayed
         older batch must not undo a newer one)."""
-        async with self._db.transaction() as tx:
-            for room_id, (event_id, origin_ts) in marks.items():
-                await tx.execute(
-                    "INSERT INTO sync_marks (user_id, room_id, event_id, origin_ts)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE"
-                    " SET event_id = excluded.event_id, origin_ts = excluded.origin_ts"
-                    " WHERE excluded.origin_ts >= sync_marks.origin_ts",
-                    user_id,
-                    room_id,
-                    event_id,
-                    origin_ts,
-                )
-            for room_id, joined_at in joins.items():
-                await tx.execute(
-                    "INSERT INTO memberships (user_id, room_id, joined_at) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (user_id, room_id) DO UPDATE SET joined_at = excluded.joined_at"
-                    " WHERE excluded.joined_at > memberships.joined_at",
-                    user_id,
-                    room_id,
-                    joined_at,
-                )
-            if token is not None:
-                await tx.execute(
-                    "UPDATE identities SET sync_token = $2 WHERE user_id = $1", user_id, token
-                )
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO sync_marks (user_id, room_id, event_id, origin_ts)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id) DO UPDATE"
+                " SET event_id = excluded.event_id, origin_ts = excluded.origin_ts"
+                " WHERE excluded.origin_ts >= sync_marks.origin_ts",
+                (user_id, room_id, event_id, origin_ts),
+            )
+            for room_id, (event_id, origin_ts) in marks.items()
+        ]
+        statements += [
+            (
+                "INSERT INTO memberships (user_id, room_id, joined_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (user_id, room_id) DO UPDATE SET joined_at = excluded.joined_at"
+                " WHERE excluded.joined_at > memberships.joined_at",
+                (user_id, room_id, joined_at),
+            )
+            for room_id, joined_at in joins.items()
+        ]
+        if token is not None:
+            statements.append(
+                ("UPDATE identities SET sync_token = $2 WHERE user_id = $1", (user_id, token))
+            )
+        await self._db.batch(statements)
 
     async def created_at(self, user_id: str) -> int:
         """When Salon first acted as this user (ms); earlier events are history."""

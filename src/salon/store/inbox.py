@@ -36,25 +36,29 @@ class Inbox:
         """Insert a batch atomically; events seen before are ignored. Returns how many were new."""
         if not items:
             return 0
-        added = 0
         received = now_ms()
-        async with self._db.transaction() as tx:
-            for item in items:
-                added += await tx.execute(
+        counts = await self._db.batch(
+            [
+                (
                     "INSERT INTO inbox (event_id, room_id, sender, event_type, event_json,"
                     " origin_ts, received_by, received_at, state)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'new')"
                     " ON CONFLICT (event_id) DO NOTHING",
-                    item.event_id,
-                    item.room_id,
-                    item.sender,
-                    item.event_type,
-                    item.event_json,
-                    item.origin_ts,
-                    item.received_by,
-                    received,
+                    (
+                        item.event_id,
+                        item.room_id,
+                        item.sender,
+                        item.event_type,
+                        item.event_json,
+                        item.origin_ts,
+                        item.received_by,
+                        received,
+                    ),
                 )
-        return added
+                for item in items
+            ]
+        )
+        return sum(counts)
 
     async def pending(self, limit: int = 100, *, now: int | None = None) -> list[InboxRow]:
         """Events admitted but not yet handled and due now, oldest first."""

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from salon.store.db import Database
 from salon.store.records import now_ms
 
+# Messages read per turn at most: far more than any context budget holds.
+MAX_LOADED = 400
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -53,16 +56,24 @@ class Sessions:
             )
         )
 
-    async def messages(self, session_key: str, agent_id: str) -> list[StoredMessage]:
-        """The session's messages, oldest first; empty if the session is another agent's."""
+    async def messages(
+        self, session_key: str, agent_id: str, *, limit: int = MAX_LOADED
+    ) -> list[StoredMessage]:
+        """The session's newest ``limit`` messages, oldest first; empty if the session is
+        another agent's. (The history budget trims further; a long session must not be
+        read whole on every turn.)"""
         rows = await self._db.fetchall(
             "SELECT m.role, m.content, m.tokens, m.turn_id FROM session_messages m"
             " JOIN sessions s ON s.session_key = m.session_key"
-            " WHERE m.session_key = $1 AND s.agent_id = $2 ORDER BY m.id",
+            " WHERE m.session_key = $1 AND s.agent_id = $2 ORDER BY m.id DESC LIMIT $3",
             session_key,
             agent_id,
+            limit,
         )
-        return [StoredMessage(r["role"], r["content"], r["tokens"], r["turn_id"]) for r in rows]
+        return [
+            StoredMessage(r["role"], r["content"], r["tokens"], r["turn_id"])
+            for r in reversed(rows)
+        ]
 
     async def append_turn(
         self,

@@ -65,14 +65,15 @@ class Turns:
 
     async def start(self, event_id: str, agent_id: str) -> TurnRecord | None:
         """Move an open turn to running and count the attempt; None if it is already closed."""
-        changed = await self._db.execute(
+        rows = await self._db.write_returning(
             "UPDATE turns SET state = 'running', attempts = attempts + 1, updated_at = $3"
-            " WHERE event_id = $1 AND agent_id = $2 AND state IN ('admitted', 'running')",
+            " WHERE event_id = $1 AND agent_id = $2 AND state IN ('admitted', 'running')"
+            " RETURNING *",
             event_id,
             agent_id,
             now_ms(),
         )
-        return await self.get(event_id, agent_id) if changed else None
+        return _record(rows[0]) if rows else None
 
     async def finish(
         self,

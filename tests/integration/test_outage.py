@@ -1,0 +1,134 @@
+"""A homeserver outage while replies are due is waited out (issue 8, finding 1).
+
+Ten messages to an agent that takes 2 s, then Synapse is stopped for 10 s and
+started again (same port, same database): every message is answered exactly
+once, nobody is told "gave up", and no turn was run twice — the sends waited,
+the backend did not run again and ``max_attempts`` was not spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import REGISTRY
+
+from salon.devserver.synapse import SynapseProcess, SynapseSettings, write_synapse_config
+from salon.gateway.app import Gateway
+from salon.ids import AgentId
+from salon.store.records import TurnState
+
+from ..conftest import TestHomeserver, register_user
+from .conftest import Person, salon_config
+
+AGENT = AgentId("slow")
+OUTAGE_S = 10.0
+
+
+@contextmanager
+def _own_synapse(tmp_path: Path) -> Iterator[tuple[TestHomeserver, SynapseProcess]]:
+    """A Synapse of this test alone (stopping it disturbs no other test)."""
+    layout = write_synapse_config(SynapseSettings(data_dir=tmp_path / "synapse", port=None))
+    process = SynapseProcess(layout)
+    process.start()
+    try:
+        yield (
+            TestHomeserver(
+                base_url=layout.base_url,
+                server_name=layout.server_name,
+                shared_secret=layout.registration_shared_secret,
+                layout=layout,
+            ),
+            process,
+        )
+    finally:
+        process.stop()
+
+
+def _outage_waits() -> float:
+    return REGISTRY.get_sample_value("salon_outage_waits_total") or 0.0
+
+
+async def test_replies_due_during_a_homeserver_restart_are_sent_once_without_rerun(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    with _own_synapse(tmp_path) as (homeserver, synapse):
+        person = Person(await register_user(homeserver), homeserver.base_url, http)
+        config = salon_config(
+            homeserver,
+            tmp_path,
+            agents={AGENT: {"backend": {"type": "echo", "delay_s": 2}}},
+            # All ten run at once, so all ten replies fall due during the outage.
+            turns={"per_sender": 10, "per_agent": 10},
+            data_dir=str(tmp_path / "data"),
+        )
+        gateway = Gateway(config, invite=[person.user_id])
+        await gateway.start()
+        try:
+            store = gateway.store
+            assert store is not None
+            alias = f"#{config.agent_room_alias_localpart(AGENT)}:{homeserver.server_name}"
+            room_id = await person.join(alias)
+            questions = [f"question {i}" for i in range(10)]
+            asked = {await person.say(room_id, q): q for q in questions}
+
+            # Every turn is running (the backend sleeps 2 s) before the homeserver goes.
+            deadline = time.monotonic() + 10
+            while True:
+                rows = [await store.turns.get(e, AGENT) for e in asked]
+                if all(r is not None and r.state is TurnState.RUNNING for r in rows):
+                    break
+                assert time.monotonic() < deadline, rows
+                await asyncio.sleep(0.05)
+            waits_before = _outage_waits()
+            stopped_at = time.monotonic()
+            await asyncio.to_thread(synapse.stop)
+            # Stopped before any reply went out: all ten are due while it is down.
+            rows = [await store.turns.get(e, AGENT) for e in asked]
+            assert all(r is not None and r.state is TurnState.RUNNING for r in rows), (
+                f"a reply went out before Synapse stopped ({time.monotonic() - stopped_at:.1f} s)"
+            )
+            await asyncio.sleep(OUTAGE_S - (time.monotonic() - stopped_at))
+            # The sends really hit the outage (and waited instead of failing the turn).
+            assert _outage_waits() > waits_before
+            rows = [await store.turns.get(e, AGENT) for e in asked]
+            assert all(r is not None and r.state is TurnState.RUNNING for r in rows), rows
+            await asyncio.to_thread(synapse.start)
+
+            deadline = time.monotonic() + 30
+            while True:
+                rows = [await store.turns.get(e, AGENT) for e in asked]
+                if all(r is not None and not r.open for r in rows):
+                    break
+                assert time.monotonic() < deadline, rows
+                await asyncio.sleep(0.2)
+            # Every turn closed after its sends: the room now shows all there will be.
+            for row in rows:
+                assert row is not None
+                assert row.state is TurnState.REPLIED, row
+                assert row.attempts == 1, row  # the backend ran once; nothing was re-run
+                assert row.error is None, row
+            history = [
+                e
+                for e in await person.history(room_id, limit=300)
+                if e["type"] == "m.room.message" and e["sender"] != person.user_id
+            ]
+            assert not [e for e in history if "gave up" in e["content"].get("body", "")]
+            replies: dict[str, list[str]] = {q: [] for q in questions}
+            for event in history:
+                rel = event["content"].get("m.relates_to") or {}
+                target = (rel.get("m.in_reply_to") or {}).get("event_id")
+                if rel.get("rel_type") != "m.replace" and target in asked:
+                    replies[asked[target]].append(event["content"]["body"])
+            assert replies == {q: [q] for q in questions}
+            assert {r.reply_event_id for r in rows if r is not None} == {
+                e["event_id"]
+                for e in history
+                if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to")
+            }
+        finally:
+            await asyncio.wait_for(gateway.stop(), 30)

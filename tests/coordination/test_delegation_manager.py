@@ -10,6 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fake_matrix import JSON, FakeHomeserver, FakeMatrixAPI
+from tests.gateway.helpers import (
+    ALICE,
+    CODER_USER,
+    WRITER_USER,
+    event,
+    eventually,
+    make_roster,
+    now_ms,
+    open_store,
+    sample,
+)
 
 from salon._exceptions import ForbiddenError
 from salon.agents.tools import DelegationOutcome
@@ -24,18 +36,6 @@ from salon.ids import RoomId, UserId
 from salon.store import Store
 from salon.store.delegations import DelegationDirection, DelegationPhase, DelegationRecord
 from salon.store.records import TurnState
-from tests.fake_matrix import JSON, FakeHomeserver, FakeMatrixAPI
-from tests.gateway.helpers import (
-    ALICE,
-    CODER_USER,
-    WRITER_USER,
-    event,
-    eventually,
-    make_roster,
-    now_ms,
-    open_store,
-    sample,
-)
 
 TASK = "summarise the design"
 ORIGIN_EVENT = "$origin"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
+from tests.fake_matrix import JSON, FakeHomeserver, FakeMatrixAPI
 
 from salon._exceptions import BackendError
 from salon.agents.backend import TurnRequest
@@ -30,7 +31,6 @@ from salon.matrix.events import InboundEvent, parse_event
 from salon.roster import Roster
 from salon.store import Store
 from salon.store.records import TurnRecord
-from tests.fake_matrix import JSON, FakeHomeserver, FakeMatrixAPI
 
 SERVER = "localhost"
 ROUTER = UserId("@salon:localhost")

@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.gateway.helpers import (
+    ALICE,
+    CODER_USER,
+    ROUTER,
+    event,
+    eventually,
+    make_roster,
+    now_ms,
+    open_store,
+    sample,
+)
 
 from salon._exceptions import (
     ForbiddenError,
@@ -25,17 +36,6 @@ from salon.matrix.events import InboundEvent
 from salon.store import Store
 from salon.store.records import InboxItem, InboxRow, InboxState
 from salon.supervisor import Backoff, LoopHandle, Supervisor
-from tests.gateway.helpers import (
-    ALICE,
-    CODER_USER,
-    ROUTER,
-    event,
-    eventually,
-    make_roster,
-    now_ms,
-    open_store,
-    sample,
-)
 
 ROOM = "!room:localhost"
 Handler = Callable[[InboundEvent], Awaitable[tuple[InboxState, str]]]
@@ -249,7 +249,16 @@ async def test_malformed_row_is_dropped_as_malformed(store: Store, event_json: s
 async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> None:
     dispatcher = make_dispatcher(store)
     message = event(ROOM, ALICE, "hello")
-    agent_message = event(ROOM, CODER_USER, "a reply", content={"body": "r", TURN_KEY: {"hop": 1}})
+    # Our agent's message that may address another agent (routing decides whom).
+    agent_message = event(
+        ROOM,
+        CODER_USER,
+        content={
+            "body": "@salon_writer: over to you",
+            "m.mentions": {"user_ids": ["@salon_writer:localhost"]},
+            TURN_KEY: {"hop": 1},
+        },
+    )
     not_admitted = {
         "router echo": event(ROOM, ROUTER, "a notice"),
         "edit": event(
@@ -268,8 +277,17 @@ async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> No
             ROOM, ALICE, event_type="m.room.member", content={"membership": "join"}, state_key=ALICE
         ),
         "no handler": event(ROOM, ALICE, event_type="m.reaction", content={}),
+        "our agent's reply, addressed to no one": event(
+            ROOM, CODER_USER, content={"body": "here you go", TURN_KEY: {"hop": 1}}
+        ),
         "runaway bot": event(
-            ROOM, CODER_USER, content={"body": "again", TURN_KEY: {"hop": ADMIT_MAX_HOP}}
+            ROOM,
+            CODER_USER,
+            content={
+                "body": "@salon_writer: again",
+                "m.mentions": {"user_ids": ["@salon_writer:localhost"]},
+                TURN_KEY: {"hop": ADMIT_MAX_HOP},
+            },
         ),
     }
 

@@ -81,7 +81,7 @@ async def test_a_resumed_reply_ends_on_the_final_edit() -> None:
     api = Recorder()
     stream = _stream(api, "s", StreamLimits(), first_id="$first")
     await stream.finish("complete text")
-    ((txn, content),) = api.sent
+    ((_, content),) = api.sent
     assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$first"}
     assert content["m.new_content"]["body"] == "complete text"
     assert content["m.new_content"]["com.salon.turn"]["final"] is True

@@ -7,17 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from salon import responses
-from salon._exceptions import MatrixConnectionError
-from salon.gateway.replies import txn_id
-from salon.gateway.slots import SlotLimits
-from salon.gateway.stream import StreamLimits
-from salon.gateway.turns import TurnPolicy
-from salon.gateway.turnspec import Outcome, OutcomeState
-from salon.ids import AgentId
-from salon.store import Store
-from salon.store.records import TurnState
 from tests.gateway.helpers import (
     ALICE,
     BOB,
@@ -29,6 +18,17 @@ from tests.gateway.helpers import (
     open_store,
     sample,
 )
+
+from salon import responses
+from salon._exceptions import MatrixConnectionError
+from salon.gateway.replies import txn_id
+from salon.gateway.slots import SlotLimits
+from salon.gateway.stream import StreamLimits
+from salon.gateway.turns import TurnPolicy
+from salon.gateway.turnspec import Outcome, OutcomeState
+from salon.ids import AgentId
+from salon.store import Store
+from salon.store.records import TurnState
 
 STOPPED = responses.text("reply_stopped", "en")
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from salon.gateway.delivery import Delivery
 from salon.gateway.replies import reply_content, txn_id
-from salon.gateway.stream import ReplyStream
+from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import EventId
 from salon.matrix.api import MatrixAPI
@@ -49,3 +49,15 @@ class OutcomeSender:
             content,
             txn_id=txn_id(spec.turn_id, spec.agent_id, "error"),
         )
+
+
+def must_store(
+    spec: TurnSpec, outcome: Outcome, stream: ReplyStream | None, limits: StreamLimits
+) -> bool:
+    """Whether the outcome must be kept before it is sent. A reply that is one new
+    message needs no copy (a re-run's final edit always follows it, so it cannot
+    end partial); one that ends an already visible reply with an edit, spans several
+    messages or is not a reply at all does: a re-run must send the same text."""
+    if stream is None or stream.first_id is not None or outcome.notice:
+        return True
+    return len(outcome.text) > limits.max_message_chars

@@ -28,7 +28,8 @@ from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.gateway.delivery import Delivery
-from salon.gateway.outcomes import OutcomeSender
+from salon.gateway.outcomes import OutcomeSender, must_store
+from salon.gateway.signals import slow_signals
 from salon.gateway.slots import TurnSlots
 from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
@@ -43,7 +44,6 @@ log = structlog.get_logger("salon.gateway.turns")
 
 TurnKey = tuple[str, AgentId]
 AfterClose = Callable[[TurnSpec, Outcome], Awaitable[None]]
-TYPING_REFRESH_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,16 @@ class TurnRunner:
     ) -> Outcome:
         """Run the backend; every way it can end becomes an outcome (but shutdown)."""
         deadline_s = self._deadline_s(spec)
-        signals = spawn(self._slow_signals(spec, stream), f"slow:{spec.agent_id}")
+        signals = spawn(
+            slow_signals(
+                self.apis[spec.agent_id],
+                spec,
+                lambda: stream is not None and stream.first_id is not None,
+                after_s=self.policy.typing_after_s,
+                on_slow=self.on_slow,
+            ),
+            f"slow:{spec.agent_id}",
+        )
         collected: list[str] = []
         try:
             request = await runtime.prepare(turn_request(spec))
@@ -331,23 +340,6 @@ class TurnRunner:
             deadline = min(deadline, max(spec.deadline_ts / 1000 - time.time(), 0.001))
         return deadline
 
-    async def _slow_signals(self, spec: TurnSpec, stream: ReplyStream | None) -> None:
-        """Typing and "busy", only once the first chunk is late (the fast path sends
-        neither); typing is cleared when the turn ends."""
-        await asyncio.sleep(self.policy.typing_after_s)
-        if stream is not None and stream.first_id is not None:
-            return
-        if self.on_slow is not None:
-            self.on_slow(spec.agent_id)
-        api = self.apis[spec.agent_id]
-        try:
-            while True:
-                with contextlib.suppress(MatrixError):
-                    await api.set_typing(spec.room_id, True, int(TYPING_REFRESH_S * 1500))
-                await asyncio.sleep(TYPING_REFRESH_S)
-        finally:
-            spawn(api.set_typing(spec.room_id, False), f"typing-off:{spec.agent_id}")
-
     # --- ending -----------------------------------------------------------------------
 
     async def _settle(
@@ -358,7 +350,7 @@ class TurnRunner:
         tlog: structlog.typing.FilteringBoundLogger,
     ) -> None:
         """Store the outcome, send it (waiting out outages), record the session, close."""
-        if _must_store(spec, outcome, stream, self.limits):
+        if must_store(spec, outcome, stream, self.limits):
             await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
         try:
             reply_id = await self.outcomes.send(spec, outcome, stream, self.apis[spec.agent_id])
@@ -378,18 +370,6 @@ class TurnRunner:
         after = self.after_close.get(spec.kind)
         if after is not None:
             await after(spec, outcome)
-
-
-def _must_store(
-    spec: TurnSpec, outcome: Outcome, stream: ReplyStream | None, limits: StreamLimits
-) -> bool:
-    """Whether the outcome must be kept before it is sent. A reply that is one new
-    message needs no copy (a re-run's final edit always follows it, so it cannot
-    end partial); one that ends an already visible reply with an edit, spans several
-    messages or is not a reply at all does: a re-run must send the same text."""
-    if stream is None or stream.first_id is not None or outcome.notice:
-        return True
-    return len(outcome.text) > limits.max_message_chars
 
 
 def _partial(stream: ReplyStream | None, collected: list[str]) -> str:

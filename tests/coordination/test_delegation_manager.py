@@ -311,15 +311,9 @@ async def test_forged_copy_of_a_known_request_is_ignored(world: World, copier: U
     assert len(world.in_writer_room(STATUS)) == 1
 
 
-# --- known defects (strict xfail: each fails today and must pass once fixed) --------------
+# --- defects found by these tests, fixed --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: when the request send fails, delegate() calls _settle(id) with no "
-    "outcome (delegation.py, except MatrixError), which cancels the future an identical "
-    "concurrent call shares: that call raises CancelledError instead of getting [FAILED]",
-)
 async def test_identical_calls_both_get_the_failure_when_the_request_cannot_be_sent(
     world: World,
 ) -> None:

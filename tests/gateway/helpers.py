@@ -20,13 +20,13 @@ from salon.agents.backend import TurnRequest
 from salon.agents.profile import AgentProfile
 from salon.agents.runtime import AgentRuntime
 from salon.config.models import SalonConfig
-from salon.gateway.delivery import Delivery
 from salon.gateway.messages import message_turn
 from salon.gateway.slots import SlotLimits, TurnSlots
 from salon.gateway.stream import StreamLimits
 from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.gateway.turnspec import TurnSpec
 from salon.ids import AgentId, RoomId, UserId
+from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent, parse_event
 from salon.roster import Roster
 from salon.store import Store

@@ -260,7 +260,7 @@ async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> No
         },
     )
     not_admitted = {
-        "router echo": event(ROOM, ROUTER, "a notice"),
+        "router echo": event(ROOM, ROUTER, "@alice:localhost nobody is here"),
         "edit": event(
             ROOM,
             ALICE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.gateway.helpers import (
@@ -40,14 +41,11 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-async def rig_with(store: Store, tmp_path: Path, **options: object) -> TurnRig:
-    backend = options.pop("backend", None)
-    assert backend is None or isinstance(backend, ScriptedBackend)
+async def rig_with(
+    store: Store, tmp_path: Path, backend: ScriptedBackend | None = None, **options: Any
+) -> TurnRig:
+    """A room with the coder in it and a runner (``options`` go to the runner)."""
     return await TurnRig.start(store, tmp_path, backend, **options)
-
-
-async def stop_all(rig: TurnRig) -> None:
-    await rig.runner.stop()
 
 
 # --- the plain path -----------------------------------------------------------------
@@ -370,15 +368,9 @@ async def test_stop_in_room_stops_a_slow_stream(store: Store, tmp_path: Path) ->
     assert rig.runner.stop_in_room(rig.room) == 0, "nothing left to stop"
 
 
-# --- known defects (strict xfail: each fails today and must pass once fixed) --------------
+# --- defects found by these tests, fixed --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: the first message is sent (and an outage waited out) inside the "
-    "backend's deadline scope (turns.py _produce → stream.run → _send_first), so an "
-    "outage longer than the deadline fails a turn whose backend had finished",
-)
 async def test_outage_while_streaming_is_not_charged_to_the_deadline(
     store: Store, tmp_path: Path
 ) -> None:
@@ -401,12 +393,6 @@ async def test_outage_while_streaming_is_not_charged_to_the_deadline(
     assert rig.shown(rig.replies()[0]["event_id"]) == "one two three"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: stopping a turn still waiting for its slot cancels its task "
-    "(turns.py _request_stop) outside _produce's stop handling, so its ledger row stays "
-    "'admitted' and the next start answers the stopped message",
-)
 async def test_stop_of_a_queued_turn_closes_it(store: Store, tmp_path: Path) -> None:
     rig = await rig_with(
         store,

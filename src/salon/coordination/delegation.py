@@ -35,6 +35,7 @@ from salon.coordination.records import outcome_of, record_of, request_of, stable
 from salon.coordination.recovery import statuses_of
 from salon.ids import RoomAlias, RoomId, server_of_user
 from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
 from salon.metrics import EVENTS_DROPPED
@@ -68,6 +69,8 @@ class DelegationManager:
         self.descriptions = descriptions
         self.deadline_s = deadline_s
         self.locale = locale
+        # Sends made for a running turn wait out homeserver outages (same txn id).
+        self.delivery = Delivery()
         self.report: Report | None = None
         self._waiting: dict[str, asyncio.Future[DelegationOutcome]] = {}
         self._room_cache: dict[str, RoomId] = {}
@@ -123,7 +126,7 @@ class DelegationManager:
         await self.store.delegations.create(record)
         future = self._waiter(record.id) if wait else None
         try:
-            await self._send_request(api, record, request)
+            await self._send_request(api, record, request, wait=True)
             await self.notify(record, "delegation_sent", task=_short(task))
             if future is None:
                 return DelegationOutcome(True, record.id)
@@ -131,8 +134,9 @@ class DelegationManager:
         except MatrixError as e:
             await self.store.delegations.set_state(record.id, DelegationPhase.FAILED, error=str(e))
             await self.store.delegations.mark_reinjected(record.id)  # the caller gets it now
-            self._settle(record.id)
-            return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
+            failed = DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
+            self._settle(record.id, failed)  # a twin call waiting on it gets it too
+            return failed
 
     def _waiter(self, id: str) -> asyncio.Future[DelegationOutcome]:
         """The one future every waiter of delegation ``id`` shares (shielded when awaited,
@@ -143,13 +147,10 @@ class DelegationManager:
             self._waiting[id] = future
         return future
 
-    def _settle(self, id: str, outcome: DelegationOutcome | None = None) -> bool:
+    def _settle(self, id: str, outcome: DelegationOutcome) -> bool:
         """Hand ``outcome`` to the waiters of ``id`` (if any); True if someone waited."""
         future = self._waiting.pop(id, None)
         if future is None or future.done():
-            return False
-        if outcome is None:
-            future.cancel()
             return False
         future.set_result(outcome)
         return True
@@ -163,7 +164,8 @@ class DelegationManager:
             return DelegationOutcome(True, record.id)
         future = self._waiter(record.id)
         if record.state is DelegationPhase.PENDING:
-            await self._send_request(self.dir.apis[record.from_agent], record, request_of(record))
+            api = self.dir.apis[record.from_agent]
+            await self._send_request(api, record, request_of(record), wait=True)
         # It may have ended while we were not looking.
         current = await self.store.delegations.get(record.id)
         if current is not None and current.terminal:
@@ -173,14 +175,20 @@ class DelegationManager:
         return await asyncio.shield(future)
 
     async def _send_request(
-        self, api: MatrixAPI, record: DelegationRecord, request: DelegationRequest
+        self,
+        api: MatrixAPI,
+        record: DelegationRecord,
+        request: DelegationRequest,
+        *,
+        wait: bool = False,
     ) -> None:
-        event_id = await api.send_event(
-            RoomId(record.target_room),
-            REQUEST,
-            request_content(request),
-            txn_id=txn_id(record.id, record.from_agent, "request"),
-        )
+        """Send the request (``wait``: through an outage, for a turn that waits anyway)."""
+        room, content = RoomId(record.target_room), request_content(request)
+        txn = txn_id(record.id, record.from_agent, "request")
+        if wait:
+            event_id = await self.delivery.send(api, room, REQUEST, content, txn_id=txn)
+        else:
+            event_id = await api.send_event(room, REQUEST, content, txn_id=txn)
         await self.store.delegations.set_request_event(record.id, event_id)
         log.info("delegation.sent", id=record.id, frm=record.from_agent, to=record.to_agent)
 

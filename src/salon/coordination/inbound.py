@@ -26,6 +26,7 @@ from salon.coordination.protocol import (
 )
 from salon.coordination.records import record_of
 from salon.ids import RoomId
+from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
 from salon.metrics import EVENTS_DROPPED
@@ -52,6 +53,7 @@ class InboundDelegations:
         self.dir = directory
         self.hop_limit = hop_limit
         self.submit = submit
+        self.delivery = Delivery()
 
     async def on_request(self, event: InboundEvent) -> str:
         """A request in one of our agents' rooms; returns what became of it (a reason)."""
@@ -95,7 +97,7 @@ class InboundDelegations:
         state = DelegationState.COMPLETED if error is None else DelegationState.FAILED
         result = (result or "")[:MAX_RESULT_CHARS] if error is None else None
         error = error[:2000] if error is not None else None
-        await self._status(request, state, result=result, error=error)
+        await self._status(request, state, result=result, error=error, wait=True)
         await self.store.delegations.set_state(
             request.id, state.value, result=result, error=error, direction=IN
         )
@@ -108,12 +110,14 @@ class InboundDelegations:
         *,
         result: str | None = None,
         error: str | None = None,
+        wait: bool = False,
     ) -> None:
+        """Send a status. ``wait``: through an outage (the task's final answer, sent by
+        its turn); otherwise an outage is raised, and the inbox tries the event again."""
         status = DelegationStatus(id=request.id, state=state, result=result, error=error)
-        api = self.dir.apis[request.to]
-        await api.send_event(
-            self.dir.rooms[request.to],
-            STATUS,
-            status_content(status),
-            txn_id=txn_id(request.id, request.to, state.value),
-        )
+        api, room = self.dir.apis[request.to], self.dir.rooms[request.to]
+        content, txn = status_content(status), txn_id(request.id, request.to, state.value)
+        if wait:
+            await self.delivery.send(api, room, STATUS, content, txn_id=txn)
+        else:
+            await api.send_event(room, STATUS, content, txn_id=txn)

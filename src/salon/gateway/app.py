@@ -27,7 +27,6 @@ from salon.coordination.heartbeat import Heartbeat
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.coordination import Coordinator
-from salon.gateway.delivery import Delivery
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.invites import InviteJoiner
@@ -38,6 +37,7 @@ from salon.gateway.stream import StreamLimits
 from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.source import LoopStatus

@@ -77,6 +77,8 @@ class Coordinator:
         self.inbound = InboundDelegations(
             store, self.directory, hop_limit=config.delegation.hop_limit, submit=self.submit_task
         )
+        # Sends for turns wait out outages the same way the turns' replies do.
+        self.manager.delivery = self.inbound.delivery = runner.delivery
         runner.delegator_for = self.delegator_for
         runner.outcomes.by_kind[TurnKind.TASK] = self.task_outcome
         runner.after_close[TurnKind.REPORT] = self.report_closed

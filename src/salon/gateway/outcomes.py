@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from salon.gateway.delivery import Delivery
 from salon.gateway.replies import reply_content, txn_id
 from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import EventId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
 
 KindSender = Callable[[TurnSpec, Outcome], Awaitable[None]]
 

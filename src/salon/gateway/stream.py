@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from salon.gateway.delivery import Delivery
 from salon.gateway.replies import ReplyTo, reply_content, txn_id
 from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
 
 _END = object()
 # After the first chunk, wait this long for more before showing anything, so a
@@ -32,6 +32,7 @@ _END = object()
 FIRST_CHUNK_GRACE_S = 0.05
 IDLE_WAIT_S = 20.0
 MIN_WAIT_S = 0.01
+QUEUE_CHUNKS = 256
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class ReplyStream:
 
     async def run(self, chunks: AsyncIterator[str]) -> str:
         """Consume the backend stream, showing progress; returns the whole text."""
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        # Bounded: a backend faster than the room is held back, and stopped at the cut.
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
 
         async def pump() -> None:
             try:

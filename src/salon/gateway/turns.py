@@ -7,7 +7,7 @@ transaction ids derived from the turn, and closes the row. A crash anywhere
 leaves the row open; the next start runs it again, re-sending a stored outcome
 instead of asking the backend twice. ``max_attempts`` counts only such re-runs
 (turns that took the process down), never homeserver outages, which are
-waited out by :class:`~salon.gateway.delivery.Delivery`.
+waited out by :class:`~salon.matrix.delivery.Delivery`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -27,7 +27,7 @@ from salon.agents.backend import TurnRequest
 from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
-from salon.gateway.delivery import Delivery
+from salon.gateway.deadline import DeadlineExceeded, within
 from salon.gateway.outcomes import OutcomeSender, must_store
 from salon.gateway.signals import slow_signals
 from salon.gateway.slots import TurnSlots
@@ -35,6 +35,7 @@ from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import AgentId, EventId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
 from salon.metrics import TURN_DEADLINES, TURNS
 from salon.store import Store
 from salon.store.records import TurnRecord, TurnState
@@ -103,6 +104,7 @@ class TurnRunner:
         self._rooms: dict[TurnKey, RoomId] = {}
         self._replies: dict[EventId, TurnKey] = {}
         self._stop_requested: set[TurnKey] = set()
+        self._started: dict[TurnKey, bool] = {}  # holds its slots (no longer queued)
 
     # --- starting turns --------------------------------------------------------
 
@@ -195,7 +197,25 @@ class TurnRunner:
     # --- running ------------------------------------------------------------------
 
     async def _run(self, spec: TurnSpec) -> None:
+        try:
+            await self._queued(spec)
+        except asyncio.CancelledError:
+            if spec.key not in self._stop_requested or self._started.get(spec.key):
+                raise
+            # Stopped while waiting for a slot: it never ran, and is not owed any more.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await self.store.turns.finish(
+                spec.turn_id, spec.agent_id, TurnState.STOPPED, error="stopped before it ran"
+            )
+            TURNS.labels(agent=spec.agent_id, state=TurnState.STOPPED.value).inc()
+        finally:
+            self._started.pop(spec.key, None)
+
+    async def _queued(self, spec: TurnSpec) -> None:
         async with self.slots.hold(spec.agent_id, spec.sender):
+            self._started[spec.key] = True
             self._running[spec.agent_id] = self._running.get(spec.agent_id, 0) + 1
             try:
                 await self._attempt(spec)
@@ -273,8 +293,8 @@ class TurnRunner:
             delegator = await self.delegator_for(spec) if self.delegator_for else None
             # Set before the stream's task starts, so the backend sees it.
             with delegator_context(delegator):
-                async with asyncio.timeout(deadline_s):
-                    text = await self._consume(runtime, request, stream, collected)
+                chunks = within(runtime.stream(request), deadline_s)
+                text = await self._consume(chunks, stream, collected)
             if stream is not None and stream.cut:
                 text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
             return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
@@ -295,7 +315,7 @@ class TurnRunner:
                 f"{partial}\n\n{marker}" if partial else marker,
                 error="stopped",
             )
-        except TimeoutError:
+        except DeadlineExceeded:
             TURN_DEADLINES.labels(agent=spec.agent_id).inc()
             tlog.warning("turn.deadline", deadline_s=round(deadline_s, 1))
             shown = responses.text("turn_deadline", self.locale, seconds=math.ceil(deadline_s))
@@ -314,16 +334,12 @@ class TurnRunner:
             signals.cancel()
 
     async def _consume(
-        self,
-        runtime: AgentRuntime,
-        request: TurnRequest,
-        stream: ReplyStream | None,
-        collected: list[str],
+        self, chunks: AsyncIterator[str], stream: ReplyStream | None, collected: list[str]
     ) -> str:
         if stream is not None:
-            return await stream.run(runtime.stream(request))
+            return await stream.run(chunks)
         cap = self.limits.max_reply_chars
-        async for chunk in runtime.stream(request):
+        async for chunk in chunks:
             collected.append(chunk)
             if sum(map(len, collected)) >= cap:
                 break

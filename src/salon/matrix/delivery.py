@@ -19,7 +19,7 @@ from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.metrics import OUTAGE_WAITS
 
-log = structlog.get_logger("salon.gateway.delivery")
+log = structlog.get_logger("salon.matrix.delivery")
 
 
 class Delivery:

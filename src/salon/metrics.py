@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_DROPPED = Counter(
     "salon_events_dropped_total", "Inbound events dropped before routing", ["reason"]
@@ -25,4 +25,30 @@ OUTAGE_WAITS = Counter(
 TURN_DEADLINES = Counter("salon_turn_deadlines_total", "Turns cut off by their deadline", ["agent"])
 INBOX_DEFERRED = Counter(
     "salon_inbox_deferred_total", "Inbox events left pending after a transient error"
+)
+TURN_SECONDS = Histogram(
+    "salon_turn_duration_seconds",
+    "Wall-clock time of a turn, from its start to its outcome sent",
+    ["agent", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+FIRST_CHUNK_SECONDS = Histogram(
+    "salon_turn_first_chunk_seconds",
+    "Time from a turn's start to the backend's first chunk",
+    ["agent"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REPLIES_SENT = Counter("salon_replies_sent_total", "Reply messages sent (first parts)", ["agent"])
+EDITS_SENT = Counter("salon_edits_sent_total", "Reply edits sent (m.replace)", ["agent"])
+BACKEND_ERRORS = Counter(
+    "salon_backend_errors_total", "Turns a backend failed, by kind of failure", ["agent", "kind"]
+)
+SYNC_LAG = Gauge(
+    "salon_sync_lag_seconds",
+    "Age of the newest event of an identity's last sync batch when it arrived",
+    ["identity"],
+)
+INBOX_DEPTH = Gauge("salon_inbox_depth", "Inbox events not yet handled (set when scraped)")
+DELEGATIONS_OPEN = Gauge(
+    "salon_delegations_open", "Delegations not yet ended, by state (set when scraped)", ["state"]
 )

@@ -106,6 +106,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "route_reason_sole_agent": "it is the only agent here",
         "route_reason_default": "it is the default agent",
         "route_reason_nobody": "no rule picked an agent",
+        "route_reason_hop_limit": "agents had passed it on too many times (hop limit)",
+        "route_reason_peer_room": "the room belongs to an agent of another gateway",
+        "route_reason_stale_chat": "this chat belongs to another agent than the one you picked",
     },
     "ru": {
         "backend_error": "⚠️ {agent} не смог ответить: {error}",
@@ -202,8 +205,34 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "route_reason_sole_agent": "это единственный агент здесь",
         "route_reason_default": "это агент по умолчанию",
         "route_reason_nobody": "ни одно правило не выбрало агента",
+        "route_reason_hop_limit": "агенты передавали его друг другу слишком много раз",
+        "route_reason_peer_room": "комната принадлежит агенту другого шлюза",
+        "route_reason_stale_chat": "этот чат принадлежит не тому агенту, которого вы выбрали",
     },
 }
+
+
+# Errors of the HTTP API: code → (HTTP status, message). The code is the stable part
+# (clients match on it); the message is for people.
+API_ERRORS: dict[str, tuple[int, str]] = {
+    "unauthorized": (401, "a valid 'Authorization: Bearer <token>' header is required"),
+    "not_found": (404, "no such route: {path}"),
+    "agent_not_found": (404, "no agent {agent!r} (known: {known})"),
+    "model_not_found": (404, "the model {model!r} does not exist (known: {known})"),
+    "room_not_found": (404, "no room {room!r}"),
+    "invalid_request": (400, "{detail}"),
+    "no_operator": (409, "no operator user is configured to send messages as"),
+    "backend_error": (502, "{agent} could not answer: {error}"),
+    "timeout": (504, "no answer within {seconds} s"),
+    "homeserver_unavailable": (503, "the homeserver is not reachable: {detail}"),
+    "internal_error": (500, "internal error ({kind}); see the gateway log"),
+}
+
+
+def api_error(code: str, /, **values: Any) -> tuple[int, str]:
+    """The HTTP status and message of API error ``code``."""
+    status, template = API_ERRORS[code]
+    return status, template.format(**values)
 
 
 def text(key: str, locale: str = DEFAULT_LOCALE, /, **values: Any) -> str:

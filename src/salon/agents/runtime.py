@@ -58,19 +58,31 @@ class AgentRuntime:
         """The agent's label, for texts shown to people."""
         return self.profile.label
 
-    async def prepare(self, request: TurnRequest) -> TurnRequest:
-        """Add persona, trimmed history and the session's chat id to a bare request."""
+    async def prepare(
+        self, request: TurnRequest, *, history: Sequence[ChatMessage] | None = None
+    ) -> TurnRequest:
+        """Add persona, trimmed history and the session's chat id to a bare request.
+
+        ``history`` given: a stateless turn that brings its own conversation (an API
+        call); no session is read, and there is no chat id."""
         persona = self.profile.persona()
-        stored = await self.sessions.messages(request.session_key, self.agent_id)
-        turns = [
-            [ChatMessage("assistant" if m.role == "assistant" else "user", m.content) for m in g]
-            for _, g in groupby(stored, key=lambda m: m.turn_id)
-        ]
-        history = trim_history(
+        if history is not None:
+            turns = [[m] for m in history]
+            chat_id = ""
+        else:
+            stored = await self.sessions.messages(request.session_key, self.agent_id)
+            turns = [
+                [
+                    ChatMessage("assistant" if m.role == "assistant" else "user", m.content)
+                    for m in g
+                ]
+                for _, g in groupby(stored, key=lambda m: m.turn_id)
+            ]
+            chat_id = await self.sessions.chat_id(request.session_key, self.agent_id)
+        trimmed = trim_history(
             turns, budget=self.profile.context_tokens, persona=persona, text=request.text
         )
-        chat_id = await self.sessions.chat_id(request.session_key, self.agent_id)
-        return replace(request, persona=persona, history=tuple(history), chat_id=chat_id)
+        return replace(request, persona=persona, history=tuple(trimmed), chat_id=chat_id)
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
         """The backend's chunks, with this agent as the current agent for plugins."""

@@ -81,6 +81,10 @@ def reference_problems(config: SalonConfig) -> Problems:
                 if member not in config.agents or member == agent_id:
                     where = ("teams", agent_id) if agent_id in config.teams else loc
                     problems.append((where, f"team member {member!r} is not an agent"))
+        if agent_id in config.teams and isinstance(agent.backend, TeamBackend):
+            # A team's `can_delegate_to` is derived from its members, checked just above:
+            # an unknown member is reported once, under `teams.<id>`.
+            continue
         for i, target in enumerate(agent.can_delegate_to or []):
             if target in config.peers:
                 continue

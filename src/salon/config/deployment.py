@@ -144,3 +144,37 @@ class StoreConfig(ConfigModel):
     def sqlite_path(self) -> str:
         """The database file path (``:memory:`` for an in-memory database)."""
         return self.url.removeprefix("sqlite:///")
+
+
+class ApiConfig(ConfigModel):
+    """The gateway's HTTP server: admin API, OpenAI-compatible API, metrics, health.
+
+    Off unless configured. Every route but ``/healthz`` needs ``Authorization:
+    Bearer <token>`` (the token is read from the variable ``token_env`` names); a
+    server listening beyond loopback without a token is refused at start.
+    """
+
+    listen: str = "127.0.0.1:8765"
+    token_env: str | None = "SALON_API_TOKEN"
+    # The user the admin API sends messages as (`salon up` fills it in): full user id
+    # and the variable holding its access token. Without one, sending is refused.
+    operator_user_id: str | None = None
+    operator_token_env: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be host:port, e.g. 127.0.0.1:8765, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The address to listen on (brackets of an IPv6 literal removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to listen on."""
+        return int(self.listen.rpartition(":")[2])

@@ -50,6 +50,7 @@ from salon.config.checks import (
     teams_as_agents,
 )
 from salon.config.deployment import (
+    ApiConfig,
     HeartbeatConfig,
     HomeserverConfig,
     IdentityCredentials,
@@ -75,6 +76,7 @@ __all__ = [
     "AGENT_ID_RE",
     "ROUTE_MATCH_KEYS",
     "AccessConfig",
+    "ApiConfig",
     "AgentConfig",
     "BackendConfig",
     "ConfigModel",
@@ -153,6 +155,8 @@ class SalonConfig(ConfigModel):
     # Agents hosted by other gateways of this deployment, by id, each pinned by user id.
     peers: dict[str, PeerConfig] = Field(default_factory=dict)
     delegation: DelegationConfig = DelegationConfig()
+    # The HTTP server (admin API, OpenAI-compatible API, metrics); off when absent.
+    api: ApiConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

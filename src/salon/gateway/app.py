@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +19,8 @@ from salon.agents.backend import Backend
 from salon.agents.profile import AgentProfile
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
+from salon.api.context import LoopState
+from salon.api.server import ApiServer
 from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
 from salon.config import read_persona
@@ -34,6 +36,7 @@ from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.slots import SlotLimits, TurnSlots
 from salon.gateway.stream import StreamLimits
+from salon.gateway.surface import start_api
 from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
@@ -88,6 +91,7 @@ class Gateway:
         self._runner: TurnRunner | None = None
         self._invites: InviteJoiner | None = None
         self.roster: Roster | None = None
+        self.api: ApiServer | None = None
         self._supervisor: Supervisor | None = None
         self._heartbeats: list[Heartbeat] = []
         self._backends: list[Backend] = []
@@ -248,36 +252,35 @@ class Gateway:
         runner.on_idle = lambda agent_id: beats[agent_id].idle() if agent_id in beats else None
         self.roster = roster
         self.state = GatewayState(topology, router, agent_apis, agent_users)
+        if config.api is not None:
+            self.api = await start_api(
+                self, config.api, self._session, runner, self._router, coordinator.manager
+            )
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
 
     async def _publish_status(self, handle: LoopHandle, every_s: float = 5.0) -> None:
         """Keep the loops' state in the store, where `salon status` reads it."""
         while True:
-            loops = [
-                {
-                    "name": f"sync:{s.identity}",
-                    "restarts": s.restarts,
-                    "backing_off": s.backing_off,
-                    "last_error": s.last_error,
-                }
-                for s in self.loop_status()
-            ]
-            if self._supervisor is not None:
-                loops += [
-                    {
-                        "name": h.name,
-                        "restarts": h.restarts,
-                        "backing_off": h.backing_off,
-                        "last_error": h.last_error,
-                    }
-                    for h in self._supervisor.handles.values()
-                ]
+            loops = [asdict(loop) for loop in self.loops()]
             status = {"gateway": self.name, "pid": os.getpid(), "updated_ms": now_ms()}
             if self.store is not None:
                 await self.store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": loops}))
             handle.healthy()
             await asyncio.sleep(every_s)
+
+    def loops(self) -> list[LoopState]:
+        """Every receive loop and supervised loop, with its health."""
+        loops = [
+            LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)
+            for s in self.loop_status()
+        ]
+        if self._supervisor is not None:
+            loops += [
+                LoopState(h.name, h.running, h.restarts, h.backing_off, h.last_error)
+                for h in self._supervisor.handles.values()
+            ]
+        return loops
 
     def _profile(self, agent_id: AgentId) -> AgentProfile:
         agent = self.config.agents[agent_id]
@@ -299,6 +302,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop cleanly: heartbeats say offline, loops end, the store closes."""
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         if self._supervisor is not None:
             await self._supervisor.stop()
         if self._source is not None:

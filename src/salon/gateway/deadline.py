@@ -8,15 +8,18 @@ homeserver keeps it waiting (an outage is waited out, not charged to the turn).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 
 class DeadlineExceeded(Exception):
     """The backend was still producing when the turn's deadline passed."""
 
 
-async def within(chunks: AsyncIterator[str], seconds: float) -> AsyncIterator[str]:
-    """``chunks``, ending with :class:`DeadlineExceeded` once ``seconds`` have passed."""
+async def within(
+    chunks: AsyncIterator[str], seconds: float, *, on_first: Callable[[], None] | None = None
+) -> AsyncIterator[str]:
+    """``chunks``, ending with :class:`DeadlineExceeded` once ``seconds`` have passed
+    (``on_first`` is called when the first chunk arrives)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     iterator = aiter(chunks)
@@ -34,6 +37,9 @@ async def within(chunks: AsyncIterator[str], seconds: float) -> AsyncIterator[st
                 return
             except TimeoutError:
                 raise DeadlineExceeded from None
+            if on_first is not None:
+                on_first()
+                on_first = None
             yield chunk
     finally:
         close = getattr(iterator, "aclose", None)

@@ -61,3 +61,7 @@ def must_store(
     if stream is None or stream.first_id is not None or outcome.notice:
         return True
     return len(outcome.text) > limits.max_message_chars
+
+
+async def caller_reads_it(spec: TurnSpec, outcome: Outcome) -> None:
+    """An API turn's outcome goes to its watcher (the HTTP caller), not to Matrix."""

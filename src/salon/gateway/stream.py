@@ -25,6 +25,7 @@ from salon.gateway.replies import ReplyTo, reply_content, txn_id
 from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
+from salon.metrics import EDITS_SENT, REPLIES_SENT
 
 _END = object()
 # After the first chunk, wait this long for more before showing anything, so a
@@ -205,6 +206,7 @@ class ReplyStream:
         )
         self._shown = body
         self._last_send = self._clock()
+        REPLIES_SENT.labels(agent=self.agent_id).inc()
         if self._on_first is not None:
             await self._on_first(self.first_id)
 
@@ -230,4 +232,5 @@ class ReplyStream:
         )
         if sent is not None:
             self._shown = body
+            EDITS_SENT.labels(agent=self.agent_id).inc()
         self._last_send = self._clock()

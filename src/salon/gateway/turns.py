@@ -17,57 +17,51 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
-from salon.agents.backend import TurnRequest
 from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.gateway.deadline import DeadlineExceeded, within
-from salon.gateway.outcomes import OutcomeSender, must_store
+from salon.gateway.outcomes import OutcomeSender, caller_reads_it, must_store
 from salon.gateway.signals import slow_signals
 from salon.gateway.slots import TurnSlots
 from salon.gateway.stream import ReplyStream, StreamLimits
-from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
-from salon.ids import AgentId, EventId, RoomId
+from salon.gateway.turnspec import (
+    REPLY_KINDS,
+    Outcome,
+    OutcomeState,
+    TurnKind,
+    TurnPolicy,
+    TurnSpec,
+    prepare_request,
+    turn_request,
+)
+from salon.gateway.turntasks import TurnKey, TurnTasks
+from salon.gateway.watchers import Watchers
+from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
-from salon.metrics import TURN_DEADLINES, TURNS
+from salon.metrics import (
+    BACKEND_ERRORS,
+    FIRST_CHUNK_SECONDS,
+    TURN_DEADLINES,
+    TURN_SECONDS,
+    TURNS,
+)
 from salon.store import Store
 from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 
 log = structlog.get_logger("salon.gateway.turns")
 
-TurnKey = tuple[str, AgentId]
 AfterClose = Callable[[TurnSpec, Outcome], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class TurnPolicy:
-    """Bounds on every turn."""
-
-    max_attempts: int = 3  # runs of one turn across crashes and restarts
-    deadline_s: float = 600.0  # wall-clock limit of the backend run
-    typing_after_s: float = 0.3  # typing (and busy) only when the first chunk is slower
-
-
-def turn_request(spec: TurnSpec) -> TurnRequest:
-    """The backend's view of a turn (no Matrix types cross this line)."""
-    return TurnRequest(
-        agent_id=spec.agent_id,
-        sender=spec.sender,
-        text=spec.text,
-        session_key=spec.session_key,
-        chat_id="",
-    )
-
-
-class TurnRunner:
+class TurnRunner(TurnTasks):
     """Runs ledgered turns concurrently, each at most once at a time."""
 
     def __init__(
@@ -93,6 +87,8 @@ class TurnRunner:
         self.locale = locale
         self.delegator_for = delegator_for
         self.outcomes = OutcomeSender(self.delivery, locale)
+        self.watchers = Watchers()
+        self.outcomes.by_kind[TurnKind.API] = caller_reads_it
         # Told when an agent's turn turns out slow (publish "busy"), and when it has
         # no turn left; neither is awaited on the path of a reply.
         self.on_slow: Callable[[AgentId], None] | None = None
@@ -100,11 +96,9 @@ class TurnRunner:
         # Per kind: what happens once a turn closed (a report marks its result delivered).
         self.after_close: dict[TurnKind, AfterClose] = {}
         self._running: dict[AgentId, int] = {}
-        self._tasks: dict[TurnKey, asyncio.Task[None]] = {}
-        self._rooms: dict[TurnKey, RoomId] = {}
-        self._replies: dict[EventId, TurnKey] = {}
-        self._stop_requested: set[TurnKey] = set()
+        super().__init__()
         self._started: dict[TurnKey, bool] = {}  # holds its slots (no longer queued)
+        self._began: dict[TurnKey, float] = {}  # when each running turn's attempt began
 
     # --- starting turns --------------------------------------------------------
 
@@ -118,33 +112,17 @@ class TurnRunner:
         self.launch(spec)
         return new
 
-    def launch(self, spec: TurnSpec) -> None:
-        """Run a ledgered turn unless it is already running in this process."""
-        key = spec.key
-        if key in self._tasks:
-            return
-        task = asyncio.create_task(self._run(spec), name=f"turn:{spec.agent_id}")
-        self._tasks[key] = task
-        self._rooms[key] = spec.room_id
-        task.add_done_callback(lambda t: self._forget(key, t))
-
-    def _forget(self, key: TurnKey, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
-            self._rooms.pop(key, None)
-            self._stop_requested.discard(key)
-            for reply, k in list(self._replies.items()):
-                if k == key:
-                    del self._replies[reply]
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            log.error("turn.task_failed", turn=key[0], agent=key[1], error=repr(error))
-
     async def resume_unfinished(self) -> int:
         """Relaunch the turns a crash or restart interrupted; returns how many."""
         count = 0
         for record in await self.store.turns.unfinished():
             spec = self._spec_of(record)
+            if spec is not None and spec.kind is TurnKind.API:
+                # Its caller's connection died with the process: nobody to answer.
+                await self.store.turns.finish(
+                    spec.turn_id, spec.agent_id, TurnState.FAILED, error="interrupted"
+                )
+                continue
             if spec is not None and spec.agent_id in self.agents:
                 self.launch(spec)
                 count += 1
@@ -159,40 +137,6 @@ class TurnRunner:
         except ValueError:
             log.warning("turn.bad_spec", turn=record.event_id, agent=record.agent_id)
             return None
-
-    # --- stopping ---------------------------------------------------------------
-
-    def in_flight(self) -> list[TurnKey]:
-        """Turns running in this process."""
-        return list(self._tasks)
-
-    def stop_in_room(self, room_id: str) -> int:
-        """Stop every reply being written in a room (`!stop`); returns how many."""
-        keys = [k for k, r in self._rooms.items() if r == room_id]
-        for key in keys:
-            self._request_stop(key)
-        return len(keys)
-
-    def stop_reply(self, reply_event_id: str) -> bool:
-        """Stop the reply whose first event is ``reply_event_id`` (a 🛑 reaction)."""
-        key = self._replies.get(EventId(reply_event_id))
-        if key is None:
-            return False
-        self._request_stop(key)
-        return True
-
-    def _request_stop(self, key: TurnKey) -> None:
-        task = self._tasks.get(key)
-        if task is not None:
-            self._stop_requested.add(key)
-            task.cancel()
-
-    async def stop(self) -> None:
-        """Cancel running turns; their ledger rows stay open and resume on next start."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- running ------------------------------------------------------------------
 
@@ -228,6 +172,7 @@ class TurnRunner:
         record = await self.store.turns.start(spec.turn_id, spec.agent_id)
         if record is None:
             return  # closed already: a replayed admission
+        self._began[spec.key] = time.monotonic()
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
         tlog.info("turn.started", attempt=record.attempts)
@@ -277,24 +222,35 @@ class TurnRunner:
     ) -> Outcome:
         """Run the backend; every way it can end becomes an outcome (but shutdown)."""
         deadline_s = self._deadline_s(spec)
-        signals = spawn(
-            slow_signals(
-                self.apis[spec.agent_id],
-                spec,
-                lambda: stream is not None and stream.first_id is not None,
-                after_s=self.policy.typing_after_s,
-                on_slow=self.on_slow,
-            ),
-            f"slow:{spec.agent_id}",
+        signals = (
+            None
+            if not spec.room_id
+            else spawn(
+                slow_signals(
+                    self.apis[spec.agent_id],
+                    spec,
+                    lambda: stream is not None and stream.first_id is not None,
+                    after_s=self.policy.typing_after_s,
+                    on_slow=self.on_slow,
+                ),
+                f"slow:{spec.agent_id}",
+            )
         )
         collected: list[str] = []
         try:
-            request = await runtime.prepare(turn_request(spec))
+            request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
             # Set before the stream's task starts, so the backend sees it.
             with delegator_context(delegator):
-                chunks = within(runtime.stream(request), deadline_s)
-                text = await self._consume(chunks, stream, collected)
+                began = time.monotonic()
+
+                def first_chunk() -> None:
+                    FIRST_CHUNK_SECONDS.labels(agent=spec.agent_id).observe(
+                        time.monotonic() - began
+                    )
+
+                chunks = within(runtime.stream(request), deadline_s, on_first=first_chunk)
+                text = await self._consume(spec.key, chunks, stream, collected)
             if stream is not None and stream.cut:
                 text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
             return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
@@ -319,33 +275,46 @@ class TurnRunner:
             TURN_DEADLINES.labels(agent=spec.agent_id).inc()
             tlog.warning("turn.deadline", deadline_s=round(deadline_s, 1))
             shown = responses.text("turn_deadline", self.locale, seconds=math.ceil(deadline_s))
-            return self._failure(runtime, _partial(stream, collected), shown, "deadline")
+            return self._failure(
+                runtime, _partial(stream, collected), shown, "deadline", "deadline"
+            )
         except BackendError as e:
             tlog.warning("turn.backend_error", error=str(e))
-            return self._failure(runtime, _partial(stream, collected), str(e), str(e))
+            partial = _partial(stream, collected)
+            return self._failure(runtime, partial, str(e), str(e), type(e).__name__)
         except MatrixError as e:
             # A permanent refusal while streaming (403, 404): the room will not take it.
             tlog.warning("turn.matrix_error", error=str(e))
             return Outcome(OutcomeState.FAILED, _partial(stream, collected), error=str(e))
         except Exception as e:  # a buggy backend must not kill the runner
             tlog.exception("turn.crashed")
-            return self._failure(runtime, _partial(stream, collected), type(e).__name__, repr(e))
+            partial = _partial(stream, collected)
+            return self._failure(runtime, partial, type(e).__name__, repr(e), "crash")
         finally:
-            signals.cancel()
+            if signals is not None:
+                signals.cancel()
 
     async def _consume(
-        self, chunks: AsyncIterator[str], stream: ReplyStream | None, collected: list[str]
+        self,
+        key: TurnKey,
+        chunks: AsyncIterator[str],
+        stream: ReplyStream | None,
+        collected: list[str],
     ) -> str:
         if stream is not None:
             return await stream.run(chunks)
         cap = self.limits.max_reply_chars
         async for chunk in chunks:
+            self.watchers.chunk(key, chunk)
             collected.append(chunk)
             if sum(map(len, collected)) >= cap:
                 break
         return "".join(collected)[:cap]
 
-    def _failure(self, runtime: AgentRuntime, partial: str, shown: str, error: str) -> Outcome:
+    def _failure(
+        self, runtime: AgentRuntime, partial: str, shown: str, error: str, kind: str
+    ) -> Outcome:
+        BACKEND_ERRORS.labels(agent=runtime.agent_id, kind=kind).inc()
         notice = responses.text("backend_error", self.locale, agent=runtime.label, error=shown)
         return Outcome(OutcomeState.FAILED, partial, notice=notice, error=error)
 
@@ -374,7 +343,7 @@ class TurnRunner:
             tlog.warning("turn.undeliverable", error=str(e))
             outcome = Outcome(OutcomeState.FAILED, outcome.text, error=f"undeliverable: {e}")
             reply_id = None
-        if outcome.state is not OutcomeState.FAILED:
+        if outcome.state is not OutcomeState.FAILED and not spec.stateless:
             runtime = self.agents[spec.agent_id]
             await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
         state = TurnState(outcome.state.value)
@@ -382,7 +351,13 @@ class TurnRunner:
             spec.turn_id, spec.agent_id, state, reply_event_id=reply_id, error=outcome.error
         )
         TURNS.labels(agent=spec.agent_id, state=state.value).inc()
+        began = self._began.pop(spec.key, None)
+        if began is not None:
+            TURN_SECONDS.labels(agent=spec.agent_id, outcome=state.value).observe(
+                time.monotonic() - began
+            )
         tlog.info("turn.closed", state=state.value, reply_event_id=reply_id)
+        self.watchers.closed(spec.key, outcome)
         after = self.after_close.get(spec.kind)
         if after is not None:
             await after(spec, outcome)

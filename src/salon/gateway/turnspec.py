@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from salon.agents.backend import ChatMessage, Role, TurnRequest
+from salon.agents.runtime import AgentRuntime
 from salon.gateway.replies import ReplyTo
 from salon.ids import AgentId, RoomId
 
@@ -22,6 +24,7 @@ class TurnKind(StrEnum):
     MESSAGE = "message"  # a message in a room: the answer is a reply there
     TASK = "task"  # a task another agent delegated: the answer is a status event
     REPORT = "report"  # a delegation's result, told in the room that asked for it
+    API = "api"  # an HTTP request (OpenAI-compatible or admin): the caller gets the text
 
 
 # Kinds whose answer is a streamed reply in a room (the rest collect their text).
@@ -43,6 +46,10 @@ class TurnSpec:
     reply_to: ReplyTo = field(default_factory=ReplyTo)
     delegation_id: str | None = None
     deadline_ts: int | None = None  # ms epoch: the turn must end by then (a delegated task)
+    # A stateless turn (an API call that brings its own history) reads and writes no
+    # session: ``history`` is the conversation so far, as (role, content) pairs.
+    stateless: bool = False
+    history: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[str, AgentId]:
@@ -71,6 +78,8 @@ class TurnSpec:
                 reply_to=ReplyTo(**(data.get("reply_to") or {})),
                 delegation_id=data.get("delegation_id"),
                 deadline_ts=data.get("deadline_ts"),
+                stateless=bool(data.get("stateless")),
+                history=tuple((str(r), str(c)) for r, c in data.get("history") or ()),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e
@@ -107,3 +116,35 @@ class Outcome:
             notice=data.get("notice"),
             error=data.get("error"),
         )
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    """Bounds on every turn."""
+
+    max_attempts: int = 3  # runs of one turn across crashes and restarts
+    deadline_s: float = 600.0  # wall-clock limit of the backend run
+    typing_after_s: float = 0.3  # typing (and busy) only when the first chunk is slower
+
+
+def turn_request(spec: TurnSpec) -> TurnRequest:
+    """The backend's view of a turn (no Matrix types cross this line)."""
+    return TurnRequest(
+        agent_id=spec.agent_id,
+        sender=spec.sender,
+        text=spec.text,
+        session_key=spec.session_key,
+        chat_id="",
+    )
+
+
+async def prepare_request(runtime: AgentRuntime, spec: TurnSpec) -> TurnRequest:
+    """The backend request of ``spec``: persona, history (its own, for a stateless turn)."""
+    if not spec.stateless:
+        return await runtime.prepare(turn_request(spec))
+    history = [ChatMessage(_role(r), c) for r, c in spec.history]
+    return await runtime.prepare(turn_request(spec), history=history)
+
+
+def _role(role: str) -> Role:
+    return "assistant" if role == "assistant" else "system" if role == "system" else "user"

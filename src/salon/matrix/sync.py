@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,13 @@ from salon.matrix.events import (
     parse_sync_batch,
 )
 from salon.matrix.source import EventSink, LoopStatus, PositionStore
-from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_CAPPED, SYNC_BACKFILLED, SYNC_RESTARTS
+from salon.metrics import (
+    EVENTS_DROPPED,
+    SYNC_BACKFILL_CAPPED,
+    SYNC_BACKFILLED,
+    SYNC_LAG,
+    SYNC_RESTARTS,
+)
 from salon.supervisor import Backoff, LoopHandle, Supervisor
 
 
@@ -245,6 +252,8 @@ class ClientSyncSource:
                     new_joins[room.room_id] = caught.joined_at
             if events:
                 await sink.admit(api.user_id, events)
+                newest = max(e.origin_ts for e in events)
+                SYNC_LAG.labels(identity=api.user_id).set(max(time.time() - newest / 1000, 0))
             for invite in batch.invites:
                 await self._invited(sink, invite)
             token = batch.next_batch if batch.next_batch not in (None, since) else None

@@ -1,0 +1,45 @@
+"""What the HTTP API may use of the running gateway (one object, handed to every route)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from salon.coordination.delegation import DelegationManager
+from salon.gateway.turns import TurnRunner
+from salon.matrix.api import MatrixAPI
+from salon.roster import Roster
+from salon.routing.router import Router
+from salon.store import Store
+
+
+@dataclass
+class LoopState:
+    """One supervised loop, as `/readyz` and `/api/v1/status` report it."""
+
+    name: str
+    running: bool
+    restarts: int
+    backing_off: bool
+    last_error: str | None
+
+
+@dataclass
+class ApiContext:
+    """The running gateway, as the API sees it."""
+
+    gateway: str  # this gateway's name
+    roster: Roster
+    store: Store
+    runner: TurnRunner
+    router: Router
+    delegations: DelegationManager
+    router_api: MatrixAPI  # the router's identity (asks the homeserver, reads rooms)
+    agent_apis: dict[str, MatrixAPI]
+    agent_rooms: dict[str, str]  # agent id → its room id
+    lobby_id: str
+    loops: Callable[[], list[LoopState]]
+    operator: MatrixAPI | None = None  # who the admin API sends messages as
+    locale: str = "en"
+    # Whether the homeserver answers right now (a cheap call; `/readyz`).
+    homeserver_ok: Callable[[], Awaitable[bool]] | None = None

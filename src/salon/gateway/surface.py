@@ -1,0 +1,86 @@
+"""Starting the HTTP surface of a running gateway (when ``api:`` is configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from salon._exceptions import ConfigError, MatrixError
+from salon.api.context import ApiContext
+from salon.api.server import ApiServer
+from salon.config.models import ApiConfig
+from salon.coordination.delegation import DelegationManager
+from salon.gateway.turns import TurnRunner
+from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
+from salon.routing.router import Router
+
+if TYPE_CHECKING:
+    from salon.gateway.app import Gateway
+
+
+def _secret(name: str | None, key: str) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"{key}: environment variable {name} is not set", path=key)
+    return value
+
+
+async def start_api(
+    gateway: Gateway,
+    config: ApiConfig,
+    session: aiohttp.ClientSession | None,
+    runner: TurnRunner,
+    router: Router | None,
+    delegations: DelegationManager,
+) -> ApiServer:
+    """Build the API's view of ``gateway`` and start listening."""
+    state, roster, store, hs = (
+        gateway.state,
+        gateway.roster,
+        gateway.store,
+        gateway.config.homeserver,
+    )
+    assert state is not None and roster is not None and store is not None and hs is not None
+    assert session is not None and router is not None
+    token = _secret(config.token_env, "api.token_env")
+    operator = None
+    if config.operator_user_id:
+        operator_token = _secret(config.operator_token_env, "api.operator_token_env")
+        if operator_token is None:
+            raise ConfigError("api.operator_token_env: required with api.operator_user_id")
+        operator = MatrixAPI(
+            hs.url, UserId(config.operator_user_id), operator_token, session=session
+        )
+
+    async def homeserver_ok() -> bool:
+        try:
+            await asyncio.wait_for(state.router.whoami(), timeout=3)
+        except (MatrixError, TimeoutError):
+            return False
+        return True
+
+    ctx = ApiContext(
+        gateway=gateway.name,
+        roster=roster,
+        store=store,
+        runner=runner,
+        router=router,
+        delegations=delegations,
+        router_api=state.router,
+        agent_apis={str(a): api for a, api in state.agent_apis.items()},
+        agent_rooms={str(a): str(r) for a, r in state.topology.agent_rooms.items()},
+        lobby_id=str(state.topology.lobby_id),
+        loops=gateway.loops,
+        operator=operator,
+        locale=gateway.config.locale,
+        homeserver_ok=homeserver_ok,
+    )
+    server = ApiServer(config, ctx, token)
+    await server.start()
+    return server

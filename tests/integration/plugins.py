@@ -151,3 +151,25 @@ def slow_report(agent_id: str, options: Mapping[str, Any]) -> Stream:
             yield f"{agent_id} heard: {request.text}"
 
     return stream
+
+
+def history_size(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Answers with how many earlier messages it was given, and the message:
+    ``history=<n> <text>`` (a durable session grows by two per turn)."""
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        yield f"history={len(request.history)} {request.text}"
+
+    return stream
+
+
+def fails_midway(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Says ``partial `` and then fails (a backend error after the first chunk)."""
+    from salon._exceptions import BackendError
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        yield "partial "
+        await asyncio.sleep(float(options.get("delay_s", 0.05)))
+        raise BackendError("fell over midway")
+
+    return stream

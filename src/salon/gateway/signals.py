@@ -41,4 +41,16 @@ async def slow_signals(
                 await api.set_typing(spec.room_id, True, int(TYPING_REFRESH_S * 1500))
             await asyncio.sleep(TYPING_REFRESH_S)
     finally:
-        spawn(api.set_typing(spec.room_id, False), f"typing-off:{spec.agent_id}")
+        spawn(_typing_off(api, spec), f"typing-off:{spec.agent_id}")
+
+
+async def _typing_off(api: MatrixAPI, spec: TurnSpec, tries: int = 3) -> None:
+    """Clear the typing notice; a hiccup is tried again (else it lingers until it expires)."""
+    for attempt in range(tries):
+        try:
+            await api.set_typing(spec.room_id, False)
+            return
+        except MatrixError:
+            if attempt == tries - 1:
+                raise
+            await asyncio.sleep(1.0 * (attempt + 1))

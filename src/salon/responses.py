@@ -226,6 +226,10 @@ API_ERRORS: dict[str, tuple[int, str]] = {
     "timeout": (504, "no answer within {seconds} s"),
     "homeserver_unavailable": (503, "the homeserver is not reachable: {detail}"),
     "internal_error": (500, "internal error ({kind}); see the gateway log"),
+    "no_route": (404, "the routing chain picked no agent for this message ({reason})"),
+    "operator_not_in_room": (403, "the operator {user} cannot post in {room}: {detail}"),
+    "room_forbidden": (403, "the gateway cannot read {room}: {detail}"),
+    "matrix_error": (502, "the homeserver refused: {detail}"),
 }
 
 

@@ -154,7 +154,7 @@ class ApiConfig(ConfigModel):
     server listening beyond loopback without a token is refused at start.
     """
 
-    listen: str = "127.0.0.1:8765"
+    listen: str = "127.0.0.1:8765"  # port 0: any free port
     token_env: str | None = "SALON_API_TOKEN"
     # The user the admin API sends messages as (`salon up` fills it in): full user id
     # and the variable holding its access token. Without one, sending is refused.
@@ -165,7 +165,7 @@ class ApiConfig(ConfigModel):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"must be host:port, e.g. 127.0.0.1:8765, got {value!r}")
         return value
 

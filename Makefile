@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make demo PORT=8010` (or SALON_PORT=8010 in the environment) picks the homeserver's
+# port; a PORT variable merely present in the environment is not taken for this one.
 demo: install
-	$(BIN)/salon up --config examples/salon.yaml
+	$(BIN)/salon up --config examples/salon.yaml$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 lint: install
 	$(BIN)/ruff format --check src tests bench

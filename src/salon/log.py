@@ -7,7 +7,10 @@ logged at INFO.
 
 from __future__ import annotations
 
+import io
 import logging
+import logging.handlers
+import os
 import sys
 from pathlib import Path
 
@@ -29,10 +32,32 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+# The log file rolls over at this size; this many older files are kept (salon.log.1 …).
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
+
+
+class _PrivateLogFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file created owner-only (log lines name users and rooms)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def configure(
-    level: str = "info", *, file: Path | None = None, console_level: str | None = None
+    level: str = "info",
+    *,
+    file: Path | None = None,
+    console_level: str | None = None,
+    max_bytes: int = LOG_FILE_MAX_BYTES,
+    backups: int = LOG_FILE_BACKUPS,
 ) -> None:
-    """Send logs to stderr (at ``console_level``) and optionally to ``file`` (at ``level``)."""
+    """Send logs to stderr (at ``console_level``) and optionally to ``file`` (at ``level``).
+
+    ``file`` gets one JSON object per line (what `salon logs` reads); it rolls
+    over at ``max_bytes``, keeping ``backups`` older files, and is owner-only.
+    """
     shared: list[structlog.types.Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -62,7 +87,7 @@ def configure(
     root.addHandler(console)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file = _PrivateLogFile(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         to_file.setLevel(file_level)
         to_file.setFormatter(
             structlog.stdlib.ProcessorFormatter(

@@ -9,8 +9,10 @@ from typing import Any
 import aiohttp
 from typer.testing import CliRunner
 
+from salon.cli import pidfile
 from salon.cli.main import app
 from salon.cli.operator_file import OperatorFile
+from salon.devserver.synapse import free_port
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 
@@ -85,3 +87,44 @@ def test_who_reports_a_missing_space(synapse: Any, tmp_path: Path) -> None:
     _operator_file(synapse, tmp_path)
     result = runner.invoke(app, ["who", "--data-dir", str(tmp_path)])
     assert "Space unavailable" in result.output
+
+
+def _unreachable_operator_file(data_dir: Path) -> str:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    OperatorFile(
+        homeserver_url=url,
+        server_name="localhost",
+        user_id="@operator:localhost",
+        password="unused",
+        access_token="unused",
+        space_alias="#salon:localhost",
+        lobby_alias="#lobby:localhost",
+        agent_rooms={"echo": "#salon-echo:localhost"},
+    ).save(data_dir)
+    return url
+
+
+def test_who_with_the_homeserver_down_says_so_and_what_to_do(tmp_path: Path) -> None:
+    url = _unreachable_operator_file(tmp_path)
+    result = runner.invoke(app, ["who", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"the homeserver at {url} is unreachable" in result.output
+    assert "make demo" in result.output and f"salon up --data-dir {tmp_path}" in result.output
+    assert "┏" not in result.output  # no empty table
+
+
+def test_other_commands_with_the_homeserver_down(tmp_path: Path) -> None:
+    url = _unreachable_operator_file(tmp_path)
+    for args in (["read", "--room", "echo"], ["send", "--to", "echo", "hi"]):
+        result = runner.invoke(app, [*args, "--data-dir", str(tmp_path)])
+        assert result.exit_code == 1, args
+        assert f"the homeserver at {url} is unreachable" in result.output
+
+
+def test_who_with_the_homeserver_down_while_salon_runs(tmp_path: Path) -> None:
+    _unreachable_operator_file(tmp_path)
+    with pidfile.holding(tmp_path, "up") as info:
+        result = runner.invoke(app, ["who", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"salon up (pid {info.pid}) runs from {tmp_path}" in result.output
+    assert "salon logs" in result.output and "--synapse" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from salon.devserver.synapse import free_port
@@ -25,12 +27,36 @@ def _salon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The agents of these tests (not the demo's, which may change): two offline ones,
+# and one behind an OpenAI-compatible endpoint given with --openai-base-url.
+CONFIG = """\
+agents:
+  echo: {backend: {type: echo}}
+  parrot: {backend: {type: echo, prefix: "🦜 "}}
+  assistant:
+    backend:
+      type: openai
+      base_url: ${SALON_OPENAI_BASE_URL:-http://127.0.0.1:9/v1}
+      model: test
+      max_retries: 0
+default_agent: parrot
+"""
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    lines: list[str]  # what it printed so far
+
+
 @contextmanager
-def salon_up(data_dir: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
+def salon_up(data_dir: Path, port: int, *extra: str) -> Iterator[Running]:
     """Run `salon up` until it says it is running; stop it afterwards if still alive."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    config = data_dir.parent / "salon.yaml"
+    config.write_text(CONFIG)
     proc = subprocess.Popen(
-        [*SALON, "up", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        [*SALON, "up", "-c", str(config), "--data-dir", str(data_dir), "--port", str(port), *extra],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -51,7 +77,7 @@ def salon_up(data_dir: Path, port: int, *extra: str) -> Iterator[subprocess.Pope
     try:
         if not ready.wait(120):
             raise AssertionError("salon up did not become ready:\n" + "".join(lines))
-        yield proc
+        yield Running(proc, lines)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -78,8 +104,11 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     dead_llm = f"http://127.0.0.1:{free_port()}/v1"
-    with salon_up(data_dir, port, "--openai-base-url", dead_llm) as proc:
+    with salon_up(data_dir, port, "--openai-base-url", dead_llm) as running:
+        proc = running.proc
         assert (data_dir / "operator.json").exists()
+        # The start-up panel's example is the config's default agent.
+        assert any('--to parrot "hello"' in line for line in running.lines)
         who = _salon("who", "--data-dir", str(data_dir))
         assert who.returncode == 0, who.stderr
         assert "echo" in who.stdout and "parrot" in who.stdout and "assistant" in who.stdout
@@ -109,10 +138,26 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
         status = _salon("status", "--data-dir", str(data_dir))
         assert status.returncode == 0, status.stderr
         assert "open delegations" in status.stdout and "turns in flight" in status.stdout
+        assert f"(pid {proc.pid}): running" in status.stdout
+
+        logs = _salon("logs", "--data-dir", str(data_dir), "-n", "1000")
+        assert logs.returncode == 0 and "gateway.ready" in logs.stdout
+        assert _salon("logs", "--data-dir", str(data_dir), "--synapse").returncode == 0
 
         synapse_pid = int((data_dir / "synapse" / "homeserver.pid").read_text())
-        proc.send_signal(signal.SIGTERM)
+        assert json.loads((data_dir / "salon.pid").read_text())["pid"] == proc.pid
+        stopped = _salon("stop", "--data-dir", str(data_dir))
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"Stopped salon up (pid {proc.pid})" in stopped.stdout
         assert proc.wait(30) == 0
+        assert not (data_dir / "salon.pid").exists()
+        # The hint to start again repeats the options given.
+        assert (
+            f"Start again with `salon up --config {data_dir.parent / 'salon.yaml'}"
+            f" --data-dir {data_dir} --port {port} --openai-base-url {dead_llm}`"
+        ) in "".join(running.lines).replace("\n", "")
+        status = _salon("status", "--data-dir", str(data_dir))
+        assert "not running (last seen" in status.stdout
     # No orphan: the embedded homeserver went down with Salon.
     deadline = time.monotonic() + 10
     while _pid_alive(synapse_pid) and time.monotonic() < deadline:
@@ -122,7 +167,8 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
     assert [kind for _, kind, _ in first_rooms].count("agent") == 3
 
     # A second `salon up` on the same data dir reuses everything; Ctrl-C stops it cleanly.
-    with salon_up(data_dir, port) as proc:
+    with salon_up(data_dir, port) as running:
+        proc = running.proc
         assert _rooms(data_dir) == first_rooms
         read = _salon("read", "--data-dir", str(data_dir), "--room", "parrot")
         assert "🦜 hello there" in read.stdout  # state kept

@@ -1,19 +1,30 @@
-"""The `salon` command."""
+"""The `salon` command.
+
+Each operator command fetches its data through :mod:`salon.cli.direct` and
+renders it here; the two halves stay apart so another data source can be
+put in front of the direct path.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from salon._exceptions import SalonError
+from salon.cli import direct, pidfile
 from salon.cli import operator as ops
-from salon.cli.operator_file import OperatorFile
+from salon.cli.output import console, err, error_line
+from salon.cli.status import StatusReport
 from salon.config import load_config
 
 app = typer.Typer(
@@ -22,28 +33,83 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", "-d", help="Where `salon up` keeps its state.")
 ]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="A salon.yaml run with `salon run`: use its data_dir instead."
+    ),
+]
 DEFAULT_DATA_DIR = Path("salon-data")
 DEFAULT_DEMO_CONFIG = Path("examples/salon.yaml")
+DEFAULT_PORT = 8008
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    err.print(error_line(message), highlight=False)
     return typer.Exit(code)
+
+
+def _dd(data_dir: Path) -> str:
+    return pidfile.data_dir_flag(data_dir)
+
+
+def _operator_error(e: SalonError, data_dir: Path) -> typer.Exit:
+    """The exit for an operator command's failure, with what to do about it."""
+    if isinstance(e, ops.HomeserverUnreachable):
+        running = pidfile.running(data_dir)
+        if running is None:
+            hint = (
+                f"Salon is not running from {data_dir}:"
+                f" start it with `make demo` or `salon up{_dd(data_dir)}`."
+            )
+        else:
+            hint = (
+                f"{running.label} runs from {data_dir} but its homeserver does not answer;"
+                f" see `salon logs{_dd(data_dir)} --synapse`."
+            )
+        return _fail(f"{e}. {hint}", 1)
+    return _fail(str(e))
+
+
+def _data_dir_of(data_dir: Path, config: Path | None) -> Path:
+    """``--data-dir``, or the ``data_dir`` of ``--config`` when one is given."""
+    return Path(load_config(config).data_dir) if config is not None else data_dir
+
+
+def _up_command(ctx: typer.Context) -> str:
+    """`salon up` with the options the person gave on the command line."""
+    words = ["salon", "up"]
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name is None:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params.get(param.name)
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            if value:
+                words.append(flag)
+        elif value is not None:
+            words += [flag, shlex.quote(str(value))]
+    return " ".join(words)
 
 
 @app.command()
 def up(
+    ctx: typer.Context,
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Agents to run (default: the demo config).")
     ] = DEFAULT_DEMO_CONFIG,
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    port: Annotated[int, typer.Option(help="Port of the embedded homeserver.")] = 8008,
+    port: Annotated[
+        int,
+        typer.Option(envvar="SALON_PORT", help="Port of the embedded homeserver."),
+    ] = DEFAULT_PORT,
     operator: Annotated[str, typer.Option(help="Localpart of your operator account.")] = "operator",
     log_level: Annotated[str, typer.Option(help="Level of the log file.")] = "info",
     openai_base_url: Annotated[
@@ -58,22 +124,38 @@ def up(
         typer.Option(envvar="SALON_OPENAI_MODEL", help="Model name for that endpoint."),
     ] = None,
 ) -> None:
-    """Start an embedded Synapse and the gateway with demo agents; Ctrl-C stops both."""
-    import os
+    """Start an embedded Synapse and the gateway with demo agents; Ctrl-C stops both.
 
+    Logs go to <data-dir>/salon.log (`salon logs -f`); `salon stop` stops it.
+    """
     from salon import log
     from salon.cli.up import up as run_up
+    from salon.store.db import ensure_private_dir
 
     # The demo config reads these through ${SALON_OPENAI_BASE_URL} / ${SALON_OPENAI_MODEL}.
     if openai_base_url:
         os.environ["SALON_OPENAI_BASE_URL"] = openai_base_url
     if openai_model:
         os.environ["SALON_OPENAI_MODEL"] = openai_model
-    log.configure(log_level, file=data_dir / "salon.log", console_level="warning")
     try:
         cfg = load_config(config)
-        asyncio.run(run_up(cfg, data_dir, port=port, operator=operator, console=console))
+        # Tokens, the operator's password and every message live under it: owner only.
+        ensure_private_dir(data_dir)
+        with pidfile.holding(data_dir, "up"):
+            log.configure(log_level, file=data_dir / "salon.log", console_level="warning")
+            asyncio.run(
+                run_up(
+                    cfg,
+                    data_dir,
+                    port=port,
+                    operator=operator,
+                    console=console,
+                    restart_command=_up_command(ctx),
+                )
+            )
     except SalonError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:  # the data dir, its pid file or its log cannot be written
         raise _fail(str(e)) from None
 
 
@@ -82,40 +164,140 @@ def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="The salon.yaml to run.")],
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the gateway against any homeserver named in the config."""
+    """Run the gateway against any homeserver named in the config.
+
+    Logs go to stderr and to <data_dir>/salon.log (`salon logs -c CONFIG -f`);
+    `salon stop -c CONFIG` stops it.
+    """
     from salon import log
     from salon.gateway.app import Gateway
 
-    log.configure(log_level)
     try:
         cfg = load_config(config)
         if cfg.homeserver is None:
             raise _fail(f"{config}: homeserver: required for `salon run` (url, server_name)")
-        console.print(f"Starting Salon with {len(cfg.agents)} agents on {cfg.homeserver.url}…")
-        asyncio.run(Gateway(cfg).serve())
+        data_dir = Path(cfg.data_dir)
+        with pidfile.holding(data_dir, "run"):
+            log.configure(log_level, file=data_dir / "salon.log")
+            console.print(
+                f"Starting Salon with {len(cfg.agents)} agents on {cfg.homeserver.url}…",
+                highlight=False,
+            )
+            asyncio.run(Gateway(cfg).serve())
     except SalonError as e:
         raise _fail(str(e)) from None
+    except OSError as e:  # the data dir, its pid file or its log cannot be written
+        raise _fail(str(e)) from None
+
+
+@app.command()
+def stop(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 30.0,
+) -> None:
+    """Stop the `salon up` or `salon run` that runs from a data dir (SIGTERM, then wait)."""
+    try:
+        data_dir = _data_dir_of(data_dir, config)
+        result = pidfile.stop(data_dir, timeout_s=timeout)
+    except SalonError as e:
+        raise _fail(str(e)) from None
+    except PermissionError as e:
+        raise _fail(f"cannot stop the Salon of {data_dir}: {e}", 1) from None
+    if result.info is None:
+        stale = f" (removed the stale pid file of {result.stale.label})" if result.stale else ""
+        err.print(f"Salon is not running from {escape(str(data_dir))}{stale}.", highlight=False)
+        raise typer.Exit(1)
+    if not result.stopped:
+        raise _fail(
+            f"{result.info.label} is still running after {timeout:g} s;"
+            f" try again, or `kill -9 {result.info.pid}`",
+            1,
+        )
+    console.print(
+        f"[green]✓[/] Stopped {result.info.label} in {result.waited_s:.1f} s.", highlight=False
+    )
+
+
+@app.command()
+def logs(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: ConfigOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C ends).")
+    ] = False,
+    n: Annotated[int, typer.Option("-n", min=0, help="How many of the last lines.")] = 50,
+    synapse: Annotated[
+        bool, typer.Option("--synapse", help="The embedded homeserver's log instead.")
+    ] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Lines as written (JSON).")] = False,
+) -> None:
+    """Show the gateway's log (<data-dir>/salon.log), or follow it with -f."""
+    from salon.cli import logs as logfile
+
+    try:
+        data_dir = _data_dir_of(data_dir, config)
+    except SalonError as e:
+        raise _fail(str(e)) from None
+    path = logfile.log_path(data_dir, synapse=synapse)
+    if not path.exists() and not follow:
+        start = "salon up" if synapse else f"`salon up{_dd(data_dir)}` or `salon run`"
+        raise _fail(f"{path}: no log here yet; it is written by {start}", 1)
+
+    def emit(line: str) -> None:
+        sys.stdout.write((line if raw else logfile.format_line(line)) + "\n")
+        sys.stdout.flush()
+
+    try:
+        size = path.stat().st_size if path.exists() else 0
+        if size:
+            for line in logfile.tail(path, n, end=size):
+                emit(line)
+        if follow:
+            logfile.follow(path, emit, offset=size)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `salon logs | head`: the reader is gone, so are we
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:
+        raise _fail(f"{path}: {e}", 1) from None
 
 
 @app.command()
 def who(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """List every agent with its room and whether it is online."""
     try:
-        op = OperatorFile.load(data_dir)
-        result: ops.WhoResult = asyncio.run(ops.with_operator(op, lambda c: c.who()))
+        result = direct.who(data_dir)
     except SalonError as e:
-        raise _fail(str(e)) from None
+        raise _operator_error(e, data_dir) from None
+    _render_who(result, data_dir)
+
+
+def _render_who(result: ops.WhoResult, data_dir: Path) -> None:
     if result.space_error:
-        err.print(f"[yellow]Space unavailable:[/] {result.space_error}")
+        err.print("[yellow]Space unavailable:[/]", escape(result.space_error), highlight=False)
     table = Table("agent", "room", "status", "last beat", "user")
+    for column in table.columns:
+        column.overflow = "fold"
     colours = {"online": "green", "busy": "yellow", "offline": "red"}
     for row in result.agents:
         beat = _ago(row.last_beat_ms) if row.last_beat_ms else "never"
         colour = colours[row.status.value]
-        table.add_row(row.agent, row.alias, f"[{colour}]{row.status.value}[/]", beat, row.user_id)
-    console.print(table)
+        table.add_row(
+            escape(row.agent),
+            escape(row.alias),
+            f"[{colour}]{row.status.value}[/]",
+            beat,
+            escape(row.user_id),
+        )
     if not result.agents:
-        raise typer.Exit(1)
+        raise _fail(
+            "no agent rooms found. Is the gateway running?"
+            f" See `salon status{_dd(data_dir)}` and `salon logs{_dd(data_dir)}`.",
+            1,
+        )
+    console.print(table)
 
 
 @app.command()
@@ -129,21 +311,15 @@ def send(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Post a message to an agent's room (and print its reply) or to the lobby."""
+    waiting = wait if wait is not None else to is not None
     try:
-        op = OperatorFile.load(data_dir)
-
-        async def action(client: ops.OperatorClient) -> tuple[str, ops.Reply | None]:
-            alias = client.agent_alias(to) if to else op.lobby_alias
-            waiting = wait if wait is not None else to is not None
-            return await client.send(alias, text, wait_s=timeout if waiting else None)
-
-        _event_id, reply = asyncio.run(ops.with_operator(op, action))
+        reply = direct.send(data_dir, text, to=to, wait_s=timeout if waiting else None)
     except ops.ReplyTimeout as e:
         raise _fail(f"{to or 'lobby'}: {e} (is the gateway running? try `salon who`)", 1) from None
     except SalonError as e:
-        raise _fail(str(e)) from None
+        raise _operator_error(e, data_dir) from None
     if reply is None:
-        console.print(f"Sent to {to or 'the lobby'}.")
+        console.print(f"Sent to {to or 'the lobby'}.", highlight=False)
     elif reply.notice:
         # An error notice from the agent (its backend failed): say so in the exit status.
         err.print(reply.body, markup=False, highlight=False, style="yellow")
@@ -158,21 +334,15 @@ def read(
     n: Annotated[int, typer.Option("-n", min=1, max=500, help="How many messages.")] = 20,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print the recent messages of an agent's room or the lobby."""
+    """Print the recent messages of an agent's room or the lobby (edits applied)."""
     try:
-        op = OperatorFile.load(data_dir)
-
-        async def action(client: ops.OperatorClient) -> list[ops.Message]:
-            alias = op.lobby_alias if room == "lobby" else client.agent_alias(room)
-            return await client.read(alias, n)
-
-        messages: list[ops.Message] = asyncio.run(ops.with_operator(op, action))
+        messages = direct.read(data_dir, room, n)
     except SalonError as e:
-        raise _fail(str(e)) from None
+        raise _operator_error(e, data_dir) from None
     for m in messages:
         stamp = datetime.fromtimestamp(m.ts / 1000, UTC).astimezone().strftime("%H:%M:%S")
         style = "dim" if m.notice else ""
-        console.print(f"[dim]{stamp}[/] [bold]{m.sender}[/]: ", end="")
+        console.print(f"[dim]{stamp}[/] [bold]{escape(m.sender)}[/]: ", end="", highlight=False)
         console.print(m.body, style=style, markup=False, highlight=False)
 
 
@@ -186,18 +356,11 @@ def delegate(
 ) -> None:
     """Ask agent --from to delegate a task to agent --to, and print the outcome."""
     try:
-        op = OperatorFile.load(data_dir)
-
-        async def action(client: ops.OperatorClient) -> tuple[str, ops.Reply | None]:
-            alias = client.agent_alias(frm)
-            client.agent_alias(to)  # a clear error for an unknown target, before sending
-            return await client.send(alias, f"!delegate {to} {task}", wait_s=timeout)
-
-        _event_id, reply = asyncio.run(ops.with_operator(op, action))
+        reply = direct.delegate(data_dir, task, frm=frm, to=to, wait_s=timeout)
     except ops.ReplyTimeout as e:
         raise _fail(f"{frm} → {to}: {e}", 1) from None
     except SalonError as e:
-        raise _fail(str(e)) from None
+        raise _operator_error(e, data_dir) from None
     if reply is not None and reply.notice:
         err.print(reply.body, markup=False, highlight=False, style="yellow")
         raise typer.Exit(1)
@@ -205,45 +368,72 @@ def delegate(
 
 
 @app.command()
-def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Open delegations, turns in flight, and loops that are restarting."""
-    from salon.cli.status import read_status
-
+def status(data_dir: DataDir = DEFAULT_DATA_DIR, config: ConfigOption = None) -> None:
+    """Whether the gateway runs, open delegations, turns in flight, restarting loops."""
     try:
-        report = read_status(data_dir / "salon.db")
+        if config is not None:
+            db_path = Path(load_config(config).store.sqlite_path)
+        else:
+            db_path = data_dir / "salon.db"
+        report = direct.status(db_path)
     except SalonError as e:
         raise _fail(str(e)) from None
+    _render_status(report)
+
+
+def _render_status(report: StatusReport) -> None:
     gw = report.gateway
-    if gw:
-        age = int(datetime.now(UTC).timestamp() - gw.get("updated_ms", 0) / 1000)
+    if gw is None:
+        console.print("gateway: no gateway has run on this store yet", highlight=False)
+    elif gw.running:
         console.print(
-            f"gateway [bold]{gw.get('gateway')}[/] (pid {gw.get('pid')}), updated {age}s ago"
+            f"gateway [bold]{escape(gw.name)}[/] (pid {gw.pid}): [green]running[/],"
+            f" status updated {_ago(gw.updated_ms)}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"gateway [bold]{escape(gw.name)}[/] (pid {gw.pid}): [red]not running[/]"
+            f" (last seen {_ago(gw.updated_ms)})",
+            highlight=False,
         )
     table = Table("from", "to", "state", "age", "id", title="open delegations")
     for d in report.delegations:
-        table.add_row(d["from_agent"], d["to_agent"], d["state"], f"{d['age_s']}s", d["id"])
+        table.add_row(
+            escape(d.from_agent), escape(d.to_agent), d.state, _duration(d.age_s), escape(d.id)
+        )
     console.print(table)
     table = Table("agent", "event", "state", "attempts", "age", title="turns in flight")
     for t in report.turns:
         table.add_row(
-            t["agent_id"], t["event_id"], t["state"], str(t["attempts"]), f"{t['age_s']}s"
+            escape(t.agent_id), escape(t.event_id), t.state, str(t.attempts), _duration(t.age_s)
         )
     console.print(table)
-    restarting = [loop for loop in gw.get("loops", []) if loop.get("restarts")]
-    table = Table("loop", "restarts", "backing off", "last error", title="restarting loops")
-    for loop in restarting:
-        table.add_row(
-            loop["name"],
-            str(loop["restarts"]),
-            "yes" if loop["backing_off"] else "no",
-            loop.get("last_error") or "",
-        )
-    console.print(table)
+    if gw is not None and gw.running:
+        table = Table("loop", "restarts", "backing off", "last error", title="restarting loops")
+        for loop in gw.loops:
+            if loop.restarts:
+                table.add_row(
+                    escape(loop.name),
+                    str(loop.restarts),
+                    "yes" if loop.backing_off else "no",
+                    escape(loop.last_error or ""),
+                )
+        console.print(table)
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 def _ago(ms: int) -> str:
-    seconds = max(0, int(datetime.now(UTC).timestamp() - ms / 1000))
-    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
+    return f"{_duration(max(0, int(datetime.now(UTC).timestamp() - ms / 1000)))} ago"
 
 
 def main() -> None:

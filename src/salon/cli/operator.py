@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from salon._exceptions import MatrixError, SalonError
+from salon._exceptions import MatrixConnectionError, MatrixError, SalonError
 from salon.cli.operator_file import OperatorFile
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
 from salon.ids import RoomAlias, RoomId, UserId
@@ -20,8 +21,31 @@ from salon.matrix.api import MatrixAPI
 TURN_KEY = "com.salon.turn"
 
 
+# `salon read` pages back through at most this many events looking for messages
+# (edits, reactions and state events do not count).
+READ_SCAN_LIMIT = 5000
+
+
 class ReplyTimeout(SalonError):
     """No reply arrived in time."""
+
+
+class HomeserverUnreachable(SalonError):
+    """The homeserver of ``operator.json`` does not answer."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(f"the homeserver at {url} is unreachable ({_short(cause)})")
+        self.url = url
+
+
+def _short(error: Exception) -> str:
+    """What went wrong, without the request name (``what: homeserver unreachable: …``)."""
+    text = str(error)
+    marker = "homeserver unreachable: "
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    # Drop the library's class name: "ClientConnectorError: Cannot connect…" → "Cannot connect…"
+    return re.sub(r"^\w+(Error|Exception): ", "", text).strip() or "no answer"
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,8 @@ class OperatorClient:
             for event in await self.api.get_state(space_id):
                 if event.get("type") == "m.space.child" and (event.get("content") or {}).get("via"):
                     aliases.append(str(event.get("state_key")))
+        except MatrixConnectionError:
+            raise
         except MatrixError as e:
             space_error = str(e)
             aliases = list(self.op.agent_rooms.values())
@@ -164,24 +190,51 @@ class OperatorClient:
                     return event_id, reply
         raise ReplyTimeout(f"no reply within {wait_s:g} s")
 
-    async def read(self, alias: str, limit: int) -> list[Message]:
-        """The last ``limit`` messages, oldest first, edits applied."""
+    async def read(
+        self, alias: str, limit: int, *, scan_limit: int = READ_SCAN_LIMIT
+    ) -> list[Message]:
+        """The last ``limit`` messages, oldest first, each in its newest (edited) version.
+
+        Pages back until ``limit`` messages are found, the room's start is
+        reached, or ``scan_limit`` events were looked at: edits, reactions and
+        state events take no place in the count.
+        """
         room_id = await self.room(alias)
-        page = await self.api.messages(room_id, limit=limit * 3)
-        events = [e for e in page.get("chunk") or [] if e.get("type") == "m.room.message"]
-        edits: dict[str, dict[str, Any]] = {}
-        originals = []
-        for event in reversed(events):
-            content = event.get("content") or {}
-            rel = content.get("m.relates_to") or {}
-            new = content.get("m.new_content")
-            if rel.get("rel_type") == "m.replace" and isinstance(new, dict):
-                edits[str(rel.get("event_id"))] = new
-            else:
-                originals.append(event)
+        # Newest first, as /messages?dir=b returns them: the first edit seen is the newest.
+        edits: dict[str, tuple[str, dict[str, Any]]] = {}
+        found: list[dict[str, Any]] = []
+        page_size = min(1000, max(50, limit * 2))
+        token: str | None = None
+        scanned = 0
+        while len(found) < limit and scanned < scan_limit:
+            page = await self.api.messages(room_id, limit=page_size, since=token)
+            chunk = page.get("chunk") or []
+            for event in chunk:
+                scanned += 1
+                if event.get("type") != "m.room.message":
+                    continue
+                content = event.get("content") or {}
+                rel = content.get("m.relates_to") or {}
+                if rel.get("rel_type") == "m.replace":
+                    new = content.get("m.new_content")
+                    if isinstance(new, dict):
+                        edits.setdefault(str(rel.get("event_id")), (str(event.get("sender")), new))
+                    continue
+                if "body" not in content:
+                    continue  # redacted
+                found.append(event)
+                if len(found) == limit:
+                    break
+            end = page.get("end")
+            if not chunk or not end or end == token:
+                break
+            token = str(end)
         result = []
-        for event in originals[-limit:]:
-            content = edits.get(event.get("event_id"), event.get("content") or {})
+        for event in reversed(found):
+            content = event.get("content") or {}
+            edit = edits.get(str(event.get("event_id")))
+            if edit is not None and edit[0] == event.get("sender"):  # only its author edits
+                content = edit[1]
             result.append(
                 Message(
                     ts=int(event.get("origin_server_ts") or 0),
@@ -205,9 +258,16 @@ def _final_reply(event: dict[str, Any], to_event: str) -> Reply | None:
 
 
 async def with_operator(op: OperatorFile, action: Any) -> Any:
-    """Run ``action(client)`` with a fresh HTTP session."""
+    """Run ``action(client)`` with a fresh HTTP session.
+
+    Raises:
+        HomeserverUnreachable: the homeserver does not answer (not running?).
+    """
     async with aiohttp.ClientSession() as session:
-        return await action(OperatorClient(op, session))
+        try:
+            return await action(OperatorClient(op, session))
+        except MatrixConnectionError as e:
+            raise HomeserverUnreachable(op.homeserver_url, e) from e
 
 
 def run(coro: Any) -> Any:

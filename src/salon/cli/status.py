@@ -2,50 +2,188 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from salon._exceptions import ConfigError
+from salon._exceptions import ConfigError, StoreError
+from salon.store.delegations import TERMINAL_PHASES, DelegationPhase
 from salon.store.kv import GATEWAY_STATUS_KEY as STATUS_KEY
+
+# A running gateway refreshes its status row every 5 s; three missed refreshes
+# mean it is gone (stopped, killed, or its host is down).
+STALE_AFTER_S = 15.0
+
+_PHASE_ORDER = list(DelegationPhase)
+
+
+@dataclass(frozen=True)
+class DelegationRow:
+    """One open delegation, whatever the number of store rows behind it."""
+
+    id: str
+    from_agent: str
+    to_agent: str
+    state: str
+    age_s: int
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    """One turn in flight."""
+
+    event_id: str
+    agent_id: str
+    state: str
+    attempts: int
+    age_s: int
+
+
+@dataclass(frozen=True)
+class LoopRow:
+    """One supervised loop of the gateway."""
+
+    name: str
+    restarts: int
+    backing_off: bool
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class GatewayInfo:
+    """The gateway's last published status, and whether it is still running."""
+
+    name: str
+    pid: int | None
+    updated_ms: int
+    running: bool
+    loops: list[LoopRow] = field(default_factory=list)
+
+    def age_s(self, now_ms: int | None = None) -> int:
+        """Seconds since the gateway last refreshed its status."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return max(0, (now - self.updated_ms) // 1000)
 
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Open delegations, turns in flight, and supervised loops of one store."""
+    """Open delegations, turns in flight, and the gateway (None: none ever ran here)."""
 
-    delegations: list[dict[str, Any]] = field(default_factory=list)
-    turns: list[dict[str, Any]] = field(default_factory=list)
-    gateway: dict[str, Any] = field(default_factory=dict)
+    delegations: list[DelegationRow] = field(default_factory=list)
+    turns: list[TurnRow] = field(default_factory=list)
+    gateway: GatewayInfo | None = None
 
 
-def read_status(db_path: Path) -> StatusReport:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (zombies count as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def gateway_info(raw: dict[str, Any], now_ms: int) -> GatewayInfo:
+    """The published status, judged: fresh (≤ STALE_AFTER_S) and its pid alive = running."""
+    pid = raw.get("pid")
+    pid = pid if isinstance(pid, int) else None
+    updated = raw.get("updated_ms")
+    updated = updated if isinstance(updated, int) else 0
+    fresh = now_ms - updated <= STALE_AFTER_S * 1000
+    running = fresh and (pid is None or pid_alive(pid))
+    loops = [
+        LoopRow(
+            name=str(loop.get("name", "?")),
+            restarts=int(loop.get("restarts") or 0),
+            backing_off=bool(loop.get("backing_off")),
+            last_error=loop.get("last_error"),
+        )
+        for loop in raw.get("loops") or []
+        if isinstance(loop, dict)
+    ]
+    return GatewayInfo(str(raw.get("gateway", "?")), pid, updated, running, loops)
+
+
+def merge_delegations(rows: list[dict[str, Any]], now_ms: int) -> list[DelegationRow]:
+    """One line per delegation id, in order of creation.
+
+    With both agents in one gateway the store has a row each way ('out' for the
+    delegator, 'in' for the target) under the same id. The line shows the
+    furthest state either side has reached; the delegation is open while either
+    side still is.
+    """
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row["id"], []).append(row)
+    merged = []
+    for delegation_id, group in by_id.items():
+        phases = [DelegationPhase(r["state"]) for r in group]
+        if all(p in TERMINAL_PHASES for p in phases):
+            continue
+        furthest = max(phases, key=_PHASE_ORDER.index)
+        first = min(group, key=lambda r: (r["direction"] != "out", r["created_at"]))
+        merged.append(
+            DelegationRow(
+                id=delegation_id,
+                from_agent=first["from_agent"],
+                to_agent=first["to_agent"],
+                state=furthest.value,
+                age_s=max(0, (now_ms - min(r["created_at"] for r in group)) // 1000),
+            )
+        )
+    return sorted(merged, key=lambda d: -d.age_s)
+
+
+def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
     """Read the report; a clear error if there is no store yet."""
     if not db_path.exists():
         raise ConfigError(f"{db_path}: no store here yet; start Salon first (`salon up`)")
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     uri = f"file:{db_path}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=5) as db:
-        db.row_factory = sqlite3.Row
-        now = int(time.time() * 1000)
-        delegations = [
-            {**dict(r), "age_s": (now - r["created_at"]) // 1000}
-            for r in db.execute(
-                "SELECT id, direction, from_agent, to_agent, state, created_at, deadline_ts"
-                " FROM delegations"
-                " WHERE state NOT IN ('completed', 'failed', 'rejected', 'timeout')"
-                " ORDER BY created_at"
-            )
-        ]
-        turns = [
-            {**dict(r), "age_s": (now - r["updated_at"]) // 1000}
-            for r in db.execute(
-                "SELECT event_id, agent_id, state, attempts, updated_at FROM turns"
-                " WHERE state IN ('admitted', 'running') ORDER BY updated_at"
-            )
-        ]
-        row = db.execute("SELECT value FROM kv WHERE key = ?", (STATUS_KEY,)).fetchone()
-    gateway = json.loads(row[0]) if row else {}
-    return StatusReport(delegations, turns, gateway)
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+            db.row_factory = sqlite3.Row
+            rows = [
+                dict(r)
+                for r in db.execute(
+                    "SELECT id, direction, from_agent, to_agent, state, created_at"
+                    " FROM delegations WHERE id IN (SELECT id FROM delegations"
+                    "   WHERE state NOT IN ('completed', 'failed', 'rejected', 'timeout'))"
+                    " ORDER BY created_at"
+                )
+            ]
+            turns = [
+                TurnRow(
+                    event_id=r["event_id"],
+                    agent_id=r["agent_id"],
+                    state=r["state"],
+                    attempts=r["attempts"],
+                    age_s=max(0, (now - r["updated_at"]) // 1000),
+                )
+                for r in db.execute(
+                    "SELECT event_id, agent_id, state, attempts, updated_at FROM turns"
+                    " WHERE state IN ('admitted', 'running') ORDER BY updated_at"
+                )
+            ]
+            row = db.execute("SELECT value FROM kv WHERE key = ?", (STATUS_KEY,)).fetchone()
+    except sqlite3.Error as e:
+        raise StoreError(f"{db_path}: cannot read the store: {e}") from e
+    gateway = None
+    if row is not None:
+        with contextlib.suppress(ValueError, TypeError):
+            raw = json.loads(row[0])
+            if isinstance(raw, dict):
+                gateway = gateway_info(raw, now)
+    return StatusReport(merge_delegations(rows, now), turns, gateway)

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from salon._exceptions import DevServerError
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
+from salon.cli.status import pid_alive
 from salon.config.models import HomeserverConfig, SalonConfig, StoreConfig
 from salon.devserver.synapse import (
     SynapseLayout,
     SynapseProcess,
     SynapseSettings,
+    free_port,
     write_synapse_config,
 )
 from salon.gateway.app import Gateway, GatewayState
@@ -84,16 +90,33 @@ async def join_operator(op: OperatorFile) -> None:
                 await client.room(alias)
 
 
-def print_ready(console: Console, op: OperatorFile, data_dir: Path, state: GatewayState) -> None:
+def example_agent(config: SalonConfig, hosted: Iterable[str]) -> str:
+    """The agent the start-up hints use: ``default_agent``, else the first one configured."""
+    hosted = list(hosted)
+    if config.default_agent is not None and config.default_agent in hosted:
+        return config.default_agent
+    return next((a for a in config.agents if a in hosted), hosted[0] if hosted else "echo")
+
+
+def print_ready(
+    console: Console,
+    op: OperatorFile,
+    data_dir: Path,
+    state: GatewayState,
+    config: SalonConfig | None = None,
+) -> None:
     """Tell the person what is running and how to talk to it."""
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("agent")
     table.add_column("room")
     table.add_column("user")
-    for agent_id, alias in sorted(op.agent_rooms.items()):
-        table.add_row(agent_id, alias, state.agent_users[AgentId(agent_id)])
+    order = list(config.agents) if config is not None else sorted(op.agent_rooms)
+    agents = [a for a in order if a in op.agent_rooms]
+    agents += [a for a in op.agent_rooms if a not in agents]
+    for agent_id in agents:
+        table.add_row(agent_id, op.agent_rooms[agent_id], state.agent_users[AgentId(agent_id)])
     console.print(table)
-    first = next(iter(sorted(op.agent_rooms)), "echo")
+    first = example_agent(config, agents) if config is not None else agents[0] if agents else "echo"
     dd = "" if data_dir == Path("salon-data") else f" --data-dir {data_dir}"
     space = "" if state.topology.space_id else "  [yellow](Space unavailable)[/]"
     console.print(
@@ -107,6 +130,7 @@ def print_ready(console: Console, op: OperatorFile, data_dir: Path, state: Gatew
                     f'  .venv/bin/salon send{dd} --to {first} "hello"',
                     f'  .venv/bin/salon send{dd} "hello everyone"',
                     f"  .venv/bin/salon read{dd} --room {first}",
+                    f"  .venv/bin/salon logs{dd} -f",
                 ]
             ),
             title="salon up",
@@ -117,7 +141,37 @@ def print_ready(console: Console, op: OperatorFile, data_dir: Path, state: Gatew
     console.print(f"  homeserver  {op.homeserver_url}", highlight=False)
     console.print(f"  user        {op.user_id}", highlight=False)
     console.print(f"  password    {op.password}", highlight=False)
-    console.print(f"Credentials are in {data_dir / 'operator.json'}. Stop with Ctrl-C.")
+    console.print(
+        f"Credentials are in {data_dir / 'operator.json'}."
+        f" Stop with Ctrl-C (or `salon stop{dd}` from another terminal)."
+    )
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def check_port(data_dir: Path, port: int) -> None:
+    """Fail early, before anything starts, if the homeserver's port is taken.
+
+    A Synapse left behind by a crashed `salon up` on this data dir is not an
+    obstacle: starting replaces it.
+
+    Raises:
+        DevServerError: the port is in use; the message proposes a free one.
+    """
+    pid_file = data_dir / "synapse" / "homeserver.pid"
+    with contextlib.suppress(OSError, ValueError):
+        if pid_alive(int(pid_file.read_text(encoding="ascii").strip())):
+            return
+    if port_in_use(port):
+        raise DevServerError(
+            f"port {port} is in use: something already listens on http://127.0.0.1:{port}"
+            f" (another homeserver, or Salon from another data dir?); try --port {free_port()}"
+        )
 
 
 async def up(
@@ -128,11 +182,21 @@ async def up(
     operator: str,
     console: Console,
     stop: asyncio.Event | None = None,
+    restart_command: str = "salon up",
 ) -> None:
-    """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly."""
+    """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly.
+
+    ``restart_command`` is how the person started this (with their flags), for
+    the "start again" hint.
+
+    Raises:
+        DevServerError: the port is taken (nothing was started) or Synapse failed.
+    """
     stop = stop or asyncio.Event()
     # Tokens, the operator's password and every message live under it: owner only.
     ensure_private_dir(data_dir)
+    if port is not None:
+        check_port(data_dir, port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -140,9 +204,11 @@ async def up(
         layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=port))
     synapse = SynapseProcess(layout)
     gateway: Gateway | None = None
+    started = False
     try:
         with console.status(f"Starting Synapse on {layout.base_url}…"):
             await asyncio.to_thread(synapse.start)
+        started = True
         console.print(f"[green]✓[/] Synapse is up on {layout.base_url} (logs: {layout.log_file})")
         with console.status("Registering the operator account…"):
             creds = await register_operator(layout, operator)
@@ -158,11 +224,15 @@ async def up(
         with console.status("Joining the operator to the Space and rooms…"):
             await join_operator(op)
         console.print("[green]✓[/] Gateway ready")
-        print_ready(console, op, data_dir, state)
+        print_ready(console, op, data_dir, state, config)
         await stop.wait()
         console.print("Stopping…")
     finally:
         if gateway is not None:
             await gateway.stop()
-        await asyncio.to_thread(synapse.stop)
-        console.print("[green]✓[/] Stopped Salon and Synapse. Start again with `make demo`.")
+        await asyncio.to_thread(synapse.stop)  # also reaps a Synapse that failed to start
+        if started:
+            console.print(
+                "[green]✓[/] Stopped Salon and Synapse."
+                f" Start again with `{escape(restart_command)}`."
+            )

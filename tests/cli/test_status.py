@@ -1,0 +1,129 @@
+"""`salon status` from a store populated directly: one line per delegation, a gateway
+that stopped shown as not running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from salon.cli.main import app
+from salon.store import Store
+from salon.store.delegations import DelegationDirection, DelegationRecord
+from salon.store.kv import GATEWAY_STATUS_KEY
+
+runner = CliRunner()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _delegation(
+    id: str, direction: DelegationDirection, state: str, created_at: int
+) -> DelegationRecord:
+    return DelegationRecord(
+        id=id,
+        direction=direction,
+        from_agent="echo",
+        to_agent="parrot",
+        task="say hi",
+        root=id,
+        chain=("echo", "parrot"),
+        hop=1,
+        target_room="!parrot:localhost",
+        deadline_ts=created_at + 300_000,
+        state=state,  # type: ignore[arg-type]
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+def _populate(data_dir: Path, gateway: dict[str, object] | None) -> None:
+    async def go() -> None:
+        store = await Store.open(f"sqlite:///{data_dir / 'salon.db'}")
+        try:
+            now = _now_ms()
+            out, inn = DelegationDirection.OUT, DelegationDirection.IN
+            # One local delegation: the delegator's row and the target's row, one id.
+            await store.delegations.create(_delegation("dlg-local", out, "sent", now - 65_000))
+            await store.delegations.create(_delegation("dlg-local", inn, "progress", now - 64_000))
+            # One to a peer elsewhere: only our side's row.
+            await store.delegations.create(_delegation("dlg-remote", out, "accepted", now - 5_000))
+            # Finished on both sides: not open.
+            await store.delegations.create(_delegation("dlg-done", out, "completed", now))
+            await store.delegations.create(_delegation("dlg-done", inn, "completed", now))
+            if gateway is not None:
+                await store.kv.set(GATEWAY_STATUS_KEY, json.dumps(gateway))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_each_local_delegation_is_one_line(tmp_path: Path) -> None:
+    _populate(tmp_path, {"gateway": "salon", "pid": os.getpid(), "updated_ms": _now_ms()})
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    local = [line for line in lines if "dlg-local" in line]
+    assert len(local) == 1, result.stdout
+    # The furthest state either side reached, the age of the first row.
+    assert "echo" in local[0] and "parrot" in local[0] and "progress" in local[0]
+    assert re.search(r"\b6[5-9]s\b", local[0]), local[0]
+    assert len([line for line in lines if "dlg-remote" in line]) == 1
+    assert "dlg-done" not in result.stdout
+    assert "running" in result.stdout and "not running" not in result.stdout
+
+
+def test_a_gateway_that_stopped_is_not_shown_as_current(tmp_path: Path) -> None:
+    # The status row of a gateway that has gone: stale and its pid dead.
+    _populate(
+        tmp_path,
+        {
+            "gateway": "salon",
+            "pid": _dead_pid(),
+            "updated_ms": _now_ms() - 5 * 60_000,
+            "loops": [{"name": "sync:x", "restarts": 3, "backing_off": True, "last_error": "e"}],
+        },
+    )
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "not running (last seen 5m ago)" in result.stdout
+    assert "restarting loops" not in result.stdout  # those were the dead gateway's
+
+
+def test_a_fresh_row_whose_process_is_gone_is_not_running(tmp_path: Path) -> None:
+    # Killed a second ago: the row is recent, but its pid is not alive on this host.
+    _populate(tmp_path, {"gateway": "salon", "pid": _dead_pid(), "updated_ms": _now_ms()})
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert "not running (last seen 0s ago)" in result.stdout
+
+
+def test_a_row_not_refreshed_for_long_is_not_running_even_if_the_pid_exists(
+    tmp_path: Path,
+) -> None:
+    # The pid was reused by another process (here: this test) after the gateway died.
+    _populate(tmp_path, {"gateway": "salon", "pid": os.getpid(), "updated_ms": _now_ms() - 60_000})
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert "not running (last seen 60s ago)" in result.stdout
+
+
+def test_no_gateway_ever(tmp_path: Path) -> None:
+    _populate(tmp_path, None)
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "no gateway has run on this store yet" in result.stdout

@@ -181,6 +181,14 @@ def _unknown_model(ctx: ApiContext, model: str) -> ApiError:
 # --- choosing the agent and building the turn -------------------------------------------
 
 
+class _Refusal(Exception):
+    """An error answer that carries its own headers."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
 def _header_value(text: str) -> str:
     """``text`` as a safe one-line ASCII header value."""
     flat = " ".join(text.split())
@@ -233,14 +241,6 @@ def turn_spec(agent_id: AgentId, chat: ChatRequest, sender: str) -> TurnSpec:
 
 
 # --- answers ------------------------------------------------------------------------------
-
-
-class _Refusal(Exception):
-    """An error answer that carries its own headers."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.text)
-        self.response = response
 
 
 def error_response(
@@ -365,7 +365,7 @@ class _Events:
         if not self.started:
             self.started = True
             await self.response.prepare(self.request)
-            pass
+            await self.chunk({"role": "assistant", "content": ""})
 
     async def send(self, data: Mapping[str, Any] | str) -> None:
         payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)

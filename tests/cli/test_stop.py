@@ -44,6 +44,7 @@ def _config(synapse: Any, tmp_path: Path) -> Path:
         "sync": {"startup_jitter_s": 0},
         "data_dir": "state",
         "store": {"url": "sqlite:///state/salon.db"},
+        "api": {"listen": "127.0.0.1:0", "token_env": "SALON_TEST_RUN_API_TOKEN"},
     }
     path = tmp_path / "salon.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -72,9 +73,11 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 def test_salon_run_then_stop(synapse: Any, tmp_path: Path) -> None:
     config = _config(synapse, tmp_path)
     data_dir = tmp_path / "state"
+    token = secrets.token_hex(8)
     proc = subprocess.Popen(
         [*SALON, "run", "-c", str(config)],
         cwd=ROOT,
+        env={**os.environ, "SALON_TEST_RUN_API_TOKEN": token},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -92,6 +95,17 @@ def test_salon_run_then_stop(synapse: Any, tmp_path: Path) -> None:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         info = json.loads((data_dir / "salon.pid").read_text())
         assert info["pid"] == proc.pid and info["command"] == "run"
+
+        # With `api:` configured, api.json says where it listens (the real port) and the token.
+        api_json = data_dir / "api.json"
+        _wait_for(api_json.exists, 10, "api.json")
+        api = json.loads(api_json.read_text())
+        assert api["token"] == token and api["pid"] == proc.pid
+        assert not api["url"].endswith(":0")
+        status = runner.invoke(app, ["status", "-c", str(config), "--verbose"])
+        assert status.exit_code == 0, status.output
+        assert f"using the API at {api['url']}" in status.output
+        assert f"(pid {proc.pid}): running, its API answers at {api['url']}" in status.output
 
         # A second one on the same data dir is refused, and leaves the pid file alone.
         again = runner.invoke(app, ["run", "-c", str(config)])
@@ -115,6 +129,7 @@ def test_salon_run_then_stop(synapse: Any, tmp_path: Path) -> None:
         assert f"Stopped salon run (pid {proc.pid})" in stopped.stdout
         assert proc.wait(10) == 0  # a clean exit, not a kill
         assert not (data_dir / "salon.pid").exists()
+        assert not api_json.exists()
     finally:
         if proc.poll() is None:
             proc.kill()

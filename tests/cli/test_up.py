@@ -6,10 +6,13 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +90,16 @@ def salon_up(data_dir: Path, port: int, *extra: str) -> Iterator[Running]:
                 proc.kill()
 
 
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    """GET ``url`` (with the bearer token): the status and the JSON body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def _rooms(data_dir: Path) -> list[tuple[str, str, str | None]]:
     with sqlite3.connect(data_dir / "salon.db") as db:
         return sorted(db.execute("SELECT room_id, kind, agent_id FROM rooms").fetchall())
@@ -113,6 +126,27 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
         assert who.returncode == 0, who.stderr
         assert "echo" in who.stdout and "parrot" in who.stdout and "assistant" in who.stdout
         assert who.stdout.count("online") == 3
+
+        # The HTTP API is on, on loopback; its URL and token are in api.json (owner only).
+        api_json = data_dir / "api.json"
+        assert stat.S_IMODE(api_json.stat().st_mode) == 0o600
+        api = json.loads(api_json.read_text())
+        assert api["url"].startswith("http://127.0.0.1:") and api["token"]
+        assert any(f"HTTP API on {api['url']}" in line for line in running.lines)
+        assert _get(f"{api['url']}/healthz") == (200, {"ok": True})
+        assert _get(f"{api['url']}/api/v1/agents")[0] == 401
+        code, agents = _get(f"{api['url']}/api/v1/agents", api["token"])
+        assert code == 200 and len(agents["agents"]) == 3  # type: ignore[arg-type]
+        # `salon who` goes through it: without operator.json the direct path cannot answer.
+        operator_json = data_dir / "operator.json"
+        hidden = operator_json.rename(data_dir / "operator.json.away")
+        try:
+            via_api = _salon("who", "--data-dir", str(data_dir), "--verbose")
+        finally:
+            hidden.rename(operator_json)
+        assert via_api.returncode == 0, via_api.stderr
+        assert f"using the API at {api['url']}" in via_api.stderr
+        assert via_api.stdout.count("online") == 3
 
         sent = _salon("send", "--data-dir", str(data_dir), "--to", "parrot", "hello there")
         assert sent.returncode == 0, sent.stderr
@@ -151,6 +185,7 @@ def test_salon_up_then_talk_then_stop_then_up_again(tmp_path: Path) -> None:
         assert f"Stopped salon up (pid {proc.pid})" in stopped.stdout
         assert proc.wait(30) == 0
         assert not (data_dir / "salon.pid").exists()
+        assert not api_json.exists()  # removed on a clean exit
         # The hint to start again repeats the options given.
         assert (
             f"Start again with `salon up --config {data_dir.parent / 'salon.yaml'}"

@@ -1,8 +1,10 @@
 """The `salon` command.
 
-Each operator command fetches its data through :mod:`salon.cli.direct` and
-renders it here; the two halves stay apart so another data source can be
-put in front of the direct path.
+Each operator command fetches its data and renders it here. The data comes from
+the running gateway's HTTP API (:mod:`salon.cli.via_api`) when one answers,
+found through ``--api URL`` or ``<data-dir>/api.json``; otherwise from
+:mod:`salon.cli.direct` (the operator's Matrix account, or the store file).
+Both return the same types, so the rendering does not know which one answered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from salon._exceptions import SalonError
-from salon.cli import direct, pidfile
+from salon.cli import direct, pidfile, via_api
 from salon.cli import operator as ops
 from salon.cli.output import console, err, error_line
 from salon.cli.status import StatusReport
@@ -43,6 +45,30 @@ ConfigOption = Annotated[
         "--config", "-c", help="A salon.yaml run with `salon run`: use its data_dir instead."
     ),
 ]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="SALON_API_URL",
+        help="The gateway's HTTP API (default: the one <data-dir>/api.json names);"
+        " used if it answers, else the command works without it.",
+    ),
+]
+ApiToken = Annotated[
+    str | None,
+    typer.Option(
+        "--api-token",
+        envvar="SALON_API_TOKEN",
+        show_default=False,
+        help="Bearer token for --api (api.json has its own).",
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Say whether the gateway's API or the direct path answers."
+    ),
+]
 DEFAULT_DATA_DIR = Path("salon-data")
 DEFAULT_DEMO_CONFIG = Path("examples/salon.yaml")
 DEFAULT_PORT = 8008
@@ -59,6 +85,12 @@ def _dd(data_dir: Path) -> str:
 
 def _operator_error(e: SalonError, data_dir: Path) -> typer.Exit:
     """The exit for an operator command's failure, with what to do about it."""
+    if isinstance(e, via_api.ApiCallError):
+        return _fail(str(e), e.exit_code)
+    if isinstance(e, via_api.GatewayHomeserverUnreachable):
+        running = pidfile.running(data_dir)
+        hint = f". See `salon logs{_dd(data_dir)} --synapse`." if running is not None else ""
+        return _fail(f"{e}{hint}", 1)
     if isinstance(e, ops.HomeserverUnreachable):
         running = pidfile.running(data_dir)
         if running is None:
@@ -73,6 +105,16 @@ def _operator_error(e: SalonError, data_dir: Path) -> typer.Exit:
             )
         return _fail(f"{e}. {hint}", 1)
     return _fail(str(e))
+
+
+def _api(
+    data_dir: Path, url: str | None, token: str | None, verbose: bool
+) -> via_api.Endpoint | None:
+    """The gateway's API if it answers (``--api``, else ``api.json``); None: go direct."""
+    found = via_api.discover(data_dir, url=url, token=token)
+    if verbose:
+        err.print(f"[dim]{escape(found.note)}[/]", highlight=False)
+    return found.endpoint
 
 
 def _data_dir_of(data_dir: Path, config: Path | None) -> Path:
@@ -123,10 +165,22 @@ def up(
         str | None,
         typer.Option(envvar="SALON_OPENAI_MODEL", help="Model name for that endpoint."),
     ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="SALON_API_PORT",
+            min=0,
+            max=65535,
+            show_default=False,
+            help="Port of the HTTP API on 127.0.0.1 (default: 8765 or the next free one;"
+            " 0: any free port).",
+        ),
+    ] = None,
 ) -> None:
     """Start an embedded Synapse and the gateway with demo agents; Ctrl-C stops both.
 
     Logs go to <data-dir>/salon.log (`salon logs -f`); `salon stop` stops it.
+    The HTTP API's URL and token are in <data-dir>/api.json while it runs.
     """
     from salon import log
     from salon.cli.up import up as run_up
@@ -151,6 +205,7 @@ def up(
                     operator=operator,
                     console=console,
                     restart_command=_up_command(ctx),
+                    api_port=api_port,
                 )
             )
     except SalonError as e:
@@ -167,10 +222,11 @@ def run(
     """Run the gateway against any homeserver named in the config.
 
     Logs go to stderr and to <data_dir>/salon.log (`salon logs -c CONFIG -f`);
-    `salon stop -c CONFIG` stops it.
+    `salon stop -c CONFIG` stops it. With an `api:` section, <data_dir>/api.json
+    says where the HTTP API listens (and its token) while it runs.
     """
     from salon import log
-    from salon.gateway.app import Gateway
+    from salon.cli.run import serve
 
     try:
         cfg = load_config(config)
@@ -183,7 +239,7 @@ def run(
                 f"Starting Salon with {len(cfg.agents)} agents on {cfg.homeserver.url}…",
                 highlight=False,
             )
-            asyncio.run(Gateway(cfg).serve())
+            asyncio.run(serve(cfg, data_dir, console))
     except SalonError as e:
         raise _fail(str(e)) from None
     except OSError as e:  # the data dir, its pid file or its log cannot be written
@@ -265,10 +321,16 @@ def logs(
 
 
 @app.command()
-def who(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def who(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    api: ApiUrl = None,
+    api_token: ApiToken = None,
+    verbose: Verbose = False,
+) -> None:
     """List every agent with its room and whether it is online."""
     try:
-        result = direct.who(data_dir)
+        endpoint = _api(data_dir, api, api_token, verbose)
+        result = via_api.who(endpoint) if endpoint else direct.who(data_dir)
     except SalonError as e:
         raise _operator_error(e, data_dir) from None
     _render_who(result, data_dir)
@@ -309,11 +371,19 @@ def send(
         bool | None, typer.Option(help="Wait for a reply (default: yes with --to).")
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    api: ApiUrl = None,
+    api_token: ApiToken = None,
+    verbose: Verbose = False,
 ) -> None:
     """Post a message to an agent's room (and print its reply) or to the lobby."""
     waiting = wait if wait is not None else to is not None
+    wait_s = timeout if waiting else None
     try:
-        reply = direct.send(data_dir, text, to=to, wait_s=timeout if waiting else None)
+        endpoint = _api(data_dir, api, api_token, verbose)
+        if endpoint is not None:
+            reply = via_api.send(endpoint, text, to=to, wait_s=wait_s)
+        else:
+            reply = direct.send(data_dir, text, to=to, wait_s=wait_s)
     except ops.ReplyTimeout as e:
         raise _fail(f"{to or 'lobby'}: {e} (is the gateway running? try `salon who`)", 1) from None
     except SalonError as e:
@@ -333,10 +403,18 @@ def read(
     room: Annotated[str, typer.Option("--room", help="An agent id, or 'lobby'.")] = "lobby",
     n: Annotated[int, typer.Option("-n", min=1, max=500, help="How many messages.")] = 20,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    api: ApiUrl = None,
+    api_token: ApiToken = None,
+    verbose: Verbose = False,
 ) -> None:
     """Print the recent messages of an agent's room or the lobby (edits applied)."""
     try:
-        messages = direct.read(data_dir, room, n)
+        # The API returns at most 200 messages; more are read directly.
+        endpoint = _api(data_dir, api, api_token, verbose) if n <= via_api.MAX_READ_LIMIT else None
+        if endpoint is not None:
+            messages = via_api.read(endpoint, room, n)
+        else:
+            messages = direct.read(data_dir, room, n)
     except SalonError as e:
         raise _operator_error(e, data_dir) from None
     for m in messages:
@@ -353,10 +431,17 @@ def delegate(
     to: Annotated[str, typer.Option("--to", help="The agent that does the task.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 120.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    api: ApiUrl = None,
+    api_token: ApiToken = None,
+    verbose: Verbose = False,
 ) -> None:
     """Ask agent --from to delegate a task to agent --to, and print the outcome."""
     try:
-        reply = direct.delegate(data_dir, task, frm=frm, to=to, wait_s=timeout)
+        endpoint = _api(data_dir, api, api_token, verbose)
+        if endpoint is not None:
+            reply = via_api.delegate(endpoint, task, frm=frm, to=to, wait_s=timeout)
+        else:
+            reply = direct.delegate(data_dir, task, frm=frm, to=to, wait_s=timeout)
     except ops.ReplyTimeout as e:
         raise _fail(f"{frm} → {to}: {e}", 1) from None
     except SalonError as e:
@@ -368,14 +453,26 @@ def delegate(
 
 
 @app.command()
-def status(data_dir: DataDir = DEFAULT_DATA_DIR, config: ConfigOption = None) -> None:
+def status(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    config: ConfigOption = None,
+    api: ApiUrl = None,
+    api_token: ApiToken = None,
+    verbose: Verbose = False,
+) -> None:
     """Whether the gateway runs, open delegations, turns in flight, restarting loops."""
     try:
-        if config is not None:
-            db_path = Path(load_config(config).store.sqlite_path)
+        cfg = load_config(config) if config is not None else None
+        if cfg is not None:
+            data_dir = Path(cfg.data_dir)
+        endpoint = _api(data_dir, api, api_token, verbose)
+        if endpoint is not None:
+            report = via_api.status(endpoint)
         else:
-            db_path = data_dir / "salon.db"
-        report = direct.status(db_path)
+            db_path = Path(cfg.store.sqlite_path) if cfg is not None else data_dir / "salon.db"
+            report = direct.status(db_path)
+    except via_api.ApiCallError as e:
+        raise _fail(str(e), e.exit_code) from None
     except SalonError as e:
         raise _fail(str(e)) from None
     _render_status(report)
@@ -383,20 +480,29 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR, config: ConfigOption = None) ->
 
 def _render_status(report: StatusReport) -> None:
     gw = report.gateway
+    pid = f" (pid {gw.pid})" if gw is not None and gw.pid is not None else ""
     if gw is None:
         console.print("gateway: no gateway has run on this store yet", highlight=False)
+    elif gw.running and report.api_url:
+        console.print(
+            f"gateway [bold]{escape(gw.name)}[/]{pid}: [green]running[/],"
+            f" its API answers at {escape(report.api_url)}",
+            highlight=False,
+        )
     elif gw.running:
         console.print(
-            f"gateway [bold]{escape(gw.name)}[/] (pid {gw.pid}): [green]running[/],"
+            f"gateway [bold]{escape(gw.name)}[/]{pid}: [green]running[/],"
             f" status updated {_ago(gw.updated_ms)}",
             highlight=False,
         )
     else:
         console.print(
-            f"gateway [bold]{escape(gw.name)}[/] (pid {gw.pid}): [red]not running[/]"
+            f"gateway [bold]{escape(gw.name)}[/]{pid}: [red]not running[/]"
             f" (last seen {_ago(gw.updated_ms)})",
             highlight=False,
         )
+    for problem in report.problems:
+        console.print(f"[yellow]{escape(problem)}[/]", highlight=False)
     table = Table("from", "to", "state", "age", "id", title="open delegations")
     for d in report.delegations:
         table.add_row(
@@ -406,7 +512,11 @@ def _render_status(report: StatusReport) -> None:
     table = Table("agent", "event", "state", "attempts", "age", title="turns in flight")
     for t in report.turns:
         table.add_row(
-            escape(t.agent_id), escape(t.event_id), t.state, str(t.attempts), _duration(t.age_s)
+            escape(t.agent_id),
+            escape(t.event_id),
+            t.state,
+            "-" if t.attempts is None else str(t.attempts),
+            "-" if t.age_s is None else _duration(t.age_s),
         )
     console.print(table)
     if gw is not None and gw.running:

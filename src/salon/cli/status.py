@@ -35,13 +35,13 @@ class DelegationRow:
 
 @dataclass(frozen=True)
 class TurnRow:
-    """One turn in flight."""
+    """One turn in flight (attempts and age: None where the source does not say)."""
 
     event_id: str
     agent_id: str
     state: str
-    attempts: int
-    age_s: int
+    attempts: int | None
+    age_s: int | None
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,17 @@ class GatewayInfo:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """Open delegations, turns in flight, and the gateway (None: none ever ran here)."""
+    """Open delegations, turns in flight, and the gateway (None: none ever ran here).
+
+    From the gateway's API: ``api_url`` is where it answered, and ``problems`` what
+    its own checks (store, homeserver) found wrong.
+    """
 
     delegations: list[DelegationRow] = field(default_factory=list)
     turns: list[TurnRow] = field(default_factory=list)
     gateway: GatewayInfo | None = None
+    api_url: str | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 def pid_alive(pid: int) -> bool:

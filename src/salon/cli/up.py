@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import socket
 from collections.abc import Iterable
@@ -16,10 +18,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from salon._exceptions import DevServerError
+from salon.cli import api_file
+from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
 from salon.cli.status import pid_alive
-from salon.config.models import HomeserverConfig, SalonConfig, StoreConfig
+from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig, StoreConfig
 from salon.devserver.synapse import (
     SynapseLayout,
     SynapseProcess,
@@ -32,17 +36,79 @@ from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, derive_password, register_or_login
 from salon.store.db import ensure_private_dir
 
+# The HTTP API of `salon up`: loopback only, this port or the next free one.
+DEFAULT_API_PORT = 8765
+API_PORT_TRIES = 100
+# The variables the API's config names for its token and the operator's access
+# token; `salon up` sets them in its own environment (never a user's variable).
+API_TOKEN_ENV = "SALON_UP_API_TOKEN"
+OPERATOR_TOKEN_ENV = "SALON_UP_OPERATOR_TOKEN"
 
-def local_config(config: SalonConfig, layout: SynapseLayout, data_dir: Path) -> SalonConfig:
-    """The demo config pointed at the embedded homeserver and the data dir's store."""
+
+def local_config(
+    config: SalonConfig, layout: SynapseLayout, data_dir: Path, api: ApiConfig | None = None
+) -> SalonConfig:
+    """The demo config pointed at the embedded homeserver and the data dir's store,
+    with ``api`` as its HTTP API (None: the config's own)."""
     homeserver = HomeserverConfig(
         url=layout.base_url,
         server_name=layout.server_name,
         registration_shared_secret=layout.registration_shared_secret,
     )
     store = StoreConfig(url=f"sqlite:///{(data_dir / 'salon.db').resolve()}")
-    return config.model_copy(
-        update={"homeserver": homeserver, "store": store, "data_dir": str(data_dir.resolve())}
+    update: dict[str, object] = {
+        "homeserver": homeserver,
+        "store": store,
+        "data_dir": str(data_dir.resolve()),
+    }
+    if api is not None:
+        update["api"] = api
+    return config.model_copy(update=update)
+
+
+def can_listen(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_api_port(requested: int | None, homeserver_port: int | None = None) -> int:
+    """The API's port: ``requested`` (0: any free one, chosen when listening), else
+    ``DEFAULT_API_PORT`` or the next free one that is not the homeserver's.
+
+    Raises:
+        DevServerError: the requested port is taken (nothing was started).
+    """
+    if requested is not None:
+        if requested and requested == homeserver_port:
+            raise DevServerError(
+                f"--api-port {requested} is the homeserver's port; give another one"
+            )
+        if requested and not can_listen(requested):
+            raise DevServerError(
+                f"--api-port {requested} is in use: something already listens on"
+                f" 127.0.0.1:{requested}; leave the option out (8765 or the next free port)"
+                " or give --api-port 0 (any free port)"
+            )
+        return requested
+    for port in range(DEFAULT_API_PORT, DEFAULT_API_PORT + API_PORT_TRIES):
+        if port != homeserver_port and can_listen(port):
+            return port
+    return 0
+
+
+def api_config(port: int, operator_user_id: str) -> ApiConfig:
+    """The API section `salon up` runs with (its tokens in the variables it sets)."""
+    return ApiConfig(
+        listen=f"127.0.0.1:{port}",
+        token_env=API_TOKEN_ENV,
+        operator_user_id=operator_user_id,
+        operator_token_env=OPERATOR_TOKEN_ENV,
     )
 
 
@@ -104,8 +170,9 @@ def print_ready(
     data_dir: Path,
     state: GatewayState,
     config: SalonConfig | None = None,
+    api: ApiFile | None = None,
 ) -> None:
-    """Tell the person what is running and how to talk to it."""
+    """Tell the person what is running and how to talk to it (and its HTTP API)."""
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("agent")
     table.add_column("room")
@@ -119,23 +186,25 @@ def print_ready(
     first = example_agent(config, agents) if config is not None else agents[0] if agents else "echo"
     dd = "" if data_dir == Path("salon-data") else f" --data-dir {data_dir}"
     space = "" if state.topology.space_id else "  [yellow](Space unavailable)[/]"
-    console.print(
-        Panel.fit(
-            "\n".join(
-                [
-                    f"[bold]Salon is running[/] on {op.homeserver_url}{space}",
-                    "",
-                    "Talk to the agents from another terminal:",
-                    f"  .venv/bin/salon who{dd}",
-                    f'  .venv/bin/salon send{dd} --to {first} "hello"',
-                    f'  .venv/bin/salon send{dd} "hello everyone"',
-                    f"  .venv/bin/salon read{dd} --room {first}",
-                    f"  .venv/bin/salon logs{dd} -f",
-                ]
-            ),
-            title="salon up",
-        )
-    )
+    lines = [
+        f"[bold]Salon is running[/] on {op.homeserver_url}{space}",
+        "",
+        "Talk to the agents from another terminal:",
+        f"  .venv/bin/salon who{dd}",
+        f'  .venv/bin/salon send{dd} --to {first} "hello"',
+        f'  .venv/bin/salon send{dd} "hello everyone"',
+        f"  .venv/bin/salon read{dd} --room {first}",
+        f"  .venv/bin/salon logs{dd} -f",
+    ]
+    if api is not None:
+        token_file = data_dir / api_file.FILENAME
+        lines += [
+            "",
+            f"HTTP API on {escape(api.url)} (bearer token in {escape(str(token_file))}):",
+            f'  curl -H "Authorization: Bearer $(jq -r .token {escape(str(token_file))})"'
+            f" {escape(api.url)}/api/v1/agents",
+        ]
+    console.print(Panel.fit("\n".join(lines), title="salon up"))
     # Outside the panel so nothing wraps and the password copies cleanly.
     console.print("Or log in with Element (or any Matrix client):")
     console.print(f"  homeserver  {op.homeserver_url}", highlight=False)
@@ -183,20 +252,26 @@ async def up(
     console: Console,
     stop: asyncio.Event | None = None,
     restart_command: str = "salon up",
+    api_port: int | None = None,
 ) -> None:
     """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly.
 
-    ``restart_command`` is how the person started this (with their flags), for
-    the "start again" hint.
+    The gateway serves its HTTP API on loopback, port ``api_port`` (None: 8765
+    or the next free one; 0: any), with a fresh token; ``<data_dir>/api.json``
+    says where and holds the token while it runs. ``restart_command`` is how the
+    person started this (with their flags), for the "start again" hint.
 
     Raises:
-        DevServerError: the port is taken (nothing was started) or Synapse failed.
+        DevServerError: a port is taken (nothing was started) or Synapse failed.
     """
     stop = stop or asyncio.Event()
     # Tokens, the operator's password and every message live under it: owner only.
     ensure_private_dir(data_dir)
     if port is not None:
         check_port(data_dir, port)
+    listen_port = choose_api_port(api_port, port)
+    api_token = secrets.token_urlsafe(32)
+    saved_env = {name: os.environ.get(name) for name in (API_TOKEN_ENV, OPERATOR_TOKEN_ENV)}
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -213,7 +288,9 @@ async def up(
         with console.status("Registering the operator account…"):
             creds = await register_operator(layout, operator)
         console.print(f"[green]✓[/] Operator {creds.user_id}")
-        cfg = local_config(config, layout, data_dir)
+        os.environ[API_TOKEN_ENV] = api_token
+        os.environ[OPERATOR_TOKEN_ENV] = creds.access_token
+        cfg = local_config(config, layout, data_dir, api_config(listen_port, creds.user_id))
         gateway = Gateway(cfg, invite=[UserId(creds.user_id)])
         with console.status(
             f"Starting the gateway: {len(cfg.agents)} agents, Space, lobby and agent rooms…"
@@ -221,13 +298,27 @@ async def up(
             state = await gateway.start()
         op = operator_file(cfg, layout, creds, state)
         op.save(data_dir)
+        api = None
+        if gateway.api is not None:  # written once it listens: the URL has the real port
+            api = ApiFile(
+                url=api_file.client_url(gateway.api.config.host, gateway.api.port),
+                token=api_token,
+                pid=os.getpid(),
+            )
+            api.save(data_dir)
         with console.status("Joining the operator to the Space and rooms…"):
             await join_operator(op)
         console.print("[green]✓[/] Gateway ready")
-        print_ready(console, op, data_dir, state, config)
+        print_ready(console, op, data_dir, state, config, api)
         await stop.wait()
         console.print("Stopping…")
     finally:
+        api_file.remove(data_dir, pid=os.getpid())
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if gateway is not None:
             await gateway.stop()
         await asyncio.to_thread(synapse.stop)  # also reaps a Synapse that failed to start

@@ -41,7 +41,12 @@ class ConfigError(SalonError):
 
 
 class StoreError(SalonError):
-    """The durable store failed."""
+    """The durable store failed. ``transient``: the database was busy, locked, out of
+    space or failed I/O (a later try may work); False for a bug (a constraint, bad SQL)."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class MatrixError(SalonError):
@@ -115,7 +120,9 @@ def is_transient(error: BaseException) -> bool:
     rate limiting (429), or the store failed (locked, disk full): a later try of
     the same request can work. Anything else fails the same way again.
     """
-    if isinstance(error, MatrixConnectionError | RateLimitedError | StoreError):
+    if isinstance(error, StoreError):
+        return error.transient
+    if isinstance(error, MatrixConnectionError | RateLimitedError):
         return True
     if isinstance(error, MatrixRequestError):
         return error.http_status >= 500 or error.http_status in _TRANSIENT_STATUSES

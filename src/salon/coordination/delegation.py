@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon import responses
-from salon._exceptions import MatrixError
+from salon._exceptions import MatrixError, is_transient
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.directory import Directory
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
@@ -33,6 +33,7 @@ from salon.coordination.protocol import (
 )
 from salon.coordination.records import outcome_of, record_of, request_of, stable_id
 from salon.coordination.recovery import statuses_of
+from salon.coordination.refs import labels_of
 from salon.ids import RoomAlias, RoomId, server_of_user
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
@@ -73,6 +74,7 @@ class DelegationManager:
         self.delivery = Delivery()
         self.report: Report | None = None
         self._waiting: dict[str, asyncio.Future[DelegationOutcome]] = {}
+        self._waiters: dict[str, int] = {}  # how many calls wait on each future
         self._room_cache: dict[str, RoomId] = {}
 
     # --- sending -------------------------------------------------------------
@@ -104,7 +106,7 @@ class DelegationManager:
         same_id = stable_id(origin_event, from_agent, to_agent, task) if origin_event else None
         if same_id and wait and same_id in self._waiting:
             # The same call twice in one round: both wait for the one delegation.
-            return await asyncio.shield(self._waiting[same_id])
+            return await self._await(same_id, self._waiting[same_id])
         if same_id and (known := await self.store.delegations.get(same_id)) is not None:
             return await self._resume(known, wait)
         try:
@@ -121,17 +123,23 @@ class DelegationManager:
                 id=same_id,
             )
         except (MatrixError, ValueError) as e:
+            if not wait and is_transient(e):
+                raise  # a command in the inbox: it is tried again later, never blocks it
             return DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
         record = record_of(request, OUT, room, origin_room=origin_room, origin_event=origin_event)
         await self.store.delegations.create(record)
         future = self._waiter(record.id) if wait else None
         try:
-            await self._send_request(api, record, request, wait=True)
+            # A turn waits out an outage; a command (no wait) must not hold the inbox up:
+            # its transient failure is raised, the row is kept and sent again later.
+            await self._send_request(api, record, request, wait=wait)
             await self.notify(record, "delegation_sent", task=_short(task))
             if future is None:
                 return DelegationOutcome(True, record.id)
-            return await asyncio.shield(future)
+            return await self._await(record.id, future)
         except MatrixError as e:
+            if not wait and is_transient(e):
+                raise
             await self.store.delegations.set_state(record.id, DelegationPhase.FAILED, error=str(e))
             await self.store.delegations.mark_reinjected(record.id)  # the caller gets it now
             failed = DelegationOutcome(False, f"[FAILED] {to_agent}: {e}")
@@ -147,6 +155,20 @@ class DelegationManager:
             self._waiting[id] = future
         return future
 
+    async def _await(self, id: str, future: asyncio.Future[DelegationOutcome]) -> DelegationOutcome:
+        """Wait for delegation ``id``'s outcome with the others who wait for it. When the
+        last of them gives up (stopped, deadline), the waiter goes, so a result arriving
+        later is reported instead of handed to nobody."""
+        self._waiters[id] = self._waiters.get(id, 0) + 1
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._waiters[id] -= 1
+            if not self._waiters[id]:
+                del self._waiters[id]
+                if not future.done() and self._waiting.get(id) is future:
+                    del self._waiting[id]
+
     def _settle(self, id: str, outcome: DelegationOutcome) -> bool:
         """Hand ``outcome`` to the waiters of ``id`` (if any); True if someone waited."""
         future = self._waiting.pop(id, None)
@@ -160,19 +182,19 @@ class DelegationManager:
         if record.terminal:
             await self.store.delegations.mark_reinjected(record.id)
             return outcome_of(record)
+        if record.state is DelegationPhase.PENDING:
+            api = self.dir.apis[record.from_agent]
+            await self._send_request(api, record, request_of(record), wait=wait)
         if not wait:
             return DelegationOutcome(True, record.id)
         future = self._waiter(record.id)
-        if record.state is DelegationPhase.PENDING:
-            api = self.dir.apis[record.from_agent]
-            await self._send_request(api, record, request_of(record), wait=True)
         # It may have ended while we were not looking.
         current = await self.store.delegations.get(record.id)
         if current is not None and current.terminal:
             await self.store.delegations.mark_reinjected(record.id)
             self._settle(record.id, outcome_of(current))
             return outcome_of(current)
-        return await asyncio.shield(future)
+        return await self._await(record.id, future)
 
     async def _send_request(
         self,
@@ -249,6 +271,11 @@ class DelegationManager:
             # Marked delivered when the report turn closes, not before.
             await self.report(record, outcome)
 
+    async def deliver_late(self, record: DelegationRecord) -> None:
+        """Report a result whose delegating turn closed without taking it."""
+        if record.id not in self._waiting and self.report is not None:
+            await self.report(record, outcome_of(record))
+
     async def deliver_undelivered(self) -> None:
         """After a start: results that ended but were never handed back."""
         for record in await self.store.delegations.undelivered(direction=OUT):
@@ -300,6 +327,8 @@ class DelegationManager:
         if not record.origin_room:
             return
         text = responses.text(key, self.locale, frm=record.from_agent, to=record.to_agent, **values)
+        if key == "delegation_sent" and (refs := _refs_note(record, self.locale)):
+            text = f"{text} {refs}"
         content = {"msgtype": "m.notice", "body": text, MARKER: {"id": record.id, "note": key}}
         try:
             await self.dir.apis[record.from_agent].send_event(
@@ -310,6 +339,17 @@ class DelegationManager:
             )
         except (MatrixError, KeyError) as e:
             log.warning("delegation.notice_failed", id=record.id, error=str(e))
+
+
+def _refs_note(record: DelegationRecord, locale: str, shown: int = 5) -> str:
+    """``(refs: group/project#12, !34)`` for a delegation's work references ('' if none)."""
+    labels = labels_of(list(record.refs))
+    if not labels:
+        return ""
+    listed = ", ".join(labels[:shown])
+    if len(labels) > shown:
+        listed += " " + responses.text("delegation_refs_more", locale, count=len(labels) - shown)
+    return responses.text("delegation_refs", locale, refs=listed)
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -82,6 +82,7 @@ class Coordinator:
         runner.delegator_for = self.delegator_for
         runner.outcomes.by_kind[TurnKind.TASK] = self.task_outcome
         runner.after_close[TurnKind.REPORT] = self.report_closed
+        runner.closed_hooks.append(self.turn_closed)
 
     # --- the dispatcher's handlers ---------------------------------------------
 
@@ -181,6 +182,12 @@ class Coordinator:
         turn = await self.store.turns.get(spec.turn_id, agent_id)
         if turn is not None and not turn.open:
             await self.report_closed(spec, Outcome(OutcomeState.REPLIED))  # closed before
+
+    async def turn_closed(self, spec: TurnSpec, outcome: Outcome) -> None:
+        """A turn closed: a result it was owed but never took (its re-run after a crash
+        asked differently, or not at all) is reported now, not at some later start."""
+        for record in await self.store.delegations.undelivered_from(spec.turn_id, spec.agent_id):
+            await self.manager.deliver_late(record)
 
     async def report_closed(self, spec: TurnSpec, outcome: Outcome) -> None:
         """The report turn closed: only now is the result delivered."""

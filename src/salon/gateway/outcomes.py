@@ -58,7 +58,9 @@ def must_store(
     message needs no copy (a re-run's final edit always follows it, so it cannot
     end partial); one that ends an already visible reply with an edit, spans several
     messages or is not a reply at all does: a re-run must send the same text."""
-    if stream is None or stream.first_id is not None or outcome.notice:
+    if stream is None or stream.first_id is not None or outcome.notice or stream.resumed:
+        # A re-run's reply may follow a crashed run's edits (or its own, if it crashes
+        # too): only a stored text keeps every later run on the same final version.
         return True
     return len(outcome.text) > limits.max_message_chars
 

@@ -95,7 +95,7 @@ class ReplyStream:
         self._first_chunk_at: float | None = None
         # A re-run cannot know what the crashed run showed last: it always ends on the
         # final edit, so that edit is the newest version a client shows.
-        self._resumed = resumed or first_id is not None
+        self.resumed = resumed or first_id is not None
         # What transaction ids derive from: the turn's id.
         self.txn_key = txn_key
 
@@ -172,11 +172,11 @@ class ReplyStream:
         single = len(pieces) == 1
         if self.first_id is None:
             await self._send_first(pieces[0], final=single, notice=notice)
-            if self._resumed:
+            if self.resumed:
                 # The first send may have been a repeat of the crashed run's (same
                 # transaction id → its old, partial content): make the text final.
                 await self._edit(pieces[0], "final", final=single, notice=notice)
-        elif self._resumed or self._shown != pieces[0] or single:
+        elif self.resumed or self._shown != pieces[0] or single:
             await self._edit(pieces[0], "final", final=single, notice=notice)
         for i, piece in enumerate(pieces[1:], start=1):
             content = reply_content(

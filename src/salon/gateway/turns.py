@@ -95,6 +95,8 @@ class TurnRunner(TurnTasks):
         self.on_idle: Callable[[AgentId], None] | None = None
         # Per kind: what happens once a turn closed (a report marks its result delivered).
         self.after_close: dict[TurnKind, AfterClose] = {}
+        # And what happens once any turn closed (delegation results it left behind).
+        self.closed_hooks: list[AfterClose] = []
         self._running: dict[AgentId, int] = {}
         super().__init__()
         self._started: dict[TurnKey, bool] = {}  # holds its slots (no longer queued)
@@ -141,8 +143,20 @@ class TurnRunner(TurnTasks):
     # --- running ------------------------------------------------------------------
 
     async def _run(self, spec: TurnSpec) -> None:
+        failures = 0
         try:
-            await self._queued(spec)
+            while True:
+                try:
+                    await self._queued(spec)
+                    return
+                except StoreError as e:
+                    # The store is busy or failing: not the turn's fault. Give the attempt
+                    # back and run it again after a pause (never strand the ledger row).
+                    failures += 1
+                    log.warning("turn.store_error", turn=spec.turn_id, error=str(e))
+                    with contextlib.suppress(StoreError):
+                        await self.store.turns.release(spec.turn_id, spec.agent_id)
+                    await asyncio.sleep(self.delivery.delay(failures))
         except asyncio.CancelledError:
             if spec.key not in self._stop_requested or self._started.get(spec.key):
                 raise
@@ -282,6 +296,8 @@ class TurnRunner(TurnTasks):
             tlog.warning("turn.backend_error", error=str(e))
             partial = _partial(stream, collected)
             return self._failure(runtime, partial, str(e), str(e), type(e).__name__)
+        except StoreError:
+            raise  # the store's trouble, not the backend's: the turn is run again
         except MatrixError as e:
             # A permanent refusal while streaming (403, 404): the room will not take it.
             tlog.warning("turn.matrix_error", error=str(e))
@@ -325,7 +341,16 @@ class TurnRunner(TurnTasks):
             deadline = min(deadline, max(spec.deadline_ts / 1000 - time.time(), 0.001))
         return deadline
 
+    def _interrupted(self, key: TurnKey) -> None:
+        # Shutdown held or cut off the turn: whoever watches it (an API caller) hears
+        # so now rather than waiting on a process that is going away.
+        self.watchers.closed(key, Outcome(OutcomeState.FAILED, error="interrupted by shutdown"))
+
     # --- ending -----------------------------------------------------------------------
+
+    async def _keep(self, spec: TurnSpec, outcome: Outcome) -> None:
+        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        await self.store.turns.release(spec.turn_id, spec.agent_id)
 
     async def _settle(
         self,
@@ -337,8 +362,15 @@ class TurnRunner(TurnTasks):
         """Store the outcome, send it (waiting out outages), record the session, close."""
         if must_store(spec, outcome, stream, self.limits):
             await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        self._settling.add(spec.key)  # decided: a stop request no longer applies
         try:
             reply_id = await self.outcomes.send(spec, outcome, stream, self.apis[spec.agent_id])
+        except asyncio.CancelledError:
+            # Shutdown while sending (an outage being waited out, say): keep the outcome
+            # and give the attempt back, so the next start sends it without a re-run.
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(self._keep(spec, outcome))
+            raise
         except MatrixError as e:  # permanent: nothing more can be sent there
             tlog.warning("turn.undeliverable", error=str(e))
             outcome = Outcome(OutcomeState.FAILED, outcome.text, error=f"undeliverable: {e}")
@@ -361,6 +393,8 @@ class TurnRunner(TurnTasks):
         after = self.after_close.get(spec.kind)
         if after is not None:
             await after(spec, outcome)
+        for hook in self.closed_hooks:
+            await hook(spec, outcome)
 
 
 def _partial(stream: ReplyStream | None, collected: list[str]) -> str:

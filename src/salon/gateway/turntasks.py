@@ -2,6 +2,8 @@
 
 The bookkeeping half of the turn runner: one task per ledgered turn, the room
 it writes in and its reply's first event, so a stop request finds its turn.
+A graceful shutdown drains them (:meth:`TurnTasks.drain`): no turn starts any
+more, the running ones get a bounded time to finish, the rest are cut off.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class TurnTasks:
         self._rooms: dict[TurnKey, RoomId] = {}
         self._replies: dict[EventId, TurnKey] = {}
         self._stop_requested: set[TurnKey] = set()
+        self._settling: set[TurnKey] = set()  # outcome decided and being sent: not stoppable
+        self._draining = False  # shutting down: turns are ledgered but not started
 
     async def _run(self, spec: TurnSpec) -> None:
         raise NotImplementedError
@@ -34,6 +38,11 @@ class TurnTasks:
         """Run a ledgered turn unless it is already running in this process."""
         key = spec.key
         if key in self._tasks:
+            return
+        if self._draining:
+            # Shutting down: its ledger row stays admitted and runs after the next start.
+            log.info("turn.held", turn=spec.turn_id, agent=spec.agent_id)
+            self._interrupted(key)
             return
         task = asyncio.create_task(self._run(spec), name=f"turn:{spec.agent_id}")
         self._tasks[key] = task
@@ -45,6 +54,7 @@ class TurnTasks:
             del self._tasks[key]
             self._rooms.pop(key, None)
             self._stop_requested.discard(key)
+            self._settling.discard(key)
             for reply, k in list(self._replies.items()):
                 if k == key:
                     del self._replies[reply]
@@ -73,9 +83,45 @@ class TurnTasks:
 
     def _request_stop(self, key: TurnKey) -> None:
         task = self._tasks.get(key)
-        if task is not None:
+        if task is not None and key not in self._settling:
             self._stop_requested.add(key)
             task.cancel()
+
+    def _interrupted(self, key: TurnKey) -> None:
+        """A shutdown held or cut off the turn ``key`` (its row stays open)."""
+
+    async def drain(self, timeout_s: float, *, interrupt: asyncio.Event | None = None) -> int:
+        """Shut down gracefully: start no turn any more, wait up to ``timeout_s`` for
+        the running ones (queued ones included) to end, then cancel those left.
+
+        ``interrupt`` set ends the wait at once. A turn cut off keeps its ledger row
+        open with its attempt given back (as on :meth:`stop`), so it resumes on the
+        next start; a turn submitted from now on is ledgered and not started.
+        Returns how many turns were cut off.
+        """
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        interrupted = asyncio.ensure_future(interrupt.wait()) if interrupt is not None else None
+        try:
+            while True:
+                running = {t for t in self._tasks.values() if not t.done()}
+                left = deadline - loop.time()
+                if not running or left <= 0 or (interrupt is not None and interrupt.is_set()):
+                    break
+                waits = running | ({interrupted} if interrupted is not None else set())
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if interrupted is not None:
+                interrupted.cancel()
+        cut = {key: task for key, task in self._tasks.items() if not task.done()}
+        for task in cut.values():
+            task.cancel()
+        await asyncio.gather(*cut.values(), return_exceptions=True)
+        for key in cut:
+            log.info("turn.cut_off", turn=key[0], agent=key[1])
+            self._interrupted(key)
+        return len(cut)
 
     async def stop(self) -> None:
         """Cancel running turns; their ledger rows stay open and resume on next start."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from salon._exceptions import MatrixError, is_transient
+from salon._exceptions import MatrixError, UnknownTokenError, is_transient
 from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.metrics import OUTAGE_WAITS
@@ -49,7 +49,9 @@ class Delivery:
             try:
                 return await api.send_event(room_id, event_type, content, txn_id=txn_id)
             except MatrixError as e:
-                if not is_transient(e):
+                # A revoked token is waited out too: the identity's sync loop logs in
+                # again and swaps the new token into this same handle.
+                if not (is_transient(e) or isinstance(e, UnknownTokenError)):
                     raise
                 failures += 1
                 wait = self.delay(failures)

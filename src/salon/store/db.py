@@ -35,6 +35,11 @@ Row = sqlite3.Row
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("salon_store_in_tx", default=False)
 
 
+def _store_error(what: str, e: sqlite3.Error) -> StoreError:
+    # Busy, locked, full, I/O: the operation may work later. Constraints, bad SQL: never.
+    return StoreError(f"{what}: {e}", transient=isinstance(e, sqlite3.OperationalError))
+
+
 def _sqlite_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
@@ -147,7 +152,7 @@ class Database:
         try:
             cur = await self._conn.execute(_sqlite_sql(sql), args)
         except sqlite3.Error as e:
-            raise StoreError(f"store write failed: {e}") from e
+            raise _store_error("store write failed", e) from e
         return cur.rowcount
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
@@ -162,10 +167,13 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 counts = [conn.execute(sql, args).rowcount for sql, args in prepared]
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also when COMMIT itself failed: a transaction left open would swallow
+                # every later write of this shared connection.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return counts
 
         if _IN_TX.get():
@@ -175,7 +183,7 @@ class Database:
                 # aiosqlite runs ``run`` on its own thread with the raw connection.
                 return await self._conn._execute(run, self._conn._conn)
             except sqlite3.Error as e:
-                raise StoreError(f"store write failed: {e}") from e
+                raise _store_error("store write failed", e) from e
 
     async def write_returning(self, sql: str, *args: Any) -> Sequence[Row]:
         """Run one writing statement with ``RETURNING``; returns its rows (one trip)."""
@@ -184,7 +192,7 @@ class Database:
             try:
                 return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
             except sqlite3.Error as e:
-                raise StoreError(f"store write failed: {e}") from e
+                raise _store_error("store write failed", e) from e
 
         if _IN_TX.get():
             return await run()
@@ -203,7 +211,7 @@ class Database:
             # reads sit on the path of every reply.
             return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
         except sqlite3.Error as e:
-            raise StoreError(f"store read failed: {e}") from e
+            raise _store_error("store read failed", e) from e
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """The first column of the first row, or None."""
@@ -219,12 +227,15 @@ class Database:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self
+                    await self._conn.execute("COMMIT")
                 except BaseException:
-                    await self._conn.execute("ROLLBACK")
+                    # Also when COMMIT failed: never leave the shared connection inside
+                    # a transaction (later writes would be swallowed by it).
+                    if self._conn.in_transaction:
+                        await self._conn.execute("ROLLBACK")
                     raise
-                await self._conn.execute("COMMIT")
             except sqlite3.Error as e:
-                raise StoreError(f"store transaction failed: {e}") from e
+                raise _store_error("store transaction failed", e) from e
             finally:
                 _IN_TX.reset(token)
 

@@ -15,8 +15,9 @@ States move forward only::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from salon.store.db import Database, Row
 from salon.store.records import now_ms
@@ -71,6 +72,8 @@ class DelegationRecord:
     """One row of the ``delegations`` table.
 
     ``created_at`` / ``updated_at`` left at 0 are filled in by :meth:`Delegations.create`.
+    ``refs`` are the request's work references, JSON-ready (see
+    :mod:`salon.coordination.refs`); stored as a JSON list, NULL when there are none.
     """
 
     id: str
@@ -92,6 +95,7 @@ class DelegationRecord:
     result: str | None = None
     error: str | None = None
     reinjected: bool = False
+    refs: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # dicts do not hash
     created_at: int = 0
     updated_at: int = 0
 
@@ -122,9 +126,21 @@ def _record(row: Row) -> DelegationRecord:
         result=row["result"],
         error=row["error"],
         reinjected=bool(row["reinjected"]),
+        refs=_refs(row["refs"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _refs(column: str | None) -> tuple[dict[str, Any], ...]:
+    """The stored refs (a JSON list of objects); a column that is not one gives none."""
+    try:
+        refs = json.loads(column) if column else []
+    except ValueError:
+        return ()
+    if not isinstance(refs, list):
+        return ()
+    return tuple(ref for ref in refs if isinstance(ref, dict))
 
 
 class Delegations:
@@ -140,9 +156,9 @@ class Delegations:
             "INSERT INTO delegations (id, direction, from_agent, to_agent, task, context,"
             " parent, root, chain, hop, origin_room, origin_event, target_room,"
             " request_event_id, state, result, error, deadline_ts, reinjected,"
-            " created_at, updated_at)"
+            " created_at, updated_at, refs)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-            " $17, $18, $19, $20, $21) ON CONFLICT (id, direction) DO NOTHING",
+            " $17, $18, $19, $20, $21, $22) ON CONFLICT (id, direction) DO NOTHING",
             record.id,
             DelegationDirection(record.direction).value,
             record.from_agent,
@@ -164,6 +180,7 @@ class Delegations:
             int(record.reinjected),
             record.created_at or now,
             record.updated_at or now,
+            json.dumps(list(record.refs)) if record.refs else None,
         )
         return changed > 0
 
@@ -263,6 +280,16 @@ class Delegations:
             f"SELECT * FROM delegations WHERE state IN {_TERMINAL_SQL} AND reinjected = 0"
             " AND direction = $1 ORDER BY updated_at",
             DelegationDirection(direction).value,
+        )
+        return [_record(r) for r in rows]
+
+    async def undelivered_from(self, origin_event: str, from_agent: str) -> list[DelegationRecord]:
+        """Delegations a turn made that ended but were never handed back to it."""
+        rows = await self._db.fetchall(
+            f"SELECT * FROM delegations WHERE origin_event = $1 AND from_agent = $2"
+            f" AND direction = 'out' AND state IN {_TERMINAL_SQL} AND reinjected = 0",
+            origin_event,
+            from_agent,
         )
         return [_record(r) for r in rows]
 

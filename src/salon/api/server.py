@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -43,10 +43,12 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "type": code}}
 
 
-def json_error(code: str, /, **values: Any) -> web.Response:
-    """An error answer for ``code``."""
+def json_error(
+    code: str, /, headers: Mapping[str, str] | None = None, **values: Any
+) -> web.Response:
+    """An error answer for ``code`` (with ``headers``, if any)."""
     status, message = api_error(code, **values)
-    return web.json_response(error_body(code, message), status=status)
+    return web.json_response(error_body(code, message), status=status, headers=headers)
 
 
 @web.middleware

@@ -1,0 +1,72 @@
+"""The non-streaming answer of ``/v1/chat/completions``: one ``chat.completion``.
+
+A failed turn is an OpenAI-style error object: 502 ``backend_error`` or 504
+``timeout``, with ``x-should-retry: false`` (the turn already ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from salon.api.openai_turn import ChatTurn
+from salon.gateway.turnspec import Outcome, OutcomeState
+from salon.gateway.watchers import TurnWatcher
+
+
+def completion_body(turn: ChatTurn, outcome: Outcome, created: int) -> dict[str, Any]:
+    """A ``chat.completion`` object for a turn that ended with an answer."""
+    return {
+        "id": turn.completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": turn.spec.agent_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": turn.usage(outcome.text),
+        "system_fingerprint": None,
+    }
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _wait_outcome(
+    request: web.Request, watcher: TurnWatcher, poll_s: float
+) -> Outcome | None:
+    """The turn's outcome, or None if the caller disconnected first (checked every
+    ``poll_s`` seconds)."""
+    while True:
+        done, _ = await asyncio.wait({watcher.done}, timeout=poll_s)
+        if done:
+            return watcher.done.result()
+        if _gone(request):
+            return None
+
+
+async def complete(turn: ChatTurn, poll_s: float) -> web.StreamResponse:
+    """Run the turn and answer with its ``chat.completion`` (or its error)."""
+    runner = turn.ctx.runner
+    watcher = runner.watchers.watch(turn.spec.key)
+    try:
+        await runner.submit(turn.spec)
+        outcome = await _wait_outcome(turn.request, watcher, poll_s)
+    finally:
+        turn.let_go(watcher)
+    if outcome is None:
+        return web.Response(status=499)  # nobody reads it (nginx's "client closed request")
+    created = int(time.time())
+    if outcome.state is OutcomeState.FAILED:
+        return turn.failure_response(outcome)
+    return web.json_response(completion_body(turn, outcome, created), headers=turn.headers)

@@ -52,3 +52,6 @@ INBOX_DEPTH = Gauge("salon_inbox_depth", "Inbox events not yet handled (set when
 DELEGATIONS_OPEN = Gauge(
     "salon_delegations_open", "Delegations not yet ended, by state (set when scraped)", ["state"]
 )
+CONFIG_RELOADS = Counter(
+    "salon_config_reloads_total", "Config reloads, applied or refused", ["result"]
+)

@@ -105,6 +105,16 @@ class Roster:
             server_name=server,
         )
 
+    def replace_with(self, other: Roster) -> None:
+        """Become ``other`` (a reloaded config): everything holding this roster sees the
+        new who-is-who at once, with no second copy to forget to update."""
+        self.router_user_id = other.router_user_id
+        self.space_alias = other.space_alias
+        self.lobby_alias = other.lobby_alias
+        self.server_name = other.server_name
+        self._by_id, self._by_user = other._by_id, other._by_user
+        self._by_alias = other._by_alias
+
     def __iter__(self) -> Iterator[Member]:
         return iter(self._by_id.values())
 

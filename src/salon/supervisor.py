@@ -111,6 +111,14 @@ class Supervisor:
             finally:
                 handle.running = False
 
+    async def cancel(self, name: str) -> None:
+        """Stop one loop (and forget it)."""
+        task = self._tasks.pop(name, None)
+        self.handles.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self) -> None:
         """Cancel every loop and wait for them to end."""
         tasks = list(self._tasks.values())

@@ -47,7 +47,6 @@ async def bootstrap(
 ) -> Topology:
     """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
     locale = config.locale
-    server = spaces.server_name
     agent_users = [api.user_id for api in agent_apis.values()]
     # Agents visit each other's rooms to delegate; so do the peers' agents (other
     # gateways), but only those configured, by their pinned user ids.
@@ -83,26 +82,8 @@ async def bootstrap(
     )
 
     async def agent_room(agent_id: AgentId, api: MatrixAPI) -> tuple[AgentId, RoomId]:
-        agent = config.agents[agent_id]
-        alias_localpart = config.agent_room_alias_localpart(agent_id)
-        room_id = await spaces.ensure_room(
-            RoomSpec(
-                alias_localpart=alias_localpart,
-                name=agent.display_label,
-                topic=responses.text(
-                    "agent_room_topic",
-                    locale,
-                    label=agent.display_label,
-                    description=agent.description or agent_id,
-                ),
-                invite=[api.user_id, *invitees, *(v for v in visitors if v != api.user_id)],
-                # The agent owns its room: it keeps its heartbeat state event there.
-                power_users={api.user_id: 100},
-            )
-        )
-        await _ensure_joined(api, [room_id, lobby_id], server)
-        await store.rooms.upsert(
-            room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
+        room_id = await ensure_agent_room(
+            config, spaces, agent_id, api, store, lobby_id, [*invitees, *visitors]
         )
         return agent_id, room_id
 
@@ -116,3 +97,38 @@ async def bootstrap(
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
     return Topology(space_id, space_error, lobby_id, rooms)
+
+
+async def ensure_agent_room(
+    config: SalonConfig,
+    spaces: SpaceManager,
+    agent_id: AgentId,
+    api: MatrixAPI,
+    store: Store,
+    lobby_id: RoomId,
+    invitees: Sequence[UserId],
+) -> RoomId:
+    """An agent's own room (found or created), joined by the agent with the lobby, and
+    recorded in the store. ``invitees``: people and the other agents (visitors)."""
+    agent = config.agents[agent_id]
+    alias_localpart = config.agent_room_alias_localpart(agent_id)
+    room_id = await spaces.ensure_room(
+        RoomSpec(
+            alias_localpart=alias_localpart,
+            name=agent.display_label,
+            topic=responses.text(
+                "agent_room_topic",
+                config.locale,
+                label=agent.display_label,
+                description=agent.description or agent_id,
+            ),
+            invite=[api.user_id, *(u for u in invitees if u != api.user_id)],
+            # The agent owns its room: it keeps its heartbeat state event there.
+            power_users={api.user_id: 100},
+        )
+    )
+    await _ensure_joined(api, [room_id, lobby_id], spaces.server_name)
+    await store.rooms.upsert(
+        room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
+    )
+    return room_id

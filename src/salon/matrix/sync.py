@@ -178,17 +178,40 @@ class ClientSyncSource:
         self._reauth = reauth
         self._gaps = GapFiller(max_pages=backfill_pages, page_size=page_size)
         self._filters = {u: sync_filter((not_rooms or {}).get(u, ())) for u in self._apis}
+        self._sink: EventSink | None = None
         self._supervisor = Supervisor(backoff)
         self._ready: dict[UserId, asyncio.Event] = {u: asyncio.Event() for u in self._apis}
 
     async def start(self, sink: EventSink) -> None:
         """Start one supervised sync loop per identity."""
-        for user_id, api in self._apis.items():
-            self._supervisor.spawn(
-                f"sync:{user_id}",
-                lambda handle, api=api: self._loop(handle, api, sink),  # type: ignore[misc]
-                on_failure=lambda handle, error, api=api: self._on_failure(api, error),  # type: ignore[misc]
-            )
+        self._sink = sink
+        for api in self._apis.values():
+            self._spawn(api, sink)
+
+    def _spawn(self, api: MatrixAPI, sink: EventSink) -> None:
+        self._supervisor.spawn(
+            f"sync:{api.user_id}",
+            lambda handle, api=api: self._loop(handle, api, sink),  # type: ignore[misc]
+            on_failure=lambda handle, error, api=api: self._on_failure(api, error),  # type: ignore[misc]
+        )
+
+    async def add(self, api: MatrixAPI, timeout: float) -> None:
+        """Start syncing one more identity (an agent added while running); returns once
+        it has synced once."""
+        if self._sink is None:
+            raise RuntimeError("the source is not started")
+        self._apis[api.user_id] = api
+        self._ready[api.user_id] = asyncio.Event()
+        self._filters[api.user_id] = sync_filter()
+        self._spawn(api, self._sink)
+        await asyncio.wait_for(self._ready[api.user_id].wait(), timeout)
+
+    async def remove(self, user_id: UserId) -> None:
+        """Stop syncing an identity (an agent removed while running)."""
+        await self._supervisor.cancel(f"sync:{user_id}")
+        self._apis.pop(user_id, None)
+        self._ready.pop(user_id, None)
+        self._filters.pop(user_id, None)
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until every identity completed one sync."""

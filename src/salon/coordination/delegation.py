@@ -185,6 +185,7 @@ class DelegationManager:
         if record.state is DelegationPhase.PENDING:
             api = self.dir.apis[record.from_agent]
             await self._send_request(api, record, request_of(record), wait=wait)
+            await self.notify(record, "delegation_sent", task=_short(record.task))
         if not wait:
             return DelegationOutcome(True, record.id)
         future = self._waiter(record.id)

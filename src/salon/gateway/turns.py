@@ -150,6 +150,14 @@ class TurnRunner(TurnTasks):
                     await self._queued(spec)
                     return
                 except StoreError as e:
+                    if not e.transient:
+                        # A bug, not weather: never loop on it; close the turn if possible.
+                        log.exception("turn.store_failed", turn=spec.turn_id)
+                        with contextlib.suppress(StoreError):
+                            await self.store.turns.finish(
+                                spec.turn_id, spec.agent_id, TurnState.FAILED, error=str(e)
+                            )
+                        return
                     # The store is busy or failing: not the turn's fault. Give the attempt
                     # back and run it again after a pause (never strand the ledger row).
                     failures += 1

@@ -21,6 +21,10 @@ from salon.metrics import OUTAGE_WAITS
 
 log = structlog.get_logger("salon.matrix.delivery")
 
+# A revoked token is waited out this many times (the sync loop logs in again within
+# seconds); one that never comes back fails the send instead of hanging it.
+MAX_TOKEN_WAITS = 12
+
 
 class Delivery:
     """Sends events for turns, waiting out transient failures (until cancelled)."""
@@ -51,7 +55,8 @@ class Delivery:
             except MatrixError as e:
                 # A revoked token is waited out too: the identity's sync loop logs in
                 # again and swaps the new token into this same handle.
-                if not (is_transient(e) or isinstance(e, UnknownTokenError)):
+                revoked = isinstance(e, UnknownTokenError)
+                if not is_transient(e) and not (revoked and failures < MAX_TOKEN_WAITS):
                     raise
                 failures += 1
                 wait = self.delay(failures)

@@ -35,9 +35,15 @@ Row = sqlite3.Row
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("salon_store_in_tx", default=False)
 
 
+# Words of SQLite's errors that a later try may not see again: busy, locked, full, I/O.
+_TRANSIENT_WORDS = ("locked", "busy", "disk", "full", "i/o", "unable to open", "readonly")
+
+
 def _store_error(what: str, e: sqlite3.Error) -> StoreError:
-    # Busy, locked, full, I/O: the operation may work later. Constraints, bad SQL: never.
-    return StoreError(f"{what}: {e}", transient=isinstance(e, sqlite3.OperationalError))
+    # sqlite3 raises OperationalError for a missing table or bad SQL too: those never heal.
+    text = str(e).lower()
+    transient = isinstance(e, sqlite3.OperationalError) and any(w in text for w in _TRANSIENT_WORDS)
+    return StoreError(f"{what}: {e}", transient=transient)
 
 
 def _sqlite_sql(sql: str) -> str:

@@ -165,6 +165,34 @@ def test_new_delegation_id_is_unique_and_valid() -> None:
         {"deadline_ts": 0},
         {"deadline_ts": -5},
         {"deadline_ts": "soon"},
+        # work references: validated like the rest
+        {"refs": "#12"},
+        {"refs": {"kind": "issue", "number": 12, "text": "#12"}},
+        {"refs": [None]},
+        {"refs": ["#12"]},
+        {"refs": [{"kind": "issue", "number": 12, "text": "#12"}] * 21},  # 21 > 20
+        {"refs": [{"kind": "issue", "number": "12", "text": "#12"}]},
+        {"refs": [{"kind": "issue", "number": True, "text": "#12"}]},
+        {"refs": [{"kind": "issue", "number": 0, "text": "#0"}]},
+        {"refs": [{"kind": "epic", "number": 12, "text": "&12"}]},
+        {"refs": [{"kind": "issue", "number": 12}]},  # no text
+        {"refs": [{"kind": "issue", "number": 12, "text": "x" * 2_049}]},
+        {"refs": [{"kind": "issue", "number": 12, "text": "#12 and more"}]},
+        {"refs": [{"kind": "issue", "number": 12, "text": "#12", "project": "p" * 256}]},
+        {"refs": [{"kind": "issue", "number": 12, "text": "#12", "project": "../etc"}]},
+        {"refs": [{"kind": "issue", "number": 12, "text": "#12", "forge": "gitlab"}]},
+        {
+            "refs": [
+                {
+                    "kind": "issue",
+                    "number": 12,
+                    "text": "#12",
+                    "project": "g/p",
+                    "forge": "gitlab",
+                    "url": "javascript:alert(1)",
+                }
+            ]
+        },
     ],
 )
 def test_invalid_request_is_dropped_with_one_warning_and_counted(overrides: dict[str, Any]) -> None:
@@ -302,7 +330,20 @@ _json = st.recursive(
     max_leaves=25,
 )
 _request_keys = st.sampled_from(
-    ["v", "id", "from", "to", "task", "context", "parent", "root", "chain", "hop", "deadline_ts"]
+    [
+        "v",
+        "id",
+        "from",
+        "to",
+        "task",
+        "context",
+        "parent",
+        "root",
+        "chain",
+        "hop",
+        "deadline_ts",
+        "refs",
+    ]
 )
 _status_keys = st.sampled_from(["v", "id", "state", "result", "error", "text"])
 
@@ -334,3 +375,70 @@ def test_mutated_status_never_raises(changes: dict[str, Any]) -> None:
         st_ = parse_status({"id": "d1", "state": "accepted", **changes})
     if st_ is not None:
         assert parse_status(status_content(st_)) == st_
+
+
+# --- work references ---------------------------------------------------------------------
+
+REF_TASK = "fix group/project#12, see https://github.com/owner/repo/pull/34 and #12"
+
+
+def test_new_request_carries_the_refs_of_its_task_and_context() -> None:
+    req = new_request(
+        "a", "b", REF_TASK, deadline_ts=NOW, context="also !7 and https://example.com/#9"
+    )
+    assert req.refs is not None
+    assert [r.label for r in req.refs] == ["group/project#12", "owner/repo#34", "#12", "!7"]
+    wire = json.loads(json.dumps(request_content(req)))
+    assert wire["refs"][0] == {
+        "kind": "issue",
+        "number": 12,
+        "project": "group/project",
+        "text": "group/project#12",
+    }
+    assert wire["refs"][1] == {
+        "kind": "merge_request",
+        "number": 34,
+        "project": "owner/repo",
+        "url": "https://github.com/owner/repo/pull/34",
+        "forge": "github",
+        "text": "https://github.com/owner/repo/pull/34",
+    }
+    assert parse_request(wire) == req
+
+
+def test_a_child_request_has_the_refs_of_its_own_task() -> None:
+    root = new_request("a", "b", REF_TASK, deadline_ts=NOW)
+    child = new_request("b", "c", "just !5", deadline_ts=NOW, parent=root)
+    assert child.refs is not None and [r.label for r in child.refs] == ["!5"]
+
+
+def test_no_refs_means_no_refs_field() -> None:
+    req = new_request("a", "b", "C# in room #salon-coder:server, colour #fff", deadline_ts=NOW)
+    assert req.refs is None
+    assert "refs" not in request_content(req)
+
+
+def test_requests_from_before_refs_stay_valid() -> None:
+    old = _request()
+    assert "refs" not in old
+    req = parse_request(old)
+    assert req is not None and req.refs is None
+    assert request_content(req) == old
+
+
+def test_received_refs_are_taken_as_sent_not_reparsed() -> None:
+    # The delegator parsed them; the receiver validates, it does not second-guess.
+    refs = [{"kind": "issue", "number": 3, "project": "g/p", "text": "g/p#3", "note": "later"}]
+    req = parse_request(_request(task="nothing here", refs=refs))
+    assert req is not None and req.refs is not None
+    assert [r.label for r in req.refs] == ["g/p#3"]
+    assert request_content(req)["refs"] == [{k: v for k, v in refs[0].items() if k != "note"}]
+    empty = parse_request(_request(refs=[]))
+    assert empty is not None and empty.refs == []
+
+
+def test_twenty_refs_at_most() -> None:
+    task = " ".join(f"#{n}" for n in range(1, 40))
+    req = new_request("a", "b", task, deadline_ts=NOW)
+    assert req.refs is not None and len(req.refs) == 20
+    assert parse_request(request_content(req)) == req

@@ -23,7 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from salon._exceptions import SalonError
-from salon.cli import direct, pidfile, via_api
+from salon.cli import agents_cmd, direct, pidfile, via_api
+from salon.cli import cron as cron_cli
 from salon.cli import operator as ops
 from salon.cli.output import console, err, error_line
 from salon.cli.status import StatusReport
@@ -503,10 +504,15 @@ def _render_status(report: StatusReport) -> None:
         )
     for problem in report.problems:
         console.print(f"[yellow]{escape(problem)}[/]", highlight=False)
-    table = Table("from", "to", "state", "age", "id", title="open delegations")
+    table = Table("from", "to", "state", "age", "refs", "id", title="open delegations")
     for d in report.delegations:
         table.add_row(
-            escape(d.from_agent), escape(d.to_agent), d.state, _duration(d.age_s), escape(d.id)
+            escape(d.from_agent),
+            escape(d.to_agent),
+            d.state,
+            _duration(d.age_s),
+            escape(", ".join(getattr(d, "refs", ()) or ())),
+            escape(d.id),
         )
     console.print(table)
     table = Table("agent", "event", "state", "attempts", "age", title="turns in flight")
@@ -544,6 +550,11 @@ def _duration(seconds: int) -> str:
 
 def _ago(ms: int) -> str:
     return f"{_duration(max(0, int(datetime.now(UTC).timestamp() - ms / 1000)))} ago"
+
+
+app.add_typer(cron_cli.app, name="cron")
+app.add_typer(agents_cmd.app, name="agent")
+app.command("reload")(agents_cmd.reload)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from salon._exceptions import ConfigError, StoreError
+from salon.coordination.refs import labels_of
 from salon.store.delegations import TERMINAL_PHASES, DelegationPhase
 from salon.store.kv import GATEWAY_STATUS_KEY as STATUS_KEY
 
@@ -31,6 +32,7 @@ class DelegationRow:
     to_agent: str
     state: str
     age_s: int
+    refs: tuple[str, ...] = ()  # the issues / merge requests its task names, short forms
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,16 @@ def merge_delegations(rows: list[dict[str, Any]], now_ms: int) -> list[Delegatio
                 to_agent=first["to_agent"],
                 state=furthest.value,
                 age_s=max(0, (now_ms - min(r["created_at"] for r in group)) // 1000),
+                refs=tuple(labels_of(_json(first.get("refs")))),
             )
         )
     return sorted(merged, key=lambda d: -d.age_s)
+
+
+def _json(text: object) -> object:
+    with contextlib.suppress(ValueError, TypeError):
+        return json.loads(text) if isinstance(text, str) else None
+    return None
 
 
 def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
@@ -161,10 +170,13 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
             db.row_factory = sqlite3.Row
+            # A store a gateway has not migrated yet has no refs column.
+            columns = {c[1] for c in db.execute("PRAGMA table_info(delegations)")}
+            refs = ", refs" if "refs" in columns else ""
             rows = [
                 dict(r)
                 for r in db.execute(
-                    "SELECT id, direction, from_agent, to_agent, state, created_at"
+                    f"SELECT id, direction, from_agent, to_agent, state, created_at{refs}"
                     " FROM delegations WHERE id IN (SELECT id FROM delegations"
                     "   WHERE state NOT IN ('completed', 'failed', 'rejected', 'timeout'))"
                     " ORDER BY created_at"

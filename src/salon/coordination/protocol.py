@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from salon.coordination.refs import MAX_REFS, WorkRef, parse_refs
+
 REQUEST = "com.salon.delegation.request"
 STATUS = "com.salon.delegation.status"
 
@@ -86,6 +88,11 @@ class DelegationRequest(BaseModel):
     root's delegator to ``to``: A→B is ``[a, b]``, then B→C is ``[a, b, c]``;
     it always ends with ``from``, ``to``. Serialise with :func:`request_content`
     so the JSON says ``from``.
+
+    ``refs`` lists the issues and merge requests the task (and context) name, as
+    parsed by :func:`salon.coordination.refs.parse_refs` when the request was made:
+    metadata for people and tools, absent when there are none (and in requests
+    from versions before it).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, strict=True)
@@ -104,6 +111,7 @@ class DelegationRequest(BaseModel):
     chain: list[AgentName] = Field(min_length=2, max_length=MAX_CHAIN)
     hop: int = Field(ge=1)
     deadline_ts: int = Field(gt=0)
+    refs: list[WorkRef] | None = Field(default=None, max_length=MAX_REFS)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -213,6 +221,7 @@ def new_request(
     """A request from ``from_`` to ``to``: a root, or a child of ``parent`` (B passing on A's task).
 
     For a child, ``from_`` must be the parent's ``to``; root, chain and hop follow from the parent.
+    ``refs`` are the work references found in ``task`` and ``context`` (None if there are none).
     Raises :class:`pydantic.ValidationError` if the result would be invalid (e.g. a chain over 16).
     """
     delegation_id = id or new_delegation_id()
@@ -234,6 +243,7 @@ def new_request(
             "chain": chain,
             "hop": hop,
             "deadline_ts": deadline_ts,
+            "refs": [ref.model_dump() for ref in parse_refs(task, context)] or None,
         }
     )
 

@@ -6,6 +6,7 @@ import hashlib
 
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.protocol import DelegationRequest
+from salon.coordination.refs import refs_of
 from salon.store.delegations import DelegationDirection, DelegationPhase, DelegationRecord
 
 
@@ -27,7 +28,11 @@ def outcome_of(record: DelegationRecord) -> DelegationOutcome:
 
 
 def request_of(record: DelegationRecord) -> DelegationRequest:
-    """The request a stored delegation was (or is to be) sent as."""
+    """The request a stored delegation was (or is to be) sent as.
+
+    Stored refs that no longer validate are left out rather than fail the request.
+    """
+    refs = [ref.model_dump() for ref in refs_of(list(record.refs))]
     return DelegationRequest.model_validate(
         {
             "id": record.id,
@@ -40,6 +45,7 @@ def request_of(record: DelegationRecord) -> DelegationRequest:
             "chain": list(record.chain),
             "hop": record.hop,
             "deadline_ts": record.deadline_ts,
+            "refs": refs or None,
         }
     )
 
@@ -68,4 +74,5 @@ def record_of(
         deadline_ts=request.deadline_ts,
         origin_room=origin_room,
         origin_event=origin_event,
+        refs=tuple(ref.model_dump(mode="json", exclude_none=True) for ref in request.refs or ()),
     )

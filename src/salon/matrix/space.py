@@ -80,6 +80,11 @@ class SpaceManager:
                 child_id, SPACE_PARENT, {"via": via, "canonical": True}, space_id
             )
 
+    async def unlink(self, space_id: RoomId, child_id: RoomId) -> None:
+        """Take ``child_id`` off the Space's list (an empty ``m.space.child`` removes it);
+        the room itself, and its history, stay."""
+        await self.api.send_state(space_id, SPACE_CHILD, {}, child_id)
+
     async def _find_or_create(self, alias: RoomAlias, spec: RoomSpec) -> RoomId:
         try:
             room_id, servers = await self.api.resolve_alias(alias)

@@ -25,16 +25,18 @@ class TurnKind(StrEnum):
     TASK = "task"  # a task another agent delegated: the answer is a status event
     REPORT = "report"  # a delegation's result, told in the room that asked for it
     API = "api"  # an HTTP request (OpenAI-compatible or admin): the caller gets the text
+    CRON = "cron"  # a scheduled run of an agent's cron job: the answer is a message in its room
 
 
 # Kinds whose answer is a streamed reply in a room (the rest collect their text).
-REPLY_KINDS = frozenset({TurnKind.MESSAGE, TurnKind.REPORT})
+REPLY_KINDS = frozenset({TurnKind.MESSAGE, TurnKind.REPORT, TurnKind.CRON})
 
 
 @dataclass(frozen=True)
 class TurnSpec:
     """One turn. ``turn_id`` with ``agent_id`` is the ledger key: the inbound event id
-    for a message, ``task:<delegation>`` or ``report:<delegation>`` otherwise."""
+    for a message, ``task:<delegation>`` or ``report:<delegation>`` for delegations,
+    ``cron:<agent>:<job>:<scheduled time>`` for a cron run."""
 
     turn_id: str
     agent_id: AgentId

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salon.store.cron import CronRuns
 from salon.store.db import Database
 from salon.store.delegations import Delegations
 from salon.store.identities import Identities
@@ -31,6 +32,7 @@ class Store:
         self.decisions = Decisions(db)
         self.delegations = Delegations(db)
         self.invites = Invites(db)
+        self.cron = CronRuns(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -200,3 +200,49 @@ def stop(
         time.sleep(poll_s)
     remove(data_dir, info.pid)
     return StopResult(info, stopped=True, waited_s=clock() - started)
+
+
+def handles_signal(pid: int, sig: signal.Signals) -> bool | None:
+    """Whether process ``pid`` has a handler for ``sig`` (``SigCgt`` in
+    ``/proc/<pid>/status``); None where that cannot be told (no /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            try:
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What `salon reload` did."""
+
+    info: PidInfo | None  # None: nothing was running
+    sent: bool  # False with ``info``: the process has no SIGHUP handler, so it was spared
+    stale: PidInfo | None = None  # a pid file of a process that is gone (now removed)
+
+
+def reload(data_dir: Path) -> ReloadResult:
+    """Send SIGHUP to the process of ``data_dir`` so it re-reads its config.
+
+    SIGHUP's default action ends a process: one that does not catch it (a gateway
+    from before hot reload, as far as ``/proc`` tells) is not sent it.
+    """
+    info = read(data_dir)
+    if info is None or not alive(info):
+        if path(data_dir).exists():
+            remove(data_dir, info.pid if info is not None else None)
+        return ReloadResult(None, sent=False, stale=info)
+    if handles_signal(info.pid, signal.SIGHUP) is False:
+        return ReloadResult(info, sent=False)
+    try:
+        os.kill(info.pid, signal.SIGHUP)
+    except ProcessLookupError:
+        remove(data_dir, info.pid)
+        return ReloadResult(None, sent=False, stale=info)
+    return ReloadResult(info, sent=True)

@@ -67,6 +67,12 @@ class FakeGateway:
     async def stop(self) -> None:
         self.seen["at_stop"] = (self.data_dir / "api.json").exists()
 
+    def stop_now(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        await self.stop()
+
 
 def test_salon_run_writes_api_json_while_it_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -116,6 +116,7 @@ class ApiServer:
                 path="api.listen",
             )
         self.config = config
+        self.context = ctx  # a reload swaps parts of it (the router)
         self.app = build_app(ctx, token)
         self._runner: web.AppRunner | None = None
         self.port = config.port

@@ -207,6 +207,7 @@ def up(
                     console=console,
                     restart_command=_up_command(ctx),
                     api_port=api_port,
+                    config_path=config,
                 )
             )
     except SalonError as e:
@@ -240,7 +241,9 @@ def run(
                 f"Starting Salon with {len(cfg.agents)} agents on {cfg.homeserver.url}…",
                 highlight=False,
             )
-            asyncio.run(serve(cfg, data_dir, console))
+            asyncio.run(
+                serve(cfg, data_dir, console, load=lambda: load_config(config), watch=config)
+            )
     except SalonError as e:
         raise _fail(str(e)) from None
     except OSError as e:  # the data dir, its pid file or its log cannot be written

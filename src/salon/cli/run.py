@@ -4,9 +4,8 @@ HTTP API listens (so `salon who` and the others find it)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -15,7 +14,7 @@ from rich.markup import escape
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.config.models import SalonConfig
-from salon.gateway.app import Gateway
+from salon.gateway.app import Gateway, on_stop_signals
 
 
 async def serve(
@@ -25,18 +24,20 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     gateway: Gateway | None = None,
+    load: Callable[[], SalonConfig] | None = None,
+    watch: Path | None = None,
 ) -> None:
     """Start the gateway, publish its API in ``api.json``, run until stopped, stop.
 
     The token written is the value of ``api.token_env`` (none if the config names
-    no variable); the file goes once the gateway stops listening.
+    no variable); the file goes once the gateway stops listening. ``load`` and
+    ``watch``: how to read the config again, and the file whose changes reload it.
     """
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    gateway = gateway or Gateway(config)
+    gateway = gateway or Gateway(config, load=load, watch=watch)
+    # The first signal drains running turns (shutdown.drain_s); a second stops at once.
+    on_stop_signals(stop, gateway.stop_now)
+    graceful = False
     try:
         await gateway.start()
         if gateway.api is not None and config.api is not None:
@@ -52,6 +53,7 @@ async def serve(
                 highlight=False,
             )
         await stop.wait()
+        graceful = True
     finally:
         api_file.remove(data_dir, pid=os.getpid())
-        await gateway.stop()
+        await (gateway.shutdown() if graceful else gateway.stop())

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
 from salon.cli.status import pid_alive
+from salon.config import load_config
 from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig, StoreConfig
 from salon.devserver.synapse import (
     SynapseLayout,
@@ -31,7 +31,7 @@ from salon.devserver.synapse import (
     free_port,
     write_synapse_config,
 )
-from salon.gateway.app import Gateway, GatewayState
+from salon.gateway.app import Gateway, GatewayState, on_stop_signals
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, derive_password, register_or_login
 from salon.store.db import ensure_private_dir
@@ -253,6 +253,7 @@ async def up(
     stop: asyncio.Event | None = None,
     restart_command: str = "salon up",
     api_port: int | None = None,
+    config_path: Path | None = None,
 ) -> None:
     """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly.
 
@@ -272,13 +273,13 @@ async def up(
     listen_port = choose_api_port(api_port, port)
     api_token = secrets.token_urlsafe(32)
     saved_env = {name: os.environ.get(name) for name in (API_TOKEN_ENV, OPERATOR_TOKEN_ENV)}
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    gateway: Gateway | None = None
+    # Ctrl-C / SIGTERM: the first lets running replies finish (shutdown.drain_s), a
+    # second stops the gateway at once; Synapse stops after it either way.
+    on_stop_signals(stop, lambda: gateway.stop_now() if gateway is not None else None)
     with console.status("Writing the homeserver config…"):
         layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=port))
     synapse = SynapseProcess(layout)
-    gateway: Gateway | None = None
     started = False
     try:
         with console.status(f"Starting Synapse on {layout.base_url}…"):
@@ -290,8 +291,20 @@ async def up(
         console.print(f"[green]✓[/] Operator {creds.user_id}")
         os.environ[API_TOKEN_ENV] = api_token
         os.environ[OPERATOR_TOKEN_ENV] = creds.access_token
-        cfg = local_config(config, layout, data_dir, api_config(listen_port, creds.user_id))
-        gateway = Gateway(cfg, invite=[UserId(creds.user_id)])
+        api_settings = api_config(listen_port, creds.user_id)
+        cfg = local_config(config, layout, data_dir, api_settings)
+
+        def reload_config() -> SalonConfig:
+            # The file again, pointed at the same homeserver, store and API as at start.
+            assert config_path is not None
+            return local_config(load_config(config_path), layout, data_dir, api_settings)
+
+        gateway = Gateway(
+            cfg,
+            invite=[UserId(creds.user_id)],
+            load=reload_config if config_path is not None else None,
+            watch=config_path,
+        )
         with console.status(
             f"Starting the gateway: {len(cfg.agents)} agents, Space, lobby and agent rooms…"
         ):
@@ -311,7 +324,13 @@ async def up(
         console.print("[green]✓[/] Gateway ready")
         print_ready(console, op, data_dir, state, config, api)
         await stop.wait()
-        console.print("Stopping…")
+        drain_s = cfg.shutdown.drain_s
+        console.print(
+            f"Stopping… (running replies get up to {drain_s:g} s; Ctrl-C again stops at once)"
+            if drain_s
+            else "Stopping…"
+        )
+        await gateway.shutdown()
     finally:
         api_file.remove(data_dir, pid=os.getpid())
         for name, value in saved_env.items():

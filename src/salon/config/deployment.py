@@ -126,6 +126,14 @@ class TurnsConfig(ConfigModel):
     max_reply_chars: Annotated[int, Field(ge=100)] = 20000  # a longer reply is cut here
 
 
+class ShutdownConfig(ConfigModel):
+    """How the gateway stops on SIGTERM/SIGINT: it takes no new turns, lets the
+    running ones finish for up to ``drain_s`` seconds (0: none), then stops; a
+    turn cut off at the deadline resumes on the next start."""
+
+    drain_s: Annotated[float, Field(ge=0, le=3600)] = 20
+
+
 class StoreConfig(ConfigModel):
     """Where durable state lives."""
 

@@ -57,6 +57,7 @@ from salon.config.deployment import (
     NamingConfig,
     RateLimitConfig,
     RepliesConfig,
+    ShutdownConfig,
     SpaceConfig,
     StoreConfig,
     SyncConfig,
@@ -76,8 +77,8 @@ __all__ = [
     "AGENT_ID_RE",
     "ROUTE_MATCH_KEYS",
     "AccessConfig",
-    "ApiConfig",
     "AgentConfig",
+    "ApiConfig",
     "BackendConfig",
     "ConfigModel",
     "ConfigProblems",
@@ -106,6 +107,7 @@ __all__ = [
     "RoutingConfig",
     "SalonConfig",
     "ServerName",
+    "ShutdownConfig",
     "SpaceConfig",
     "StoreConfig",
     "SyncConfig",
@@ -149,6 +151,7 @@ class SalonConfig(ConfigModel):
     store: StoreConfig = StoreConfig()
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"
     teams: dict[str, TeamConfig] = Field(default_factory=dict)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
 import socket
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +17,6 @@ from salon.agents.backend import Backend
 from salon.agents.profile import AgentProfile
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
-from salon.api.context import LoopState
 from salon.api.server import ApiServer
 from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
@@ -29,12 +26,17 @@ from salon.coordination.heartbeat import Heartbeat
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.coordination import Coordinator
+from salon.gateway.cron import CronScheduler, jobs_from_config
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.invites import InviteJoiner
+from salon.gateway.live import Parts, apply_config
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
+from salon.gateway.reload import ConfigDiff, Reloader
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.slots import SlotLimits, TurnSlots
+from salon.gateway.status import StatusReports
+from salon.gateway.stopping import GracefulStop, on_stop_signals
 from salon.gateway.stream import StreamLimits
 from salon.gateway.surface import start_api
 from salon.gateway.turns import TurnPolicy, TurnRunner
@@ -43,15 +45,12 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
-from salon.matrix.source import LoopStatus
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
-from salon.store.kv import GATEWAY_STATUS_KEY
-from salon.store.records import now_ms
-from salon.supervisor import Backoff, LoopHandle, Supervisor
+from salon.supervisor import Backoff, Supervisor
 
 log = structlog.get_logger("salon.gateway")
 
@@ -66,7 +65,7 @@ class GatewayState:
     agent_users: dict[AgentId, UserId] = field(default_factory=dict)
 
 
-class Gateway:
+class Gateway(GracefulStop, StatusReports):
     """One process hosting many agents on one homeserver."""
 
     def __init__(
@@ -76,7 +75,11 @@ class Gateway:
         invite: Sequence[UserId] = (),
         name: str | None = None,
         ready_timeout_s: float = 60.0,
+        load: Callable[[], SalonConfig] | None = None,
+        watch: Path | None = None,
     ) -> None:
+        """``load`` reads the config again (a reload: SIGHUP, `salon reload`, or the file
+        ``watch`` changing); without it the running config never changes."""
         if config.homeserver is None:
             raise ValueError("config.homeserver is required")
         self.config = config
@@ -93,10 +96,16 @@ class Gateway:
         self.roster: Roster | None = None
         self.api: ApiServer | None = None
         self._supervisor: Supervisor | None = None
-        self._heartbeats: list[Heartbeat] = []
-        self._backends: list[Backend] = []
+        self._beats: dict[AgentId, Heartbeat] = {}
+        self._load = load
+        self._watch = watch
+        self._parts: Parts | None = None
+        self._cron: CronScheduler | None = None
+        self.reloader: Reloader | None = None
+        self._backends: dict[AgentId, Backend] = {}
         self._router: Router | None = None
         self.coordinator: Coordinator | None = None
+        self._stop_now = asyncio.Event()  # a graceful shutdown is to end at once
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
@@ -105,14 +114,13 @@ class Gateway:
         assert hs is not None
         roster = Roster.from_config(config)
         # Backends first: an unusable agent config fails before touching the homeserver.
-        backends = {m.agent_id: build_backend(config.agents[m.agent_id]) for m in roster.hosted()}
-        self._backends = list(backends.values())
+        backends: dict[AgentId, Backend] = {
+            m.agent_id: build_backend(config.agents[m.agent_id]) for m in roster.hosted()
+        }
+        self._backends = backends
         specs = identity_specs(config)
         self.store = store = await Store.open(config.store.url)
-        runtimes = {
-            a: AgentRuntime(self._profile(a), backend, store.sessions)
-            for a, backend in backends.items()
-        }
+        runtimes = {a: self._runtime(config, a, backend) for a, backend in backends.items()}
         self._session = aiohttp.ClientSession()
         policy = RetryPolicy(
             max_retries=config.ratelimit.max_retries,
@@ -127,9 +135,10 @@ class Gateway:
         agent_apis = {m.agent_id: apis[m.user_id] for m in roster.hosted()}
         agent_users = {m.agent_id: m.user_id for m in roster.hosted()}
 
+        spaces = SpaceManager(router)
         topology = await bootstrap(
             config,
-            SpaceManager(router),
+            spaces,
             agent_apis,
             store,
             self._invite,
@@ -197,22 +206,21 @@ class Gateway:
         self._dispatcher = dispatcher = Dispatcher(
             store, roster=roster, created_at=created_at, on_invite=invites.record
         )
-        dispatcher.add_event_handler(
-            "m.room.message",
-            MessageHandler(
-                store,
-                roster=roster,
-                access=config.access,
-                router=self._router,
-                commands=commands,
-                runner=runner,
-                facts=facts,
-                router_api=router,
-                agent_apis=agent_apis,
-                locale=config.locale,
-            ),
+        messages = MessageHandler(
+            store,
+            roster=roster,
+            access=config.access,
+            router=self._router,
+            commands=commands,
+            runner=runner,
+            facts=facts,
+            router_api=router,
+            agent_apis=agent_apis,
+            locale=config.locale,
         )
-        dispatcher.add_event_handler("m.reaction", ReactionHandler(runner, roster, config.access))
+        reactions = ReactionHandler(runner, roster, config.access)
+        dispatcher.add_event_handler("m.room.message", messages)
+        dispatcher.add_event_handler("m.reaction", reactions)
         dispatcher.add_event_handler(REQUEST, coordinator.on_request)
         dispatcher.add_event_handler(STATUS, coordinator.on_status)
         dispatcher.on_start(runner.resume_unfinished)
@@ -233,6 +241,16 @@ class Gateway:
 
         self._supervisor = supervisor = Supervisor(backoff)
         supervisor.spawn("dispatcher", dispatcher.run)
+        self._cron = cron = CronScheduler.from_config(
+            config,
+            store,
+            runner,
+            agent_apis=agent_apis,
+            agent_rooms=topology.agent_rooms,
+            agent_users=agent_users,
+            server_name=hs.server_name,
+        )
+        supervisor.spawn("cron", cron.run)
         supervisor.spawn("invites", invites.run)
         await coordinator.start(supervisor)
         supervisor.spawn("status", self._publish_status)
@@ -245,11 +263,38 @@ class Gateway:
                 interval_s=config.heartbeat.interval_s,
                 ttl_s=config.heartbeat.ttl_s,
             )
-            self._heartbeats.append(beat)
+            self._beats[agent_id] = beat
             supervisor.spawn(f"heartbeat:{agent_id}", beat.run)
-        beats = {AgentId(b.agent_id): b for b in self._heartbeats}
+        beats = self._beats  # the same dict a reload adds to and removes from
         runner.on_slow = lambda agent_id: beats[agent_id].busy() if agent_id in beats else None
         runner.on_idle = lambda agent_id: beats[agent_id].idle() if agent_id in beats else None
+        self._parts = Parts(
+            auth=auth,
+            spaces=spaces,
+            source=self._source,
+            supervisor=supervisor,
+            apis=apis,
+            agent_apis=agent_apis,
+            agent_users=agent_users,
+            agent_rooms=topology.agent_rooms,
+            runtimes=runtimes,
+            backends=backends,
+            beats=beats,
+            messages=messages,
+            reactions=reactions,
+            commands=commands,
+            space_id=topology.space_id,
+            lobby_id=topology.lobby_id,
+            invitees=list(self._invite),
+            make_runtime=self._runtime,
+            model_name=lambda cfg, a: _model_name(cfg.agents[a].backend),
+            set_router=self._set_router,
+        )
+        if self._load is not None:
+            self.reloader = Reloader(self, self._load, watch=self._watch)
+            supervisor.spawn("reload", self.reloader.run)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
         self.roster = roster
         self.state = GatewayState(topology, router, agent_apis, agent_users)
         if config.api is not None:
@@ -259,69 +304,72 @@ class Gateway:
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
 
-    async def _publish_status(self, handle: LoopHandle, every_s: float = 5.0) -> None:
-        """Keep the loops' state in the store, where `salon status` reads it."""
-        while True:
-            loops = [asdict(loop) for loop in self.loops()]
-            status = {"gateway": self.name, "pid": os.getpid(), "updated_ms": now_ms()}
-            if self.store is not None:
-                await self.store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": loops}))
-            handle.healthy()
-            await asyncio.sleep(every_s)
+    async def apply_config(self, new: SalonConfig, diff: ConfigDiff) -> None:
+        """Change the running gateway to ``new`` where it can change live (a reload)."""
+        assert self._parts is not None
+        await apply_config(self, self._parts, new, diff)
+        if self._cron is not None:
+            self._cron.set_jobs(jobs_from_config(self.config, self._parts.agent_users))
 
-    def loops(self) -> list[LoopState]:
-        """Every receive loop and supervised loop, with its health."""
-        loops = [
-            LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)
-            for s in self.loop_status()
-        ]
-        if self._supervisor is not None:
-            loops += [
-                LoopState(h.name, h.running, h.restarts, h.backing_off, h.last_error)
-                for h in self._supervisor.handles.values()
-            ]
-        return loops
+    async def _set_router(self, router: Router) -> None:
+        old, self._router = self._router, router
+        if self._parts is not None:
+            self._parts.messages.router = router
+        if self.api is not None:
+            self.api.context.router = router
+        if old is not None:
+            await old.aclose()
 
-    def _profile(self, agent_id: AgentId) -> AgentProfile:
-        agent = self.config.agents[agent_id]
+    def _runtime(self, config: SalonConfig, agent_id: AgentId, backend: Backend) -> AgentRuntime:
+        assert self.store is not None
+        return AgentRuntime(self._profile(agent_id, config), backend, self.store.sessions)
+
+    def _profile(self, agent_id: AgentId, config: SalonConfig | None = None) -> AgentProfile:
+        config = config or self.config
+        agent = config.agents[agent_id]
         persona = read_persona(agent)
         profile = AgentProfile(
             agent_id=agent_id,
             label=agent.display_label,
             description=agent.description,
-            home=Path(self.config.data_dir) / "agents" / agent_id,
+            home=Path(config.data_dir) / "agents" / agent_id,
             config_persona=persona,
             context_tokens=agent.context_tokens,
         )
         profile.ensure_home()
         return profile
 
-    def loop_status(self) -> list[LoopStatus]:
-        """Per-identity sync loop state."""
-        return self._source.status() if self._source else []
-
     async def stop(self) -> None:
-        """Stop cleanly: heartbeats say offline, loops end, the store closes."""
+        """Stop at once: running turns are cancelled (their rows stay open and resume
+        on the next start), heartbeats say offline, loops end, the store closes.
+        Safe to call again."""
+        if self.store is None and self._session is None and not self._backends:
+            return  # never started, or stopped already
         if self.api is not None:
             await self.api.stop()
             self.api = None
         if self._supervisor is not None:
             await self._supervisor.stop()
+            self._supervisor = None
         if self._source is not None:
             await self._source.stop()
+            self._source = None
         if self._runner is not None:
             await self._runner.stop()
             self._runner = None
         self.coordinator = None
-        await asyncio.gather(*(b.go_offline() for b in self._heartbeats))
-        self._heartbeats.clear()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*(b.go_offline() for b in self._beats.values()))
+        self._beats.clear()
         if self._router is not None:
             await self._router.aclose()
             self._router = None
-        await asyncio.gather(*(close_backend(b) for b in self._backends))
+        await asyncio.gather(*(close_backend(b) for b in self._backends.values()))
         self._backends.clear()
         if self._session is not None:
             await self._session.close()
+            self._session = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -329,17 +377,17 @@ class Gateway:
         log.info("gateway.stopped")
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
-        """Start, then run until SIGINT/SIGTERM (or ``stop`` is set), then stop."""
+        """Start, run until SIGINT/SIGTERM (or ``stop`` is set), then shut down
+        gracefully (:meth:`shutdown`); a second signal stops at once."""
         stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        on_stop_signals(stop, self.stop_now)
         try:
             await self.start()
             await stop.wait()
-        finally:
-            await self.stop()
+        except BaseException:
+            await self.stop()  # a failed start, or cancelled: at once
+            raise
+        await self.shutdown()
 
 
 def _model_name(backend: BackendConfig) -> str:

@@ -27,7 +27,7 @@ class Topology:
     space_id: RoomId | None
     space_error: str | None
     lobby_id: RoomId
-    agent_rooms: Mapping[AgentId, RoomId]
+    agent_rooms: dict[AgentId, RoomId]  # changed in place when a reload adds or removes one
 
 
 async def _ensure_joined(api: MatrixAPI, rooms: list[RoomId], via: str) -> None:

@@ -80,8 +80,15 @@ class ConfigDiff:
         )
 
 
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json") if model is not None else None
+def _dump(value: Any) -> Any:
+    """A section as plain data, comparable across two configs."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_dump(v) for v in value]
+    return value
 
 
 def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
@@ -90,9 +97,7 @@ def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
     diff.added = [a for a in new.agents if a not in old.agents]
     diff.removed = [a for a in old.agents if a not in new.agents]
     diff.changed = [
-        a
-        for a in new.agents
-        if a in old.agents and _dump(new.agents[a]) != _dump(old.agents[a])
+        a for a in new.agents if a in old.agents and _dump(new.agents[a]) != _dump(old.agents[a])
     ]
     old_router, new_router = _dump(old.router), _dump(new.router)
     diff.routing = (
@@ -103,9 +108,7 @@ def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
         != {k: v for k, v in new_router.items() if k not in ROUTER_IDENTITY}
     )
     diff.access = _dump(old.access) != _dump(new.access)
-    diff.restart = [
-        s for s in RESTART_SECTIONS if _dump(getattr(old, s)) != _dump(getattr(new, s))
-    ]
+    diff.restart = [s for s in RESTART_SECTIONS if _dump(getattr(old, s)) != _dump(getattr(new, s))]
     if any(old_router.get(k) != new_router.get(k) for k in ROUTER_IDENTITY):
         diff.restart.append("router")
     return diff

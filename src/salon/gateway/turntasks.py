@@ -90,6 +90,18 @@ class TurnTasks:
     def _interrupted(self, key: TurnKey) -> None:
         """A shutdown held or cut off the turn ``key`` (its row stays open)."""
 
+    async def drain_agent(self, agent_id: str, timeout_s: float) -> int:
+        """Let one agent's running turns finish (an agent removed by a reload), up to
+        ``timeout_s``; those left are cancelled and stay open. Returns how many."""
+        mine = [t for k, t in self._tasks.items() if k[1] == agent_id and not t.done()]
+        if mine:
+            await asyncio.wait(mine, timeout=timeout_s)
+        left = [t for t in mine if not t.done()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        return len(left)
+
     async def drain(self, timeout_s: float, *, interrupt: asyncio.Event | None = None) -> int:
         """Shut down gracefully: start no turn any more, wait up to ``timeout_s`` for
         the running ones (queued ones included) to end, then cancel those left.

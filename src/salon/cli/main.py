@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from salon._exceptions import SalonError
-from salon.cli import agents_cmd, direct, pidfile, via_api
+from salon.cli import agents_cmd, direct, pidfile, spawn, via_api
 from salon.cli import cron as cron_cli
 from salon.cli import operator as ops
 from salon.cli.output import console, err, error_line
@@ -556,6 +556,7 @@ def _ago(ms: int) -> str:
 
 
 app.add_typer(cron_cli.app, name="cron")
+agents_cmd.app.command("spawn")(spawn.spawn)
 app.add_typer(agents_cmd.app, name="agent")
 app.command("reload")(agents_cmd.reload)
 

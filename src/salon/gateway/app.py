@@ -14,14 +14,12 @@ import aiohttp
 import structlog
 
 from salon.agents.backend import Backend
-from salon.agents.profile import AgentProfile
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
 from salon.api.server import ApiServer
 from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
-from salon.config import read_persona
-from salon.config.models import BackendConfig, SalonConfig
+from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
@@ -34,6 +32,8 @@ from salon.gateway.live import Parts, apply_config
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.reload import ConfigDiff, Reloader
 from salon.gateway.roomfacts import RoomFacts
+from salon.gateway.runtimes import make_runtime, model_name
+from salon.gateway.sessions import Janitor, with_session_agents
 from salon.gateway.slots import SlotLimits, TurnSlots
 from salon.gateway.status import StatusReports
 from salon.gateway.stopping import GracefulStop, on_stop_signals
@@ -50,6 +50,7 @@ from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
+from salon.store.session_agents import SessionAgent
 from salon.supervisor import Backoff, Supervisor
 
 log = structlog.get_logger("salon.gateway")
@@ -98,6 +99,9 @@ class Gateway(GracefulStop, StatusReports):
         self._supervisor: Supervisor | None = None
         self._beats: dict[AgentId, Heartbeat] = {}
         self._load = load
+        self._file_config = config  # the config as written (before session agents)
+        self.session_agents: dict[str, SessionAgent] = {}
+        self.ended_sessions: set[str] = set()  # session agents the last compose() dropped
         self._watch = watch
         self._parts: Parts | None = None
         self._cron: CronScheduler | None = None
@@ -109,17 +113,18 @@ class Gateway(GracefulStop, StatusReports):
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
-        config = self.config
-        hs = config.homeserver
+        hs = self.config.homeserver
         assert hs is not None
+        self.store = store = await Store.open(self.config.store.url)
+        # The session agents still active run alongside the configured ones.
+        self.config = config = await self.compose(self.config)
         roster = Roster.from_config(config)
-        # Backends first: an unusable agent config fails before touching the homeserver.
+        # Backends before the homeserver: an unusable agent config fails first.
         backends: dict[AgentId, Backend] = {
             m.agent_id: build_backend(config.agents[m.agent_id]) for m in roster.hosted()
         }
         self._backends = backends
         specs = identity_specs(config)
-        self.store = store = await Store.open(config.store.url)
         runtimes = {a: self._runtime(config, a, backend) for a, backend in backends.items()}
         self._session = aiohttp.ClientSession()
         policy = RetryPolicy(
@@ -186,7 +191,7 @@ class Gateway(GracefulStop, StatusReports):
             agents=roster.hosted(),
             agent_apis=agent_apis,
             models={
-                m.agent_id: _model_name(config.agents[m.agent_id].backend) for m in roster.hosted()
+                m.agent_id: model_name(config.agents[m.agent_id].backend) for m in roster.hosted()
             },
             chats=Chats(store, router),
             stop_in_room=runner.stop_in_room,
@@ -287,14 +292,17 @@ class Gateway(GracefulStop, StatusReports):
             lobby_id=topology.lobby_id,
             invitees=list(self._invite),
             make_runtime=self._runtime,
-            model_name=lambda cfg, a: _model_name(cfg.agents[a].backend),
+            model_name=lambda cfg, a: model_name(cfg.agents[a].backend),
             set_router=self._set_router,
         )
-        if self._load is not None:
-            self.reloader = Reloader(self, self._load, watch=self._watch)
-            supervisor.spawn("reload", self.reloader.run)
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
+        # Without a way to read the file again, a reload re-applies the config the
+        # gateway started with (session agents still come and go).
+        base = self._file_config
+        self.reloader = Reloader(self, self._load or (lambda: base), watch=self._watch)
+        supervisor.spawn("reload", self.reloader.run)
+        supervisor.spawn("janitor", Janitor(store, self.reloader.request).run)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
         self.roster = roster
         self.state = GatewayState(topology, router, agent_apis, agent_users)
         if config.api is not None:
@@ -311,6 +319,14 @@ class Gateway(GracefulStop, StatusReports):
         if self._cron is not None:
             self._cron.set_jobs(jobs_from_config(self.config, self._parts.agent_users))
 
+    async def compose(self, config: SalonConfig) -> SalonConfig:
+        """``config`` plus the session agents the store says are active."""
+        assert self.store is not None
+        rows = await self.store.session_agents.active()
+        self.ended_sessions = set(self.session_agents) - {r.agent_id for r in rows}
+        self.session_agents = {r.agent_id: r for r in rows}
+        return with_session_agents(config, rows)
+
     async def _set_router(self, router: Router) -> None:
         old, self._router = self._router, router
         if self._parts is not None:
@@ -322,22 +338,7 @@ class Gateway(GracefulStop, StatusReports):
 
     def _runtime(self, config: SalonConfig, agent_id: AgentId, backend: Backend) -> AgentRuntime:
         assert self.store is not None
-        return AgentRuntime(self._profile(agent_id, config), backend, self.store.sessions)
-
-    def _profile(self, agent_id: AgentId, config: SalonConfig | None = None) -> AgentProfile:
-        config = config or self.config
-        agent = config.agents[agent_id]
-        persona = read_persona(agent)
-        profile = AgentProfile(
-            agent_id=agent_id,
-            label=agent.display_label,
-            description=agent.description,
-            home=Path(config.data_dir) / "agents" / agent_id,
-            config_persona=persona,
-            context_tokens=agent.context_tokens,
-        )
-        profile.ensure_home()
-        return profile
+        return make_runtime(config, agent_id, backend, self.store.sessions)
 
     async def stop(self) -> None:
         """Stop at once: running turns are cancelled (their rows stay open and resume
@@ -388,9 +389,3 @@ class Gateway(GracefulStop, StatusReports):
             await self.stop()  # a failed start, or cancelled: at once
             raise
         await self.shutdown()
-
-
-def _model_name(backend: BackendConfig) -> str:
-    """What `!context` calls an agent's model."""
-    model = getattr(backend, "model", None)
-    return str(model) if model else backend.type

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from salon.gateway.bootstrap import ensure_agent_room
 from salon.gateway.identities import identity_specs
 from salon.gateway.messages import MessageHandler, ReactionHandler
 from salon.gateway.reload import ConfigDiff
+from salon.gateway.sessions import SESSION_STATE, START_JITTER_S
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
@@ -106,7 +108,9 @@ async def apply_config(gateway: Gateway, parts: Parts, new: SalonConfig, diff: C
     if diff.routing or diff.added or diff.removed or diff.changed:
         await parts.set_router(Router.from_config(new, roster))
     for agent_id in diff.removed:
-        await _remove(gateway, parts, AgentId(agent_id))
+        await _remove(
+            gateway, parts, AgentId(agent_id), was_session=agent_id in gateway.ended_sessions
+        )
 
 
 async def _add(
@@ -118,6 +122,9 @@ async def _add(
     backend: Backend,
 ) -> None:
     """A new agent: its user, room and Space entry, its sync loop and heartbeat."""
+    session = gateway.session_agents.get(agent_id)
+    if session is not None:
+        await asyncio.sleep(random.uniform(0, START_JITTER_S))
     spec = next(s for s in identity_specs(config) if s.agent_id == agent_id)
     api = await parts.auth.login(spec.user_id, spec.source)
     await api.set_displayname(spec.display_name)
@@ -140,6 +147,10 @@ async def _add(
     if parts.space_id is not None:
         with contextlib.suppress(MatrixError):
             await parts.spaces.link(parts.space_id, room_id)
+    if session is not None:
+        # Marked temporary in the room itself, for people and for `salon who`.
+        marker = {"v": 1, "template": session.template, "expires_ts": session.expires_at}
+        await parts.spaces.api.send_state(room_id, SESSION_STATE, marker)
     parts.apis[api.user_id] = api
     parts.agent_apis[agent_id] = api
     parts.agent_users[agent_id] = api.user_id
@@ -184,7 +195,9 @@ async def _close_later(backend: Backend, after_s: float = REMOVE_DRAIN_S * 3) ->
     await close_backend(backend)
 
 
-async def _remove(gateway: Gateway, parts: Parts, agent_id: AgentId) -> None:
+async def _remove(
+    gateway: Gateway, parts: Parts, agent_id: AgentId, *, was_session: bool = False
+) -> None:
     """A removed agent: its turns finish (bounded), it goes offline and leaves the Space
     list; its room and history stay."""
     runner = gateway._runner
@@ -204,6 +217,10 @@ async def _remove(gateway: Gateway, parts: Parts, agent_id: AgentId) -> None:
     if parts.space_id is not None and room_id is not None:
         with contextlib.suppress(MatrixError):
             await parts.spaces.unlink(parts.space_id, room_id)
+    if room_id is not None and was_session:
+        # An ended session agent's room is kept for audit; the router leaves it.
+        with contextlib.suppress(MatrixError):
+            await parts.spaces.api.leave(room_id)
     parts.agent_apis.pop(agent_id, None)
     parts.runtimes.pop(agent_id, None)
     coordination = gateway.coordinator

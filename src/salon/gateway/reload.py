@@ -195,7 +195,7 @@ class Reloader:
         """Load, validate, diff and apply the config now."""
         async with self._lock:
             try:
-                new = self.load()
+                new = await self.gateway.compose(self.load())
             except SalonError as e:
                 return await self._record(ReloadResult(False, error=str(e)))
             diff = config_diff(self.gateway.config, new)

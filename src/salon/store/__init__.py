@@ -11,6 +11,7 @@ from salon.store.invites import Invites
 from salon.store.kv import KV
 from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
+from salon.store.session_agents import SessionAgents
 from salon.store.sessions import Sessions
 from salon.store.turns import Turns
 from salon.store.users import Users
@@ -33,6 +34,7 @@ class Store:
         self.delegations = Delegations(db)
         self.invites = Invites(db)
         self.cron = CronRuns(db)
+        self.session_agents = SessionAgents(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -29,6 +29,7 @@ from salon.cli import operator as ops
 from salon.cli.output import console, err, error_line
 from salon.cli.status import StatusReport
 from salon.config import load_config
+from salon.store.records import now_ms
 
 app = typer.Typer(
     name="salon",
@@ -350,8 +351,10 @@ def _render_who(result: ops.WhoResult, data_dir: Path) -> None:
     for row in result.agents:
         beat = _ago(row.last_beat_ms) if row.last_beat_ms else "never"
         colour = colours[row.status.value]
+        until = getattr(row, "temporary_until_ms", None)
+        name = escape(row.agent) + (f" (temporary, ends in {_in(until)})" if until else "")
         table.add_row(
-            escape(row.agent),
+            name,
             escape(row.alias),
             f"[{colour}]{row.status.value}[/]",
             beat,
@@ -549,6 +552,11 @@ def _duration(seconds: int) -> str:
     if seconds < 2 * 86400:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def _in(ms: int) -> str:
+    """How long until the epoch-ms ``ms``, for people (``0s`` once past)."""
+    return _duration(max(ms - now_ms(), 0) // 1000)
 
 
 def _ago(ms: int) -> str:

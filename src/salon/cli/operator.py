@@ -15,6 +15,7 @@ import aiohttp
 from salon._exceptions import MatrixConnectionError, MatrixError, SalonError
 from salon.cli.operator_file import OperatorFile
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
+from salon.gateway.sessions import SESSION_STATE
 from salon.ids import RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 
@@ -57,6 +58,7 @@ class AgentRow:
     alias: str
     status: AgentStatus
     last_beat_ms: int | None
+    temporary_until_ms: int | None = None  # a session agent (`salon agent spawn`)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class OperatorClient:
             ),
             room_ref,
         )
+        session = next((e for e in state if e.get("type") == SESSION_STATE), None)
+        until = (session.get("content") or {}).get("expires_ts") if session else None
         for event in state:
             if event.get("type") == AGENT_STATE:
                 beat = parse_state(event.get("content"))
@@ -151,6 +155,7 @@ class OperatorClient:
                     alias=alias,
                     status=effective_status(beat),
                     last_beat_ms=beat.heartbeat_ts if beat else None,
+                    temporary_until_ms=until if isinstance(until, int) else None,
                 )
         return None  # not an agent room (the lobby)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from salon import responses
+from salon.agents.runtime import AgentRuntime
 from salon.gateway.replies import reply_content, txn_id
 from salon.gateway.stream import ReplyStream, StreamLimits
 from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
+from salon.metrics import BACKEND_ERRORS
 
 KindSender = Callable[[TurnSpec, Outcome], Awaitable[None]]
 
@@ -67,3 +70,12 @@ def must_store(
 
 async def caller_reads_it(spec: TurnSpec, outcome: Outcome) -> None:
     """An API turn's outcome goes to its watcher (the HTTP caller), not to Matrix."""
+
+
+def failure(
+    locale: str, runtime: AgentRuntime, partial: str, shown: str, error: str, kind: str
+) -> Outcome:
+    """A failed turn's outcome: the partial text, a visible notice, the error (counted)."""
+    BACKEND_ERRORS.labels(agent=runtime.agent_id, kind=kind).inc()
+    notice = responses.text("backend_error", locale, agent=runtime.label, error=shown)
+    return Outcome(OutcomeState.FAILED, partial, notice=notice, error=error)

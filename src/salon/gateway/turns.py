@@ -26,7 +26,7 @@ from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.gateway.deadline import DeadlineExceeded, within
-from salon.gateway.outcomes import OutcomeSender, caller_reads_it, must_store
+from salon.gateway.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.gateway.signals import slow_signals
 from salon.gateway.slots import TurnSlots
 from salon.gateway.stream import ReplyStream, StreamLimits
@@ -37,6 +37,7 @@ from salon.gateway.turnspec import (
     TurnKind,
     TurnPolicy,
     TurnSpec,
+    deadline_of,
     prepare_request,
     turn_request,
 )
@@ -46,7 +47,6 @@ from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.metrics import (
-    BACKEND_ERRORS,
     FIRST_CHUNK_SECONDS,
     TURN_DEADLINES,
     TURN_SECONDS,
@@ -243,7 +243,7 @@ class TurnRunner(TurnTasks):
         tlog: structlog.typing.FilteringBoundLogger,
     ) -> Outcome:
         """Run the backend; every way it can end becomes an outcome (but shutdown)."""
-        deadline_s = self._deadline_s(spec)
+        deadline_s = deadline_of(spec, self.policy)
         signals = (
             None
             if not spec.room_id
@@ -297,13 +297,12 @@ class TurnRunner(TurnTasks):
             TURN_DEADLINES.labels(agent=spec.agent_id).inc()
             tlog.warning("turn.deadline", deadline_s=round(deadline_s, 1))
             shown = responses.text("turn_deadline", self.locale, seconds=math.ceil(deadline_s))
-            return self._failure(
-                runtime, _partial(stream, collected), shown, "deadline", "deadline"
-            )
+            partial = _partial(stream, collected)
+            return failure(self.locale, runtime, partial, shown, "deadline", "deadline")
         except BackendError as e:
             tlog.warning("turn.backend_error", error=str(e))
             partial = _partial(stream, collected)
-            return self._failure(runtime, partial, str(e), str(e), type(e).__name__)
+            return failure(self.locale, runtime, partial, str(e), str(e), type(e).__name__)
         except StoreError:
             raise  # the store's trouble, not the backend's: the turn is run again
         except MatrixError as e:
@@ -313,7 +312,7 @@ class TurnRunner(TurnTasks):
         except Exception as e:  # a buggy backend must not kill the runner
             tlog.exception("turn.crashed")
             partial = _partial(stream, collected)
-            return self._failure(runtime, partial, type(e).__name__, repr(e), "crash")
+            return failure(self.locale, runtime, partial, type(e).__name__, repr(e), "crash")
         finally:
             if signals is not None:
                 signals.cancel()
@@ -334,20 +333,6 @@ class TurnRunner(TurnTasks):
             if sum(map(len, collected)) >= cap:
                 break
         return "".join(collected)[:cap]
-
-    def _failure(
-        self, runtime: AgentRuntime, partial: str, shown: str, error: str, kind: str
-    ) -> Outcome:
-        BACKEND_ERRORS.labels(agent=runtime.agent_id, kind=kind).inc()
-        notice = responses.text("backend_error", self.locale, agent=runtime.label, error=shown)
-        return Outcome(OutcomeState.FAILED, partial, notice=notice, error=error)
-
-    def _deadline_s(self, spec: TurnSpec) -> float:
-        deadline = self.policy.deadline_s
-        if spec.deadline_ts is not None:
-            # A delegated task also ends by the deadline its delegator set.
-            deadline = min(deadline, max(spec.deadline_ts / 1000 - time.time(), 0.001))
-        return deadline
 
     def _interrupted(self, key: TurnKey) -> None:
         # Shutdown held or cut off the turn: whoever watches it (an API caller) hears

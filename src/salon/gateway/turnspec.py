@@ -8,6 +8,7 @@ event (or delegation) that started it still being at hand.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -150,3 +151,12 @@ async def prepare_request(runtime: AgentRuntime, spec: TurnSpec) -> TurnRequest:
 
 def _role(role: str) -> Role:
     return "assistant" if role == "assistant" else "system" if role == "system" else "user"
+
+
+def deadline_of(spec: TurnSpec, policy: TurnPolicy) -> float:
+    """Seconds the backend may run for ``spec`` (a delegated task also ends by the
+    deadline its delegator set)."""
+    deadline = policy.deadline_s
+    if spec.deadline_ts is not None:
+        deadline = min(deadline, max(spec.deadline_ts / 1000 - time.time(), 0.001))
+    return deadline

@@ -59,6 +59,15 @@ async def test_a_session_agent_answers_then_leaves_the_space_after_its_ttl(
     assert reply["content"]["body"] == "🦜 hi there"
     assert reply["sender"] == f"@{config.naming.agent_localpart.replace('{id}', 'pop-up')}:{server}"
 
+    # The API's way (POST /api/v1/agents/spawn) waits until the agent runs.
+    other = await gateway.spawn_session("echo", 600, None, "second")
+    assert other == "second" and other in (gateway.roster or [])
+    other_room = await person.join(
+        f"#{config.naming.agent_room_alias.replace('{id}', other)}:{server}"
+    )
+    asked = await person.say(other_room, "you too")
+    assert (await person.wait_reply(other_room, asked))["content"]["body"] == "you too"
+
     # After its TTL the janitor ends it: off the Space list, offline, the router gone;
     # the room and its history stay.
     async def ended() -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from salon.api.admin_agents import get_agent, list_agents
+from salon.api.admin_agents import get_agent, list_agents, spawn_agent
 from salon.api.admin_delegations import post_delegation
 from salon.api.admin_messages import post_message
 from salon.api.admin_rooms import room_messages
@@ -42,6 +42,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     app.router.add_get(f"{PREFIX}/agents", list_agents)
     app.router.add_get(f"{PREFIX}/agents/{{agent_id}}", get_agent)
+    app.router.add_post(f"{PREFIX}/agents/spawn", spawn_agent)
     app.router.add_post(f"{PREFIX}/messages", post_message)
     app.router.add_get(f"{PREFIX}/rooms/{{room}}/messages", room_messages)
     app.router.add_post(f"{PREFIX}/delegations", post_delegation)

@@ -1,4 +1,5 @@
-"""Admin routes: ``GET /api/v1/agents`` and ``GET /api/v1/agents/{agent_id}``.
+"""Admin routes: ``GET /api/v1/agents``, ``GET /api/v1/agents/{agent_id}`` and
+``POST /api/v1/agents/spawn`` (a temporary session agent).
 
 The roster with each agent's heartbeat status, read now (what `salon who` shows).
 """
@@ -9,9 +10,9 @@ import asyncio
 
 from aiohttp import web
 
-from salon._exceptions import MatrixError
+from salon._exceptions import MatrixError, SalonError
 from salon.api.admin_lookups import member_or_404
-from salon.api.bodies import JSON
+from salon.api.bodies import JSON, invalid, json_body, text_field
 from salon.api.context import ApiContext
 from salon.api.server import CONTEXT
 from salon.coordination.heartbeat import AGENT_STATE, effective_status, parse_state
@@ -67,3 +68,34 @@ async def get_agent(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     member = member_or_404(ctx, request.match_info["agent_id"])
     return web.json_response(await agent_view(ctx, member))
+
+
+def _seconds(body: JSON, name: str, *, required: bool) -> float | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise invalid(f"{name}: a number of seconds above 0")
+    return float(value)
+
+
+async def spawn_agent(request: web.Request) -> web.Response:
+    """``POST /api/v1/agents/spawn``: ``{from, ttl_s, idle_s?, name?}`` → 201 ``{id}``."""
+    ctx = request.app[CONTEXT]
+    body = await json_body(request, {"from", "ttl_s", "idle_s", "name"})
+    template = text_field(body, "from")
+    member_or_404(ctx, template)
+    ttl_s = _seconds(body, "ttl_s", required=True)
+    idle_s = _seconds(body, "idle_s", required=False)
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise invalid("name: a string")
+    if ctx.spawn is None:
+        raise invalid("this gateway cannot start session agents")
+    assert ttl_s is not None
+    try:
+        agent_id = await ctx.spawn(template, ttl_s, idle_s, name)
+    except SalonError as e:
+        raise invalid(str(e)) from None
+    member = member_or_404(ctx, agent_id)
+    return web.json_response(await agent_view(ctx, member), status=201)

@@ -43,3 +43,5 @@ class ApiContext:
     locale: str = "en"
     # Whether the homeserver answers right now (a cheap call; `/readyz`).
     homeserver_ok: Callable[[], Awaitable[bool]] | None = None
+    # Starts a session agent: (template, ttl_s, idle_s, name) → its id, once it runs.
+    spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None

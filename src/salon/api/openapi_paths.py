@@ -120,6 +120,39 @@ PATHS: JSON = {
             },
         }
     },
+    "/api/v1/agents/spawn": {
+        "post": {
+            "tags": ["admin"],
+            "summary": "Start a temporary session agent from an existing agent's config "
+            "(`salon agent spawn`); it ends after `ttl_s`, or `idle_s` without a turn",
+            "operationId": "spawnAgent",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["from", "ttl_s"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "from": STR,
+                                "ttl_s": {"type": "number", "exclusiveMinimum": 0},
+                                "idle_s": {"type": "number", "exclusiveMinimum": 0},
+                                "name": STR,
+                            },
+                        },
+                        "example": {"from": "echo", "ttl_s": 600},
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(ref("Agent"), "The session agent, running."),
+                "400": INVALID,
+                "401": UNAUTHORIZED,
+                "404": _error("No such template agent (`agent_not_found`)."),
+            },
+        }
+    },
     "/api/v1/messages": {
         "post": {
             "tags": ["admin"],

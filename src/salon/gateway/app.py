@@ -23,17 +23,18 @@ from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
+from salon.gateway.changes import LiveChanges
 from salon.gateway.coordination import Coordinator
-from salon.gateway.cron import CronScheduler, jobs_from_config
+from salon.gateway.cron import CronScheduler
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.invites import InviteJoiner
-from salon.gateway.live import Parts, apply_config
+from salon.gateway.live import Parts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
-from salon.gateway.reload import ConfigDiff, Reloader
+from salon.gateway.reload import Reloader
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.runtimes import make_runtime, model_name
-from salon.gateway.sessions import Janitor, with_session_agents
+from salon.gateway.sessions import Janitor
 from salon.gateway.slots import SlotLimits, TurnSlots
 from salon.gateway.status import StatusReports
 from salon.gateway.stopping import GracefulStop, on_stop_signals
@@ -66,7 +67,7 @@ class GatewayState:
     agent_users: dict[AgentId, UserId] = field(default_factory=dict)
 
 
-class Gateway(GracefulStop, StatusReports):
+class Gateway(GracefulStop, StatusReports, LiveChanges):
     """One process hosting many agents on one homeserver."""
 
     def __init__(
@@ -311,30 +312,6 @@ class Gateway(GracefulStop, StatusReports):
             )
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
-
-    async def apply_config(self, new: SalonConfig, diff: ConfigDiff) -> None:
-        """Change the running gateway to ``new`` where it can change live (a reload)."""
-        assert self._parts is not None
-        await apply_config(self, self._parts, new, diff)
-        if self._cron is not None:
-            self._cron.set_jobs(jobs_from_config(self.config, self._parts.agent_users))
-
-    async def compose(self, config: SalonConfig) -> SalonConfig:
-        """``config`` plus the session agents the store says are active."""
-        assert self.store is not None
-        rows = await self.store.session_agents.active()
-        self.ended_sessions = set(self.session_agents) - {r.agent_id for r in rows}
-        self.session_agents = {r.agent_id: r for r in rows}
-        return with_session_agents(config, rows)
-
-    async def _set_router(self, router: Router) -> None:
-        old, self._router = self._router, router
-        if self._parts is not None:
-            self._parts.messages.router = router
-        if self.api is not None:
-            self.api.context.router = router
-        if old is not None:
-            await old.aclose()
 
     def _runtime(self, config: SalonConfig, agent_id: AgentId, backend: Backend) -> AgentRuntime:
         assert self.store is not None

@@ -80,6 +80,7 @@ async def start_api(
         operator=operator,
         locale=gateway.config.locale,
         homeserver_ok=homeserver_ok,
+        spawn=gateway.spawn_session,
     )
     server = ApiServer(config, ctx, token)
     await server.start()

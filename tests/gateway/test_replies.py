@@ -25,3 +25,13 @@ def test_reply_in_thread_stays_in_thread() -> None:
     assert content["m.relates_to"]["rel_type"] == "m.thread"
     assert content["m.relates_to"]["event_id"] == "$root"
     assert content[TURN_KEY] == {"event_id": "$q", "agent": "echo", "final": True, "hop": 1}
+
+
+def test_replies_of_two_turns_with_the_same_text_differ() -> None:
+    # The homeserver derives an event's id from its content: two identical replies sent
+    # in the same instant (two runs of one cron job, with no event to reply to) would
+    # be stored as one event, and one run would edit the other's message.
+    first = reply_content(ReplyTo(), "beta", "tick", turn="cron:beta:tick:100")
+    second = reply_content(ReplyTo(), "beta", "tick", turn="cron:beta:tick:102")
+    assert first != second
+    assert first[TURN_KEY]["turn"] == "cron:beta:tick:100"

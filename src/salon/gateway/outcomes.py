@@ -44,7 +44,9 @@ class OutcomeSender:
             await stream.finish(outcome.text)  # settle the partial reply before the notice
         if not outcome.notice:
             return stream.first_id
-        content = reply_content(spec.reply_to, spec.agent_id, outcome.notice, notice=True)
+        content = reply_content(
+            spec.reply_to, spec.agent_id, outcome.notice, notice=True, turn=spec.turn_id
+        )
         return await self.delivery.send(
             api,
             spec.room_id,

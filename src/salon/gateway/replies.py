@@ -36,7 +36,13 @@ class ReplyTo:
 
 
 def reply_content(
-    to: ReplyTo, agent_id: str, body: str, *, notice: bool = False, final: bool = True
+    to: ReplyTo,
+    agent_id: str,
+    body: str,
+    *,
+    notice: bool = False,
+    final: bool = True,
+    turn: str | None = None,
 ) -> dict[str, Any]:
     """A message answering ``to``: a reply to it, inside its thread if it was in one."""
     relates: dict[str, Any] = {}
@@ -55,4 +61,9 @@ def reply_content(
         "final": final,
         "hop": to.hop + 1,
     }
+    if turn is not None:
+        # Makes each turn's events differ: the homeserver derives an event's id from its
+        # content, so two identical replies sent in the same instant (two runs of one
+        # cron job, say) would otherwise become one event.
+        content[TURN_KEY]["turn"] = turn
     return content

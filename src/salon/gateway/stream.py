@@ -180,7 +180,12 @@ class ReplyStream:
             await self._edit(pieces[0], "final", final=single, notice=notice)
         for i, piece in enumerate(pieces[1:], start=1):
             content = reply_content(
-                self.reply_to, self.agent_id, piece, notice=notice, final=i == len(pieces) - 1
+                self.reply_to,
+                self.agent_id,
+                piece,
+                notice=notice,
+                final=i == len(pieces) - 1,
+                turn=self.txn_key,
             )
             await self.delivery.send(
                 self.api,
@@ -196,7 +201,9 @@ class ReplyStream:
         return text[: self.limits.max_message_chars]
 
     async def _send_first(self, body: str, *, final: bool, notice: bool = False) -> None:
-        content = reply_content(self.reply_to, self.agent_id, body, final=final, notice=notice)
+        content = reply_content(
+            self.reply_to, self.agent_id, body, final=final, notice=notice, turn=self.txn_key
+        )
         self.first_id = await self.delivery.send(
             self.api,
             self.room_id,
@@ -214,7 +221,9 @@ class ReplyStream:
         self, body: str, part: str, *, final: bool, notice: bool = False, wait: bool = True
     ) -> None:
         assert self.first_id is not None
-        new = reply_content(self.reply_to, self.agent_id, body, final=final, notice=notice)
+        new = reply_content(
+            self.reply_to, self.agent_id, body, final=final, notice=notice, turn=self.txn_key
+        )
         new.pop("m.relates_to", None)
         content = {
             "msgtype": new["msgtype"],

@@ -127,3 +127,24 @@ def test_no_gateway_ever(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0
     assert "no gateway has run on this store yet" in result.stdout
+
+
+def test_a_refused_reload_shows_in_status() -> None:
+    import json as _json
+
+    from salon.cli.status import reload_problems
+
+    refused = (_json.dumps({"ok": False, "error": "salon.yaml:3: agents.x: bad"}),)
+    assert reload_problems(refused) == [
+        "the last config reload was refused: salon.yaml:3: agents.x: bad"
+    ]
+    later = (_json.dumps({"ok": True, "needs_restart": ["homeserver"]}),)
+    assert reload_problems(later) == ["config changes need a restart: homeserver"]
+    assert reload_problems(None) == []
+
+
+def test_status_reads_the_key_the_reloader_writes() -> None:
+    from salon.cli.status import RELOAD_STATUS_KEY as read
+    from salon.gateway.reload import RELOAD_STATUS_KEY as written
+
+    assert read == written

@@ -16,6 +16,8 @@ from salon.coordination.refs import labels_of
 from salon.store.delegations import TERMINAL_PHASES, DelegationPhase
 from salon.store.kv import GATEWAY_STATUS_KEY as STATUS_KEY
 
+RELOAD_STATUS_KEY = "gateway:reload"  # salon.gateway.reload writes it
+
 # A running gateway refreshes its status row every 5 s; three missed refreshes
 # mean it is gone (stopped, killed, or its host is down).
 STALE_AFTER_S = 15.0
@@ -196,6 +198,9 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
                 )
             ]
             row = db.execute("SELECT value FROM kv WHERE key = ?", (STATUS_KEY,)).fetchone()
+            reload_row = db.execute(
+                "SELECT value FROM kv WHERE key = ?", (RELOAD_STATUS_KEY,)
+            ).fetchone()
     except sqlite3.Error as e:
         raise StoreError(f"{db_path}: cannot read the store: {e}") from e
     gateway = None
@@ -204,4 +209,22 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
             raw = json.loads(row[0])
             if isinstance(raw, dict):
                 gateway = gateway_info(raw, now)
-    return StatusReport(merge_delegations(rows, now), turns, gateway)
+    return StatusReport(
+        merge_delegations(rows, now), turns, gateway, problems=reload_problems(reload_row)
+    )
+
+
+def reload_problems(row: Any) -> list[str]:
+    """What the last config reload refused, or could only apply after a restart."""
+    if row is None:
+        return []
+    try:
+        last = json.loads(row[0])
+    except (ValueError, TypeError):
+        return []
+    if not isinstance(last, dict):
+        return []
+    if not last.get("ok"):
+        return [f"the last config reload was refused: {last.get('error')}"]
+    restart = last.get("needs_restart") or []
+    return [f"config changes need a restart: {', '.join(restart)}"] if restart else []

@@ -92,3 +92,20 @@ async def test_a_reply_is_cut_at_max_reply_chars() -> None:
     stream = _stream(api, "s", StreamLimits(max_reply_chars=100))
     text = await stream.run(_chunks(200, 0))
     assert stream.cut and len(text) == 100
+
+
+async def test_two_turns_with_the_same_text_send_different_first_messages() -> None:
+    # The homeserver derives an event id from the event (content, sender, prev events,
+    # timestamp), not from the transaction id: two cron runs' identical replies sent in
+    # the same instant (the run resumed after a crash and the catch-up run, at start)
+    # would otherwise come back as one event id, shared by both turns' ledger rows.
+    api = Recorder()
+
+    async def whole() -> AsyncIterator[str]:
+        yield "tick alpha"
+
+    for turn in ("cron:alpha:tick:100", "cron:alpha:tick:104"):
+        stream = ReplyStream(api, RoomId("!r"), ReplyTo(), "alpha", StreamLimits(), txn_key=turn)  # type: ignore[arg-type]
+        await stream.finish(await stream.run(whole()))
+    (_, first), (_, second) = api.sent
+    assert first != second

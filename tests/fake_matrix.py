@@ -346,6 +346,10 @@ class FakeMatrixAPI(MatrixAPI):
         return result
 
     @_recorded
+    async def mute_notifications(self) -> None:
+        self.muted = True
+
+    @_recorded
     async def set_typing(self, room_id: RoomId, typing: bool, timeout_ms: int = 30000) -> None:
         users = self.homeserver.typing.setdefault(room_id, set())
         if typing:

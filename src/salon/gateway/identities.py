@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from dataclasses import dataclass
 
-from salon._exceptions import ConfigError
+from salon._exceptions import ConfigError, MatrixError
 from salon.config.models import HomeserverConfig, IdentityCredentials, SalonConfig
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
@@ -82,6 +83,10 @@ async def login_all(
             await asyncio.sleep(random.uniform(0, jitter_s))
         api = await auth.login(spec.user_id, spec.source)
         await api.set_displayname(spec.display_name)
+        # Nobody reads a bot's notifications: muting them spares the homeserver work
+        # on every message in a room with several of our users.
+        with contextlib.suppress(MatrixError):
+            await api.mute_notifications()
         return api
 
     apis = await asyncio.gather(*(one(spec) for spec in specs))

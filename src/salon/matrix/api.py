@@ -203,6 +203,13 @@ class MatrixAPI:
             "messages", Method.GET, Path.v3.rooms[room_id].messages, query=query
         )
 
+    async def mute_notifications(self) -> None:
+        """Enable the master push rule: this user is never notified. (The homeserver still
+        evaluates every member's push rules for each message; for a bot that nobody reads
+        a notification of, the master rule ends that work at its first step.)"""
+        path = Path.v3.pushrules["global"]["override"][".m.rule.master"].enabled
+        await self._call("mute notifications", Method.PUT, path, {"enabled": True})
+
     async def set_typing(self, room_id: RoomId, typing: bool, timeout_ms: int = 30000) -> None:
         """Show or clear the typing notice."""
         body: JSON = {"typing": typing}

@@ -131,3 +131,18 @@ async def test_history_from_before_the_deployment_existed_is_not_answered(
     after = await person.say(room_id, "said after")
     assert (await person.wait_reply(room_id, after))["content"]["body"] == "said after"
     assert await person.replies_to(room_id, before) == []
+
+
+async def test_salon_users_do_not_collect_notifications(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]]
+) -> None:
+    # The homeserver evaluates every member's push rules for each message; our users'
+    # master rule is on, so that work ends at its first step (see bench/roundtrip.py).
+    from mautrix.api import Method
+    from mautrix.api import Path as MxPath
+
+    gateway = await gateways(salon_config(synapse, tmp_path))
+    assert gateway.state is not None
+    path = MxPath.v3.pushrules["global"]["override"][".m.rule.master"].enabled
+    for api in [gateway.state.router, *gateway.state.agent_apis.values()]:
+        assert (await api._call("check", Method.GET, path))["enabled"] is True

@@ -40,17 +40,11 @@ from typing import Any
 
 import aiohttp
 
-# `roundtrip.py` is a sibling script (bench/ is not a package): import it by path.
+# `common.py` is a sibling module (bench/ is not a package): import it by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from roundtrip import (
-    BenchError,
-    Operator,
-    console,
-    register,
-    summary,
-)
-from roundtrip import salon_config as roundtrip_config
+from common import BenchError, Operator, console, register, summary
+from common import salon_config as roundtrip_config
 
 from salon import log as salon_log
 from salon.config.models import ApiConfig, SalonConfig, TurnsConfig

@@ -1,8 +1,8 @@
-"""The CLI over the gateway's HTTP API, against a fake API with canned answers.
+"""The CLI over the gateway's HTTP API, against a fake API with canned answers:
+each command's data is what the direct path returns for the same facts.
 
-Each command's data is what the direct path returns for the same facts; an API
-error gives the CLI's error line and exit status; without an answering API (no
-api.json, or one naming a dead port) the commands take the direct path.
+Through the CLI (error lines, exit statuses, rendering) is test_via_api_cli.py;
+falling back to the direct path test_via_api_fallback.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typer.testing import CliRunner
 
 from salon.cli import via_api
 from salon.cli.api_file import ApiFile
-from salon.cli.main import app
 from salon.cli.operator import AgentRow, Message, Reply, WhoResult
 from salon.cli.operator_file import OperatorFile
 from salon.cli.status import DelegationRow, LoopRow, StatusReport, TurnRow
 from salon.coordination.heartbeat import AgentStatus
 from salon.devserver.synapse import free_port
 
-from .apifake import FakeApi, error, running_fake
+from .apifake import FakeApi, running_fake
 
 runner = CliRunner()
 NOW_MS = int(time.time() * 1000)
@@ -57,9 +56,6 @@ def _agent(agent_id: str, status: str, beat: int | None, **extra: object) -> dic
         "status_error": None,
         **extra,
     }
-
-
-# --- each command's data ------------------------------------------------------------------
 
 
 def test_who_lists_what_the_direct_path_lists(fake: FakeApi, endpoint: via_api.Endpoint) -> None:
@@ -254,9 +250,6 @@ def test_status_as_the_store_path_reports_it(fake: FakeApi, endpoint: via_api.En
     assert isinstance(report, StatusReport) and report.api_url == fake.url
 
 
-# --- through the CLI: the same lines and exit codes ---------------------------------------
-
-
 def _dead_operator_file(data_dir: Path) -> str:
     """An operator.json whose homeserver nobody answers (the direct path's facts)."""
     url = f"http://127.0.0.1:{free_port()}"
@@ -275,194 +268,3 @@ def _dead_operator_file(data_dir: Path) -> str:
 
 def _api_json(data_dir: Path, fake: FakeApi) -> None:
     ApiFile(url=fake.url, token=fake.token, pid=4242).save(data_dir)
-
-
-def test_unknown_agent_gives_the_direct_paths_line(fake: FakeApi, tmp_path: Path) -> None:
-    direct_dir, api_dir = tmp_path / "direct", tmp_path / "api"
-    _dead_operator_file(direct_dir)
-    direct = runner.invoke(app, ["send", "-d", str(direct_dir), "--to", "nobody", "hi"])
-    fake.answers["POST", "/api/v1/messages"] = (
-        404,
-        error("agent_not_found", "no agent 'nobody' (known: parrot, echo)"),
-    )
-    _api_json(api_dir, fake)
-    over_api = runner.invoke(app, ["send", "-d", str(api_dir), "--to", "nobody", "hi"])
-    assert fake.api_calls(), "the API was not asked"
-    assert direct.output == "error: unknown agent 'nobody' (known: echo, parrot)\n"
-    assert (
-        (over_api.exit_code, over_api.output)
-        == (direct.exit_code, direct.output)
-        == (
-            2,
-            direct.output,
-        )
-    )
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "message", "args", "exit_code", "line"),
-    [
-        (
-            504,
-            "timeout",
-            "no answer within 1.5 s",
-            ["send", "--to", "parrot", "--timeout", "1.5", "hi"],
-            1,
-            "error: parrot: no reply within 1.5 s (is the gateway running? try `salon who`)",
-        ),
-        (
-            504,
-            "timeout",
-            "no answer within 2 s",
-            ["delegate", "--from", "echo", "--to", "parrot", "--timeout", "2", "hi"],
-            1,
-            "error: echo → parrot: no reply within 2 s",
-        ),
-        (
-            503,
-            "homeserver_unavailable",
-            "the homeserver is not reachable: connection refused",
-            ["send", "--to", "parrot", "hi"],
-            1,
-            "error: the gateway at {url} cannot reach its homeserver: connection refused",
-        ),
-        (
-            500,
-            "internal_error",
-            "internal error (KeyError); see the gateway log",
-            ["who"],
-            1,
-            "error: internal error (KeyError); see the gateway log",
-        ),
-        (
-            404,
-            "room_not_found",
-            "no room 'nowhere'",
-            ["read", "--room", "nowhere"],
-            2,
-            "error: no room 'nowhere'",
-        ),
-    ],
-)
-def test_api_errors_map_to_the_cli_error_lines(
-    fake: FakeApi,
-    tmp_path: Path,
-    status: int,
-    code: str,
-    message: str,
-    args: list[str],
-    exit_code: int,
-    line: str,
-) -> None:
-    for route in (
-        ("POST", "/api/v1/messages"),
-        ("POST", "/api/v1/delegations"),
-        ("GET", "/api/v1/agents"),
-        ("GET", "/api/v1/rooms/nowhere/messages"),
-    ):
-        fake.answers[route] = (status, error(code, message))
-    _api_json(tmp_path, fake)
-    result = runner.invoke(app, [*args, "-d", str(tmp_path)])
-    assert result.exit_code == exit_code, result.output
-    assert result.output == line.format(url=fake.url) + "\n"
-
-
-def test_a_refused_token_says_where_it_came_from(fake: FakeApi, tmp_path: Path) -> None:
-    ApiFile(url=fake.url, token="wrong", pid=1).save(tmp_path)
-    result = runner.invoke(app, ["who", "-d", str(tmp_path)])
-    assert result.exit_code == 2
-    assert f"the API at {fake.url} refused the token (from {tmp_path / 'api.json'})" in (
-        result.output
-    )
-
-
-def test_who_renders_the_api_answer(fake: FakeApi, tmp_path: Path) -> None:
-    fake.answers["GET", "/api/v1/agents"] = (
-        200,
-        {"agents": [_agent("echo", "online", NOW_MS), _agent("parrot", "offline", None)]},
-    )
-    _api_json(tmp_path, fake)  # and no operator.json: the direct path could not answer
-    result = runner.invoke(app, ["who", "-d", str(tmp_path), "-v"])
-    assert result.exit_code == 0, result.output
-    assert f"using the API at {fake.url}" in result.output
-    assert "#salon-echo:localhost" in result.output and "online" in result.output
-    assert "never" in result.output  # parrot: no beat yet
-
-
-def test_status_renders_the_api_answer(fake: FakeApi, tmp_path: Path) -> None:
-    fake.answers["GET", "/api/v1/status"] = (
-        200,
-        {
-            "gateway": "host",
-            "delegations": [],
-            "turns_in_flight": [{"event_id": "$e", "agent": "parrot", "state": None}],
-            "loops": [],
-            "store": {"ok": True},
-            "homeserver": {"ok": True},
-        },
-    )
-    _api_json(tmp_path, fake)  # and no salon.db: the direct path could not answer
-    result = runner.invoke(app, ["status", "-d", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert f"gateway host (pid 4242): running, its API answers at {fake.url}" in result.output
-    assert "parrot" in result.output and "$e" in result.output
-
-
-def test_api_option_and_token_from_the_environment(fake: FakeApi, tmp_path: Path) -> None:
-    fake.answers["GET", "/api/v1/agents"] = (200, {"agents": [_agent("echo", "online", NOW_MS)]})
-    result = runner.invoke(
-        app,
-        ["who", "-d", str(tmp_path), "--api", fake.url + "/"],
-        env={"SALON_API_TOKEN": "fake-token"},
-    )
-    assert result.exit_code == 0, result.output
-    assert [c.auth for c in fake.api_calls()] == ["Bearer fake-token"]
-
-
-# --- falling back to the direct path --------------------------------------------------------
-
-
-def test_no_api_json_takes_the_direct_path(fake: FakeApi, tmp_path: Path) -> None:
-    url = _dead_operator_file(tmp_path)
-    result = runner.invoke(app, ["who", "-d", str(tmp_path), "-v"])
-    assert result.exit_code == 1
-    assert f"no {tmp_path / 'api.json'}; using the direct path" in result.output
-    assert f"the homeserver at {url} is unreachable" in result.output
-    assert fake.requests == []
-
-
-def test_api_json_naming_a_dead_port_takes_the_direct_path(tmp_path: Path) -> None:
-    url = _dead_operator_file(tmp_path)
-    dead = f"http://127.0.0.1:{free_port()}"
-    ApiFile(url=dead, token="t", pid=1).save(tmp_path)
-    for args in (["who"], ["send", "--to", "parrot", "hi"], ["read", "--room", "parrot"]):
-        result = runner.invoke(app, [*args, "-d", str(tmp_path)])
-        assert result.exit_code == 1, (args, result.output)
-        # Nothing said about the API (only with --verbose); the direct path's own error.
-        assert result.output.startswith(f"error: the homeserver at {url} is unreachable"), args
-    verbose = runner.invoke(app, ["who", "-d", str(tmp_path), "-v"])
-    assert f"the API at {dead} (from {tmp_path / 'api.json'}) does not answer" in verbose.output
-    assert "using the direct path" in verbose.output
-
-
-def test_a_dead_api_option_takes_the_direct_path_for_status(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    result = runner.invoke(app, ["status", "-d", str(tmp_path), "--api", dead])
-    assert result.exit_code == 2
-    assert "no store here yet" in result.output  # the store path's answer
-
-
-def test_a_broken_api_json_takes_the_direct_path(tmp_path: Path) -> None:
-    _dead_operator_file(tmp_path)
-    (tmp_path / "api.json").write_text("{not json")
-    result = runner.invoke(app, ["who", "-d", str(tmp_path), "-v"])
-    assert result.exit_code == 1
-    assert "unreadable API file" in result.output and "is unreachable" in result.output
-
-
-def test_a_long_read_is_read_directly(fake: FakeApi, tmp_path: Path) -> None:
-    _dead_operator_file(tmp_path)
-    _api_json(tmp_path, fake)
-    result = runner.invoke(app, ["read", "--room", "parrot", "-n", "300", "-d", str(tmp_path)])
-    assert result.exit_code == 1 and "is unreachable" in result.output
-    assert fake.requests == []  # the API returns at most 200: not even probed

@@ -1,4 +1,7 @@
-"""The delegation protocol: payload validation, serialisation and the reasons to reject."""
+"""The delegation protocol: payload validation, serialisation and the reasons to drop.
+
+The receiver's checks are test_protocol_checks.py, arbitrary payloads
+test_protocol_fuzz.py, work references test_protocol_refs.py."""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -18,7 +19,6 @@ from salon.coordination.protocol import (
     DelegationRequest,
     DelegationState,
     DelegationStatus,
-    check_request,
     new_delegation_id,
     new_request,
     parse_request,
@@ -265,180 +265,3 @@ def test_invalid_status_is_dropped_and_counted(content: object) -> None:
         assert parse_status(content) is None
     assert _invalid_count("status") == before + 1
     assert [e["kind"] for e in logs if e["log_level"] == "warning"] == ["status"]
-
-
-def _req(**overrides: Any) -> DelegationRequest:
-    req = parse_request(_request(**overrides))
-    assert req is not None
-    return req
-
-
-def test_check_request_accepts_a_good_request() -> None:
-    assert check_request(_req(), receiver="researcher", hop_limit=3, now_ms=NOW) is None
-
-
-def test_check_request_wrong_receiver() -> None:
-    reason = check_request(_req(), receiver="writer", hop_limit=3, now_ms=NOW)
-    assert reason is not None and "researcher" in reason and "writer" in reason
-
-
-def test_check_request_hop_limit() -> None:
-    chain = ["a", "b", "c", "coder", "researcher"]
-    req = _req(id="d4", parent="d3", root="d1", chain=chain, hop=4)
-    assert check_request(req, receiver="researcher", hop_limit=3, now_ms=NOW) == (
-        "hop limit 3 exceeded"
-    )
-    assert check_request(req, receiver="researcher", hop_limit=4, now_ms=NOW) is None
-
-
-def test_check_request_cycle() -> None:
-    req = _req(
-        id="d2",
-        parent="d1",
-        root="d1",
-        **{"from": "b", "to": "a"},
-        chain=["a", "b", "a"],
-        hop=2,
-    )
-    assert check_request(req, receiver="a", hop_limit=3, now_ms=NOW) == (
-        "delegation cycle: a → b → a"
-    )
-    self_loop = _req(**{"from": "a", "to": "a"}, chain=["a", "a"])
-    assert check_request(self_loop, receiver="a", hop_limit=3, now_ms=NOW) == (
-        "delegation cycle: a → a"
-    )
-
-
-def test_check_request_expired() -> None:
-    req = _req(deadline_ts=NOW)
-    assert check_request(req, receiver="researcher", hop_limit=3, now_ms=NOW) == (
-        "deadline already passed"
-    )
-    assert check_request(req, receiver="researcher", hop_limit=3, now_ms=NOW - 1) is None
-
-
-_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text()
-    | st.sampled_from(["accepted", "completed", "coder", "researcher", "dlg_root", ""]),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
-    ),
-    max_leaves=25,
-)
-_request_keys = st.sampled_from(
-    [
-        "v",
-        "id",
-        "from",
-        "to",
-        "task",
-        "context",
-        "parent",
-        "root",
-        "chain",
-        "hop",
-        "deadline_ts",
-        "refs",
-    ]
-)
-_status_keys = st.sampled_from(["v", "id", "state", "result", "error", "text"])
-
-
-@settings(max_examples=300, deadline=None)
-@given(content=_json)
-def test_arbitrary_content_never_raises(content: object) -> None:
-    with capture_logs():
-        req = parse_request(content)
-        st_ = parse_status(content)
-    assert req is None or isinstance(req, DelegationRequest)
-    assert st_ is None or isinstance(st_, DelegationStatus)
-
-
-@settings(max_examples=300, deadline=None)
-@given(changes=st.dictionaries(_request_keys, _json, max_size=4))
-def test_mutated_request_never_raises(changes: dict[str, Any]) -> None:
-    with capture_logs():
-        req = parse_request(_request(**changes))
-    if req is not None:
-        assert parse_request(request_content(req)) == req
-        check_request(req, receiver="researcher", hop_limit=3, now_ms=NOW)
-
-
-@settings(max_examples=300, deadline=None)
-@given(changes=st.dictionaries(_status_keys, _json, max_size=4))
-def test_mutated_status_never_raises(changes: dict[str, Any]) -> None:
-    with capture_logs():
-        st_ = parse_status({"id": "d1", "state": "accepted", **changes})
-    if st_ is not None:
-        assert parse_status(status_content(st_)) == st_
-
-
-# --- work references ---------------------------------------------------------------------
-
-REF_TASK = "fix group/project#12, see https://github.com/owner/repo/pull/34 and #12"
-
-
-def test_new_request_carries_the_refs_of_its_task_and_context() -> None:
-    req = new_request(
-        "a", "b", REF_TASK, deadline_ts=NOW, context="also !7 and https://example.com/#9"
-    )
-    assert req.refs is not None
-    assert [r.label for r in req.refs] == ["group/project#12", "owner/repo#34", "#12", "!7"]
-    wire = json.loads(json.dumps(request_content(req)))
-    assert wire["refs"][0] == {
-        "kind": "issue",
-        "number": 12,
-        "project": "group/project",
-        "text": "group/project#12",
-    }
-    assert wire["refs"][1] == {
-        "kind": "merge_request",
-        "number": 34,
-        "project": "owner/repo",
-        "url": "https://github.com/owner/repo/pull/34",
-        "forge": "github",
-        "text": "https://github.com/owner/repo/pull/34",
-    }
-    assert parse_request(wire) == req
-
-
-def test_a_child_request_has_the_refs_of_its_own_task() -> None:
-    root = new_request("a", "b", REF_TASK, deadline_ts=NOW)
-    child = new_request("b", "c", "just !5", deadline_ts=NOW, parent=root)
-    assert child.refs is not None and [r.label for r in child.refs] == ["!5"]
-
-
-def test_no_refs_means_no_refs_field() -> None:
-    req = new_request("a", "b", "C# in room #salon-coder:server, colour #fff", deadline_ts=NOW)
-    assert req.refs is None
-    assert "refs" not in request_content(req)
-
-
-def test_requests_from_before_refs_stay_valid() -> None:
-    old = _request()
-    assert "refs" not in old
-    req = parse_request(old)
-    assert req is not None and req.refs is None
-    assert request_content(req) == old
-
-
-def test_received_refs_are_taken_as_sent_not_reparsed() -> None:
-    # The delegator parsed them; the receiver validates, it does not second-guess.
-    refs = [{"kind": "issue", "number": 3, "project": "g/p", "text": "g/p#3", "note": "later"}]
-    req = parse_request(_request(task="nothing here", refs=refs))
-    assert req is not None and req.refs is not None
-    assert [r.label for r in req.refs] == ["g/p#3"]
-    assert request_content(req)["refs"] == [{k: v for k, v in refs[0].items() if k != "note"}]
-    empty = parse_request(_request(refs=[]))
-    assert empty is not None and empty.refs == []
-
-
-def test_twenty_refs_at_most() -> None:
-    task = " ".join(f"#{n}" for n in range(1, 40))
-    req = new_request("a", "b", task, deadline_ts=NOW)
-    assert req.refs is not None and len(req.refs) == 20
-    assert parse_request(request_content(req)) == req

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from salon._exceptions import SalonError
-from salon.cli.agents_cmd import ConfigArg, DataDirArg, _fail, _say, _setup, _tell_gateway
+from salon.cli.agent_setup import ConfigArg, DataDirArg, _fail, _say, _setup, _tell_gateway
 from salon.config.models import SalonConfig
 from salon.gateway.sessions import new_session_id
 from salon.store import Store

@@ -1,0 +1,53 @@
+"""The admin API on a fake gateway: status (delegations, turns, loops, reachability)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.api.rig import AUTH, ApiRig, rig_and_client
+from tests.api.test_admin_delegations import _record
+from tests.api.test_admin_routes import Client
+from tests.gateway.helpers import CODER
+
+from salon.api.context import LoopState
+from salon.store.delegations import DelegationPhase
+
+
+@pytest.fixture
+async def rc(tmp_path: Path) -> AsyncIterator[tuple[ApiRig, Client]]:
+    async for pair in rig_and_client(tmp_path):
+        yield pair
+
+
+async def test_status_shows_one_line_per_delegation_turns_loops_and_reachability(
+    rc: tuple[ApiRig, Client],
+) -> None:
+    rig, client = rc
+    store = rig.store
+    # Both agents here: one row each way under one id; the line shows the furthest side.
+    await store.delegations.create(_record("d-1", "out", DelegationPhase.SENT))
+    await store.delegations.create(_record("d-1", "in", DelegationPhase.PROGRESS))
+    await store.delegations.create(_record("d-2", "out", DelegationPhase.COMPLETED))
+    await store.turns.admit("$t1", CODER, "!r:localhost")
+    await store.turns.start("$t1", CODER)
+    rig.runner.running = [("$t1", CODER)]
+    rig.loops.append(LoopState("heartbeat:coder", False, 3, True, "MatrixConnectionError: down"))
+
+    body = await (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert body["gateway"] == "test-gw"
+    assert [(d["id"], d["from"], d["to"], d["state"]) for d in body["delegations"]] == [
+        ("d-1", "coder", "writer", "progress")
+    ]
+    assert body["turns_in_flight"] == [
+        {"event_id": "$t1", "agent": "coder", "state": "running", "attempts": 1}
+    ]
+    assert body["loops_restarting"] == ["heartbeat:coder"]
+    assert body["loops_ok"] is False
+    assert body["store"] == {"ok": True}
+    assert body["homeserver"] == {"ok": True}
+
+    rig.homeserver_up = False
+    body = await (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert body["homeserver"]["ok"] is False

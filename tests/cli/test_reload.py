@@ -125,8 +125,8 @@ def test_stale_pid_file_is_not_running(tmp_path: Path) -> None:
 
 
 def test_pid_of_this_process_handles_what_it_traps() -> None:
-    if not Path("/proc/self/status").exists():
-        pytest.skip("needs /proc")
+    # The check reads /proc (Linux, where Salon runs); elsewhere it sends the signal anyway.
+    assert Path("/proc/self/status").exists()
     old = signal.signal(signal.SIGUSR1, lambda *_: None)
     try:
         assert pidfile.handles_signal(os.getpid(), signal.SIGUSR1) is True

@@ -24,14 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import platform
 import secrets
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
@@ -43,17 +39,12 @@ import aiohttp
 # `common.py` is a sibling module (bench/ is not a package): import it by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, Operator, console, register, summary
+from common import BenchError, Operator, console, register, run_bench, summary
 from common import salon_config as roundtrip_config
 
-from salon import log as salon_log
 from salon.config.models import ApiConfig, SalonConfig, TurnsConfig
 from salon.devserver.synapse import (
     SynapseLayout,
-    SynapseProcess,
-    SynapseSettings,
-    free_port,
-    write_synapse_config,
 )
 from salon.gateway.app import Gateway
 from salon.ids import AgentId, UserId
@@ -232,37 +223,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; JSON on stdout, exit status 0, 1 (failure) or 130 (interrupted)."""
     args = parse_args(argv)
-    salon_log.configure("warning")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-    try:
-        with contextlib.ExitStack() as stack:
-            # stdout carries the JSON only: anything else printed meanwhile goes to stderr.
-            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-            if args.data_dir is None:
-                tmp = tempfile.TemporaryDirectory(prefix="salon-bench-", ignore_cleanup_errors=True)
-                data_dir = Path(stack.enter_context(tmp))
-            else:
-                data_dir = args.data_dir.resolve()
-                data_dir.mkdir(parents=True, exist_ok=True)
-            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=free_port()))
-            synapse = SynapseProcess(layout)
-            stack.callback(synapse.stop)
-            started = time.perf_counter()
-            synapse.start()
-            console.print(
-                f"Synapse {metadata.version('matrix-synapse')} ready on {layout.base_url} "
-                f"({time.perf_counter() - started:.1f} s)"
-            )
-            result = asyncio.run(run(layout, data_dir, args.requests, args.warmup, args.levels))
-    except KeyboardInterrupt:
-        console.print("interrupted", style="red")
-        return 130
-    except Exception as exc:
-        console.print(f"bench failed: {type(exc).__name__}: {exc}", style="red", markup=False)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return run_bench(
+        args.data_dir,
+        lambda layout, data_dir: run(layout, data_dir, args.requests, args.warmup, args.levels),
+    )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import secrets
+import signal
 import statistics
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,8 +28,15 @@ from urllib.parse import quote
 import aiohttp
 from rich.console import Console
 
+from salon import log as salon_log
 from salon.config.models import SalonConfig
-from salon.devserver.synapse import SynapseLayout
+from salon.devserver.synapse import (
+    SynapseLayout,
+    SynapseProcess,
+    SynapseSettings,
+    free_port,
+    write_synapse_config,
+)
 from salon.matrix.registration import Credentials, register_with_shared_secret
 
 REPLY_TIMEOUT_S = 10.0
@@ -224,3 +238,44 @@ async def register(session: aiohttp.ClientSession, layout: SynapseLayout, role: 
         f"bench-{role}-{secrets.token_hex(4)}",
         secrets.token_urlsafe(16),
     )
+
+
+def run_bench(
+    data_dir_arg: Path | None,
+    measure: Callable[[SynapseLayout, Path], Awaitable[dict[str, Any]]],
+) -> int:
+    """Start a throwaway Synapse (in ``data_dir_arg`` or a temp dir), run ``measure``
+    against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted)."""
+    salon_log.configure("warning")
+    # Ctrl-C works even when started in the background (SIGINT inherited as ignored),
+    # and SIGTERM takes the same path: the gateway and Synapse are stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        with contextlib.ExitStack() as stack:
+            # stdout carries the JSON only: anything else printed meanwhile goes to stderr.
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+            if data_dir_arg is None:
+                tmp = tempfile.TemporaryDirectory(prefix="salon-bench-", ignore_cleanup_errors=True)
+                data_dir = Path(stack.enter_context(tmp))
+            else:
+                data_dir = data_dir_arg.resolve()
+                data_dir.mkdir(parents=True, exist_ok=True)
+            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=free_port()))
+            synapse = SynapseProcess(layout)
+            stack.callback(synapse.stop)
+            started = time.perf_counter()
+            synapse.start()
+            console.print(
+                f"Synapse {metadata.version('matrix-synapse')} ready on {layout.base_url} "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
+            result = asyncio.run(measure(layout, data_dir))
+    except KeyboardInterrupt:
+        console.print("interrupted", style="red")
+        return 130
+    except Exception as exc:
+        console.print(f"bench failed: {type(exc).__name__}: {exc}", style="red", markup=False)
+        return 1
+    print(json.dumps(result))
+    return 0

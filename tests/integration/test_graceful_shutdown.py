@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,41 +17,15 @@ import yaml
 
 from salon.coordination.heartbeat import AGENT_STATE
 
+from . import test_crash as crash
 from .conftest import Person, salon_config
 
-ROOT = Path(__file__).resolve().parents[2]
 DELAY_S = 3  # the echo agent's thinking time: every reply takes this long
 DRAIN_S = 10
 
 
-class Process:
-    """`salon run` in a child process (this tree's code), with its output collected."""
-
-    def __init__(self, config: Path) -> None:
-        pythonpath = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "salon.cli", "run", "-c", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "gateway.ready" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        if not self.ready.wait(timeout):
-            raise AssertionError("gateway not ready:\n" + self.output())
+class Process(crash.Process):
+    """`salon run` in a child process, with what a shutdown test needs on top."""
 
     def output(self) -> str:
         return "".join(self.lines[-60:])

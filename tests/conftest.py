@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +31,8 @@ class TestHomeserver:
     server_name: str
     shared_secret: str
     layout: SynapseLayout
+    # The server's process, for a test that stops and starts its own homeserver.
+    process: SynapseProcess | None = field(default=None, compare=False)
 
 
 @contextlib.contextmanager
@@ -50,6 +52,7 @@ def start_synapse(tmp_path: Path, **overrides: Any) -> Iterator[TestHomeserver]:
             server_name=layout.server_name,
             shared_secret=layout.registration_shared_secret,
             layout=layout,
+            process=process,
         )
     finally:
         process.stop()

@@ -22,11 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.openapi_walk import app_routes, operations, walk
 
 from salon.api.openapi import document
-from salon.devserver.synapse import SynapseProcess, SynapseSettings, write_synapse_config
+from salon.devserver.synapse import SynapseProcess
 from salon.gateway.app import Gateway
 from salon.matrix.registration import Credentials
 
-from ..conftest import TestHomeserver, register_user
+from ..conftest import TestHomeserver, register_user, start_synapse
 from .conftest import salon_config
 
 TOKEN_ENV = "SALON_TEST_API_TOKEN"
@@ -214,21 +214,9 @@ async def test_the_openapi_document_matches_the_server(api: Api) -> None:
 @contextmanager
 def _own_synapse(tmp_path: Path) -> Iterator[tuple[TestHomeserver, SynapseProcess]]:
     """A Synapse of this test alone (stopping it disturbs no other test)."""
-    layout = write_synapse_config(SynapseSettings(data_dir=tmp_path / "synapse", port=None))
-    process = SynapseProcess(layout)
-    process.start()
-    try:
-        yield (
-            TestHomeserver(
-                base_url=layout.base_url,
-                server_name=layout.server_name,
-                shared_secret=layout.registration_shared_secret,
-                layout=layout,
-            ),
-            process,
-        )
-    finally:
-        process.stop()
+    with start_synapse(tmp_path / "synapse") as homeserver:
+        assert homeserver.process is not None
+        yield homeserver, homeserver.process
 
 
 async def _ready_becomes(api: Api, ready: bool, timeout: float) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import REGISTRY
 
-from salon.devserver.synapse import SynapseProcess, SynapseSettings, write_synapse_config
+from salon.devserver.synapse import SynapseProcess
 from salon.gateway.app import Gateway
 from salon.ids import AgentId
 from salon.store.records import TurnState
 
-from ..conftest import TestHomeserver, register_user
+from ..conftest import TestHomeserver, register_user, start_synapse
 from .conftest import Person, salon_config
 
 AGENT = AgentId("slow")
@@ -32,21 +32,9 @@ OUTAGE_S = 10.0
 @contextmanager
 def _own_synapse(tmp_path: Path) -> Iterator[tuple[TestHomeserver, SynapseProcess]]:
     """A Synapse of this test alone (stopping it disturbs no other test)."""
-    layout = write_synapse_config(SynapseSettings(data_dir=tmp_path / "synapse", port=None))
-    process = SynapseProcess(layout)
-    process.start()
-    try:
-        yield (
-            TestHomeserver(
-                base_url=layout.base_url,
-                server_name=layout.server_name,
-                shared_secret=layout.registration_shared_secret,
-                layout=layout,
-            ),
-            process,
-        )
-    finally:
-        process.stop()
+    with start_synapse(tmp_path / "synapse") as homeserver:
+        assert homeserver.process is not None
+        yield homeserver, homeserver.process
 
 
 def _outage_waits() -> float:

@@ -100,10 +100,8 @@ class ApiRig:
         lobby = await router.create_room(alias_localpart="lobby", invite=[CODER_USER, WRITER_USER])
         rooms: dict[str, RoomId] = {}
         for agent_id, api in agents.items():
-            room = await router.create_room(
-                alias_localpart=f"salon-{agent_id}", invite=[api.user_id]
-            )
-            await api.join(room)
+            # As the gateway does: each agent makes its own room; the router stays out.
+            room = await api.create_room(alias_localpart=f"salon-{agent_id}")
             await api.join(lobby)
             rooms[agent_id] = room
         rig = cls(

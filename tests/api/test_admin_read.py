@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.api.rig import AUTH, ApiRig, rig_and_client
 from tests.api.test_admin_routes import Client, _error
-from tests.gateway.helpers import CODER, CODER_USER
+from tests.gateway.helpers import CODER, CODER_USER, WRITER
 
 from salon.ids import RoomId
 
@@ -42,7 +42,10 @@ async def _chatter(rig: ApiRig) -> RoomId:
             txn_id=f"e{i}",
         )
     # Someone else's "edit" of the first message is not applied.
-    await rig.router.send_event(
+    other = rig.agents[WRITER]
+    await api.invite(room, other.user_id)
+    await other.join(room)
+    await other.send_event(
         room,
         "m.room.message",
         {

@@ -40,10 +40,12 @@ async def test_send_and_wait_returns_the_newest_version_of_the_reply(
     assert body["reply"]["agent"] == "coder" and body["reply"]["state"] == "replied"
     assert body["reply"]["notice"] is False
     assert body["replies"] == [body["reply"]]
-    # The operator was not in the room: the router invited it and it joined, then posted.
+    # The operator was not in the room: the agent (whose room it is) invited it and it
+    # joined, then posted.
     sent = [e for e in rig.events(rig.rooms[CODER]) if e["event_id"] == event_id]
     assert sent[0]["sender"] == ALICE and sent[0]["content"]["body"] == "hi coder"
-    assert rig.router.calls_to("invite")[-1]["user_id"] == ALICE
+    assert rig.agents[CODER].calls_to("invite")[-1]["user_id"] == ALICE
+    assert not rig.router.calls_to("invite")
 
 
 async def test_a_failed_turn_gives_its_notice(rc: tuple[ApiRig, Client]) -> None:
@@ -136,7 +138,7 @@ async def test_send_without_an_operator_is_409(tmp_path: Path) -> None:
 
 async def test_an_operator_that_cannot_get_in_is_403(rc: tuple[ApiRig, Client]) -> None:
     rig, client = rc
-    rig.hs.room(rig.rooms[CODER]).members.pop(str(rig.router.user_id))  # router left
+    rig.hs.room(rig.rooms[CODER]).members.pop(str(rig.agents[CODER].user_id))  # agent left
     response = await client.post(
         "/api/v1/messages", json={"to": "coder", "text": "hi"}, headers=AUTH
     )

@@ -261,6 +261,16 @@ async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> No
     )
     not_admitted = {
         "router echo": event(ROOM, ROUTER, "@alice:localhost nobody is here"),
+        # In an agent's own room the agent answers commands in the router's place.
+        "gateway notice voiced by an agent": event(
+            ROOM,
+            CODER_USER,
+            content={
+                "msgtype": "m.notice",
+                "body": "@alice:localhost: saved as “first”",
+                TURN_KEY: {"agent": "router", "hop": 1},
+            },
+        ),
         "edit": event(
             ROOM,
             ALICE,

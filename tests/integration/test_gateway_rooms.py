@@ -46,8 +46,39 @@ async def test_space_and_agent_rooms_exist_and_are_linked(
         ]
         assert parent and parent[0]["content"]["via"] == [synapse.server_name]
         members = await person.api.get_joined_members(room_id)
-        assert config.agent_user_id(agent_id, synapse.server_name) in members
+        agent_user = config.agent_user_id(agent_id, synapse.server_name)
+        assert agent_user in members
+        # The agent made and owns its room; the router stays out of it (each member
+        # costs the homeserver work on every reply sent there).
+        assert state.router.user_id not in members
+        create = next(e for e in await person.state(room_id) if e["type"] == "m.room.create")
+        assert create["sender"] == agent_user
     assert state.topology.lobby_id in children
+
+
+async def test_a_router_left_in_an_agent_room_leaves_at_the_next_start(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    """Deployments from before agents owned their rooms had the router in each one."""
+    config = salon_config(synapse, tmp_path)
+    first = await gateways(config, invite=[person.user_id])
+    assert first.state is not None
+    echo_room = first.state.topology.agent_rooms["echo"]  # type: ignore[index]
+    router, echo = first.state.router, first.state.agent_apis["echo"]  # type: ignore[index]
+    await echo.invite(echo_room, router.user_id)
+    await router.join(echo_room)
+    assert router.user_id in await echo.joined_members(echo_room)
+    await first.stop()
+
+    second = await gateways(config, invite=[person.user_id])
+    assert second.state is not None and second.state.topology.agent_rooms["echo"] == echo_room  # type: ignore[index]
+    await person.join(echo_room)
+    assert second.state.router.user_id not in await person.api.get_joined_members(echo_room)
+    # Space, listing and answers work without it.
+    space_id = await person.join(f"#{config.space.alias}:{synapse.server_name}")
+    assert echo_room in _children(await person.state(space_id))
+    asked = await person.say(echo_room, "still yours?")
+    assert (await person.wait_reply(echo_room, asked))["content"]["body"] == "still yours?"
 
 
 async def test_restart_on_same_store_creates_no_duplicates(

@@ -14,10 +14,13 @@ from salon.gateway.app import Gateway
 from .conftest import Person, salon_config
 
 
-async def _router_answer(person: Person, room_id: str, asked: str, router: str) -> str:
-    """The router's answer to a command."""
+async def _router_answer(person: Person, room_id: str, asked: str, sender: str) -> str:
+    """The gateway's answer to a command, a notice from ``sender`` (the router, or in
+    an agent's own room that agent)."""
     reply = await person.wait_reply(room_id, asked)
-    assert reply["sender"] == router, reply
+    assert reply["sender"] == sender, reply
+    assert reply["content"]["com.salon.turn"]["agent"] == "router", reply
+    assert reply["content"]["msgtype"] == "m.notice", reply
     return str(reply["content"]["body"])
 
 
@@ -163,7 +166,8 @@ async def test_save_load_reset_context_and_unknown_command(
     config = salon_config(synapse, tmp_path)
     await gateways(config, invite=[person.user_id])
     server = synapse.server_name
-    router = f"@{config.router.localpart}:{server}"
+    # In an agent's own room the agent answers commands: the router is not a member.
+    router = config.agent_user_id("echo", server)
     room = await person.join(f"#{config.agent_room_alias_localpart('echo')}:{server}")
 
     await person.wait_reply(room, await person.say(room, "remember this"))

@@ -32,14 +32,14 @@ TXN_PREFIX = "salon-api"
 
 
 async def _bring_operator(ctx: ApiContext, operator: MatrixAPI, room_id: RoomId) -> None:
-    """Join the operator to ``room_id``, having the router invite it if it must."""
+    """Join the operator to ``room_id``, having us invite it if it must."""
     via = [ctx.roster.server_name]
     try:
         await operator.join(room_id, via)
         return
     except ForbiddenError:
         pass
-    await ctx.router_api.invite(room_id, operator.user_id)
+    await ctx.api_in(room_id).invite(room_id, operator.user_id)
     await operator.join(room_id, via)
 
 
@@ -146,7 +146,7 @@ async def reply_view(ctx: ApiContext, record: TurnRecord) -> JSON:
         author = str(member.user_id) if member is not None else ""
         with matrix_errors(record.room_id):
             content = await newest_version(
-                ctx.router_api, RoomId(record.room_id), record.reply_event_id, author
+                ctx.api_in(record.room_id), RoomId(record.room_id), record.reply_event_id, author
             )
     if content is not None:
         view["text"] = str(content.get("body", ""))

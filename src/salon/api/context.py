@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from salon.coordination.delegation import DelegationManager
 from salon.gateway.turns import TurnRunner
+from salon.gateway.voices import RoomVoices
+from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.roster import Roster
 from salon.routing.router import Router
@@ -35,6 +38,7 @@ class ApiContext:
     router: Router
     delegations: DelegationManager
     router_api: MatrixAPI  # the router's identity (asks the homeserver, reads rooms)
+    # The gateway's own live maps (a reload changes them in place).
     agent_apis: dict[str, MatrixAPI]
     agent_rooms: dict[str, str]  # agent id → its room id
     lobby_id: str
@@ -45,3 +49,13 @@ class ApiContext:
     homeserver_ok: Callable[[], Awaitable[bool]] | None = None
     # Starts a session agent: (template, ttl_s, idle_s, name) → its id, once it runs.
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
+
+    def api_in(self, room_id: str) -> MatrixAPI:
+        """Who of ours is a member of ``room_id`` and reads or invites there: the agent
+        in its own room (the router stays out of those), the router elsewhere."""
+        voices = RoomVoices(
+            self.router_api,
+            cast("Mapping[AgentId, MatrixAPI]", self.agent_apis),
+            cast("Mapping[AgentId, RoomId]", self.agent_rooms),
+        )
+        return voices.of(room_id)

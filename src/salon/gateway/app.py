@@ -41,6 +41,7 @@ from salon.gateway.stopping import GracefulStop, on_stop_signals
 from salon.gateway.stream import StreamLimits
 from salon.gateway.surface import start_api
 from salon.gateway.turns import TurnPolicy, TurnRunner
+from salon.gateway.voices import RoomVoices
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
@@ -64,6 +65,7 @@ class GatewayState:
     topology: Topology
     router: MatrixAPI
     agent_apis: dict[AgentId, MatrixAPI]
+    voices: RoomVoices  # as whom the gateway acts in a room
     agent_users: dict[AgentId, UserId] = field(default_factory=dict)
 
 
@@ -156,6 +158,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             space_error=topology.space_error,
             agents=len(topology.agent_rooms),
         )
+        voices = RoomVoices(router, agent_apis, topology.agent_rooms)
         replies, turns = config.replies, config.turns
         limits = StreamLimits(
             replies.edit_interval_s,
@@ -220,7 +223,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             commands=commands,
             runner=runner,
             facts=facts,
-            router_api=router,
+            voices=voices,
             agent_apis=agent_apis,
             locale=config.locale,
         )
@@ -238,9 +241,6 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             startup_jitter_s=0,  # the jitter was spent before logging in
             backoff=backoff,
             reauth=auth.reauth,
-            # Each agent reads its own room (the inbox is shared), so the router need not
-            # be woken for every message there: less work for the homeserver per reply.
-            not_rooms={roster.router_user_id: list(topology.agent_rooms.values())},
         )
         await self._source.start(dispatcher)
         await self._source.wait_ready(self._ready_timeout)
@@ -305,7 +305,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
         self.roster = roster
-        self.state = GatewayState(topology, router, agent_apis, agent_users)
+        self.state = GatewayState(topology, router, agent_apis, voices, agent_users)
         if config.api is not None:
             self.api = await start_api(
                 self, config.api, self._session, runner, self._router, coordinator.manager

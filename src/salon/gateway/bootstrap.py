@@ -11,6 +11,7 @@ import structlog
 from salon import responses
 from salon._exceptions import MatrixError
 from salon.config.models import SalonConfig
+from salon.gateway.voices import router_leaves
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.space import RoomSpec, SpaceManager
@@ -83,7 +84,7 @@ async def bootstrap(
 
     async def agent_room(agent_id: AgentId, api: MatrixAPI) -> tuple[AgentId, RoomId]:
         room_id = await ensure_agent_room(
-            config, spaces, agent_id, api, store, lobby_id, [*invitees, *visitors]
+            config, agent_id, api, store, lobby_id, [*invitees, *visitors]
         )
         return agent_id, room_id
 
@@ -91,27 +92,40 @@ async def bootstrap(
     rooms = dict(pairs)
     if space_id is not None:
         try:
-            for child in [lobby_id, *rooms.values()]:
-                await spaces.link(space_id, child)
+            await spaces.link(space_id, lobby_id)
+            for agent_id, room_id in rooms.items():
+                await link_agent_room(spaces, agent_apis[agent_id], space_id, room_id)
         except MatrixError as e:
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
+    # Rooms the router made before agents made their own: it leaves (see voices).
+    await router_leaves(spaces.api, list(rooms.values()))
     return Topology(space_id, space_error, lobby_id, rooms)
+
+
+async def link_agent_room(
+    spaces: SpaceManager, agent_api: MatrixAPI, space_id: RoomId, room_id: RoomId
+) -> None:
+    """List an agent's room in the Space (the router, in the Space) and name the Space
+    its parent (the agent, in its own room: the router is not a member there)."""
+    await spaces.add_child(space_id, room_id)
+    await SpaceManager(agent_api).set_parent(room_id, space_id)
 
 
 async def ensure_agent_room(
     config: SalonConfig,
-    spaces: SpaceManager,
     agent_id: AgentId,
     api: MatrixAPI,
     store: Store,
     lobby_id: RoomId,
     invitees: Sequence[UserId],
 ) -> RoomId:
-    """An agent's own room (found or created), joined by the agent with the lobby, and
-    recorded in the store. ``invitees``: people and the other agents (visitors)."""
+    """An agent's own room (found or created by the agent itself, which owns it),
+    joined by the agent with the lobby, and recorded in the store. ``invitees``:
+    people and the other agents (visitors); never the router (see voices)."""
     agent = config.agents[agent_id]
     alias_localpart = config.agent_room_alias_localpart(agent_id)
+    spaces = SpaceManager(api)
     room_id = await spaces.ensure_room(
         RoomSpec(
             alias_localpart=alias_localpart,
@@ -122,8 +136,9 @@ async def ensure_agent_room(
                 label=agent.display_label,
                 description=agent.description or agent_id,
             ),
-            invite=[api.user_id, *(u for u in invitees if u != api.user_id)],
-            # The agent owns its room: it keeps its heartbeat state event there.
+            invite=[u for u in invitees if u != api.user_id],
+            # The agent owns its room: it keeps its heartbeat state event there. (When
+            # it creates the room it is the creator; older rooms the router created.)
             power_users={api.user_id: 100},
         )
     )

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon._exceptions import is_transient
-from salon.gateway.replies import hop_of
+from salon.gateway.replies import TURN_KEY, hop_of
+from salon.gateway.voices import ROUTER_VOICE
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
@@ -104,8 +105,8 @@ class Dispatcher:
     def _worth_admitting(self, identity: UserId, event: InboundEvent) -> bool:
         if event.type not in self._handlers or event.state_key is not None:
             return False
-        if event.sender == self.roster.router_user_id:
-            return False  # the router's own notices are never news
+        if event.sender == self.roster.router_user_id or _gateway_notice(self.roster, event):
+            return False  # the gateway's own notices are never news
         if event.type == "m.room.message":
             if event.replaces:
                 return False  # an edit is not a new message
@@ -199,6 +200,16 @@ class Dispatcher:
         """An admitted event, from the inbox."""
         row = await self.store.inbox.get(event_id)
         return None if row is None else _event_of(row.item)
+
+
+def _gateway_notice(roster: Roster, event: InboundEvent) -> bool:
+    """A notice the gateway sent in an agent's room as that agent (see voices)."""
+    turn = event.content.get(TURN_KEY)
+    return (
+        isinstance(turn, dict)
+        and turn.get("agent") == ROUTER_VOICE
+        and roster.is_ours(event.sender)
+    )
 
 
 def _may_address(event: InboundEvent) -> bool:

@@ -19,7 +19,7 @@ from salon.agents.runtime import AgentRuntime
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
-from salon.gateway.bootstrap import ensure_agent_room
+from salon.gateway.bootstrap import ensure_agent_room, link_agent_room
 from salon.gateway.identities import identity_specs
 from salon.gateway.messages import MessageHandler, ReactionHandler
 from salon.gateway.reload import ConfigDiff
@@ -131,26 +131,22 @@ async def _add(
     # Into the lobby first, as the agents at start were (the router invites).
     await parts.spaces.api.invite(parts.lobby_id, api.user_id)
     visitors = [m.user_id for m in roster if m.agent_id != agent_id]
+    # The agents already running visit the new room to delegate, as at start.
     room_id = await ensure_agent_room(
         config,
-        parts.spaces,
         agent_id,
         api,
         gateway.store,  # type: ignore[arg-type]
         parts.lobby_id,
         [*parts.invitees, *visitors],
     )
-    # The agents already running visit the new room to delegate, as at start.
-    for other in parts.agent_apis.values():
-        with contextlib.suppress(MatrixError):
-            await parts.spaces.api.invite(room_id, other.user_id)
     if parts.space_id is not None:
         with contextlib.suppress(MatrixError):
-            await parts.spaces.link(parts.space_id, room_id)
+            await link_agent_room(parts.spaces, api, parts.space_id, room_id)
     if session is not None:
         # Marked temporary in the room itself, for people and for `salon who`.
         marker = {"v": 1, "template": session.template, "expires_ts": session.expires_at}
-        await parts.spaces.api.send_state(room_id, SESSION_STATE, marker)
+        await api.send_state(room_id, SESSION_STATE, marker)
     parts.apis[api.user_id] = api
     parts.agent_apis[agent_id] = api
     parts.agent_users[agent_id] = api.user_id
@@ -217,10 +213,6 @@ async def _remove(
     if parts.space_id is not None and room_id is not None:
         with contextlib.suppress(MatrixError):
             await parts.spaces.unlink(parts.space_id, room_id)
-    if room_id is not None and was_session:
-        # An ended session agent's room is kept for audit; the router leaves it.
-        with contextlib.suppress(MatrixError):
-            await parts.spaces.api.leave(room_id)
     parts.agent_apis.pop(agent_id, None)
     parts.runtimes.pop(agent_id, None)
     coordination = gateway.coordinator

@@ -19,6 +19,7 @@ from salon.gateway.replies import ReplyTo, hop_of, reply_content, txn_id
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.turns import TurnRunner
 from salon.gateway.turnspec import TurnKind, TurnSpec
+from salon.gateway.voices import ROUTER_VOICE, RoomVoices
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
@@ -69,7 +70,7 @@ class MessageHandler:
         commands: CommandHandlers,
         runner: TurnRunner,
         facts: RoomFacts,
-        router_api: MatrixAPI,
+        voices: RoomVoices,
         agent_apis: Mapping[AgentId, MatrixAPI],
         locale: str = "en",
     ) -> None:
@@ -80,7 +81,7 @@ class MessageHandler:
         self.commands = commands
         self.runner = runner
         self.facts = facts
-        self.router_api = router_api
+        self.voices = voices
         self.agent_apis = agent_apis
         self.locale = locale
 
@@ -175,11 +176,11 @@ class MessageHandler:
 
     async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
         """Make sure a routed agent is in the room (a route or the AI router may pick one
-        that is not); the router invites it and it joins."""
+        that is not); whoever acts in the room invites it and it joins."""
         if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
             return
         try:
-            await self.router_api.invite(event.room_id, self.roster.user_id(agent_id))
+            await self.voices.of(event.room_id).invite(event.room_id, self.roster.user_id(agent_id))
             await self.agent_apis[agent_id].join(event.room_id)
         except MatrixError as e:
             if is_transient(e):
@@ -188,15 +189,16 @@ class MessageHandler:
         self.facts.forget(event.room_id)
 
     async def router_says(self, event: InboundEvent, text: str) -> None:
-        """The router answers in the room. An outage is raised (the event is tried again
-        later); a refusal (the router is not a member) is logged."""
-        content = reply_content(ReplyTo.event(event), "router", text, notice=True)
+        """The gateway answers in the room: the router, or in an agent's own room the
+        agent (see voices). An outage is raised (the event is tried again later); a
+        refusal (not a member) is logged."""
+        content = reply_content(ReplyTo.event(event), ROUTER_VOICE, text, notice=True)
         try:
-            await self.router_api.send_event(
+            await self.voices.of(event.room_id).send_event(
                 RoomId(event.room_id),
                 "m.room.message",
                 content,
-                txn_id=txn_id(event.event_id, "router", "answer"),
+                txn_id=txn_id(event.event_id, ROUTER_VOICE, "answer"),
             )
         except MatrixError as e:
             if is_transient(e):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 
@@ -73,8 +73,9 @@ async def start_api(
         router=router,
         delegations=delegations,
         router_api=state.router,
-        agent_apis={str(a): api for a, api in state.agent_apis.items()},
-        agent_rooms={str(a): str(r) for a, r in state.topology.agent_rooms.items()},
+        # The live maps, not copies: agents a reload adds are reachable through the API.
+        agent_apis=cast("dict[str, MatrixAPI]", state.agent_apis),
+        agent_rooms=cast("dict[str, str]", state.topology.agent_rooms),
         lobby_id=str(state.topology.lobby_id),
         loops=gateway.loops,
         operator=operator,

@@ -38,7 +38,8 @@ class RoomSpec:
 
 
 class SpaceManager:
-    """Rooms owned by one identity (the router), found by alias, cached briefly."""
+    """Rooms owned by one identity (the router, or an agent for its own room), found by
+    alias, cached briefly."""
 
     def __init__(self, api: MatrixAPI, *, cache_ttl_s: float = 60.0) -> None:
         self.api = api
@@ -69,11 +70,22 @@ class SpaceManager:
             return room_id
 
     async def link(self, space_id: RoomId, child_id: RoomId) -> None:
-        """Register ``child_id`` in the Space, both directions, with ``via``."""
+        """Register ``child_id`` in the Space, both directions, with ``via`` (both rooms
+        ours: see :meth:`add_child` and :meth:`set_parent` when they are not)."""
+        await self.add_child(space_id, child_id)
+        await self.set_parent(child_id, space_id)
+
+    async def add_child(self, space_id: RoomId, child_id: RoomId) -> None:
+        """List ``child_id`` in the Space (``m.space.child``, sent in the Space)."""
         via = [self.server_name]
         child = await self.api.get_state_event(space_id, SPACE_CHILD, child_id)
         if not child or child.get("via") != via:
             await self.api.send_state(space_id, SPACE_CHILD, {"via": via}, child_id)
+
+    async def set_parent(self, child_id: RoomId, space_id: RoomId) -> None:
+        """Name the Space as the room's canonical parent (``m.space.parent``, sent in
+        the room, so by a member of it with power there)."""
+        via = [self.server_name]
         parent = await self.api.get_state_event(child_id, SPACE_PARENT, space_id)
         if not parent or parent.get("via") != via:
             await self.api.send_state(
@@ -121,7 +133,10 @@ class SpaceManager:
     def _power_levels(self, spec: RoomSpec) -> dict[str, Any]:
         # The creator is not listed: from room version 12 creators hold unbounded power
         # and the homeserver refuses to see them in `users`.
-        levels: dict[str, Any] = {"users": dict(spec.power_users)}
+        users = {u: level for u, level in spec.power_users.items() if u != self.api.user_id}
+        # An empty `users` would replace the default one (the creator at 100 in room
+        # versions before 12), so it is only sent when there is someone to list.
+        levels: dict[str, Any] = {"users": users} if users else {}
         if spec.is_space:
             # Only the owner arranges the Space's children.
             levels["events_default"] = 100

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -32,25 +32,21 @@ from salon.metrics import (
 )
 from salon.supervisor import Backoff, LoopHandle, Supervisor
 
-
 # Inline filter: no presence or account data; everything else in rooms, since
 # reactions, edits and custom events all matter to the gateway.
-def sync_filter(not_rooms: Collection[str] = ()) -> str:
-    """The inline filter of an identity's /sync (``not_rooms``: rooms another identity
-    of ours reads, which this one need not be woken for)."""
-    room: dict[str, object] = {
-        "ephemeral": {"types": []},
+SYNC_FILTER = json.dumps(
+    {
+        "presence": {"types": []},
         "account_data": {"types": []},
-        "state": {"lazy_load_members": True},
-        "timeline": {"limit": 100},
-    }
-    if not_rooms:
-        room["not_rooms"] = sorted(not_rooms)
-    body = {"presence": {"types": []}, "account_data": {"types": []}, "room": room}
-    return json.dumps(body, separators=(",", ":"))
-
-
-SYNC_FILTER = sync_filter()
+        "room": {
+            "ephemeral": {"types": []},
+            "account_data": {"types": []},
+            "state": {"lazy_load_members": True},
+            "timeline": {"limit": 100},
+        },
+    },
+    separators=(",", ":"),
+)
 
 Reauth = Callable[[MatrixAPI], Awaitable[None]]
 Mark = tuple[str, int]  # (event id, origin_server_ts) of the newest event delivered in a room
@@ -169,7 +165,6 @@ class ClientSyncSource:
         reauth: Reauth | None = None,
         backfill_pages: int = 20,
         page_size: int = 100,
-        not_rooms: Mapping[UserId, Collection[str]] | None = None,
     ) -> None:
         self._apis = {api.user_id: api for api in apis}
         self._positions = positions
@@ -177,7 +172,6 @@ class ClientSyncSource:
         self._jitter_s = startup_jitter_s
         self._reauth = reauth
         self._gaps = GapFiller(max_pages=backfill_pages, page_size=page_size)
-        self._filters = {u: sync_filter((not_rooms or {}).get(u, ())) for u in self._apis}
         self._sink: EventSink | None = None
         self._supervisor = Supervisor(backoff)
         self._ready: dict[UserId, asyncio.Event] = {u: asyncio.Event() for u in self._apis}
@@ -202,7 +196,6 @@ class ClientSyncSource:
             raise RuntimeError("the source is not started")
         self._apis[api.user_id] = api
         self._ready[api.user_id] = asyncio.Event()
-        self._filters[api.user_id] = sync_filter()
         self._spawn(api, self._sink)
         await asyncio.wait_for(self._ready[api.user_id].wait(), timeout)
 
@@ -211,7 +204,6 @@ class ClientSyncSource:
         await self._supervisor.cancel(f"sync:{user_id}")
         self._apis.pop(user_id, None)
         self._ready.pop(user_id, None)
-        self._filters.pop(user_id, None)
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until every identity completed one sync."""
@@ -259,7 +251,7 @@ class ClientSyncSource:
         while True:
             # The first request of a run returns at once so readiness is quick.
             timeout = self._timeout_ms if self._ready[api.user_id].is_set() else 0
-            data = await api.sync(since, timeout_ms=timeout, filter_id=self._filters[api.user_id])
+            data = await api.sync(since, timeout_ms=timeout, filter_id=SYNC_FILTER)
             batch = parse_sync_batch(data, api.user_id)
             events: list[InboundEvent] = []
             new_marks: dict[str, tuple[str, int]] = {}

@@ -205,9 +205,13 @@ def block_sizes(total: int, blocks: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(blocks)]
 
 
-def salon_config(layout: SynapseLayout, data_dir: Path) -> SalonConfig:
-    """One ``echo`` agent (no delay), no start-up jitter, a fresh SQLite store."""
+def salon_config(layout: SynapseLayout, data_dir: Path, extra_agents: int = 0) -> SalonConfig:
+    """One ``echo`` agent (no delay), no start-up jitter, a fresh SQLite store;
+    ``extra_agents`` more echo agents beside it (idle: they only could visit its room)."""
     ns = secrets.token_hex(3)
+    agents: dict[str, Any] = {"echo": {"label": "Echo", "backend": {"type": "echo"}}}
+    for i in range(extra_agents):
+        agents[f"idle{i}"] = {"label": f"Idle {i}", "backend": {"type": "echo"}}
     return SalonConfig.model_validate(
         {
             "homeserver": {
@@ -222,7 +226,7 @@ def salon_config(layout: SynapseLayout, data_dir: Path) -> SalonConfig:
                 "agent_room_alias": f"bench-{ns}-{{id}}",
                 "lobby_alias": f"bench-{ns}-lobby",
             },
-            "agents": {"echo": {"label": "Echo", "backend": {"type": "echo"}}},
+            "agents": agents,
             "sync": {"startup_jitter_s": 0},
             "store": {"url": f"sqlite:///{data_dir / f'salon-bench-{ns}.db'}"},
         }

@@ -8,7 +8,8 @@ stderr.
 
 Usage::
 
-    .venv/bin/python bench/roundtrip.py [--messages N] [--warmup W] [--data-dir DIR]
+    .venv/bin/python bench/roundtrip.py [--messages N] [--warmup W] [--extra-agents K]
+        [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -116,13 +117,20 @@ class EchoBot:
 
 
 async def run(
-    layout: SynapseLayout, data_dir: Path, messages: int, warmup: int, blocks: int
+    layout: SynapseLayout,
+    data_dir: Path,
+    messages: int,
+    warmup: int,
+    blocks: int,
+    extra_agents: int = 0,
 ) -> dict[str, Any]:
     """Set up both contenders, measure them alternately, return the result object."""
     async with aiohttp.ClientSession() as op_http, aiohttp.ClientSession() as bot_http:
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
         bot = EchoBot(await register(bot_http, layout, "bot"), layout.base_url, bot_http)
-        gateway = Gateway(salon_config(layout, data_dir), invite=[UserId(operator.creds.user_id)])
+        gateway = Gateway(
+            salon_config(layout, data_dir, extra_agents), invite=[UserId(operator.creds.user_id)]
+        )
         cleanups: list[Callable[[], Awaitable[None]]] = []
         try:
             started = time.perf_counter()
@@ -178,6 +186,7 @@ async def run(
     base = summary(samples["baseline_mautrix"])
     return {
         "messages": messages,
+        "extra_agents": extra_agents,
         "salon": salon,
         "baseline_mautrix": base,
         "ratio_p50": round(salon["p50_ms"] / base["p50_ms"], 3),
@@ -194,14 +203,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="uncounted messages per side first")
     parser.add_argument("--blocks", type=int, default=5, help="alternating blocks per side")
     parser.add_argument(
+        "--extra-agents",
+        type=int,
+        default=0,
+        help="idle agents hosted beside the echo agent (default 0)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="keep Synapse and the store here (default: a temp dir, removed at the end)",
     )
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.warmup < 0 or args.blocks < 1:
-        parser.error("--messages and --blocks must be >= 1, --warmup >= 0")
+    if args.messages < 1 or args.warmup < 0 or args.blocks < 1 or args.extra_agents < 0:
+        parser.error("--messages and --blocks must be >= 1, --warmup and --extra-agents >= 0")
     return args
 
 
@@ -210,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return run_bench(
         args.data_dir,
-        lambda layout, data_dir: run(layout, data_dir, args.messages, args.warmup, args.blocks),
+        lambda layout, data_dir: run(
+            layout, data_dir, args.messages, args.warmup, args.blocks, args.extra_agents
+        ),
     )
 
 

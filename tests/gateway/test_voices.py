@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from tests.fake_matrix import FakeHomeserver
-from tests.gateway.helpers import CODER, CODER_USER, ROUTER, WRITER, WRITER_USER
+from tests.gateway.helpers import (
+    ALICE,
+    CODER,
+    CODER_USER,
+    ROUTER,
+    WRITER,
+    WRITER_USER,
+    make_config,
+    make_roster,
+)
 
-from salon.gateway.voices import RoomVoices, router_leaves
-from salon.ids import AgentId, RoomId
+from salon.gateway.voices import RoomVoices, is_visit, leave_joined
+from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.events import Invite
 
 
 async def test_an_agent_room_is_the_agents_and_every_other_room_the_routers() -> None:
@@ -32,7 +42,7 @@ async def test_an_agent_room_is_the_agents_and_every_other_room_the_routers() ->
     assert voices.of(writer_room) is router
 
 
-async def test_the_router_leaves_only_the_agent_rooms_it_is_in() -> None:
+async def test_the_leave_joined_only_the_agent_rooms_it_is_in() -> None:
     hs = FakeHomeserver("localhost")
     router, coder, writer = hs.api(ROUTER), hs.api(CODER_USER), hs.api(WRITER_USER)
     old = await router.create_room(alias_localpart="salon-coder", invite=[CODER_USER])
@@ -40,6 +50,23 @@ async def test_the_router_leaves_only_the_agent_rooms_it_is_in() -> None:
     new = await writer.create_room(alias_localpart="salon-writer")
     lobby = await router.create_room(alias_localpart="lobby")
 
-    assert await router_leaves(router, [old, new]) == [old]
+    assert await leave_joined(router, [old, new]) == [old]
     assert set(await router.joined_rooms()) == {lobby}
-    assert await router_leaves(router, [old, new]) == []
+    assert await leave_joined(router, [old, new]) == []
+
+
+def test_an_invitation_into_another_agents_own_room_is_a_visit() -> None:
+    hs = FakeHomeserver("localhost")
+    roster = make_roster(make_config(peers={"scout": "@salon_scout:example.org"}))
+    coder_room, lobby, elsewhere = RoomId("!coder:x"), RoomId("!lobby:x"), RoomId("!other:x")
+    voices = RoomVoices(hs.api(ROUTER), {}, {CODER: coder_room})  # type: ignore[arg-type]
+
+    def visit(room: RoomId, sender: str, invited: str) -> bool:
+        return is_visit(roster, voices, Invite(room, UserId(sender), UserId(invited)))
+
+    assert visit(coder_room, CODER_USER, WRITER_USER)  # the owner asks a colleague in
+    assert visit(elsewhere, "@salon_scout:example.org", WRITER_USER)  # a peer, its room
+    assert not visit(lobby, ROUTER, WRITER_USER)  # the router's rooms: joined at once
+    assert not visit(elsewhere, CODER_USER, WRITER_USER)  # not the inviter's own room
+    assert not visit(coder_room, ALICE, WRITER_USER)  # a person asks: joined at once
+    assert not visit(coder_room, CODER_USER, ROUTER)  # not an agent invited

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon import responses
-from salon._exceptions import MatrixError, is_transient
+from salon._exceptions import ForbiddenError, MatrixError, is_transient
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.directory import Directory
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
@@ -222,8 +222,18 @@ class DelegationManager:
             room, _ = await api.resolve_alias(RoomAlias(alias))
             self._room_cache[agent] = room
         if room not in await api.joined_rooms():
-            # Agents visit each other's rooms to delegate.
-            await api.join(room, [server_of_user(alias.replace("#", "@", 1))])
+            # Agents visit each other's rooms to delegate: invited there, they join on
+            # their first delegation (a visitor that never delegates costs nothing).
+            via = [server_of_user(alias.replace("#", "@", 1))]
+            try:
+                await api.join(room, via)
+            except ForbiddenError:
+                owner = self.dir.apis.get(agent)
+                if owner is None:
+                    raise  # a peer's room: only the peer can invite
+                # Not invited (an agent added since): the target, hosted here, invites.
+                await owner.invite(room, api.user_id)
+                await api.join(room, via)
         return room
 
     async def _online(self, api: MatrixAPI, room: RoomId, agent: str) -> bool:

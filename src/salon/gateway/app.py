@@ -41,7 +41,7 @@ from salon.gateway.stopping import GracefulStop, on_stop_signals
 from salon.gateway.stream import StreamLimits
 from salon.gateway.surface import start_api
 from salon.gateway.turns import TurnPolicy, TurnRunner
-from salon.gateway.voices import RoomVoices
+from salon.gateway.voices import RoomVoices, is_visit
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
@@ -211,6 +211,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
                 roster.is_ours(sender) or config.access.is_allowed(sender, hs.server_name)
             ),
             on_joined=facts.forget,
+            visiting=lambda invite: is_visit(roster, voices, invite),
         )
         self._dispatcher = dispatcher = Dispatcher(
             store, roster=roster, created_at=created_at, on_invite=invites.record

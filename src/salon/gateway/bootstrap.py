@@ -11,7 +11,7 @@ import structlog
 from salon import responses
 from salon._exceptions import MatrixError
 from salon.config.models import SalonConfig
-from salon.gateway.voices import router_leaves
+from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.space import RoomSpec, SpaceManager
@@ -98,8 +98,10 @@ async def bootstrap(
         except MatrixError as e:
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
-    # Rooms the router made before agents made their own: it leaves (see voices).
-    await router_leaves(spaces.api, list(rooms.values()))
+    # Only owners and people stay in agent rooms (see voices).
+    await leave_joined(spaces.api, list(rooms.values()))
+    for agent_id, api in agent_apis.items():
+        await leave_joined(api, [r for a, r in rooms.items() if a != agent_id])
     return Topology(space_id, space_error, lobby_id, rooms)
 
 

@@ -39,6 +39,7 @@ class InviteJoiner:
         allowed: Callable[[UserId], bool],
         on_joined: Callable[[RoomId], None] | None = None,
         backoff: Backoff | None = None,
+        visiting: Callable[[Invite], bool] | None = None,
     ) -> None:
         self._store = store
         self._apis = apis
@@ -46,9 +47,16 @@ class InviteJoiner:
         self._on_joined = on_joined
         self._backoff = backoff or Backoff(initial_s=2.0, max_s=300.0)
         self._wake = asyncio.Event()
+        self._visiting = visiting
 
     async def record(self, invite: Invite) -> None:
-        """Remember the invitation durably and wake the joiner (called from sync)."""
+        """Remember the invitation durably and wake the joiner (called from sync). A
+        visitor's invitation (``visiting``) is left as it is: the homeserver keeps it,
+        and the agent joins when it needs the room."""
+        if self._visiting is not None and self._visiting(invite):
+            INVITES.labels(outcome="visitor").inc()
+            log.debug("invite.visitor", user=invite.invited, room_id=invite.room_id)
+            return
         await self._store.invites.record(invite.invited, invite.room_id, invite.sender)
         log.debug("invite.recorded", user=invite.invited, room_id=invite.room_id)
         self._wake.set()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import structlog
 
 from salon import responses
-from salon._exceptions import MatrixError, is_transient
+from salon._exceptions import ForbiddenError, MatrixError, is_transient
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
@@ -166,7 +166,7 @@ class MessageHandler:
             thread_root=event.thread_root,
             formatted_body=formatted if isinstance(formatted, str) else None,
             mentioned_user_ids=tuple(u for u in mentioned or () if isinstance(u, str)),
-            agents_in_room=await self.facts.agents_in(event.room_id, via),
+            agents_in_room=await self._present(event.room_id, via),
             binding=binding,
             sender_agent=sender_agent,
             hop=hop_of(event),
@@ -174,14 +174,27 @@ class MessageHandler:
             selected_agent=selected_agent if room and room.kind is RoomKind.CHAT else None,
         )
 
+    async def _present(self, room_id: str, via: UserId) -> frozenset[str]:
+        """Our agents a mention can reach here: those joined, and in an agent's own room
+        every hosted agent (all are invited there as visitors and join when asked)."""
+        joined = await self.facts.agents_in(room_id, via)
+        if self.voices.owner(room_id) is None:
+            return joined
+        return joined | {m.agent_id for m in self.roster.hosted()}
+
     async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
-        """Make sure a routed agent is in the room (a route or the AI router may pick one
-        that is not); whoever acts in the room invites it and it joins."""
+        """Make sure a routed agent is in the room (a mention of a visitor, a route or
+        the AI router may pick one that is not): it joins, invited first if it must be
+        by whoever acts in the room."""
         if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
             return
+        api = self.agent_apis[agent_id]
         try:
-            await self.voices.of(event.room_id).invite(event.room_id, self.roster.user_id(agent_id))
-            await self.agent_apis[agent_id].join(event.room_id)
+            try:
+                await api.join(event.room_id)
+            except ForbiddenError:
+                await self.voices.of(event.room_id).invite(event.room_id, api.user_id)
+                await api.join(event.room_id)
         except MatrixError as e:
             if is_transient(e):
                 raise

@@ -18,6 +18,8 @@ import structlog
 from salon._exceptions import MatrixError
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.events import Invite
+from salon.roster import Roster
 
 log = structlog.get_logger("salon.gateway.voices")
 
@@ -56,20 +58,37 @@ class RoomVoices:
         return self.router
 
 
-async def router_leaves(router: MatrixAPI, rooms: Iterable[RoomId]) -> list[RoomId]:
-    """The router leaves those of ``rooms`` it is still in (rooms made before it stayed
-    out of agent rooms, or a reload's new room); returns the rooms it left."""
-    joined = set(await router.joined_rooms())
+async def leave_joined(api: MatrixAPI, rooms: Iterable[RoomId]) -> list[RoomId]:
+    """``api`` leaves those of ``rooms`` it is in; returns the rooms it left. At start:
+    the router leaves agent rooms (made by it in older versions), and each agent the
+    other agents' rooms it joined to delegate or answer a mention, so a room's
+    members stay its owner and its people."""
+    joined = set(await api.joined_rooms())
     left: list[RoomId] = []
     for room_id in rooms:
         if room_id not in joined:
             continue
         try:
-            await router.leave(room_id)
+            await api.leave(room_id)
         except MatrixError as e:
             # Only a cost, not a fault: the next start tries again.
-            log.warning("router.leave_failed", room_id=room_id, error=str(e))
+            log.warning("room.leave_failed", user=api.user_id, room_id=room_id, error=str(e))
             continue
         left.append(room_id)
-        log.info("router.left_agent_room", room_id=room_id)
+        log.info("room.left_as_visitor", user=api.user_id, room_id=room_id)
     return left
+
+
+def is_visit(roster: Roster, voices: RoomVoices, invite: Invite) -> bool:
+    """Whether ``invite`` asks one of our agents into another agent's own room, as a
+    visitor. Agents are invited into each other's rooms so they can delegate there,
+    but join only when they do (or are mentioned there): a member that merely could
+    delegate would cost the homeserver work on every reply in that room."""
+    invited = roster.hosted_agent_of(invite.invited)
+    inviter = roster.agent_of(invite.sender)
+    if invited is None or inviter is None or invited == inviter:
+        return False
+    member = roster.get(inviter)
+    if member is not None and not member.hosted:
+        return True  # a peer's agent invites ours only into its own room
+    return voices.owner(invite.room_id) == inviter

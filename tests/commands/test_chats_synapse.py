@@ -32,28 +32,37 @@ async def test_new_repeated_after_a_crash_finds_the_room_it_made(
             router_creds.access_token,
             session=session,
         )
+        agent_api = MatrixAPI(
+            synapse.base_url, UserId(agent.user_id), agent.access_token, session=session
+        )
         first = Chats(store, router)
         space_id = await first.personal_space(alice.user_id, "en")
         real_create = router.create_room
+        made: list[RoomId] = []
 
         async def create_then_die(**kwargs: Any) -> RoomId:
-            await real_create(**kwargs)
+            made.append(await real_create(**kwargs))
             raise Crash
 
         router.create_room = create_then_die  # type: ignore[method-assign]
         with pytest.raises(Crash):
-            await first.create(alice.user_id, "echo", agent.user_id, None, "en", command_event="$n")
+            await first.create(alice.user_id, "echo", agent_api, None, "en", command_event="$n")
         del router.create_room  # back to the real method
 
         # A new process: fresh objects, the same store, the same command handled again.
         chat = await Chats(store, router).create(
-            alice.user_id, "echo", agent.user_id, None, "en", command_event="$n"
+            alice.user_id, "echo", agent_api, None, "en", command_event="$n"
         )
-        rooms = set(await router.joined_rooms())
-        assert rooms == {space_id, chat.room_id}
+        # The room made before the crash, not a second one; the router left it once
+        # it was recorded (it stays in the person's Space only).
+        assert chat.room_id == made[0]
+        assert set(await router.joined_rooms()) == {space_id}
         assert chat.name == "Chat 1"
-        marker = await router.get_state_event(chat.room_id, CHAT_MARKER)
+        assert chat.room_id in await agent_api.joined_rooms()  # joined before the router left
+        marker = await agent_api.get_state_event(chat.room_id, CHAT_MARKER)
         assert marker is not None and marker["command_event"] == "$n"
+        parent = await agent_api.get_state_event(chat.room_id, "m.space.parent", space_id)
+        assert parent is not None and parent["canonical"] is True
         record = await store.rooms.get(chat.room_id)
         assert record is not None and record.agent_id == "echo" and record.owner == alice.user_id
     await store.close()

@@ -127,6 +127,23 @@ async def test_send_and_wait_returns_the_agents_reply(api: Api) -> None:
     assert read["messages"][0]["event_id"] == body["event_id"]
 
 
+async def test_a_spawned_agent_is_reachable_through_the_api(api: Api) -> None:
+    """The API reads the gateway's live agent maps, not copies made at start."""
+    status, spawned = await api.post(
+        "/api/v1/agents/spawn", {"from": "parrot", "ttl_s": 600, "name": "helper"}
+    )
+    assert status == 201, spawned
+    assert spawned["room_id"] == api.gateway.state.topology.agent_rooms["helper"]  # type: ignore[union-attr,index]
+    status, body = await api.post(
+        "/api/v1/messages", {"to": "helper", "text": "are you new?", "wait": True, "timeout_s": 30}
+    )
+    assert status == 200, body
+    assert body["reply"]["text"] == "🦜 are you new?" and body["reply"]["agent"] == "helper"
+    status, read = await api.get("/api/v1/rooms/helper/messages?limit=2")
+    assert status == 200, read
+    assert [m["agent"] for m in read["messages"]] == [None, "helper"]
+
+
 async def test_agents_status_and_delegation(api: Api) -> None:
     deadline = time.monotonic() + 15
     while True:  # the first heartbeats go out just after the gateway is up

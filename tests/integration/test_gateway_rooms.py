@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,30 @@ async def test_agents_visit_each_others_rooms_only_when_asked(
     assert set(await person.api.get_joined_members(room)) == {echo, person.user_id}
     asked = await person.say(room, "@Parrot again?")
     assert (await person.wait_reply(room, asked))["sender"] == parrot
+
+
+async def test_a_router_left_in_a_chat_leaves_at_the_next_start(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    """`!new` chats from older versions had the router in them, as a third member."""
+    config = salon_config(synapse, tmp_path)
+    first = await gateways(config, invite=[person.user_id])
+    assert first.state is not None
+    server = synapse.server_name
+    lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
+    await person.wait_reply(lobby, await person.say(lobby, "!agent parrot"))
+    made = await person.wait_reply(lobby, await person.say(lobby, "!new"))
+    found = re.search(r"https://matrix\.to/#/(![^\s)]+)", made["content"]["body"])
+    assert found, made
+    chat = await person.join(found.group(1))
+    router, parrot = first.state.router, first.state.agent_apis["parrot"]  # type: ignore[index]
+    assert router.user_id not in await person.api.get_joined_members(chat)
+    await parrot.invite(chat, router.user_id)  # as an older version left it
+    await router.join(chat)
+    await first.stop()
+
+    await gateways(config, invite=[person.user_id])
+    members = set(await person.api.get_joined_members(chat))
+    assert members == {person.user_id, parrot.user_id}
+    asked = await person.say(chat, "still there?")
+    assert (await person.wait_reply(chat, asked))["content"]["body"] == "🦜 still there?"

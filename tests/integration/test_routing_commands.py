@@ -120,19 +120,24 @@ async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
     assert reply["sender"] == config.agent_user_id("parrot", server)
     assert reply["content"]["body"] == "🦜 hello in private"
 
-    # The chat is in the person's own Space.
+    # The chat is in the person's own Space; the router made it and left it to the
+    # person and the agent, which answers commands there.
+    parrot = config.agent_user_id("parrot", server)
     parents = [e for e in await person.state(chat) if e["type"] == "m.space.parent"]
     assert parents
+    assert set(await person.api.get_joined_members(chat)) == {person.user_id, parrot}
 
     # Stale chat: the person now selects echo; the parrot chat says whose it is.
     await _router_answer(person, lobby, await person.say(lobby, "!agent 1"), router)
     asked = await person.say(chat, "anyone?")
-    text = await _router_answer(person, chat, asked, router)
+    text = await _router_answer(person, chat, asked, parrot)
     assert "Parrot" in text and "!new" in text
-    assert (
-        _replies_from(await person.replies_to(chat, asked), config.agent_user_id("parrot", server))
-        == []
-    )
+    # That notice is the only answer: the agent took no turn.
+    assert gateway.store is not None
+    decision = await gateway.store.decisions.get(asked)
+    assert decision is not None and decision.reason == "stale_chat" and not decision.agents
+    answers = _replies_from(await person.replies_to(chat, asked), parrot)
+    assert [r["content"]["com.salon.turn"]["agent"] for r in answers] == ["router"]
 
     # After a restart: selection and binding are still there.
     await gateway.stop()
@@ -147,10 +152,12 @@ async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
     assert "Project X" in chats
 
     renamed = await _router_answer(
-        person, chat, await person.say(chat, "!rename Big plans"), router
+        person, chat, await person.say(chat, "!rename Big plans"), parrot
     )
     assert "Big plans" in renamed
-    await _router_answer(person, chat, await person.say(chat, "!archive"), router)
+    name = [e for e in await person.state(chat) if e["type"] == "m.room.name"]
+    assert name[0]["content"]["name"] == "Big plans" and name[0]["sender"] == parrot
+    await _router_answer(person, chat, await person.say(chat, "!archive"), parrot)
     chats = await _router_answer(person, lobby, await person.say(lobby, "!chats"), router)
     assert "Big plans" not in chats and "Project X" not in chats
 

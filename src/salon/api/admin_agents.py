@@ -44,7 +44,7 @@ async def agent_view(ctx: ApiContext, member: Member) -> JSON:
         if room_id is None:
             view["status_error"] = "no room"
             return view
-        reader = ctx.api_in(room_id)
+        reader = await ctx.api_in(room_id)
         content = await reader.get_state_event(RoomId(room_id), AGENT_STATE, member.user_id)
     except MatrixError as e:
         view["status_error"] = str(e)

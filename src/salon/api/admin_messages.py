@@ -39,7 +39,7 @@ async def _bring_operator(ctx: ApiContext, operator: MatrixAPI, room_id: RoomId)
         return
     except ForbiddenError:
         pass
-    await ctx.api_in(room_id).invite(room_id, operator.user_id)
+    await (await ctx.api_in(room_id)).invite(room_id, operator.user_id)
     await operator.join(room_id, via)
 
 
@@ -146,7 +146,10 @@ async def reply_view(ctx: ApiContext, record: TurnRecord) -> JSON:
         author = str(member.user_id) if member is not None else ""
         with matrix_errors(record.room_id):
             content = await newest_version(
-                ctx.api_in(record.room_id), RoomId(record.room_id), record.reply_event_id, author
+                await ctx.api_in(record.room_id),
+                RoomId(record.room_id),
+                record.reply_event_id,
+                author,
             )
     if content is not None:
         view["text"] = str(content.get("body", ""))

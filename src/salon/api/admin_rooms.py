@@ -95,7 +95,7 @@ async def room_messages(request: web.Request) -> web.Response:
         raise invalid(f"limit: must be from 1 to {MAX_READ_LIMIT}")
     room_id = await resolve_room(ctx, ref)
     with matrix_errors(ref):
-        messages = await read_messages(ctx.api_in(room_id), room_id, limit)
+        messages = await read_messages(await ctx.api_in(room_id), room_id, limit)
     for message in messages:
         message["agent"] = ctx.roster.agent_of(str(message["sender"]))
     return web.json_response({"room_id": room_id, "messages": messages})

@@ -14,6 +14,7 @@ from salon.matrix.api import MatrixAPI
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
+from salon.store.records import RoomKind
 
 
 @dataclass
@@ -50,12 +51,15 @@ class ApiContext:
     # Starts a session agent: (template, ttl_s, idle_s, name) → its id, once it runs.
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
 
-    def api_in(self, room_id: str) -> MatrixAPI:
+    async def api_in(self, room_id: str) -> MatrixAPI:
         """Who of ours is a member of ``room_id`` and reads or invites there: the agent
-        in its own room (the router stays out of those), the router elsewhere."""
+        in its own room or a `!new` chat (the router stays out of those), the router
+        elsewhere."""
+        record = await self.store.rooms.get(room_id)
+        chat_of = record.agent_id if record is not None and record.kind is RoomKind.CHAT else None
         voices = RoomVoices(
             self.router_api,
             cast("Mapping[AgentId, MatrixAPI]", self.agent_apis),
             cast("Mapping[AgentId, RoomId]", self.agent_rooms),
         )
-        return voices.of(room_id)
+        return voices.of(room_id, chat_of)

@@ -1,4 +1,9 @@
-"""Private chats (`!new`) inside each person's own Space, done by the router user."""
+"""Private chats (`!new`) inside each person's own Space.
+
+The router user makes the room, links it into the Space and leaves it to the
+person and the agent: every member of a room costs the homeserver work on each
+reply there (see :mod:`salon.gateway.voices`). The chat's agent renames it and
+answers commands in it."""
 
 from __future__ import annotations
 
@@ -76,7 +81,7 @@ class Chats:
         self,
         user_id: str,
         agent_id: str,
-        agent_user: str,
+        agent_api: MatrixAPI,
         name: str | None,
         locale: str,
         *,
@@ -86,6 +91,7 @@ class Chats:
 
         At most one room per ``command_event``, however often the command is handled.
         """
+        agent_user = agent_api.user_id
         space_id = await self.personal_space(user_id, locale)
         key, marker = f"chat_intent:{command_event}", {"v": 1, "command_event": command_event}
         raw = await self.store.kv.get(key)
@@ -116,9 +122,15 @@ class Chats:
         )
         via = [self.server]
         await self.router.send_state(space_id, "m.space.child", {"via": via}, room_id)
-        await self.router.send_state(
-            room_id, "m.space.parent", {"via": via, "canonical": True}, space_id
-        )
+        if room_id in await self.router.joined_rooms():
+            # Not after a crash past the leave below: the parent was set by then.
+            await self.router.send_state(
+                room_id, "m.space.parent", {"via": via, "canonical": True}, space_id
+            )
+            # The agent joins before the router leaves: a room nobody has joined is
+            # gone for good. Last, once the room is recorded (a re-run finds it).
+            await agent_api.join(RoomId(room_id))
+            await self.router.leave(RoomId(room_id))
         return NewChat(RoomId(room_id), name)
 
     async def _find_marked(self, marker_type: str, marker: dict[str, Any]) -> RoomId | None:
@@ -132,20 +144,23 @@ class Chats:
                 return room_id
         return None
 
-    async def rename(self, room_id: str, name: str) -> None:
-        """Rename a chat (its Matrix name and the stored one)."""
-        await self.router.send_state(RoomId(room_id), "m.room.name", {"name": name})
+    async def rename(self, room_id: str, name: str, agent_api: MatrixAPI | None) -> None:
+        """Rename a chat (its Matrix name, by its agent, and the stored one)."""
+        api = agent_api or self.router  # a chat whose agent is gone: best effort
+        await api.send_state(RoomId(room_id), "m.room.name", {"name": name})
         await self.store.rooms.rename(room_id, name)
 
     async def archive(self, room_id: str, agent_api: MatrixAPI | None) -> None:
         """Mark a chat archived (it stops routing) and have Salon's users leave it."""
         await self.store.rooms.archive(room_id)
-        for api in (agent_api, self.router):
-            if api is not None:
-                try:
-                    await api.leave(RoomId(room_id))
-                except Exception as e:  # leaving is best effort; the archive flag decides
-                    log.warning("chat.leave_failed", room_id=room_id, error=str(e))
+        leaving = [agent_api] if agent_api is not None else []
+        if room_id in await self.router.joined_rooms():  # chats made by older versions
+            leaving.append(self.router)
+        for api in leaving:
+            try:
+                await api.leave(RoomId(room_id))
+            except Exception as e:  # leaving is best effort; the archive flag decides
+                log.warning("chat.leave_failed", room_id=room_id, error=str(e))
 
 
 def _state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:

@@ -158,7 +158,7 @@ class CommandHandlers:
             chat = await self.chats.create(
                 asked.event.sender,
                 agent.agent_id,
-                agent.user_id,
+                self.agent_apis[agent.agent_id],
                 name,
                 asked.locale,
                 command_event=asked.event.event_id,
@@ -202,7 +202,9 @@ class CommandHandlers:
         if not name:
             await asked.reply(asked.t("rename_needs_name"))
             return
-        await self.chats.rename(room.room_id, name)
+        await self.chats.rename(
+            room.room_id, name, self.agent_apis.get(AgentId(room.agent_id or ""))
+        )
         await asked.reply(asked.t("renamed", name=name))
 
     async def _archive(self, asked: Asked) -> None:

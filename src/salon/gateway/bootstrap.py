@@ -98,11 +98,32 @@ async def bootstrap(
         except MatrixError as e:
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
-    # Only owners and people stay in agent rooms (see voices).
+    # Only owners and people stay in agent rooms and chats (see voices).
     await leave_joined(spaces.api, list(rooms.values()))
     for agent_id, api in agent_apis.items():
         await leave_joined(api, [r for a, r in rooms.items() if a != agent_id])
+    await _leave_chats(spaces.api, agent_apis, store)
     return Topology(space_id, space_error, lobby_id, rooms)
+
+
+async def _leave_chats(
+    router: MatrixAPI, agent_apis: Mapping[AgentId, MatrixAPI], store: Store
+) -> None:
+    """The router leaves the `!new` chats older versions kept it in, each once its
+    agent has joined (a room nobody has joined is gone for good)."""
+    joined = set(await router.joined_rooms())
+    leaving: list[RoomId] = []
+    for chat in await store.rooms.active_chats():
+        api = agent_apis.get(AgentId(chat.agent_id or ""))
+        if chat.room_id not in joined or api is None:
+            continue
+        try:
+            await api.join(RoomId(chat.room_id))
+        except MatrixError as e:
+            log.warning("chat.agent_join_failed", room_id=chat.room_id, error=str(e))
+            continue
+        leaving.append(RoomId(chat.room_id))
+    await leave_joined(router, leaving)
 
 
 async def link_agent_room(

@@ -101,8 +101,11 @@ class MessageHandler:
         if room is not None and room.archived:
             return InboxState.DONE, "archived"
 
+        chat_of = room.agent_id if room is not None and room.kind is RoomKind.CHAT else None
+        voice = self.voices.of(event.room_id, chat_of)
+
         async def reply(text: str) -> None:
-            await self.router_says(event, text)
+            await self.router_says(event, text, voice)
 
         if sender_agent is None:
             command = parse_command(event.body)
@@ -140,7 +143,7 @@ class MessageHandler:
             member = self.roster.get(agent_id)
             if member is None or not member.hosted:
                 continue
-            await self._bring(member.agent_id, event)
+            await self._bring(member.agent_id, event, voice)
             await self.runner.submit(message_turn(event, member.agent_id))
         return InboxState.DONE, decision.reason.value
 
@@ -182,10 +185,10 @@ class MessageHandler:
             return joined
         return joined | {m.agent_id for m in self.roster.hosted()}
 
-    async def _bring(self, agent_id: AgentId, event: InboundEvent) -> None:
+    async def _bring(self, agent_id: AgentId, event: InboundEvent, voice: MatrixAPI) -> None:
         """Make sure a routed agent is in the room (a mention of a visitor, a route or
         the AI router may pick one that is not): it joins, invited first if it must be
-        by whoever acts in the room."""
+        by ``voice``, whoever acts in the room."""
         if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
             return
         api = self.agent_apis[agent_id]
@@ -193,7 +196,7 @@ class MessageHandler:
             try:
                 await api.join(event.room_id)
             except ForbiddenError:
-                await self.voices.of(event.room_id).invite(event.room_id, api.user_id)
+                await voice.invite(event.room_id, api.user_id)
                 await api.join(event.room_id)
         except MatrixError as e:
             if is_transient(e):
@@ -201,13 +204,13 @@ class MessageHandler:
             log.warning("agent.join_failed", agent=agent_id, room_id=event.room_id, error=str(e))
         self.facts.forget(event.room_id)
 
-    async def router_says(self, event: InboundEvent, text: str) -> None:
-        """The gateway answers in the room: the router, or in an agent's own room the
-        agent (see voices). An outage is raised (the event is tried again later); a
-        refusal (not a member) is logged."""
+    async def router_says(self, event: InboundEvent, text: str, voice: MatrixAPI) -> None:
+        """The gateway answers in the room as ``voice``: the router, or in an agent's
+        own room or a `!new` chat the agent (see voices). An outage is raised (the
+        event is tried again later); a refusal (not a member) is logged."""
         content = reply_content(ReplyTo.event(event), ROUTER_VOICE, text, notice=True)
         try:
-            await self.voices.of(event.room_id).send_event(
+            await voice.send_event(
                 RoomId(event.room_id),
                 "m.room.message",
                 content,

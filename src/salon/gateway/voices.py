@@ -48,9 +48,10 @@ class RoomVoices:
                 return agent_id
         return None
 
-    def of(self, room_id: str) -> MatrixAPI:
-        """The identity that is a member of ``room_id`` and acts there for the gateway."""
-        agent_id = self.owner(room_id)
+    def of(self, room_id: str, chat_of: str | None = None) -> MatrixAPI:
+        """The identity that is a member of ``room_id`` and acts there for the gateway
+        (``chat_of``: the agent of a `!new` chat, which the router leaves once made)."""
+        agent_id = AgentId(chat_of) if chat_of else self.owner(room_id)
         if agent_id is not None:
             api = self.agent_apis.get(agent_id)
             if api is not None:
@@ -75,7 +76,7 @@ async def leave_joined(api: MatrixAPI, rooms: Iterable[RoomId]) -> list[RoomId]:
             log.warning("room.leave_failed", user=api.user_id, room_id=room_id, error=str(e))
             continue
         left.append(room_id)
-        log.info("room.left_as_visitor", user=api.user_id, room_id=room_id)
+        log.info("room.left", user=api.user_id, room_id=room_id)
     return left
 
 

@@ -64,6 +64,13 @@ class Rooms:
         )
         return [_record(r) for r in rows]
 
+    async def active_chats(self) -> list[RoomRecord]:
+        """Everyone's active (not archived) chat rooms, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM rooms WHERE kind = 'chat' AND archived = 0 ORDER BY created_at"
+        )
+        return [_record(r) for r in rows]
+
     async def rename(self, room_id: str, name: str) -> None:
         """Change a room's recorded name."""
         await self._db.execute("UPDATE rooms SET name = $2 WHERE room_id = $1", room_id, name)

@@ -268,7 +268,7 @@ async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> No
             content={
                 "msgtype": "m.notice",
                 "body": "@alice:localhost: saved as “first”",
-                TURN_KEY: {"agent": "router", "hop": 1},
+                TURN_KEY: {"agent": "router", "gateway": True, "hop": 1},
             },
         ),
         "edit": event(
@@ -301,7 +301,20 @@ async def test_only_new_messages_worth_handling_are_admitted(store: Store) -> No
         ),
     }
 
-    await dispatcher.admit(ROUTER, [message, agent_message, *not_admitted.values()])
+    # An agent that happens to be called "router" is still an agent.
+    agent_called_router = event(
+        ROOM,
+        CODER_USER,
+        content={
+            "body": "@salon_writer: over to you",
+            "m.mentions": {"user_ids": ["@salon_writer:localhost"]},
+            TURN_KEY: {"agent": "router", "hop": 1},
+        },
+    )
+    await dispatcher.admit(
+        ROUTER, [message, agent_message, agent_called_router, *not_admitted.values()]
+    )
+    assert await store.inbox.get(agent_called_router.event_id) is not None
 
     assert await store.inbox.get(message.event_id) is not None
     assert await store.inbox.get(agent_message.event_id) is not None

@@ -20,6 +20,7 @@ async def _router_answer(person: Person, room_id: str, asked: str, sender: str) 
     reply = await person.wait_reply(room_id, asked)
     assert reply["sender"] == sender, reply
     assert reply["content"]["com.salon.turn"]["agent"] == "router", reply
+    assert reply["content"]["com.salon.turn"]["gateway"] is True, reply
     assert reply["content"]["msgtype"] == "m.notice", reply
     return str(reply["content"]["body"])
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon import responses
-from salon._exceptions import ForbiddenError, MatrixError, is_transient
+from salon._exceptions import MatrixError, is_transient
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.directory import Directory
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
@@ -38,6 +38,7 @@ from salon.ids import RoomAlias, RoomId, server_of_user
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent
+from salon.matrix.membership import join_or_be_invited
 from salon.matrix.txn import txn_id
 from salon.metrics import EVENTS_DROPPED
 from salon.store import Store
@@ -224,16 +225,10 @@ class DelegationManager:
         if room not in await api.joined_rooms():
             # Agents visit each other's rooms to delegate: invited there, they join on
             # their first delegation (a visitor that never delegates costs nothing).
+            # Not invited (added since, or left at a start): the target, if hosted
+            # here, invites; a peer's room only the peer can open.
             via = [server_of_user(alias.replace("#", "@", 1))]
-            try:
-                await api.join(room, via)
-            except ForbiddenError:
-                owner = self.dir.apis.get(agent)
-                if owner is None:
-                    raise  # a peer's room: only the peer can invite
-                # Not invited (an agent added since): the target, hosted here, invites.
-                await owner.invite(room, api.user_id)
-                await api.join(room, via)
+            await join_or_be_invited(api, room, self.dir.apis.get(agent), via)
         return room
 
     async def _online(self, api: MatrixAPI, room: RoomId, agent: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -16,6 +16,7 @@ from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.space import RoomSpec, SpaceManager
 from salon.store import Store
+from salon.store.delegations import DelegationDirection
 from salon.store.records import RoomKind
 
 log = structlog.get_logger("salon.gateway.bootstrap")
@@ -100,10 +101,31 @@ async def bootstrap(
             log.warning("space.link_failed", error=str(e))
     # Only owners and people stay in agent rooms and chats (see voices).
     await leave_joined(spaces.api, list(rooms.values()))
-    for agent_id, api in agent_apis.items():
-        await leave_joined(api, [r for a, r in rooms.items() if a != agent_id])
+    await _visitors_leave(agent_apis, rooms, store)
     await _leave_chats(spaces.api, agent_apis, store)
     return Topology(space_id, space_error, lobby_id, rooms)
+
+
+async def _visitors_leave(
+    agent_apis: Mapping[AgentId, MatrixAPI], rooms: Mapping[AgentId, RoomId], store: Store
+) -> None:
+    """Agents leave the other agents' rooms they joined (to delegate, or mentioned),
+    except where work resumed now will post (an unfinished turn, an open or unreported
+    delegation); the owner invites them again, so they can come back when asked."""
+    busy = {(t.agent_id, t.room_id) for t in await store.turns.unfinished()}
+    out = DelegationDirection.OUT
+    for d in [*await store.delegations.open(out), *await store.delegations.undelivered(out)]:
+        busy |= {(d.from_agent, d.target_room), (d.from_agent, d.origin_room or "")}
+    for agent_id, api in agent_apis.items():
+        visited = {r: a for a, r in rooms.items() if a != agent_id and (agent_id, r) not in busy}
+        for room_id in await leave_joined(api, list(visited)):
+            owner = agent_apis.get(visited[room_id])
+            if owner is None:
+                continue
+            try:
+                await owner.invite(room_id, api.user_id)
+            except MatrixError as e:  # a delegation or mention invites again on demand
+                log.warning("room.reinvite_failed", room_id=room_id, error=str(e))
 
 
 async def _leave_chats(
@@ -142,10 +164,13 @@ async def ensure_agent_room(
     store: Store,
     lobby_id: RoomId,
     invitees: Sequence[UserId],
+    known: Callable[[RoomId], None] | None = None,
 ) -> RoomId:
     """An agent's own room (found or created by the agent itself, which owns it),
     joined by the agent with the lobby, and recorded in the store. ``invitees``:
-    people and the other agents (visitors); never the router (see voices)."""
+    people and the other agents (visitors); never the router (see voices).
+    ``known`` learns the room before anyone is invited, so the invitations are
+    recognised as visits (an agent added by a reload)."""
     agent = config.agents[agent_id]
     alias_localpart = config.agent_room_alias_localpart(agent_id)
     spaces = SpaceManager(api)
@@ -159,13 +184,15 @@ async def ensure_agent_room(
                 label=agent.display_label,
                 description=agent.description or agent_id,
             ),
-            invite=[u for u in invitees if u != api.user_id],
             # The agent owns its room: it keeps its heartbeat state event there. (When
             # it creates the room it is the creator; older rooms the router created.)
             power_users={api.user_id: 100},
         )
     )
     await _ensure_joined(api, [room_id, lobby_id], spaces.server_name)
+    if known is not None:
+        known(room_id)
+    await spaces.invite_missing(room_id, [u for u in invitees if u != api.user_id])
     await store.rooms.upsert(
         room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
     )

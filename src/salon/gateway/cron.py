@@ -37,6 +37,7 @@ from salon.gateway.replies import ReplyTo
 from salon.gateway.turnspec import TurnKind, TurnSpec
 from salon.ids import AgentId, RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.membership import join_or_be_invited
 from salon.store import Store
 from salon.supervisor import LoopHandle
 
@@ -361,5 +362,9 @@ class MatrixRoomResolver:
         else:
             room_id, servers = RoomId(target), []
         if room_id != own:
-            room_id = await api.join(room_id, via=servers)  # a member already: no change
+            # A member already: no change. Another agent's room (left at a start): its
+            # owner lets it in again.
+            owner = next((a for a, r in self.agent_rooms.items() if r == room_id), None)
+            inviter = self.agent_apis.get(owner) if owner is not None else None
+            room_id = await join_or_be_invited(api, room_id, inviter, servers)
         return room_id

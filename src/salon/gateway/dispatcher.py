@@ -20,7 +20,7 @@ import structlog
 
 from salon._exceptions import is_transient
 from salon.gateway.replies import TURN_KEY, hop_of
-from salon.gateway.voices import ROUTER_VOICE
+from salon.gateway.voices import GATEWAY_MARK
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
@@ -203,13 +203,10 @@ class Dispatcher:
 
 
 def _gateway_notice(roster: Roster, event: InboundEvent) -> bool:
-    """A notice the gateway sent in an agent's room as that agent (see voices)."""
+    """A notice the gateway sent in an agent's room or chat as that agent (see voices)."""
     turn = event.content.get(TURN_KEY)
-    return (
-        isinstance(turn, dict)
-        and turn.get("agent") == ROUTER_VOICE
-        and roster.is_ours(event.sender)
-    )
+    marked = isinstance(turn, dict) and turn.get(GATEWAY_MARK) is True
+    return marked and roster.is_ours(event.sender)
 
 
 def _may_address(event: InboundEvent) -> bool:

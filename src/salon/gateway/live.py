@@ -24,6 +24,7 @@ from salon.gateway.identities import identity_specs
 from salon.gateway.messages import MessageHandler, ReactionHandler
 from salon.gateway.reload import ConfigDiff
 from salon.gateway.sessions import SESSION_STATE, START_JITTER_S
+from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
@@ -139,6 +140,8 @@ async def _add(
         gateway.store,  # type: ignore[arg-type]
         parts.lobby_id,
         [*parts.invitees, *visitors],
+        # Known before the invitations go out: the running agents see visits.
+        known=lambda room: parts.agent_rooms.__setitem__(agent_id, room),
     )
     if parts.space_id is not None:
         with contextlib.suppress(MatrixError):
@@ -213,6 +216,12 @@ async def _remove(
     if parts.space_id is not None and room_id is not None:
         with contextlib.suppress(MatrixError):
             await parts.spaces.unlink(parts.space_id, room_id)
+    if room_id is not None:
+        # Visitors have no more business there (its room and history stay).
+        for other, api in parts.agent_apis.items():
+            if other != agent_id:
+                with contextlib.suppress(MatrixError):
+                    await leave_joined(api, [room_id])
     parts.agent_apis.pop(agent_id, None)
     parts.runtimes.pop(agent_id, None)
     coordination = gateway.coordinator

@@ -11,18 +11,19 @@ from collections.abc import Mapping
 import structlog
 
 from salon import responses
-from salon._exceptions import ForbiddenError, MatrixError, is_transient
+from salon._exceptions import MatrixError, is_transient
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
-from salon.gateway.replies import ReplyTo, hop_of, reply_content, txn_id
+from salon.gateway.replies import TURN_KEY, ReplyTo, hop_of, reply_content, txn_id
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.turns import TurnRunner
 from salon.gateway.turnspec import TurnKind, TurnSpec
-from salon.gateway.voices import ROUTER_VOICE, RoomVoices
+from salon.gateway.voices import GATEWAY_MARK, ROUTER_VOICE, RoomVoices
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
+from salon.matrix.membership import join_or_be_invited
 from salon.metrics import EVENTS_DROPPED
 from salon.roster import Roster
 from salon.routing.context import Binding, MessageContext
@@ -191,13 +192,8 @@ class MessageHandler:
         by ``voice``, whoever acts in the room."""
         if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
             return
-        api = self.agent_apis[agent_id]
         try:
-            try:
-                await api.join(event.room_id)
-            except ForbiddenError:
-                await voice.invite(event.room_id, api.user_id)
-                await api.join(event.room_id)
+            await join_or_be_invited(self.agent_apis[agent_id], RoomId(event.room_id), voice)
         except MatrixError as e:
             if is_transient(e):
                 raise
@@ -209,6 +205,7 @@ class MessageHandler:
         own room or a `!new` chat the agent (see voices). An outage is raised (the
         event is tried again later); a refusal (not a member) is logged."""
         content = reply_content(ReplyTo.event(event), ROUTER_VOICE, text, notice=True)
+        content[TURN_KEY][GATEWAY_MARK] = True
         try:
             await voice.send_event(
                 RoomId(event.room_id),

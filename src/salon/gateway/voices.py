@@ -25,6 +25,9 @@ log = structlog.get_logger("salon.gateway.voices")
 
 ROUTER_VOICE = "router"
 """``com.salon.turn.agent`` of a notice the gateway itself sends (not an agent's turn)."""
+GATEWAY_MARK = "gateway"
+"""``com.salon.turn.gateway: true`` marks such a notice beyond doubt (an agent may be
+called ``router``), whoever sent it."""
 
 
 class RoomVoices:
@@ -86,10 +89,12 @@ def is_visit(roster: Roster, voices: RoomVoices, invite: Invite) -> bool:
     but join only when they do (or are mentioned there): a member that merely could
     delegate would cost the homeserver work on every reply in that room."""
     invited = roster.hosted_agent_of(invite.invited)
-    inviter = roster.agent_of(invite.sender)
-    if invited is None or inviter is None or invited == inviter:
+    if invited is None:
         return False
-    member = roster.get(inviter)
-    if member is not None and not member.hosted:
-        return True  # a peer's agent invites ours only into its own room
-    return voices.owner(invite.room_id) == inviter
+    owner = voices.owner(invite.room_id)
+    if owner is not None:
+        # Whoever sent it (the owner, or the router in rooms of older versions).
+        return owner != invited
+    inviter = roster.get(roster.agent_of(invite.sender) or "")
+    # A peer's agent invites ours only into its own room.
+    return inviter is not None and not inviter.hosted

@@ -65,7 +65,7 @@ class SpaceManager:
             if cached and cached[1] > time.monotonic():
                 return cached[0]
             room_id = await self._find_or_create(alias, spec)
-            await self._ensure_invited(room_id, spec.invite)
+            await self.invite_missing(room_id, spec.invite)
             self._cache[alias] = (room_id, time.monotonic() + self._ttl)
             return room_id
 
@@ -122,7 +122,8 @@ class SpaceManager:
             log.info("room.joined", alias=alias, room_id=room_id)
         return room_id
 
-    async def _ensure_invited(self, room_id: RoomId, users: Sequence[UserId]) -> None:
+    async def invite_missing(self, room_id: RoomId, users: Sequence[UserId]) -> None:
+        """Invite those of ``users`` not joined to ``room_id``."""
         if not users:
             return
         members = set(await self.api.joined_members(room_id))

@@ -113,6 +113,11 @@ async def test_agents_come_and_go_while_running_and_a_broken_edit_is_refused(
     assert parrot_state and parrot_state[0]["content"]["status"] == "offline"
     bodies = [e["content"].get("body") for e in await person.history(parrot_room)]
     assert "🦜 remember me" in bodies
+    # The router took its room over: commands there are still answered.
+    router = f"@{base.router.localpart}:{server}"
+    assert router in await person.api.get_joined_members(parrot_room)
+    helped = await person.wait_reply(parrot_room, await person.say(parrot_room, "!help"))
+    assert helped["sender"] == router and "!agent" in helped["content"]["body"]
     assert gateway.store is not None
     turns = await gateway.store.db.fetchval(
         "SELECT COUNT(*) FROM turns WHERE agent_id = 'parrot' AND state IN ('admitted', 'running')"

@@ -28,6 +28,7 @@ from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
+from salon.matrix.membership import join_or_be_invited
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
@@ -154,6 +155,9 @@ async def _add(
     parts.agent_apis[agent_id] = api
     parts.agent_users[agent_id] = api.user_id
     parts.agent_rooms[agent_id] = room_id
+    # Back again after a removal, it acts in its room itself (see voices).
+    with contextlib.suppress(MatrixError):
+        await leave_joined(parts.spaces.api, [room_id])
     parts.backends[agent_id] = backend
     parts.runtimes[agent_id] = parts.make_runtime(config, agent_id, backend)
     coordination = gateway.coordinator
@@ -194,6 +198,20 @@ async def _close_later(backend: Backend, after_s: float = REMOVE_DRAIN_S * 3) ->
     await close_backend(backend)
 
 
+async def _hand_over(
+    gateway: Gateway, router: MatrixAPI, agent_id: AgentId, api: MatrixAPI, room: RoomId | None
+) -> None:
+    """The router takes over the rooms a removed agent kept alone for the gateway (its
+    own room, its `!new` chats), so commands there are answered and the API reads them."""
+    assert gateway.store is not None
+    chats = [c for c in await gateway.store.rooms.active_chats() if c.agent_id == agent_id]
+    for room_id in [*([room] if room else []), *(RoomId(c.room_id) for c in chats)]:
+        try:
+            await join_or_be_invited(router, room_id, api)
+        except MatrixError as e:
+            log.warning("reload.hand_over_failed", agent=agent_id, room_id=room_id, error=str(e))
+
+
 async def _remove(
     gateway: Gateway, parts: Parts, agent_id: AgentId, *, was_session: bool = False
 ) -> None:
@@ -222,6 +240,9 @@ async def _remove(
             if other != agent_id:
                 with contextlib.suppress(MatrixError):
                     await leave_joined(api, [room_id])
+    removed = parts.agent_apis.get(agent_id)
+    if removed is not None:
+        await _hand_over(gateway, parts.spaces.api, agent_id, removed, room_id)
     parts.agent_apis.pop(agent_id, None)
     parts.runtimes.pop(agent_id, None)
     coordination = gateway.coordinator

@@ -7,7 +7,7 @@ start and on every reload, so they start and end through the same live
 add/remove path as agents added to or removed from the file. The janitor ends a
 session agent after its TTL or its idle limit and asks for a reload: it goes
 offline and leaves the Space list, and the room with its history stays for
-audit (the agent stays a member; the router never was one, see voices).
+audit (the router takes it over, as for any removed agent: see live).
 """
 
 from __future__ import annotations

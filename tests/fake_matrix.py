@@ -327,6 +327,10 @@ class FakeMatrixAPI(MatrixAPI):
         return self._joined_room(room_id).joined()
 
     @_recorded
+    async def memberships(self, room_id: RoomId) -> dict[UserId, str]:
+        return {UserId(u): m for u, m in self._joined_room(room_id).members.items()}
+
+    @_recorded
     async def messages(
         self, room_id: RoomId, *, limit: int = 20, direction: str = "b", since: str | None = None
     ) -> JSON:

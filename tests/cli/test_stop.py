@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -172,11 +172,13 @@ def test_a_reused_pid_is_not_signalled(tmp_path: Path, sleeper: subprocess.Popen
     assert not (tmp_path / "salon.pid").exists()
 
 
-def test_stop_signals_the_process_named_by_the_pid_file(tmp_path: Path) -> None:
-    # A stand-in that exits cleanly on SIGTERM, like `salon up` / `salon run`.
+@contextlib.contextmanager
+def _stand_in(tmp_path: Path, on_term: str, command: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing in for `salon up` / `salon run` (``on_term``: its SIGTERM
+    handler), named by the pid file in ``tmp_path``; killed at the end if still there."""
     script = (
         "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        f"signal.signal(signal.SIGTERM, {on_term})\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -184,56 +186,37 @@ def test_stop_signals_the_process_named_by_the_pid_file(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-        (tmp_path / "salon.pid").write_text(
-            json.dumps(
-                {
-                    "pid": proc.pid,
-                    "command": "up",
-                    "started_ms": 0,
-                    "cmdline": [p.decode() for p in cmdline if p],
-                }
-            )
-        )
-        result = runner.invoke(app, ["stop", "--data-dir", str(tmp_path)])
-        assert result.exit_code == 0, result.output
-        assert f"Stopped salon up (pid {proc.pid})" in result.output
-        assert proc.wait(5) == 0
-        assert not (tmp_path / "salon.pid").exists()
+        info = {
+            "pid": proc.pid,
+            "command": command,
+            "started_ms": 0,
+            "cmdline": [p.decode() for p in cmdline if p],
+        }
+        (tmp_path / "salon.pid").write_text(json.dumps(info))
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
+def test_stop_signals_the_process_named_by_the_pid_file(tmp_path: Path) -> None:
+    # Exits cleanly on SIGTERM, like `salon up` / `salon run`.
+    with _stand_in(tmp_path, "lambda *a: sys.exit(0)", "up") as proc:
+        result = runner.invoke(app, ["stop", "--data-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert f"Stopped salon up (pid {proc.pid})" in result.output
+        assert proc.wait(5) == 0
+        assert not (tmp_path / "salon.pid").exists()
+
+
 def test_stop_gives_up_after_the_timeout(tmp_path: Path) -> None:
-    script = (
-        "import signal, time\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-        (tmp_path / "salon.pid").write_text(
-            json.dumps(
-                {
-                    "pid": proc.pid,
-                    "command": "run",
-                    "started_ms": 0,
-                    "cmdline": [p.decode() for p in cmdline if p],
-                }
-            )
-        )
+    with _stand_in(tmp_path, "signal.SIG_IGN", "run") as proc:
         result = runner.invoke(app, ["stop", "--data-dir", str(tmp_path), "--timeout", "0.5"])
         assert result.exit_code == 1
         assert f"salon run (pid {proc.pid}) is still running after 0.5 s" in result.output
         assert proc.poll() is None
         assert (tmp_path / "salon.pid").exists()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 def test_up_refuses_a_data_dir_another_salon_runs_from(

@@ -22,6 +22,7 @@ from salon.api.server import CONTEXT, ApiError
 from salon.gateway.turnspec import Outcome
 from salon.ids import RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.membership import join_or_be_invited
 from salon.store.records import InboxState, TurnRecord
 
 DEFAULT_SEND_TIMEOUT_S = 120.0
@@ -33,14 +34,8 @@ TXN_PREFIX = "salon-api"
 
 async def _bring_operator(ctx: ApiContext, operator: MatrixAPI, room_id: RoomId) -> None:
     """Join the operator to ``room_id``, having us invite it if it must."""
-    via = [ctx.roster.server_name]
-    try:
-        await operator.join(room_id, via)
-        return
-    except ForbiddenError:
-        pass
-    await (await ctx.api_in(room_id)).invite(room_id, operator.user_id)
-    await operator.join(room_id, via)
+    inviter = await ctx.api_in(room_id)
+    await join_or_be_invited(operator, room_id, inviter, [ctx.roster.server_name])
 
 
 async def send_as_operator(ctx: ApiContext, room_id: RoomId, text: str) -> str:

@@ -14,7 +14,6 @@ from salon.matrix.api import MatrixAPI
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
-from salon.store.records import RoomKind
 
 
 @dataclass
@@ -55,11 +54,9 @@ class ApiContext:
         """Who of ours is a member of ``room_id`` and reads or invites there: the agent
         in its own room or a `!new` chat (the router stays out of those), the router
         elsewhere."""
-        record = await self.store.rooms.get(room_id)
-        chat_of = record.agent_id if record is not None and record.kind is RoomKind.CHAT else None
         voices = RoomVoices(
             self.router_api,
             cast("Mapping[AgentId, MatrixAPI]", self.agent_apis),
             cast("Mapping[AgentId, RoomId]", self.agent_rooms),
         )
-        return voices.of(room_id, chat_of)
+        return voices.of(room_id, await self.store.rooms.get(room_id))

@@ -287,8 +287,7 @@ def reload(
     except PermissionError as e:
         raise _fail(f"cannot signal the Salon of {data_dir}: {e}", 1) from None
     if result.info is None:
-        stale = f" (removed the stale pid file of {result.stale.label})" if result.stale else ""
-        err.print(f"Salon is not running from {escape(str(data_dir))}{stale}.", highlight=False)
+        err.print(pidfile.not_running(data_dir, result.stale), markup=False, highlight=False)
         raise typer.Exit(1)
     if not result.sent:
         raise _fail(

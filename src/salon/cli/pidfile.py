@@ -160,6 +160,12 @@ def data_dir_flag(data_dir: Path) -> str:
     return "" if data_dir == Path("salon-data") else f" --data-dir {data_dir}"
 
 
+def not_running(data_dir: Path, stale: PidInfo | None) -> str:
+    """What `salon stop` / `salon reload` say when nothing runs from ``data_dir``."""
+    removed = f" (removed the stale pid file of {stale.label})" if stale else ""
+    return f"Salon is not running from {data_dir}{removed}."
+
+
 @dataclass(frozen=True)
 class StopResult:
     """What `salon stop` did."""

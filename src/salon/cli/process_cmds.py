@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from salon._exceptions import SalonError
 from salon.cli import pidfile
@@ -168,8 +167,7 @@ def stop(
     except PermissionError as e:
         raise _fail(f"cannot stop the Salon of {data_dir}: {e}", 1) from None
     if result.info is None:
-        stale = f" (removed the stale pid file of {result.stale.label})" if result.stale else ""
-        err.print(f"Salon is not running from {escape(str(data_dir))}{stale}.", highlight=False)
+        err.print(pidfile.not_running(data_dir, result.stale), markup=False, highlight=False)
         raise typer.Exit(1)
     if not result.stopped:
         raise _fail(

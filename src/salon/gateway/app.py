@@ -65,7 +65,6 @@ class GatewayState:
     topology: Topology
     router: MatrixAPI
     agent_apis: dict[AgentId, MatrixAPI]
-    voices: RoomVoices  # as whom the gateway acts in a room
     agent_users: dict[AgentId, UserId] = field(default_factory=dict)
 
 
@@ -306,7 +305,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
         self.roster = roster
-        self.state = GatewayState(topology, router, agent_apis, voices, agent_users)
+        self.state = GatewayState(topology, router, agent_apis, agent_users)
         if config.api is not None:
             self.api = await start_api(
                 self, config.api, self._session, runner, self._router, coordinator.manager

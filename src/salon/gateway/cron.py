@@ -35,6 +35,7 @@ from salon.config.agents import CRON_SECONDS_FIRST
 from salon.config.models import SalonConfig
 from salon.gateway.replies import ReplyTo
 from salon.gateway.turnspec import TurnKind, TurnSpec
+from salon.gateway.voices import room_owner
 from salon.ids import AgentId, RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.membership import join_or_be_invited
@@ -364,7 +365,7 @@ class MatrixRoomResolver:
         if room_id != own:
             # A member already: no change. Another agent's room (left at a start): its
             # owner lets it in again.
-            owner = next((a for a, r in self.agent_rooms.items() if r == room_id), None)
+            owner = room_owner(self.agent_rooms, room_id)
             inviter = self.agent_apis.get(owner) if owner is not None else None
             room_id = await join_or_be_invited(api, room_id, inviter, servers)
         return room_id

@@ -102,8 +102,7 @@ class MessageHandler:
         if room is not None and room.archived:
             return InboxState.DONE, "archived"
 
-        chat_of = room.agent_id if room is not None and room.kind is RoomKind.CHAT else None
-        voice = self.voices.of(event.room_id, chat_of)
+        voice = self.voices.of(event.room_id, room)
 
         async def reply(text: str) -> None:
             await self.router_says(event, text, voice)

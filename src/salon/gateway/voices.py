@@ -20,6 +20,7 @@ from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import Invite
 from salon.roster import Roster
+from salon.store.records import RoomKind, RoomRecord
 
 log = structlog.get_logger("salon.gateway.voices")
 
@@ -46,20 +47,24 @@ class RoomVoices:
 
     def owner(self, room_id: str) -> AgentId | None:
         """The hosted agent whose own room this is, if it is one."""
-        for agent_id, room in self.agent_rooms.items():
-            if room == room_id:
-                return agent_id
-        return None
+        return room_owner(self.agent_rooms, room_id)
 
-    def of(self, room_id: str, chat_of: str | None = None) -> MatrixAPI:
+    def of(self, room_id: str, room: RoomRecord | None = None) -> MatrixAPI:
         """The identity that is a member of ``room_id`` and acts there for the gateway
-        (``chat_of``: the agent of a `!new` chat, which the router leaves once made)."""
-        agent_id = AgentId(chat_of) if chat_of else self.owner(room_id)
+        (``room``: what the store knows of it; a `!new` chat is its agent's, the router
+        leaves it once made)."""
+        chat = room is not None and room.kind is RoomKind.CHAT and room.agent_id
+        agent_id = AgentId(chat) if chat else self.owner(room_id)
         if agent_id is not None:
             api = self.agent_apis.get(agent_id)
             if api is not None:
                 return api
         return self.router
+
+
+def room_owner(agent_rooms: Mapping[AgentId, RoomId], room_id: str) -> AgentId | None:
+    """The hosted agent whose own room ``room_id`` is, if any."""
+    return next((a for a, room in agent_rooms.items() if room == room_id), None)
 
 
 async def leave_joined(api: MatrixAPI, rooms: Iterable[RoomId]) -> list[RoomId]:

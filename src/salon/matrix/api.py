@@ -192,6 +192,15 @@ class MatrixAPI:
         data = await self._call("joined members", Method.GET, Path.v3.rooms[room_id].joined_members)
         return [UserId(u) for u in (data.get("joined") or {})]
 
+    async def memberships(self, room_id: RoomId) -> dict[UserId, str]:
+        """Each member's membership in a room (join, invite, leave, ban…)."""
+        data = await self._call("members", Method.GET, Path.v3.rooms[room_id].members)
+        return {
+            UserId(e["state_key"]): str((e.get("content") or {}).get("membership"))
+            for e in data.get("chunk") or []
+            if isinstance(e, dict) and isinstance(e.get("state_key"), str)
+        }
+
     async def messages(
         self, room_id: RoomId, *, limit: int = 20, direction: str = "b", since: str | None = None
     ) -> JSON:

@@ -123,12 +123,13 @@ class SpaceManager:
         return room_id
 
     async def invite_missing(self, room_id: RoomId, users: Sequence[UserId]) -> None:
-        """Invite those of ``users`` not joined to ``room_id``."""
+        """Invite those of ``users`` neither joined to ``room_id`` nor invited already
+        (agents invited as visitors stay invited: no call for them at each start)."""
         if not users:
             return
-        members = set(await self.api.joined_members(room_id))
+        members = await self.api.memberships(room_id)
         for user in users:
-            if user not in members:
+            if members.get(user) not in ("join", "invite"):
                 await self.api.invite(room_id, user)
 
     def _power_levels(self, spec: RoomSpec) -> dict[str, Any]:

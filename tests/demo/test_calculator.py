@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,15 @@ def test_any_text_gets_a_quick_answer(text: str) -> None:
     started = time.perf_counter()
     assert isinstance(answer(text), str)
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("text", ["1if", "2in 3", "1or 2", "what is 1if 2"])
+def test_a_persons_text_raises_no_syntax_warning(text: str) -> None:
+    # Python warns about `1if` when compiling it; the demo's stderr is no place for that.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert isinstance(answer(text), str)
+    assert [str(w.message) for w in caught] == []
 
 
 async def test_backend_answers_one_message() -> None:

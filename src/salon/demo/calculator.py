@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,13 @@ HELP = "I do arithmetic: try `2 * (3 + 4)`, `sqrt(2)`, `10 // 3` or `what is 6*7
 
 class CalcError(ValueError):
     """An expression that cannot (or may not) be computed; the message says why."""
+
+
+def _parse(source: str) -> ast.Expression:
+    """``ast.parse`` without its SyntaxWarnings: a person's text (`1st`) is no code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return ast.parse(source, mode="eval")
 
 
 _BINARY: dict[type[ast.operator], str] = {
@@ -182,7 +190,7 @@ def evaluate(expression: str) -> Number:
     if len(source) > MAX_INPUT_CHARS:
         raise CalcError(f"the expression is longer than {MAX_INPUT_CHARS} characters")
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = _parse(source)
     except (SyntaxError, RecursionError, MemoryError):
         raise CalcError("it is not a complete arithmetic expression") from None
     except ValueError as exc:  # e.g. a null byte
@@ -248,7 +256,7 @@ def _meant_as_arithmetic(candidate: str) -> bool:
     if len(source) > MAX_INPUT_CHARS:  # not parsed: evaluate() will refuse it anyway
         return not words and bool(re.search(r"\d", source))
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = _parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # `2 +`: nothing but numbers, operators and allowed names, yet incomplete.
         return not words and bool(re.search(r"\d", source)) and bool(re.search(r"[-+*/%]", source))

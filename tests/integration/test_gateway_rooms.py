@@ -209,3 +209,38 @@ async def test_a_router_left_in_a_chat_leaves_at_the_next_start(
     assert members == {person.user_id, parrot.user_id}
     asked = await person.say(chat, "still there?")
     assert (await person.wait_reply(chat, asked))["content"]["body"] == "🦜 still there?"
+
+
+async def test_rooms_of_an_agent_removed_while_down_are_taken_over_at_start(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    """Its own room and its `!new` chat hold only it and people; with the agent gone and
+    the router not brought in, commands and messages there went unanswered."""
+    config = salon_config(synapse, tmp_path)
+    first = await gateways(config, invite=[person.user_id])
+    assert first.state is not None
+    server = synapse.server_name
+    lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
+    await person.wait_reply(lobby, await person.say(lobby, "!agent parrot"))
+    made = await person.wait_reply(lobby, await person.say(lobby, "!new"))
+    found = re.search(r"https://matrix\.to/#/(![^\s)]+)", made["content"]["body"])
+    assert found, made
+    chat = await person.join(found.group(1))
+    parrot_room = await person.join(
+        f"#{config.naming.agent_room_alias.replace('{id}', 'parrot')}:{server}"
+    )
+    router = first.state.router.user_id
+    assert router not in await person.api.get_joined_members(chat)
+    assert router not in await person.api.get_joined_members(parrot_room)
+    await first.stop()
+
+    agents = {k: v for k, v in config.agents.items() if k != "parrot"}
+    await gateways(config.model_copy(update={"agents": agents}), invite=[person.user_id])
+
+    for room in (chat, parrot_room):
+        assert router in await person.api.get_joined_members(room)
+        helped = await person.wait_reply(room, await person.say(room, "!help"))
+        assert helped["sender"] == router and "!agent" in helped["content"]["body"]
+    asked = await person.say(chat, "anyone here?")
+    answered = await person.wait_reply(chat, asked)
+    assert answered["sender"] != router, answered

@@ -221,6 +221,10 @@ class SalonConfig(ConfigModel):
             return agent.localpart
         if agent.matrix and agent.matrix.user_id:
             return localpart_of_user(agent.matrix.user_id)
+        return self.named_localpart(agent_id)
+
+    def named_localpart(self, agent_id: str) -> str:
+        """The localpart ``naming`` gives an agent id, configured or not (a former agent)."""
         return self.naming.agent_localpart.replace("{id}", agent_id)
 
     def agent_room_alias_localpart(self, agent_id: str) -> str:

@@ -27,7 +27,8 @@ from salon.gateway.changes import LiveChanges
 from salon.gateway.coordination import Coordinator
 from salon.gateway.cron import CronScheduler
 from salon.gateway.dispatcher import Dispatcher
-from salon.gateway.identities import identity_specs, login_all
+from salon.gateway.handover import take_over_orphans
+from salon.gateway.identities import former_agent, identity_specs, login_all
 from salon.gateway.invites import InviteJoiner
 from salon.gateway.live import Parts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
@@ -151,6 +152,13 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             self._invite,
             peers=[m.user_id for m in roster.peers()],
         )
+
+        async def former(agent_id: AgentId, user_id: UserId | None) -> MatrixAPI:
+            spec = former_agent(config, agent_id, user_id)
+            return await auth.login(spec.user_id, spec.source)
+
+        # Rooms of agents removed while the gateway was down get the router (handover).
+        await take_over_orphans(router, store, set(agent_apis), former)
         log.info(
             "gateway.rooms_ready",
             space=topology.space_id,

@@ -193,7 +193,12 @@ async def ensure_agent_room(
     if known is not None:
         known(room_id)
     await spaces.invite_missing(room_id, [u for u in invitees if u != api.user_id])
+    # Its owner recorded: once the agent is gone, the router is brought in by it (handover).
     await store.rooms.upsert(
-        room_id, RoomKind.AGENT, agent_id=agent_id, alias=spaces.alias(alias_localpart)
+        room_id,
+        RoomKind.AGENT,
+        agent_id=agent_id,
+        alias=spaces.alias(alias_localpart),
+        owner=api.user_id,
     )
     return room_id

@@ -43,6 +43,20 @@ def _source(hs: HomeserverConfig, creds: IdentityCredentials | None, key: str) -
     )
 
 
+def former_agent(config: SalonConfig, agent_id: AgentId, user_id: UserId | None) -> IdentitySpec:
+    """An agent no longer configured (its rooms are handed over): its recorded user id,
+    else the one ``naming`` gives it; its stored token, else the shared secret."""
+    hs = config.homeserver
+    if hs is None:
+        raise ConfigError("homeserver: required to run the gateway (url and server_name)")
+    return IdentitySpec(
+        user_id=user_id or UserId(f"@{config.named_localpart(agent_id)}:{hs.server_name}"),
+        display_name=agent_id,
+        source=_source(hs, None, f"agents.{agent_id}.matrix"),
+        agent_id=agent_id,
+    )
+
+
 def identity_specs(config: SalonConfig) -> list[IdentitySpec]:
     """Router first, then one identity per agent."""
     hs = config.homeserver

@@ -20,6 +20,7 @@ from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.gateway.bootstrap import ensure_agent_room, link_agent_room
+from salon.gateway.handover import hand_over, rooms_of
 from salon.gateway.identities import identity_specs
 from salon.gateway.messages import MessageHandler, ReactionHandler
 from salon.gateway.reload import ConfigDiff
@@ -28,7 +29,6 @@ from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
-from salon.matrix.membership import join_or_be_invited
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
@@ -198,20 +198,6 @@ async def _close_later(backend: Backend, after_s: float = REMOVE_DRAIN_S * 3) ->
     await close_backend(backend)
 
 
-async def _hand_over(
-    gateway: Gateway, router: MatrixAPI, agent_id: AgentId, api: MatrixAPI, room: RoomId | None
-) -> None:
-    """The router takes over the rooms a removed agent kept alone for the gateway (its
-    own room, its `!new` chats), so commands there are answered and the API reads them."""
-    assert gateway.store is not None
-    chats = [c for c in await gateway.store.rooms.active_chats() if c.agent_id == agent_id]
-    for room_id in [*([room] if room else []), *(RoomId(c.room_id) for c in chats)]:
-        try:
-            await join_or_be_invited(router, room_id, api)
-        except MatrixError as e:
-            log.warning("reload.hand_over_failed", agent=agent_id, room_id=room_id, error=str(e))
-
-
 async def _remove(
     gateway: Gateway, parts: Parts, agent_id: AgentId, *, was_session: bool = False
 ) -> None:
@@ -242,7 +228,9 @@ async def _remove(
                     await leave_joined(api, [room_id])
     removed = parts.agent_apis.get(agent_id)
     if removed is not None:
-        await _hand_over(gateway, parts.spaces.api, agent_id, removed, room_id)
+        assert gateway.store is not None
+        rooms = await rooms_of(gateway.store, agent_id, room_id)
+        await hand_over(parts.spaces.api, agent_id, rooms, removed)
     parts.agent_apis.pop(agent_id, None)
     parts.runtimes.pop(agent_id, None)
     coordination = gateway.coordinator

@@ -79,6 +79,13 @@ class Rooms:
         """Mark a room archived: it no longer routes."""
         await self._db.execute("UPDATE rooms SET archived = 1 WHERE room_id = $1", room_id)
 
+    async def agent_rooms(self) -> list[RoomRecord]:
+        """Every agent's own room, of agents hosted now or before."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM rooms WHERE kind = 'agent' ORDER BY created_at"
+        )
+        return [_record(r) for r in rows]
+
     async def agent_room(self, agent_id: str) -> RoomRecord | None:
         """The agent's own room in the Space."""
         row = await self._db.fetchone(

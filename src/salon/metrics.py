@@ -52,6 +52,9 @@ INBOX_DEPTH = Gauge("salon_inbox_depth", "Inbox events not yet handled (set when
 DELEGATIONS_OPEN = Gauge(
     "salon_delegations_open", "Delegations not yet ended, by state (set when scraped)", ["state"]
 )
+VISITS_ENDED = Counter(
+    "salon_visits_ended_total", "Agents leaving other agents' rooms they visited", ["reason"]
+)
 CONFIG_RELOADS = Counter(
     "salon_config_reloads_total", "Config reloads, applied or refused", ["result"]
 )

@@ -244,3 +244,31 @@ async def test_rooms_of_an_agent_removed_while_down_are_taken_over_at_start(
     asked = await person.say(chat, "anyone here?")
     answered = await person.wait_reply(chat, asked)
     assert answered["sender"] != router, answered
+
+
+async def test_a_visitor_leaves_once_idle_while_running(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    """A visitor that stayed would cost every later reply in that room until a restart."""
+    config = salon_config(synapse, tmp_path, space={"visit_idle_s": 1})
+    await gateways(config, invite=[person.user_id])
+    server = synapse.server_name
+    echo, parrot = (config.agent_user_id(a, server) for a in ("echo", "parrot"))
+    room = await person.join(f"#{config.agent_room_alias_localpart('echo')}:{server}")
+    before = sample("salon_visits_ended_total", reason="idle")
+    asked = await person.say(room, "@Parrot what do you say?")
+    assert (await person.wait_reply(room, asked))["sender"] == parrot
+
+    await eventually(
+        lambda: sample("salon_visits_ended_total", reason="idle") > before,
+        timeout=20,
+        what="the idle visit ended",
+    )
+    members = {
+        e["state_key"]: e["content"]["membership"]
+        for e in await person.state(room)
+        if e["type"] == "m.room.member"
+    }
+    assert members[parrot] == "invite" and members[echo] == "join", members
+    asked = await person.say(room, "@Parrot back again?")
+    assert (await person.wait_reply(room, asked))["sender"] == parrot

@@ -5,6 +5,8 @@ COMMIT, as a full disk or a busy database would)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,3 +65,26 @@ async def test_failed_commit_of_a_transaction_leaves_later_writes_committed(
     assert await db.batch([("INSERT INTO parent VALUES ($1)", (3,))]) == [1]
 
     assert committed(db, "parent") == [1, 2, 3]
+
+
+def test_a_process_that_never_closes_the_store_still_exits(tmp_path: Path) -> None:
+    # A crash path or a failed test that skips close() must not hang at exit on the
+    # connection's thread (what it wrote is committed).
+    script = (
+        "import asyncio, sys\n"
+        "from salon.store.db import Database\n"
+        "kept = []\n"
+        "async def main():\n"
+        "    db = await Database.open(sys.argv[1])\n"
+        "    kept.append(db)  # as a failed test's traceback keeps it\n"
+        "    await db.execute('CREATE TABLE t (x INTEGER)')\n"
+        "    await db.execute('INSERT INTO t VALUES (1)')\n"
+        "asyncio.run(main())\n"
+    )
+    path = tmp_path / "open.db"
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{path}"], timeout=20, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]

@@ -59,6 +59,9 @@ class SpaceConfig(ConfigModel):
     alias: Localpart = "salon"
     name: str = "Salon"
     topic: str | None = None
+    # An agent that joined another agent's room (to delegate, or mentioned) leaves it
+    # after this long with nothing to do there (null: at the next start).
+    visit_idle_s: PositiveFloat | None = 600
 
 
 class NamingConfig(ConfigModel):

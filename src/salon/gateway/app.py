@@ -42,6 +42,7 @@ from salon.gateway.stopping import GracefulStop, on_stop_signals
 from salon.gateway.stream import StreamLimits
 from salon.gateway.surface import start_api
 from salon.gateway.turns import TurnPolicy, TurnRunner
+from salon.gateway.visits import VisitEnder
 from salon.gateway.voices import RoomVoices, is_visit
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
@@ -310,6 +311,12 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self.reloader = Reloader(self, self._load or (lambda: base), watch=self._watch)
         supervisor.spawn("reload", self.reloader.run)
         supervisor.spawn("janitor", Janitor(store, self.reloader.request).run)
+        idle_s = config.space.visit_idle_s
+        if idle_s is not None:
+            visits = VisitEnder(
+                store, agent_apis, topology.agent_rooms, idle_s, on_left=facts.forget
+            )
+            supervisor.spawn("visits", visits.run)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)
         self.roster = roster

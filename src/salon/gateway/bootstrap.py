@@ -11,12 +11,12 @@ import structlog
 from salon import responses
 from salon._exceptions import MatrixError
 from salon.config.models import SalonConfig
+from salon.gateway.visits import visitors_leave
 from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.space import RoomSpec, SpaceManager
 from salon.store import Store
-from salon.store.delegations import DelegationDirection
 from salon.store.records import RoomKind
 
 log = structlog.get_logger("salon.gateway.bootstrap")
@@ -101,31 +101,9 @@ async def bootstrap(
             log.warning("space.link_failed", error=str(e))
     # Only owners and people stay in agent rooms and chats (see voices).
     await leave_joined(spaces.api, list(rooms.values()))
-    await _visitors_leave(agent_apis, rooms, store)
+    await visitors_leave(agent_apis, rooms, store)
     await _leave_chats(spaces.api, agent_apis, store)
     return Topology(space_id, space_error, lobby_id, rooms)
-
-
-async def _visitors_leave(
-    agent_apis: Mapping[AgentId, MatrixAPI], rooms: Mapping[AgentId, RoomId], store: Store
-) -> None:
-    """Agents leave the other agents' rooms they joined (to delegate, or mentioned),
-    except where work resumed now will post (an unfinished turn, an open or unreported
-    delegation); the owner invites them again, so they can come back when asked."""
-    busy = {(t.agent_id, t.room_id) for t in await store.turns.unfinished()}
-    out = DelegationDirection.OUT
-    for d in [*await store.delegations.open(out), *await store.delegations.undelivered(out)]:
-        busy |= {(d.from_agent, d.target_room), (d.from_agent, d.origin_room or "")}
-    for agent_id, api in agent_apis.items():
-        visited = {r: a for a, r in rooms.items() if a != agent_id and (agent_id, r) not in busy}
-        for room_id in await leave_joined(api, list(visited)):
-            owner = agent_apis.get(visited[room_id])
-            if owner is None:
-                continue
-            try:
-                await owner.invite(room_id, api.user_id)
-            except MatrixError as e:  # a delegation or mention invites again on demand
-                log.warning("room.reinvite_failed", room_id=room_id, error=str(e))
 
 
 async def _leave_chats(

@@ -15,6 +15,7 @@ import contextvars
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib import resources
@@ -108,7 +109,13 @@ class Database:
                 ensure_private_dir(path.parent)
             if on_disk:
                 _restrict_files(path)
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            pending = aiosqlite.connect(path, isolation_level=None)
+            # A process that ends without closing the store (a crash, a failed test) must
+            # not hang at exit on the connection's thread; WAL keeps the file whole.
+            thread = getattr(pending, "_thread", pending)
+            if isinstance(thread, threading.Thread):
+                thread.daemon = True
+            conn = await pending
             conn.row_factory = sqlite3.Row
             await conn.execute("PRAGMA journal_mode=WAL")
             if on_disk:

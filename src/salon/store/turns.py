@@ -131,6 +131,18 @@ class Turns:
         )
         return None if row is None else _record(row)
 
+    async def last_activity(self, agent_id: str, room_id: str) -> int | None:
+        """When (ms) the agent last had a turn in the room or delegated to it, if ever."""
+        value = await self._db.fetchval(
+            "SELECT MAX(t) FROM ("
+            " SELECT MAX(updated_at) AS t FROM turns WHERE agent_id = $1 AND room_id = $2"
+            " UNION ALL SELECT MAX(updated_at) FROM delegations"
+            " WHERE direction = 'out' AND from_agent = $1 AND target_room = $2)",
+            agent_id,
+            room_id,
+        )
+        return None if value is None else int(value)
+
     async def unfinished(self) -> list[TurnRecord]:
         """Turns admitted or running: after a crash these are resumed."""
         rows = await self._db.fetchall(

@@ -6,6 +6,7 @@ import pytest
 from tests.commands.harness import ALICE, BOB, CODER, ROUTER, WRITER, Harness
 
 from salon import responses
+from salon._exceptions import ForbiddenError, MatrixConnectionError, is_transient
 from salon.agents.tools import DelegationOutcome
 from salon.commands.parser import CommandName
 from salon.store.records import InboxItem, RoomKind
@@ -86,8 +87,23 @@ async def test_new_needs_an_agent_then_makes_chats_in_the_persons_space(h: Harne
 async def test_new_failing_says_so(h: Harness) -> None:
     room = await h.shared_room()
     await h.ask(room, "!agent coder")
+    h.router.fail("create_room", ForbiddenError("no", http_status=403, errcode="M_FORBIDDEN"))
+    assert await h.ask(room, "!new") == [en("new_failed", error="ForbiddenError")]
+
+
+async def test_new_during_an_outage_is_retried_not_refused(h: Harness) -> None:
+    # Raised, the inbox keeps the command pending and runs it again later (see the
+    # dispatcher); the re-run makes the one chat (idempotent per command event).
+    room = await h.shared_room()
+    await h.ask(room, "!agent coder")
     h.hs.down = True
-    assert await h.ask(room, "!new") == [en("new_failed", error="MatrixConnectionError")]
+    with pytest.raises(MatrixConnectionError) as raised:
+        await h.ask(room, "!new", event_id="$new")
+    assert is_transient(raised.value)
+    h.hs.down = False
+    [created] = await h.ask(room, "!new", event_id="$new")
+    [chat] = await h.store.rooms.chats_of(ALICE)
+    assert created.startswith("New chat “Chat 1” with Coder") and chat.room_id in created
 
 
 async def test_chats_rename_and_archive(h: Harness) -> None:

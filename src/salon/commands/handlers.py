@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from salon import responses
+from salon._exceptions import is_transient
 from salon.agents.history import estimate_tokens
 from salon.commands.chats import Chats
 from salon.commands.parser import (
@@ -163,8 +164,12 @@ class CommandHandlers:
                 asked.locale,
                 command_event=asked.event.event_id,
             )
-        except Exception as e:  # say what failed instead of going silent
-            log.warning("command.new_failed", error=str(e))
+        except Exception as e:
+            if is_transient(e):
+                # Homeserver or store away: the inbox retries the command once it is back
+                # (the reply would not get through now; `!new` is idempotent per event).
+                raise
+            log.warning("command.new_failed", error=str(e))  # say what failed, not silence
             await asked.reply(asked.t("new_failed", error=type(e).__name__))
             return
         await asked.reply(asked.t("new_created", name=chat.name, link=chat.link, label=agent.label))

@@ -268,6 +268,33 @@ async def test_rooms_are_the_agents_own_an_alias_or_an_id(store: Store) -> None:
     assert CODER_USER in hs.room(news).joined()  # joined, so it can post there
 
 
+async def test_a_job_in_another_agents_room_joins_again_at_each_run(store: Store) -> None:
+    # A visitor leaves an agent's room once idle there (see visits): the next run of a
+    # job posting there must bring it back in, not post as a non-member.
+    hs = FakeHomeserver()
+    coder, writer = hs.api(str(CODER_USER)), hs.api("@salon_writer:localhost")
+    own = await coder.create_room(alias_localpart="salon-coder")
+    theirs = await writer.create_room(alias_localpart="salon-writer", invite=[CODER_USER])
+    visits: list[tuple[str, RoomId]] = []
+
+    async def on_visit(agent_id: str, room_id: RoomId) -> None:
+        visits.append((agent_id, room_id))
+
+    rooms = {CODER: own, WRITER: theirs}
+    resolver = MatrixRoomResolver({CODER: coder, WRITER: writer}, rooms, "localhost", on_visit)
+    runner, clock = Runner(), Clock(T0 + 0.3)
+    sched = CronScheduler(store, runner, [job(target="#salon-writer")], resolver, clock=clock)
+    await run_until(sched, clock, T0 + 2.5)
+    assert CODER_USER in hs.room(theirs).joined()
+    await coder.leave(theirs)  # its visit ended; the owner invites it again
+    await writer.invite(theirs, CODER_USER)
+
+    await run_until(sched, clock, T0 + 4.5)
+    assert [s.room_id for s in runner.specs] == [theirs, theirs]
+    assert CODER_USER in hs.room(theirs).joined()
+    assert visits == [(CODER, theirs), (CODER, theirs)]
+
+
 async def test_jobs_from_config_are_the_hosted_agents() -> None:
     config = make_config(
         agents={

@@ -94,3 +94,41 @@ async def test_a_visitor_that_just_joined_gets_its_grace(tmp_path: Path) -> None
     await asyncio.sleep(0.4)
     assert await visits.sweep() == [(WRITER, coder_room)]
     await store.close()
+
+
+async def test_a_use_keeps_the_visit_and_waits_for_a_leave_under_way(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    hs = FakeHomeserver("localhost")
+    coder, writer = hs.api(CODER_USER), hs.api(WRITER_USER)
+    coder_room = await coder.create_room(alias_localpart="salon-coder", invite=[WRITER_USER])
+    await writer.join(coder_room)
+    apis = {CODER: cast(MatrixAPI, coder), WRITER: cast(MatrixAPI, writer)}
+    forgotten: list[str] = []
+    visits = VisitEnder(store, apis, {CODER: coder_room}, 0.3, on_left=forgotten.append)
+    assert await visits.sweep() == []
+    await asyncio.sleep(0.4)
+    # Mentioned again (no turn recorded yet): the use keeps it for another idle_s.
+    await visits.use(WRITER, coder_room)
+    assert await visits.sweep() == []
+    await asyncio.sleep(0.4)
+
+    # A leave under way: a use waits until it is over and the member cache dropped,
+    # so the caller finds the agent gone and brings it back in.
+    release = asyncio.Event()
+    leave = writer.leave
+
+    async def slow_leave(room_id: RoomId) -> None:
+        await release.wait()
+        await leave(room_id)
+
+    writer.leave = slow_leave  # type: ignore[method-assign]
+    sweep = asyncio.create_task(visits.sweep())
+    await asyncio.sleep(0.05)
+    used = asyncio.create_task(visits.use(WRITER, coder_room))
+    await asyncio.sleep(0.05)
+    assert not used.done()
+    release.set()
+    await used
+    assert forgotten == [coder_room]
+    assert await sweep == [(WRITER, coder_room)]
+    await store.close()

@@ -4,7 +4,6 @@ own room in the Space, ended by the janitor after their TTL with the room kept."
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 from salon.cli.spawn import spawn_agent
 from salon.coordination.heartbeat import AGENT_STATE
 from salon.gateway.app import Gateway
-from salon.gateway.reload import RELOAD_STATUS_KEY
 from salon.gateway.sessions import SESSION_STATE
 
 from .conftest import Person, salon_config
@@ -81,15 +79,13 @@ async def test_a_session_agent_answers_then_leaves_the_space_after_its_ttl(
 
     await _eventually(ended)
 
-    # The removal is done once the reload that ended it is stored (the Space link goes
-    # first, the router's hand-over after it).
-    store = gateway.store
+    # The router's hand-over follows the Space unlink (see live._remove).
+    router = gateway.state.router.user_id
 
-    async def removed() -> bool:
-        raw = await store.kv.get(RELOAD_STATUS_KEY)
-        return raw is not None and row.agent_id in json.loads(raw).get("removed", [])
+    async def taken_over() -> bool:
+        return router in await person.api.get_joined_members(room)
 
-    await _eventually(removed)
+    await _eventually(taken_over)
     stored = await gateway.store.session_agents.get(row.agent_id)
     assert stored is not None and stored.ended_reason == "ttl"
     state = await person.state(room)

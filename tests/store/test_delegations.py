@@ -231,3 +231,23 @@ async def test_delegations_survive_reopen(tmp_path: Path) -> None:
     assert got2 is not None and got2.reinjected and got2.result == "done"
     assert not await store.delegations.mark_reinjected("d2")
     await store.close()
+
+
+async def test_last_activity_counts_turns_and_delegations_sent_into_a_room(
+    tmp_path: Path,
+) -> None:
+    store = await _open(tmp_path)
+    assert await store.turns.last_activity("coder", "!researcher:x") is None
+    await store.delegations.create(_record())
+    sent = await store.delegations.get("dlg_1")
+    assert sent is not None
+    # An inbound copy (the researcher's side) is not the coder visiting.
+    await store.delegations.create(_record(direction=DelegationDirection.IN, from_agent="x"))
+    assert await store.turns.last_activity("coder", "!researcher:x") == sent.updated_at
+    assert await store.turns.last_activity("researcher", "!researcher:x") is None
+    await asyncio.sleep(0.01)
+    await store.turns.admit("$later", "coder", "!researcher:x")
+    later = await store.turns.get("$later", "coder")
+    assert later is not None and later.updated_at > sent.updated_at
+    assert await store.turns.last_activity("coder", "!researcher:x") == later.updated_at
+    await store.close()

@@ -77,6 +77,9 @@ class DelegationManager:
         self._waiting: dict[str, asyncio.Future[DelegationOutcome]] = {}
         self._waiters: dict[str, int] = {}  # how many calls wait on each future
         self._room_cache: dict[str, RoomId] = {}
+        # Told before an agent joins or posts in another agent's room (the gateway's
+        # visits: a leave of that room under way ends first, and the visit is kept).
+        self.on_visit: Callable[[str, RoomId], Awaitable[None]] | None = None
 
     # --- sending -------------------------------------------------------------
 
@@ -111,7 +114,7 @@ class DelegationManager:
         if same_id and (known := await self.store.delegations.get(same_id)) is not None:
             return await self._resume(known, wait)
         try:
-            room = await self._target_room(api, to_agent)
+            room = await self._target_room(from_agent, api, to_agent)
             if not await self._online(api, room, to_agent):
                 return DelegationOutcome(False, f"[OFFLINE] {to_agent}")
             request = new_request(
@@ -216,12 +219,14 @@ class DelegationManager:
         await self.store.delegations.set_request_event(record.id, event_id)
         log.info("delegation.sent", id=record.id, frm=record.from_agent, to=record.to_agent)
 
-    async def _target_room(self, api: MatrixAPI, agent: str) -> RoomId:
+    async def _target_room(self, from_agent: str, api: MatrixAPI, agent: str) -> RoomId:
         room = self.dir.rooms.get(agent) or self._room_cache.get(agent)
         alias = self.dir.roster.member(agent).room_alias
         if room is None:
             room, _ = await api.resolve_alias(RoomAlias(alias))
             self._room_cache[agent] = room
+        if self.on_visit is not None:
+            await self.on_visit(from_agent, room)
         if room not in await api.joined_rooms():
             # Agents visit each other's rooms to delegate: invited there, they join on
             # their first delegation (a visitor that never delegates costs nothing).

@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +29,7 @@ from salon.gateway.coordination import Coordinator
 from salon.gateway.cron import CronScheduler
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.handover import take_over_orphans
-from salon.gateway.identities import former_agent, identity_specs, login_all
+from salon.gateway.identities import identity_specs, log_in_former, login_all
 from salon.gateway.invites import InviteJoiner
 from salon.gateway.live import Parts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
@@ -153,13 +154,16 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             self._invite,
             peers=[m.user_id for m in roster.peers()],
         )
-
-        async def former(agent_id: AgentId, user_id: UserId | None) -> MatrixAPI:
-            spec = former_agent(config, agent_id, user_id)
-            return await auth.login(spec.user_id, spec.source)
-
         # Rooms of agents removed while the gateway was down get the router (handover).
-        await take_over_orphans(router, store, set(agent_apis), former)
+        space_id = topology.space_id
+        await take_over_orphans(
+            router,
+            store,
+            {*agent_apis, *config.peers},
+            partial(log_in_former, auth, store.identities, config),
+            unlink=partial(spaces.unlink, space_id) if space_id else None,
+            visitors=agent_apis,
+        )
         log.info(
             "gateway.rooms_ready",
             space=topology.space_id,
@@ -212,6 +216,9 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             salon_users=[roster.router_user_id, *(m.user_id for m in roster)],
         )
         facts = RoomFacts(apis, roster)
+        idle_s = config.space.visit_idle_s
+        visits = VisitEnder(store, agent_apis, topology.agent_rooms, idle_s, facts.forget)
+        coordinator.manager.on_visit = visits.use
         self._invites = invites = InviteJoiner(
             store,
             apis,
@@ -235,6 +242,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             voices=voices,
             agent_apis=agent_apis,
             locale=config.locale,
+            on_visit=visits.use,
         )
         reactions = ReactionHandler(runner, roster, config.access)
         dispatcher.add_event_handler("m.room.message", messages)
@@ -264,6 +272,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             agent_rooms=topology.agent_rooms,
             agent_users=agent_users,
             server_name=hs.server_name,
+            on_visit=visits.use,
         )
         supervisor.spawn("cron", cron.run)
         supervisor.spawn("invites", invites.run)
@@ -311,11 +320,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self.reloader = Reloader(self, self._load or (lambda: base), watch=self._watch)
         supervisor.spawn("reload", self.reloader.run)
         supervisor.spawn("janitor", Janitor(store, self.reloader.request).run)
-        idle_s = config.space.visit_idle_s
         if idle_s is not None:
-            visits = VisitEnder(
-                store, agent_apis, topology.agent_rooms, idle_s, on_left=facts.forget
-            )
             supervisor.spawn("visits", visits.run)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.request)

@@ -35,6 +35,7 @@ from salon.config.agents import CRON_SECONDS_FIRST
 from salon.config.models import SalonConfig
 from salon.gateway.replies import ReplyTo
 from salon.gateway.turnspec import TurnKind, TurnSpec
+from salon.gateway.visits import VisitUse, no_visit
 from salon.gateway.voices import room_owner
 from salon.ids import AgentId, RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
@@ -187,10 +188,11 @@ class CronScheduler:
         agent_rooms: Mapping[AgentId, RoomId],
         agent_users: Mapping[AgentId, UserId],
         server_name: str,
+        on_visit: VisitUse = no_visit,
     ) -> CronScheduler:
         """The scheduler of the hosted agents' ``cron:`` entries."""
         jobs = jobs_from_config(config, agent_users)
-        resolver = MatrixRoomResolver(agent_apis, agent_rooms, server_name)
+        resolver = MatrixRoomResolver(agent_apis, agent_rooms, server_name, on_visit)
         return cls(store, runner, jobs, resolver)
 
     @property
@@ -283,8 +285,10 @@ class CronScheduler:
         await self.runner.submit(spec)
 
     async def _room(self, state: _JobState) -> RoomId | None:
-        """The job's room, resolved once; None (and one warning) if it cannot be had."""
-        if state.room_id is not None:
+        """The job's room (its agent's own: resolved once; another: at each run, as the
+        agent may have left it since, see visits); None (and one warning) if it cannot
+        be had."""
+        if state.room_id is not None and state.job.target is None:
             return state.room_id
         try:
             state.room_id = await self.resolve_room(state.job)
@@ -344,7 +348,9 @@ class MatrixRoomResolver:
         agent_apis: Mapping[AgentId, MatrixAPI],
         agent_rooms: Mapping[AgentId, RoomId],
         server_name: str,
+        on_visit: VisitUse = no_visit,
     ) -> None:
+        self.on_visit = on_visit
         self.agent_apis = agent_apis
         self.agent_rooms = agent_rooms
         self.server_name = server_name
@@ -363,8 +369,9 @@ class MatrixRoomResolver:
         else:
             room_id, servers = RoomId(target), []
         if room_id != own:
-            # A member already: no change. Another agent's room (left at a start): its
+            # A member already: no change. Another agent's room (left since): its
             # owner lets it in again.
+            await self.on_visit(job.agent_id, room_id)
             owner = room_owner(self.agent_rooms, room_id)
             inviter = self.agent_apis.get(owner) if owner is not None else None
             room_id = await join_or_be_invited(api, room_id, inviter, servers)

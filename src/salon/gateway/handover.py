@@ -11,11 +11,14 @@ former agent logged in once for the invitation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+import contextlib
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import structlog
 
-from salon._exceptions import SalonError
+from salon._exceptions import MatrixError, SalonError
+from salon.gateway.visits import busy_visits
+from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.membership import join_or_be_invited
@@ -56,20 +59,31 @@ async def hand_over(
 
 
 async def take_over_orphans(
-    router: MatrixAPI, store: Store, hosted: Collection[AgentId], login: FormerLogin
+    router: MatrixAPI,
+    store: Store,
+    current: Collection[str],
+    login: FormerLogin,
+    *,
+    unlink: Callable[[RoomId], Awaitable[None]] | None = None,
+    visitors: Mapping[AgentId, MatrixAPI] | None = None,
 ) -> list[RoomId]:
-    """At start: the router takes over the rooms of agents no longer hosted that it is
-    not in yet; returns the rooms taken."""
+    """At start: the router takes over the rooms of agents no longer configured
+    (``current``: the hosted agents and the peers' ones) that it is not in yet; such
+    an agent's own room also leaves the Space's list (``unlink``) and ``visitors``
+    leave it, as a reload does (see live). Returns the rooms taken."""
     joined = set(await router.joined_rooms())
     records = [*await store.rooms.agent_rooms(), *await store.rooms.active_chats()]
     orphans: dict[AgentId, list[RoomId]] = {}
     owners: dict[AgentId, UserId] = {}
+    own_rooms: set[RoomId] = set()
     for record in records:
-        if not record.agent_id or record.agent_id in hosted:
+        if not record.agent_id or record.agent_id in current:
             continue
         agent_id = AgentId(record.agent_id)
-        if record.kind is RoomKind.AGENT and record.owner:
-            owners[agent_id] = UserId(record.owner)
+        if record.kind is RoomKind.AGENT:
+            own_rooms.add(RoomId(record.room_id))
+            if record.owner:
+                owners[agent_id] = UserId(record.owner)
         if record.room_id not in joined:
             orphans.setdefault(agent_id, []).append(RoomId(record.room_id))
     taken: list[RoomId] = []
@@ -82,4 +96,13 @@ async def take_over_orphans(
             log.warning("room.former_agent_login_failed", agent=agent_id, error=str(e))
             former = None
         taken += await hand_over(router, agent_id, rooms, former)
+    gone = [room for room in taken if room in own_rooms]
+    busy = await busy_visits(store)
+    for room in gone:
+        if unlink is not None:
+            with contextlib.suppress(MatrixError):
+                await unlink(room)
+        for agent_id, api in (visitors or {}).items():
+            if (agent_id, room) not in busy:
+                await leave_joined(api, [room])
     return taken

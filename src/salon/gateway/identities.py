@@ -8,11 +8,11 @@ import os
 import random
 from dataclasses import dataclass
 
-from salon._exceptions import ConfigError, MatrixError
+from salon._exceptions import AuthError, ConfigError, MatrixError
 from salon.config.models import HomeserverConfig, IdentityCredentials, SalonConfig
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.login import Authenticator, CredentialSource
+from salon.matrix.login import Authenticator, CredentialSource, CredentialStore
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,22 @@ def former_agent(config: SalonConfig, agent_id: AgentId, user_id: UserId | None)
         source=_source(hs, None, f"agents.{agent_id}.matrix"),
         agent_id=agent_id,
     )
+
+
+async def log_in_former(
+    auth: Authenticator,
+    credentials: CredentialStore,
+    config: SalonConfig,
+    agent_id: AgentId,
+    user_id: UserId | None,
+) -> MatrixAPI:
+    """A former agent's API (to hand its rooms over). A user id only guessed from
+    ``naming`` is used only if a token for it is stored: the shared secret would
+    register a stray account when the agent had a localpart of its own."""
+    spec = former_agent(config, agent_id, user_id)
+    if user_id is None and not (await credentials.load_credentials(spec.user_id))[1]:
+        raise AuthError(f"{spec.user_id}: no stored token for former agent {agent_id!r}")
+    return await auth.login(spec.user_id, spec.source)
 
 
 def identity_specs(config: SalonConfig) -> list[IdentitySpec]:

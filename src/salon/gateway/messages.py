@@ -19,6 +19,7 @@ from salon.gateway.replies import TURN_KEY, ReplyTo, hop_of, reply_content, txn_
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.turns import TurnRunner
 from salon.gateway.turnspec import TurnKind, TurnSpec
+from salon.gateway.visits import VisitUse, no_visit
 from salon.gateway.voices import GATEWAY_MARK, ROUTER_VOICE, RoomVoices
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
@@ -74,7 +75,9 @@ class MessageHandler:
         voices: RoomVoices,
         agent_apis: Mapping[AgentId, MatrixAPI],
         locale: str = "en",
+        on_visit: VisitUse = no_visit,
     ) -> None:
+        self.on_visit = on_visit
         self.store = store
         self.roster = roster
         self.access = access
@@ -189,6 +192,7 @@ class MessageHandler:
         """Make sure a routed agent is in the room (a mention of a visitor, a route or
         the AI router may pick one that is not): it joins, invited first if it must be
         by ``voice``, whoever acts in the room."""
+        await self.on_visit(agent_id, RoomId(event.room_id))  # a leave under way ends first
         if agent_id in await self.facts.agents_in(event.room_id, UserId(event.received_by)):
             return
         try:

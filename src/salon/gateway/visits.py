@@ -11,9 +11,8 @@ owner invites it again, so it can come back when asked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -30,6 +29,8 @@ from salon.supervisor import LoopHandle
 log = structlog.get_logger("salon.gateway.visits")
 
 Visit = tuple[AgentId, RoomId]
+VisitUse = Callable[[str, RoomId], Awaitable[None]]
+"""Told before an agent joins or posts in a room it may be visiting (see VisitEnder.use)."""
 
 
 async def busy_visits(store: Store) -> set[Visit]:
@@ -72,18 +73,22 @@ async def visitors_leave(
         await end_visits(api, visited, "start")
 
 
+async def no_visit(agent_id: str, room_id: RoomId) -> None:
+    """The hook's default where no visits are tracked (unit tests, tools)."""
+
+
 class VisitEnder:
     """While running: a visitor leaves a room it has had nothing to do in for
-    ``idle_s`` (its last turn or delegation there, and the time it was first seen
-    there, so a visitor that just joined is not sent away before its turn is
-    recorded). The maps are the gateway's live ones (a reload changes them)."""
+    ``idle_s`` (its last turn or delegation there, its last :meth:`use` of it, and
+    the time it was first seen there). The maps are the gateway's live ones (a
+    reload changes them). ``idle_s`` None: visits end at the next start only."""
 
     def __init__(
         self,
         store: Store,
         agent_apis: Mapping[AgentId, MatrixAPI],
         agent_rooms: Mapping[AgentId, RoomId],
-        idle_s: float,
+        idle_s: float | None,
         on_left: Callable[[str], None] = lambda room_id: None,
     ) -> None:
         self.on_left = on_left  # what routing caches of the room's members is stale now
@@ -92,40 +97,68 @@ class VisitEnder:
         self.agent_rooms = agent_rooms
         self.idle_s = idle_s
         self._seen: dict[Visit, float] = {}  # monotonic time first seen joined
+        self._used: dict[Visit, float] = {}  # monotonic time of the last use()
+        self._locks: dict[Visit, asyncio.Lock] = {}
+
+    async def use(self, agent_id: str, room_id: RoomId) -> None:
+        """Called before an agent joins or posts in a room it may be visiting (a
+        mention, a delegation, a cron job): waits for a leave in progress there to end
+        (the caller then finds it out and joins again) and keeps the visit for
+        ``idle_s`` from now, however long its turn takes to be recorded."""
+        visit = (AgentId(agent_id), RoomId(room_id))
+        async with self._locks.setdefault(visit, asyncio.Lock()):
+            self._used[visit] = time.monotonic()
+
+    def _idle(self, visit: Visit, now: float) -> bool:
+        assert self.idle_s is not None
+        since = max(self._seen.setdefault(visit, now), self._used.get(visit, 0.0))
+        return now - since >= self.idle_s
 
     async def sweep(self) -> list[Visit]:
         """End the visits that are due now; returns them."""
+        if self.idle_s is None:
+            return []
         busy = await busy_visits(self.store)
         now, wall = time.monotonic(), now_ms()
         present: set[Visit] = set()
         ended: list[Visit] = []
         for agent_id, api in list(self.agent_apis.items()):
-            joined = set(await api.joined_rooms())
-            due: dict[RoomId, MatrixAPI] = {}
+            try:
+                joined = set(await api.joined_rooms())
+            except MatrixError as e:  # the others are still swept
+                log.warning("visit.sweep_failed", agent=agent_id, error=str(e))
+                continue
             for owner, room in list(self.agent_rooms.items()):
                 owner_api = self.agent_apis.get(owner)
                 if owner == agent_id or room not in joined or owner_api is None:
                     continue
                 visit = (agent_id, room)
                 present.add(visit)
-                first = self._seen.setdefault(visit, now)
-                if visit in busy or now - first < self.idle_s:
+                if visit in busy or not self._idle(visit, now):
                     continue
                 last = await self.store.turns.last_activity(agent_id, room)
-                if last is None or wall - last >= self.idle_s * 1000:
-                    due[room] = owner_api
-            for room in await end_visits(api, due, "idle"):
-                self.on_left(room)
-                ended.append((agent_id, room))
-                log.info("visit.ended", agent=agent_id, room_id=room)
+                if last is not None and wall - last < self.idle_s * 1000:
+                    continue
+                async with self._locks.setdefault(visit, asyncio.Lock()):
+                    if not self._idle(visit, time.monotonic()):
+                        continue  # used while this sweep was deciding
+                    if await end_visits(api, {room: owner_api}, "idle"):
+                        self.on_left(room)
+                        ended.append(visit)
+                        log.info("visit.ended", agent=agent_id, room_id=room)
         # Forget what is over, so a visit that begins again gets its full grace.
         self._seen = {v: t for v, t in self._seen.items() if v in present and v not in ended}
+        self._used = {v: t for v, t in self._used.items() if now - t < self.idle_s}
+        self._locks = {v: k for v, k in self._locks.items() if k.locked() or v in self._used}
         return ended
 
     async def run(self, handle: LoopHandle) -> None:
+        assert self.idle_s is not None
         every = min(60.0, max(self.idle_s / 4, 0.5))
         while True:
-            with contextlib.suppress(SalonError):
+            try:
                 await self.sweep()
+            except SalonError as e:  # the store, say: the next sweep tries again
+                log.warning("visit.sweep_failed", error=str(e))
             handle.healthy()
             await asyncio.sleep(every)

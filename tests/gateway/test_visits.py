@@ -5,56 +5,77 @@ again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from tests.fake_matrix import FakeHomeserver
+import pytest
+from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 from tests.gateway.helpers import CODER, CODER_USER, WRITER, WRITER_USER, open_store, sample
 
 from salon.gateway.visits import VisitEnder, visitors_leave
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.store import Store
 from salon.store.records import TurnState
 
 
-async def test_visitors_leave_except_where_resumed_work_posts(tmp_path: Path) -> None:
+@dataclass
+class Two:
+    """Two agents, each owning its room, each invited into the other's (a visitor)."""
+
+    store: Store
+    hs: FakeHomeserver
+    coder: FakeMatrixAPI
+    writer: FakeMatrixAPI
+    coder_room: RoomId
+    writer_room: RoomId
+
+    @property
+    def apis(self) -> dict[AgentId, MatrixAPI]:
+        return {CODER: cast(MatrixAPI, self.coder), WRITER: cast(MatrixAPI, self.writer)}
+
+    @property
+    def rooms(self) -> dict[AgentId, RoomId]:
+        return {CODER: self.coder_room, WRITER: self.writer_room}
+
+
+@pytest.fixture
+async def two(tmp_path: Path) -> AsyncIterator[Two]:
     store = await open_store(tmp_path)
     hs = FakeHomeserver("localhost")
     coder, writer = hs.api(CODER_USER), hs.api(WRITER_USER)
     coder_room = await coder.create_room(alias_localpart="salon-coder", invite=[WRITER_USER])
     writer_room = await writer.create_room(alias_localpart="salon-writer", invite=[CODER_USER])
-    await writer.join(coder_room)
-    await coder.join(writer_room)
-    # The writer was mentioned in the coder's room and its turn did not finish.
-    await store.turns.admit("$asked", WRITER, coder_room)
-    apis = {CODER: cast(MatrixAPI, coder), WRITER: cast(MatrixAPI, writer)}
-    rooms: dict[AgentId, RoomId] = {CODER: coder_room, WRITER: writer_room}
-
-    await visitors_leave(apis, rooms, store)
-
-    # The writer stays where its resumed turn will answer.
-    assert hs.room(coder_room).members[WRITER_USER] == "join"
-    # The coder had nothing there: it left and was invited again, to come back on demand.
-    assert hs.room(writer_room).members[CODER_USER] == "invite"
-    assert hs.room(writer_room).members[WRITER_USER] == "join"
+    yield Two(store, hs, coder, writer, coder_room, writer_room)
     await store.close()
 
 
-async def test_a_visitor_idle_in_a_room_leaves_while_running(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    hs = FakeHomeserver("localhost")
-    coder, writer = hs.api(CODER_USER), hs.api(WRITER_USER)
-    coder_room = await coder.create_room(alias_localpart="salon-coder", invite=[WRITER_USER])
-    writer_room = await writer.create_room(alias_localpart="salon-writer", invite=[CODER_USER])
-    await writer.join(coder_room)  # mentioned there: it answered
-    await coder.join(writer_room)  # it delegated there; the result is not yet reported
+async def test_visitors_leave_except_where_resumed_work_posts(two: Two) -> None:
+    await two.writer.join(two.coder_room)
+    await two.coder.join(two.writer_room)
+    # The writer was mentioned in the coder's room and its turn did not finish.
+    await two.store.turns.admit("$asked", WRITER, two.coder_room)
+
+    await visitors_leave(two.apis, two.rooms, two.store)
+
+    # The writer stays where its resumed turn will answer.
+    assert two.hs.room(two.coder_room).members[WRITER_USER] == "join"
+    # The coder had nothing there: it left and was invited again, to come back on demand.
+    assert two.hs.room(two.writer_room).members[CODER_USER] == "invite"
+    assert two.hs.room(two.writer_room).members[WRITER_USER] == "join"
+
+
+async def test_a_visitor_idle_in_a_room_leaves_while_running(two: Two) -> None:
+    store, coder_room, writer_room = two.store, two.coder_room, two.writer_room
+    await two.writer.join(coder_room)  # mentioned there: it answered
+    await two.coder.join(writer_room)  # it delegated there; the result is not yet reported
     await store.turns.admit("$asked", WRITER, coder_room)
     await store.turns.finish("$asked", WRITER, TurnState.REPLIED)
     await store.turns.admit("$report", CODER, writer_room)
-    apis = {CODER: cast(MatrixAPI, coder), WRITER: cast(MatrixAPI, writer)}
-    rooms: dict[AgentId, RoomId] = {CODER: coder_room, WRITER: writer_room}
     forgotten: list[str] = []
-    visits = VisitEnder(store, apis, rooms, idle_s=0.3, on_left=forgotten.append)
+    visits = VisitEnder(store, two.apis, two.rooms, idle_s=0.3, on_left=forgotten.append)
     before = sample("salon_visits_ended_total", reason="idle")
 
     # Just seen there, just active there: both stay.
@@ -64,8 +85,8 @@ async def test_a_visitor_idle_in_a_room_leaves_while_running(tmp_path: Path) -> 
     # Idle past the limit: the writer leaves and is invited again; the coder's
     # unfinished turn keeps it in the writer's room.
     assert await visits.sweep() == [(WRITER, coder_room)]
-    assert hs.room(coder_room).members[WRITER_USER] == "invite"
-    assert hs.room(writer_room).members[CODER_USER] == "join"
+    assert two.hs.room(coder_room).members[WRITER_USER] == "invite"
+    assert two.hs.room(writer_room).members[CODER_USER] == "join"
     assert sample("salon_visits_ended_total", reason="idle") == before + 1
     assert forgotten == [coder_room]  # routing's member cache of the room is dropped
 
@@ -74,37 +95,26 @@ async def test_a_visitor_idle_in_a_room_leaves_while_running(tmp_path: Path) -> 
     assert await visits.sweep() == []  # its turn ended just now
     await asyncio.sleep(0.4)
     assert await visits.sweep() == [(CODER, writer_room)]
-    assert hs.room(writer_room).members[CODER_USER] == "invite"
-    await store.close()
+    assert two.hs.room(writer_room).members[CODER_USER] == "invite"
 
 
-async def test_a_visitor_that_just_joined_gets_its_grace(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    hs = FakeHomeserver("localhost")
-    coder, writer = hs.api(CODER_USER), hs.api(WRITER_USER)
-    coder_room = await coder.create_room(alias_localpart="salon-coder", invite=[WRITER_USER])
-    apis = {CODER: cast(MatrixAPI, coder), WRITER: cast(MatrixAPI, writer)}
-    visits = VisitEnder(store, apis, {CODER: coder_room}, idle_s=0.3)
+async def test_a_visitor_that_just_joined_gets_its_grace(two: Two) -> None:
+    visits = VisitEnder(two.store, two.apis, {CODER: two.coder_room}, idle_s=0.3)
     assert await visits.sweep() == []
     await asyncio.sleep(0.4)
     # It joins (mentioned) after a sweep; its turn is not recorded yet: it stays.
-    await writer.join(coder_room)
+    await two.writer.join(two.coder_room)
     assert await visits.sweep() == []
-    assert hs.room(coder_room).members[WRITER_USER] == "join"
+    assert two.hs.room(two.coder_room).members[WRITER_USER] == "join"
     await asyncio.sleep(0.4)
-    assert await visits.sweep() == [(WRITER, coder_room)]
-    await store.close()
+    assert await visits.sweep() == [(WRITER, two.coder_room)]
 
 
-async def test_a_use_keeps_the_visit_and_waits_for_a_leave_under_way(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    hs = FakeHomeserver("localhost")
-    coder, writer = hs.api(CODER_USER), hs.api(WRITER_USER)
-    coder_room = await coder.create_room(alias_localpart="salon-coder", invite=[WRITER_USER])
+async def test_a_use_keeps_the_visit_and_waits_for_a_leave_under_way(two: Two) -> None:
+    coder_room, writer = two.coder_room, two.writer
     await writer.join(coder_room)
-    apis = {CODER: cast(MatrixAPI, coder), WRITER: cast(MatrixAPI, writer)}
     forgotten: list[str] = []
-    visits = VisitEnder(store, apis, {CODER: coder_room}, 0.3, on_left=forgotten.append)
+    visits = VisitEnder(two.store, two.apis, {CODER: coder_room}, 0.3, forgotten.append)
     assert await visits.sweep() == []
     await asyncio.sleep(0.4)
     # Mentioned again (no turn recorded yet): the use keeps it for another idle_s.
@@ -131,4 +141,3 @@ async def test_a_use_keeps_the_visit_and_waits_for_a_leave_under_way(tmp_path: P
     await used
     assert forgotten == [coder_room]
     assert await sweep == [(WRITER, coder_room)]
-    await store.close()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from salon.config.models import SalonConfig
 from salon.gateway.app import Gateway
 from salon.matrix.registration import Credentials
 
@@ -21,6 +22,16 @@ def _children(state: list[dict[str, Any]]) -> set[str]:
         for e in state
         if e["type"] == "m.space.child" and (e.get("content") or {}).get("via")
     }
+
+
+async def _new_chat(person: Person, config: SalonConfig, server: str, agent: str) -> str:
+    """A `!new` chat with ``agent``, made from the lobby; the person joins it."""
+    lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
+    await person.wait_reply(lobby, await person.say(lobby, f"!agent {agent}"))
+    made = await person.wait_reply(lobby, await person.say(lobby, "!new"))
+    found = re.search(r"https://matrix\.to/#/(![^\s)]+)", made["content"]["body"])
+    assert found, made
+    return await person.join(found.group(1))
 
 
 async def test_space_and_agent_rooms_exist_and_are_linked(
@@ -192,12 +203,7 @@ async def test_a_router_left_in_a_chat_leaves_at_the_next_start(
     first = await gateways(config, invite=[person.user_id])
     assert first.state is not None
     server = synapse.server_name
-    lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
-    await person.wait_reply(lobby, await person.say(lobby, "!agent parrot"))
-    made = await person.wait_reply(lobby, await person.say(lobby, "!new"))
-    found = re.search(r"https://matrix\.to/#/(![^\s)]+)", made["content"]["body"])
-    assert found, made
-    chat = await person.join(found.group(1))
+    chat = await _new_chat(person, config, server, "parrot")
     router, parrot = first.state.router, first.state.agent_apis["parrot"]  # type: ignore[index]
     assert router.user_id not in await person.api.get_joined_members(chat)
     await parrot.invite(chat, router.user_id)  # as an older version left it
@@ -220,15 +226,8 @@ async def test_rooms_of_an_agent_removed_while_down_are_taken_over_at_start(
     first = await gateways(config, invite=[person.user_id])
     assert first.state is not None
     server = synapse.server_name
-    lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
-    await person.wait_reply(lobby, await person.say(lobby, "!agent parrot"))
-    made = await person.wait_reply(lobby, await person.say(lobby, "!new"))
-    found = re.search(r"https://matrix\.to/#/(![^\s)]+)", made["content"]["body"])
-    assert found, made
-    chat = await person.join(found.group(1))
-    parrot_room = await person.join(
-        f"#{config.naming.agent_room_alias.replace('{id}', 'parrot')}:{server}"
-    )
+    chat = await _new_chat(person, config, server, "parrot")
+    parrot_room = await person.join(f"#{config.agent_room_alias_localpart('parrot')}:{server}")
     router = first.state.router.user_id
     assert router not in await person.api.get_joined_members(chat)
     assert router not in await person.api.get_joined_members(parrot_room)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from salon._exceptions import SalonError
+from salon.procs import pid_alive
 
 FILENAME = "salon.pid"
 
@@ -58,22 +59,9 @@ def _cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _zombie(pid: int) -> bool:
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] == "Z"
-    return False
-
-
 def alive(info: PidInfo) -> bool:
     """Whether the process the file names still runs (and is still that process)."""
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if _zombie(info.pid):
+    if not pid_alive(info.pid):
         return False
     cmdline = _cmdline(info.pid)
     # Where /proc exists, a reused pid shows another command line.

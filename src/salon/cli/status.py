@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 
 from salon._exceptions import ConfigError, StoreError
 from salon.coordination.refs import labels_of
+from salon.procs import pid_alive
 from salon.store.delegations import TERMINAL_PHASES, DelegationPhase
 from salon.store.kv import GATEWAY_STATUS_KEY as STATUS_KEY
 
@@ -87,22 +87,6 @@ class StatusReport:
     gateway: GatewayInfo | None = None
     api_url: str | None = None
     problems: list[str] = field(default_factory=list)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (zombies count as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 def gateway_info(raw: dict[str, Any], now_ms: int) -> GatewayInfo:

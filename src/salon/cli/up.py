@@ -21,7 +21,6 @@ from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
-from salon.cli.status import pid_alive
 from salon.config import load_config
 from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig, StoreConfig
 from salon.devserver.synapse import (
@@ -34,6 +33,7 @@ from salon.devserver.synapse import (
 from salon.gateway.app import Gateway, GatewayState, on_stop_signals
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, derive_password, register_or_login
+from salon.procs import pid_alive
 from salon.store.db import ensure_private_dir
 
 # The HTTP API of `salon up`: loopback only, this port or the next free one.

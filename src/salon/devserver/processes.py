@@ -18,6 +18,7 @@ from typing import Any
 
 from salon._exceptions import DevServerError
 from salon.devserver.synapse_config import SynapseLayout
+from salon.procs import pid_alive
 
 _spawner: ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
@@ -70,7 +71,7 @@ def _terminate_stale(layout: SynapseLayout, timeout: float = 10.0) -> None:
     pid = _read_pid(layout.pid_file)
     if pid is None or pid == os.getpid():
         return
-    if _pid_alive(pid) and _is_our_synapse(pid, layout):
+    if pid_alive(pid) and _is_our_synapse(pid, layout):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout):
@@ -87,21 +88,6 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (zombies count as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return not sys.platform.startswith("linux")
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _cmdline(pid: int) -> str:
@@ -131,7 +117,7 @@ def _is_our_synapse(pid: int, layout: SynapseLayout) -> bool:
 
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
+    while pid_alive(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)

@@ -97,7 +97,7 @@ async def take_over_orphans(
             former = None
         taken += await hand_over(router, agent_id, rooms, former)
     gone = [room for room in taken if room in own_rooms]
-    busy = await busy_visits(store)
+    busy = await busy_visits(store) if gone else set()
     for room in gone:
         if unlink is not None:
             with contextlib.suppress(MatrixError):

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from salon._exceptions import MatrixError, SalonError
-from salon.gateway.voices import leave_joined
+from salon.gateway.voices import leave_joined, room_owner
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.metrics import VISITS_ENDED
@@ -96,23 +96,26 @@ class VisitEnder:
         self.agent_apis = agent_apis
         self.agent_rooms = agent_rooms
         self.idle_s = idle_s
-        self._seen: dict[Visit, float] = {}  # monotonic time first seen joined
-        self._used: dict[Visit, float] = {}  # monotonic time of the last use()
+        # Idle since (monotonic): first seen joined, or the last use() if later.
+        self._since: dict[Visit, float] = {}
         self._locks: dict[Visit, asyncio.Lock] = {}
 
     async def use(self, agent_id: str, room_id: RoomId) -> None:
         """Called before an agent joins or posts in a room it may be visiting (a
         mention, a delegation, a cron job): waits for a leave in progress there to end
         (the caller then finds it out and joins again) and keeps the visit for
-        ``idle_s`` from now, however long its turn takes to be recorded."""
+        ``idle_s`` from now, however long its turn takes to be recorded. Any other
+        room (the agent's own, a person's) is no visit: nothing to do."""
+        owner = room_owner(self.agent_rooms, room_id)
+        if owner is None or owner == agent_id:
+            return
         visit = (AgentId(agent_id), RoomId(room_id))
         async with self._locks.setdefault(visit, asyncio.Lock()):
-            self._used[visit] = time.monotonic()
+            self._since[visit] = time.monotonic()
 
     def _idle(self, visit: Visit, now: float) -> bool:
         assert self.idle_s is not None
-        since = max(self._seen.setdefault(visit, now), self._used.get(visit, 0.0))
-        return now - since >= self.idle_s
+        return now - self._since.get(visit, now) >= self.idle_s
 
     async def sweep(self) -> list[Visit]:
         """End the visits that are due now; returns them."""
@@ -134,6 +137,7 @@ class VisitEnder:
                     continue
                 visit = (agent_id, room)
                 present.add(visit)
+                self._since.setdefault(visit, now)  # first seen joined
                 if visit in busy or not self._idle(visit, now):
                     continue
                 last = await self.store.turns.last_activity(agent_id, room)
@@ -147,9 +151,12 @@ class VisitEnder:
                         ended.append(visit)
                         log.info("visit.ended", agent=agent_id, room_id=room)
         # Forget what is over, so a visit that begins again gets its full grace.
-        self._seen = {v: t for v, t in self._seen.items() if v in present and v not in ended}
-        self._used = {v: t for v, t in self._used.items() if now - t < self.idle_s}
-        self._locks = {v: k for v, k in self._locks.items() if k.locked() or v in self._used}
+        self._since = {
+            v: t
+            for v, t in self._since.items()
+            if v not in ended and (v in present or now - t < self.idle_s)
+        }
+        self._locks = {v: k for v, k in self._locks.items() if k.locked() or v in self._since}
         return ended
 
     async def run(self, handle: LoopHandle) -> None:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean
 
 # The virtualenv with Salon, its local-homeserver extra (Synapse) and the dev tools.
 $(STAMP): pyproject.toml
@@ -24,13 +24,19 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --config .importlinter
 
 format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# Everything: lint, then the whole suite (a real Synapse, child processes). CI runs this.
 test: lint
 	$(BIN)/python -m pytest
+
+# The unit tier for your own loop: no homeserver, no child process (about a minute).
+test-fast: install
+	SALON_FAST_TIER=1 $(BIN)/python -m pytest -m "not synapse and not subprocess" -q
 
 bench: install
 	$(BIN)/python bench/roundtrip.py

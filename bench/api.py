@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BenchError, Operator, console, register, run_bench, summary
 from common import salon_config as roundtrip_config
 
+from salon.app.gateway import Gateway
 from salon.config.models import ApiConfig, SalonConfig, TurnsConfig
 from salon.devserver.synapse import (
     SynapseLayout,
 )
-from salon.gateway.app import Gateway
 from salon.ids import AgentId, UserId
 
 REQUEST_TIMEOUT_S = 30.0

@@ -53,10 +53,10 @@ from mautrix.types import (
 )
 from mautrix.util.logging import TraceLogger
 
+from salon.app.gateway import Gateway
 from salon.devserver.synapse import (
     SynapseLayout,
 )
-from salon.gateway.app import Gateway
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials
 

@@ -119,3 +119,40 @@ def new_user(synapse: TestHomeserver) -> Callable[..., Awaitable[Credentials]]:
         return await register_user(synapse, localpart, admin=admin, displayname=displayname)
 
     return make
+
+
+# --- Test tiers -------------------------------------------------------------------
+# `make test-fast` runs `-m "not synapse and not subprocess"` with SALON_FAST_TIER=1.
+# A test that needs the homeserver is marked `synapse` from its fixtures (or its
+# folder); one that starts a process must say so with `pytest.mark.subprocess`, and
+# the fast tier refuses to start one for a test that does not (so the tiers stay true).
+
+_SYNAPSE_FIXTURES = {"synapse", "synapse_factory", "new_user"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        in_integration = "integration" in Path(str(item.fspath)).parts
+        if in_integration or fixtures & _SYNAPSE_FIXTURES:
+            item.add_marker(pytest.mark.synapse)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+
+    if os.environ.get("SALON_FAST_TIER") != "1":
+        return
+    marks = {m.name for m in request.node.iter_markers()}
+    if marks & {"subprocess", "synapse"}:
+        return
+    name = request.node.nodeid
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"{name} starts a process: mark it pytest.mark.subprocess")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

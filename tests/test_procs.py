@@ -18,6 +18,7 @@ def test_this_process_runs_and_absurd_pids_do_not() -> None:
     assert not pid_alive(2**62)  # beyond any pid: no OverflowError escapes
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="zombies are read from /proc")
 def test_an_ended_child_not_yet_reaped_counts_as_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])

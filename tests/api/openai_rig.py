@@ -30,10 +30,10 @@ from salon.agents.runtime import AgentRuntime
 from salon.api import openai as openai_routes
 from salon.api.context import ApiContext
 from salon.api.server import CONTEXT, auth_middleware, errors_middleware
-from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.ids import AgentId
 from salon.routing.router import Router
 from salon.store import Store
+from salon.turns.runner import TurnPolicy, TurnRunner
 
 TOKEN = "unit-test-token"
 

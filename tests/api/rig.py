@@ -34,13 +34,13 @@ from salon.api.context import ApiContext, LoopState
 from salon.api.server import build_app
 from salon.coordination.delegation import DelegationManager
 from salon.coordination.heartbeat import AGENT_STATE
-from salon.gateway.turns import TurnRunner
 from salon.ids import RoomId
 from salon.matrix.api import MatrixAPI
 from salon.routing.router import Router
 from salon.store import Store
 from salon.store.records import InboxItem, InboxState, TurnState
 from salon.store.saved import Decision
+from salon.turns.runner import TurnRunner
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,7 +14,7 @@ import pytest
 from tests.api.openai_rig import MakeRig, _events, rig_maker
 from tests.gateway.helpers import CODER, ScriptedBackend
 
-from salon.gateway.turns import TurnPolicy
+from salon.turns.runner import TurnPolicy
 
 
 @pytest.fixture

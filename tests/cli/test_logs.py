@@ -122,6 +122,7 @@ def test_follow_survives_rotation(tmp_path: Path) -> None:
     assert seen == ["one", "two", "three"]
 
 
+@pytest.mark.subprocess
 def test_logs_follow_in_a_real_process(tmp_path: Path) -> None:
     path = tmp_path / "salon.log"
     path.write_text(_record(1) + "\n")

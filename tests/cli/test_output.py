@@ -39,6 +39,7 @@ def test_who_keeps_long_aliases_whole(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert "…" not in result.stdout
 
 
+@pytest.mark.subprocess
 def test_an_error_line_stays_on_one_line(tmp_path: Path) -> None:
     data_dir = tmp_path / ("a-data-dir-with-a-name-long-enough-to-pass-eighty-columns" * 2)
     # A real process, stdout and stderr captured: not a terminal.

@@ -16,6 +16,8 @@ from tests.cli.agent_config import COMMENTED, _commented, _salon
 
 from salon.cli import pidfile
 
+pytestmark = pytest.mark.subprocess
+
 CHILD = """
 import signal, sys, time
 from pathlib import Path

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from salon.cli.main import app
@@ -89,6 +90,7 @@ def test_each_local_delegation_is_one_line(tmp_path: Path) -> None:
     assert "running" in result.stdout and "not running" not in result.stdout
 
 
+@pytest.mark.subprocess
 def test_a_gateway_that_stopped_is_not_shown_as_current(tmp_path: Path) -> None:
     # The status row of a gateway that has gone: stale and its pid dead.
     _populate(
@@ -106,6 +108,7 @@ def test_a_gateway_that_stopped_is_not_shown_as_current(tmp_path: Path) -> None:
     assert "restarting loops" not in result.stdout  # those were the dead gateway's
 
 
+@pytest.mark.subprocess
 def test_a_fresh_row_whose_process_is_gone_is_not_running(tmp_path: Path) -> None:
     # Killed a second ago: the row is recent, but its pid is not alive on this host.
     _populate(tmp_path, {"gateway": "salon", "pid": _dead_pid(), "updated_ms": _now_ms()})

@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from salon.cli import pidfile
 from salon.cli.main import app
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 SALON = [sys.executable, "-m", "salon.cli"]
 runner = CliRunner()

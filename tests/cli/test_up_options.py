@@ -193,6 +193,7 @@ def test_start_up_panel_uses_the_default_agent(tmp_path: Path) -> None:
         ([], "salon up --config examples/salon.yaml"),
     ],
 )
+@pytest.mark.subprocess
 def test_make_demo_takes_a_port(args: list[str], expected: str) -> None:
     result = subprocess.run(
         ["make", "-n", "demo", *args],

@@ -31,11 +31,11 @@ from salon.agents.tools import DelegationOutcome
 from salon.coordination.heartbeat import AGENT_STATE
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.coordination.records import stable_id
-from salon.gateway.coordination import Coordinator
-from salon.gateway.turnspec import TurnKind
+from salon.gateway.delegated_turns import Coordinator
 from salon.store import Store
 from salon.store.delegations import DelegationPhase
 from salon.store.records import TurnState
+from salon.turns.spec import TurnKind
 
 DELEGATION_ID = stable_id(ORIGIN_EVENT, "coder", "writer", TASK)
 

@@ -62,7 +62,7 @@ class StubDelegator:
 class LocalDelegator:
     """Delegation between real backends in this process, shaped like the gateway's.
 
-    As in ``salon.gateway.coordination`` (``submit_task``): the asked agent gets
+    As in ``salon.gateway.delegated_turns`` (``submit_task``): the asked agent gets
     ``task`` and ``context`` joined by a blank line, from the delegating agent's
     user id, in the session ``agent:<id>:delegation:<root>``; and it may
     delegate in turn.

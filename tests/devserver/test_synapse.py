@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from conftest import TestHomeserver
 
 
+pytestmark = pytest.mark.subprocess
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict)

@@ -21,16 +21,16 @@ from salon.agents.profile import AgentProfile
 from salon.agents.runtime import AgentRuntime
 from salon.config.models import SalonConfig
 from salon.gateway.messages import message_turn
-from salon.gateway.slots import SlotLimits, TurnSlots
-from salon.gateway.stream import StreamLimits
-from salon.gateway.turns import TurnPolicy, TurnRunner
-from salon.gateway.turnspec import TurnSpec
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent, parse_event
 from salon.roster import Roster
 from salon.store import Store
 from salon.store.records import TurnRecord
+from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.slots import SlotLimits, TurnSlots
+from salon.turns.spec import TurnSpec
+from salon.turns.stream import StreamLimits
 
 SERVER = "localhost"
 ROUTER = UserId("@salon:localhost")

@@ -28,12 +28,12 @@ from salon.gateway.cron import (
     due_run,
     jobs_from_config,
 )
-from salon.gateway.replies import ReplyTo
-from salon.gateway.turnspec import TurnKind, TurnSpec
 from salon.ids import AgentId, RoomId
 from salon.store import Store
 from salon.store.records import TurnState
 from salon.supervisor import LoopHandle
+from salon.turns.replies import ReplyTo
+from salon.turns.spec import TurnKind, TurnSpec
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: a multiple of 2 s
 ROOM = RoomId("!coder-room:localhost")

@@ -30,12 +30,12 @@ from salon._exceptions import (
 )
 from salon.gateway import dispatcher as dispatcher_module
 from salon.gateway.dispatcher import ADMIT_MAX_HOP, Dispatcher
-from salon.gateway.replies import TURN_KEY
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent
 from salon.store import Store
 from salon.store.records import InboxItem, InboxRow, InboxState
 from salon.supervisor import Backoff, LoopHandle, Supervisor
+from salon.turns.replies import TURN_KEY
 
 ROOM = "!room:localhost"
 Handler = Callable[[InboundEvent], Awaitable[tuple[InboxState, str]]]

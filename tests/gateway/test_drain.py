@@ -25,11 +25,11 @@ from tests.gateway.test_dispatcher import (
     stop,
 )
 
-from salon.gateway.slots import SlotLimits
-from salon.gateway.turnspec import OutcomeState
 from salon.matrix.events import InboundEvent
 from salon.store import Store
 from salon.store.records import InboxState, TurnState
+from salon.turns.slots import SlotLimits
+from salon.turns.spec import OutcomeState
 
 
 @pytest.fixture

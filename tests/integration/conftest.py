@@ -21,8 +21,8 @@ from mautrix.api import Path as MxPath
 from mautrix.client import ClientAPI
 from mautrix.types import RoomAlias, RoomID, UserID
 
+from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
-from salon.gateway.app import Gateway
 from salon.matrix.registration import Credentials
 
 

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.openapi_walk import app_routes, operations, walk
 
 from salon.api.openapi import document
+from salon.app.gateway import Gateway
 from salon.devserver.synapse import SynapseProcess
-from salon.gateway.app import Gateway
 from salon.matrix.registration import Credentials
 
 from ..conftest import TestHomeserver, register_user, start_synapse

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from mautrix.api import Method
 from mautrix.api import Path as MxPath
 
+from salon.app.gateway import Gateway
 from salon.config.models import PeerConfig
 from salon.coordination.protocol import REQUEST, STATUS
-from salon.gateway.app import Gateway
 from salon.matrix.api import MatrixAPI
 
 from .conftest import Person, salon_config

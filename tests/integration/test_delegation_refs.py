@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from salon.app.gateway import Gateway
 from salon.cli.status import read_status
 from salon.coordination.protocol import REQUEST, STATUS
-from salon.gateway.app import Gateway
 from salon.ids import AgentId, RoomId
 from salon.store.delegations import DelegationDirection
 

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from salon.app.gateway import Gateway
 from salon.config.loader import load_config
 from salon.config.models import SalonConfig
-from salon.gateway.app import Gateway
 
 from .conftest import Person, salon_config
 from .test_agent_runtime import _final_text

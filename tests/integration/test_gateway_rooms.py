@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
-from salon.gateway.app import Gateway
 from salon.matrix.registration import Credentials
 
 from ..gateway.helpers import eventually, sample

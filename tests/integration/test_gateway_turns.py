@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
+from salon.app.gateway import Gateway
 from salon.coordination.heartbeat import AGENT_STATE
-from salon.gateway.app import Gateway
 
 from .conftest import Person, salon_config
 

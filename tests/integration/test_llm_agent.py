@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from salon.gateway.app import Gateway
+from salon.app.gateway import Gateway
 
 from ..agents.fakes import FakeOpenAI, serve
 from .conftest import Person, salon_config

@@ -12,7 +12,7 @@ import aiohttp
 import openai
 import pytest
 
-from salon.gateway.app import Gateway
+from salon.app.gateway import Gateway
 from salon.store.delegations import DelegationDirection
 
 from .conftest import salon_config

@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import REGISTRY
 
+from salon.app.gateway import Gateway
 from salon.devserver.synapse import SynapseProcess
-from salon.gateway.app import Gateway
 from salon.ids import AgentId
 from salon.store.records import TurnState
 

@@ -11,9 +11,9 @@ from typing import Any
 from mautrix.api import Method
 from mautrix.api import Path as MxPath
 
+from salon.app.gateway import Gateway
 from salon.config.models import PeerConfig, SalonConfig
 from salon.coordination.heartbeat import AGENT_STATE
-from salon.gateway.app import Gateway
 
 from .conftest import Person, salon_config
 

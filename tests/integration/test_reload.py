@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from salon.app.gateway import Gateway
 from salon.config import load_config
 from salon.coordination.heartbeat import AGENT_STATE
-from salon.gateway.app import Gateway
 from salon.gateway.reload import RELOAD_STATUS_KEY
 
 from ..gateway.helpers import eventually, sample

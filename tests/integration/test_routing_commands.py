@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from salon.gateway.app import Gateway
+from salon.app.gateway import Gateway
 
 from .conftest import Person, salon_config
 

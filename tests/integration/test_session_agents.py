@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from salon.app.gateway import Gateway
 from salon.cli.spawn import spawn_agent
 from salon.coordination.heartbeat import AGENT_STATE
-from salon.gateway.app import Gateway
 from salon.gateway.sessions import SESSION_STATE
 
 from .conftest import Person, salon_config

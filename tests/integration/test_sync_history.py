@@ -19,7 +19,7 @@ from mautrix.api import Method
 from mautrix.api import Path as MxPath
 from mautrix.types import UserID
 
-from salon.gateway.app import Gateway
+from salon.app.gateway import Gateway
 from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILLED
 from salon.store import Store
 from salon.store.invites import InviteState

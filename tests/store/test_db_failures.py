@@ -67,6 +67,7 @@ async def test_failed_commit_of_a_transaction_leaves_later_writes_committed(
     assert committed(db, "parent") == [1, 2, 3]
 
 
+@pytest.mark.subprocess
 def test_a_process_that_never_closes_the_store_still_exits(tmp_path: Path) -> None:
     # A crash path or a failed test that skips close() must not hang at exit on the
     # connection's thread (what it wrote is committed).

@@ -6,8 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from salon.gateway.turnspec import TurnKind, TurnSpec
 from salon.store.db import Database, _migrations
+from salon.turns.spec import TurnKind, TurnSpec
 
 
 async def test_open_turns_of_an_old_store_get_a_spec_and_can_resume(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from salon.api.admin_rooms import events_back
 from salon.api.bodies import JSON, bool_field, json_body, text_field, timeout_field
 from salon.api.context import ApiContext
 from salon.api.server import CONTEXT, ApiError
-from salon.gateway.turnspec import Outcome
 from salon.ids import RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.membership import join_or_be_invited
 from salon.store.records import InboxState, TurnRecord
+from salon.turns.spec import Outcome
 
 DEFAULT_SEND_TIMEOUT_S = 120.0
 TXN_PREFIX = "salon-api"

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import cast
 
 from salon.coordination.delegation import DelegationManager
-from salon.gateway.turns import TurnRunner
-from salon.gateway.voices import RoomVoices
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
+from salon.turns.runner import TurnRunner
+from salon.turns.voices import RoomVoices
 
 
 @dataclass

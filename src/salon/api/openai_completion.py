@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from salon.api.openai_turn import ChatTurn
-from salon.gateway.turnspec import Outcome, OutcomeState
-from salon.gateway.watchers import TurnWatcher
+from salon.turns.spec import Outcome, OutcomeState
+from salon.turns.watchers import TurnWatcher
 
 
 def completion_body(turn: ChatTurn, outcome: Outcome, created: int) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from salon.api.openai_turn import ChatTurn
 from salon.api.server import error_body
-from salon.gateway.turnspec import OutcomeState
 from salon.responses import api_error
+from salon.turns.spec import OutcomeState
 
 
 class _Events:

@@ -19,10 +19,10 @@ from salon.api.context import ApiContext
 from salon.api.openai_models import AUTO, unknown_model
 from salon.api.openai_request import ChatRequest
 from salon.api.server import json_error
-from salon.gateway.turnspec import Outcome, TurnKind, TurnSpec
-from salon.gateway.watchers import TurnWatcher
 from salon.ids import AgentId, RoomId
 from salon.routing.context import MessageContext
+from salon.turns.spec import Outcome, TurnKind, TurnSpec
+from salon.turns.watchers import TurnWatcher
 
 ROUTE_HEADER = "X-Salon-Route"
 AGENT_HEADER = "X-Salon-Agent"

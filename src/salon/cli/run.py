@@ -11,10 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from salon.app.gateway import Gateway, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.config.models import SalonConfig
-from salon.gateway.app import Gateway, on_stop_signals
 
 
 async def serve(

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from salon._exceptions import DevServerError
+from salon.app.gateway import Gateway, GatewayState, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
@@ -30,7 +31,6 @@ from salon.devserver.synapse import (
     free_port,
     write_synapse_config,
 )
-from salon.gateway.app import Gateway, GatewayState, on_stop_signals
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials, derive_password, register_or_login
 from salon.procs import pid_alive

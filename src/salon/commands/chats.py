@@ -2,7 +2,7 @@
 
 The router user makes the room, links it into the Space and leaves it to the
 person and the agent: every member of a room costs the homeserver work on each
-reply there (see :mod:`salon.gateway.voices`). The chat's agent renames it and
+reply there (see :mod:`salon.turns.voices`). The chat's agent renames it and
 answers commands in it."""
 
 from __future__ import annotations

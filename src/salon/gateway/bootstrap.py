@@ -12,12 +12,12 @@ from salon import responses
 from salon._exceptions import MatrixError
 from salon.config.models import SalonConfig
 from salon.gateway.visits import visitors_leave
-from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.space import RoomSpec, SpaceManager
 from salon.store import Store
 from salon.store.records import RoomKind
+from salon.turns.voices import leave_joined
 
 log = structlog.get_logger("salon.gateway.bootstrap")
 

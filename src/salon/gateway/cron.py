@@ -33,15 +33,15 @@ from croniter import CroniterError, croniter
 from salon._exceptions import MatrixError, is_transient
 from salon.config.agents import CRON_SECONDS_FIRST
 from salon.config.models import SalonConfig
-from salon.gateway.replies import ReplyTo
-from salon.gateway.turnspec import TurnKind, TurnSpec
 from salon.gateway.visits import VisitUse, no_visit
-from salon.gateway.voices import room_owner
 from salon.ids import AgentId, RoomAlias, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.membership import join_or_be_invited
 from salon.store import Store
 from salon.supervisor import LoopHandle
+from salon.turns.replies import ReplyTo
+from salon.turns.spec import TurnKind, TurnSpec
+from salon.turns.voices import room_owner
 
 log = structlog.get_logger("salon.gateway.cron")
 

@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon._exceptions import is_transient
-from salon.gateway.replies import TURN_KEY, hop_of
-from salon.gateway.voices import GATEWAY_MARK
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
@@ -28,6 +26,8 @@ from salon.roster import Roster
 from salon.store import Store
 from salon.store.records import InboxItem, InboxRow, InboxState, now_ms
 from salon.supervisor import LoopHandle
+from salon.turns.replies import TURN_KEY, hop_of
+from salon.turns.voices import GATEWAY_MARK
 
 log = structlog.get_logger("salon.gateway.dispatcher")
 

@@ -18,12 +18,12 @@ import structlog
 
 from salon._exceptions import MatrixError, SalonError
 from salon.gateway.visits import busy_visits
-from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.membership import join_or_be_invited
 from salon.store import Store
 from salon.store.records import RoomKind
+from salon.turns.voices import leave_joined
 
 log = structlog.get_logger("salon.gateway.handover")
 

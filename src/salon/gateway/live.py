@@ -25,7 +25,6 @@ from salon.gateway.identities import identity_specs
 from salon.gateway.messages import MessageHandler, ReactionHandler
 from salon.gateway.reload import ConfigDiff
 from salon.gateway.sessions import SESSION_STATE, START_JITTER_S
-from salon.gateway.voices import leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
@@ -35,9 +34,10 @@ from salon.roster import Roster
 from salon.routing.router import Router
 from salon.supervisor import Supervisor
 from salon.tasks import spawn
+from salon.turns.voices import leave_joined
 
 if TYPE_CHECKING:
-    from salon.gateway.app import Gateway
+    from salon.app.gateway import Gateway
 
 log = structlog.get_logger("salon.gateway.live")
 

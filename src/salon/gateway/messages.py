@@ -15,12 +15,8 @@ from salon._exceptions import MatrixError, is_transient
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
-from salon.gateway.replies import TURN_KEY, ReplyTo, hop_of, reply_content, txn_id
 from salon.gateway.roomfacts import RoomFacts
-from salon.gateway.turns import TurnRunner
-from salon.gateway.turnspec import TurnKind, TurnSpec
 from salon.gateway.visits import VisitUse, no_visit
-from salon.gateway.voices import GATEWAY_MARK, ROUTER_VOICE, RoomVoices
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
@@ -32,6 +28,10 @@ from salon.routing.router import Reason, Router
 from salon.store import Store
 from salon.store.records import InboxState, RoomKind, RoomRecord
 from salon.store.saved import Decision
+from salon.turns.replies import TURN_KEY, ReplyTo, hop_of, reply_content, txn_id
+from salon.turns.runner import TurnRunner
+from salon.turns.spec import TurnKind, TurnSpec
+from salon.turns.voices import GATEWAY_MARK, ROUTER_VOICE, RoomVoices
 
 log = structlog.get_logger("salon.gateway.messages")
 

@@ -31,7 +31,7 @@ from salon.store.records import now_ms
 from salon.supervisor import LoopHandle
 
 if TYPE_CHECKING:
-    from salon.gateway.app import Gateway
+    from salon.app.gateway import Gateway
 
 log = structlog.get_logger("salon.gateway.reload")
 

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from salon._exceptions import MatrixError, SalonError
-from salon.gateway.voices import leave_joined, room_owner
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.metrics import VISITS_ENDED
@@ -25,6 +24,7 @@ from salon.store import Store
 from salon.store.delegations import DelegationDirection
 from salon.store.records import now_ms
 from salon.supervisor import LoopHandle
+from salon.turns.voices import leave_joined, room_owner
 
 log = structlog.get_logger("salon.gateway.visits")
 

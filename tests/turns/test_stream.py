@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from salon.gateway.replies import ReplyTo
-from salon.gateway.stream import ReplyStream, StreamLimits, split_message
 from salon.ids import RoomId
+from salon.turns.replies import ReplyTo
+from salon.turns.stream import ReplyStream, StreamLimits, split_message
 
 
 class Recorder:

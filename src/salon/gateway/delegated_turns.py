@@ -22,9 +22,6 @@ from salon.coordination.inbound import InboundDelegations
 from salon.coordination.protocol import DelegationRequest
 from salon.coordination.records import request_of
 from salon.gateway.messages import Handled
-from salon.gateway.replies import ReplyTo
-from salon.gateway.turns import TurnRunner
-from salon.gateway.turnspec import Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
@@ -33,8 +30,11 @@ from salon.store import Store
 from salon.store.delegations import DelegationDirection, DelegationRecord
 from salon.store.records import InboxState
 from salon.supervisor import Supervisor
+from salon.turns.replies import ReplyTo
+from salon.turns.runner import TurnRunner
+from salon.turns.spec import Outcome, OutcomeState, TurnKind, TurnSpec
 
-log = structlog.get_logger("salon.gateway.coordination")
+log = structlog.get_logger("salon.gateway.delegated_turns")
 
 TASK_GRACE_MS = 5000
 

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from salon.gateway.replies import ReplyTo, reply_content, txn_id
 from salon.ids import EventId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.metrics import EDITS_SENT, REPLIES_SENT
+from salon.turns.replies import ReplyTo, reply_content, txn_id
 
 _END = object()
 # After the first chunk, wait this long for more before showing anything, so a

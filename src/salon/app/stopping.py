@@ -18,7 +18,7 @@ import structlog
 if TYPE_CHECKING:
     from salon.config.models import SalonConfig
     from salon.gateway.dispatcher import Dispatcher
-    from salon.gateway.turns import TurnRunner
+    from salon.turns.runner import TurnRunner
 
 log = structlog.get_logger("salon.gateway")
 
@@ -26,7 +26,7 @@ __all__ = ["GracefulStop", "on_stop_signals"]
 
 
 class GracefulStop:
-    """The graceful half of stopping, for :class:`~salon.gateway.app.Gateway`."""
+    """The graceful half of stopping, for :class:`~salon.app.gateway.Gateway`."""
 
     config: SalonConfig
     _dispatcher: Dispatcher | None

@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from salon import responses
 from salon.agents.runtime import AgentRuntime
-from salon.gateway.replies import reply_content, txn_id
-from salon.gateway.stream import ReplyStream, StreamLimits
-from salon.gateway.turnspec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.ids import EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.metrics import BACKEND_ERRORS
+from salon.turns.replies import reply_content, txn_id
+from salon.turns.spec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
+from salon.turns.stream import ReplyStream, StreamLimits
 
 KindSender = Callable[[TurnSpec, Outcome], Awaitable[None]]
 

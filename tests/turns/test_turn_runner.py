@@ -13,11 +13,11 @@ import pytest
 from tests.gateway.helpers import CODER, ScriptedBackend, TurnRig, eventually, open_store
 
 from salon._exceptions import MatrixConnectionError
-from salon.gateway.replies import txn_id
-from salon.gateway.turns import TurnPolicy
-from salon.gateway.turnspec import Outcome, OutcomeState
 from salon.store import Store
 from salon.store.records import TurnState
+from salon.turns.replies import txn_id
+from salon.turns.runner import TurnPolicy
+from salon.turns.spec import Outcome, OutcomeState
 
 
 @pytest.fixture

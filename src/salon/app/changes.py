@@ -15,7 +15,7 @@ from salon.store.session_agents import SessionAgent
 
 if TYPE_CHECKING:
     from salon.api.server import ApiServer
-    from salon.gateway.app import Gateway
+    from salon.app.gateway import Gateway
     from salon.gateway.cron import CronScheduler
     from salon.roster import Roster
     from salon.routing.router import Router
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class LiveChanges:
-    """The live-change half of :class:`~salon.gateway.app.Gateway`."""
+    """The live-change half of :class:`~salon.app.gateway.Gateway`."""
 
     config: SalonConfig
     store: Store | None

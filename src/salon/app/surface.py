@@ -13,13 +13,13 @@ from salon.api.context import ApiContext
 from salon.api.server import ApiServer
 from salon.config.models import ApiConfig
 from salon.coordination.delegation import DelegationManager
-from salon.gateway.turns import TurnRunner
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.routing.router import Router
+from salon.turns.runner import TurnRunner
 
 if TYPE_CHECKING:
-    from salon.gateway.app import Gateway
+    from salon.app.gateway import Gateway
 
 
 def _secret(name: str | None, key: str) -> str | None:

@@ -12,10 +12,10 @@ import contextlib
 from collections.abc import Callable
 
 from salon._exceptions import MatrixError
-from salon.gateway.turnspec import TurnSpec
 from salon.ids import AgentId
 from salon.matrix.api import MatrixAPI
 from salon.tasks import spawn
+from salon.turns.spec import TurnSpec
 
 TYPING_REFRESH_S = 20.0
 

@@ -13,10 +13,10 @@ from tests.gateway.helpers import (
     make_roster,
 )
 
-from salon.gateway.voices import RoomVoices, is_visit, leave_joined
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import Invite
+from salon.turns.voices import RoomVoices, is_visit, leave_joined
 
 
 async def test_an_agent_room_is_the_agents_and_every_other_room_the_routers() -> None:

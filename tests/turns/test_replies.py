@@ -1,8 +1,8 @@
 """Reply shapes and transaction ids."""
 
-from salon.gateway.replies import TURN_KEY, ReplyTo, reply_content, txn_id
 from salon.ids import UserId
 from salon.matrix.events import parse_event
+from salon.turns.replies import TURN_KEY, ReplyTo, reply_content, txn_id
 
 
 def test_txn_id_is_stable_per_turn_and_part() -> None:

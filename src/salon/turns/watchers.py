@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from salon.gateway.turnspec import Outcome
 from salon.ids import AgentId
+from salon.turns.spec import Outcome
 
 TurnKey = tuple[str, AgentId]
 

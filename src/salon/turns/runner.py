@@ -25,24 +25,6 @@ from salon._exceptions import BackendError, MatrixError, StoreError
 from salon.agents.context import delegator_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
-from salon.gateway.deadline import DeadlineExceeded, within
-from salon.gateway.outcomes import OutcomeSender, caller_reads_it, failure, must_store
-from salon.gateway.signals import slow_signals
-from salon.gateway.slots import TurnSlots
-from salon.gateway.stream import ReplyStream, StreamLimits
-from salon.gateway.turnspec import (
-    REPLY_KINDS,
-    Outcome,
-    OutcomeState,
-    TurnKind,
-    TurnPolicy,
-    TurnSpec,
-    deadline_of,
-    prepare_request,
-    turn_request,
-)
-from salon.gateway.turntasks import TurnKey, TurnTasks
-from salon.gateway.watchers import Watchers
 from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
@@ -55,8 +37,26 @@ from salon.metrics import (
 from salon.store import Store
 from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
+from salon.turns.deadline import DeadlineExceeded, within
+from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
+from salon.turns.signals import slow_signals
+from salon.turns.slots import TurnSlots
+from salon.turns.spec import (
+    REPLY_KINDS,
+    Outcome,
+    OutcomeState,
+    TurnKind,
+    TurnPolicy,
+    TurnSpec,
+    deadline_of,
+    prepare_request,
+    turn_request,
+)
+from salon.turns.stream import ReplyStream, StreamLimits
+from salon.turns.tasks import TurnKey, TurnTasks
+from salon.turns.watchers import Watchers
 
-log = structlog.get_logger("salon.gateway.turns")
+log = structlog.get_logger("salon.turns.runner")
 
 AfterClose = Callable[[TurnSpec, Outcome], Awaitable[None]]
 

@@ -14,10 +14,10 @@ from tests.gateway.helpers import CODER, ScriptedBackend, TurnRig, eventually, o
 
 from salon import responses
 from salon._exceptions import StoreError, UnknownTokenError
-from salon.gateway.stream import StreamLimits
-from salon.gateway.turnspec import Outcome, OutcomeState
 from salon.store import Store
 from salon.store.records import TurnState
+from salon.turns.spec import Outcome, OutcomeState
+from salon.turns.stream import StreamLimits
 
 LOCKED = "store write failed: database is locked"
 STOPPED = responses.text("reply_stopped", "en")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class StatusReports:
-    """Loop health, for :class:`~salon.gateway.app.Gateway`."""
+    """Loop health, for :class:`~salon.app.gateway.Gateway`."""
 
     name: str
     store: Store | None

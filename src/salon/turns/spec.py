@@ -15,8 +15,8 @@ from typing import Any
 
 from salon.agents.backend import ChatMessage, Role, TurnRequest
 from salon.agents.runtime import AgentRuntime
-from salon.gateway.replies import ReplyTo
 from salon.ids import AgentId, RoomId
+from salon.turns.replies import ReplyTo
 
 
 class TurnKind(StrEnum):

@@ -22,7 +22,7 @@ from salon.matrix.events import Invite
 from salon.roster import Roster
 from salon.store.records import RoomKind, RoomRecord
 
-log = structlog.get_logger("salon.gateway.voices")
+log = structlog.get_logger("salon.turns.voices")
 
 ROUTER_VOICE = "router"
 """``com.salon.turn.agent`` of a notice the gateway itself sends (not an agent's turn)."""

@@ -18,15 +18,15 @@ from tests.gateway.helpers import (
     open_store,
     sample,
 )
-from tests.gateway.test_turn_runner import rig_with
+from tests.turns.test_turn_runner import rig_with
 
 from salon import responses
-from salon.gateway.slots import SlotLimits
-from salon.gateway.stream import StreamLimits
-from salon.gateway.turns import TurnPolicy
 from salon.ids import AgentId
 from salon.store import Store
 from salon.store.records import TurnState
+from salon.turns.runner import TurnPolicy
+from salon.turns.slots import SlotLimits
+from salon.turns.stream import StreamLimits
 
 STOPPED = responses.text("reply_stopped", "en")
 

@@ -18,15 +18,18 @@ from salon.agents.backend import Backend
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
 from salon.api.server import ApiServer
+from salon.app.changes import LiveChanges
+from salon.app.status import StatusReports
+from salon.app.stopping import GracefulStop, on_stop_signals
+from salon.app.surface import start_api
 from salon.commands.chats import Chats
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
-from salon.gateway.changes import LiveChanges
-from salon.gateway.coordination import Coordinator
 from salon.gateway.cron import CronScheduler
+from salon.gateway.delegated_turns import Coordinator
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.handover import take_over_orphans
 from salon.gateway.identities import identity_specs, log_in_former, login_all
@@ -35,16 +38,8 @@ from salon.gateway.live import Parts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.reload import Reloader
 from salon.gateway.roomfacts import RoomFacts
-from salon.gateway.runtimes import make_runtime, model_name
 from salon.gateway.sessions import Janitor
-from salon.gateway.slots import SlotLimits, TurnSlots
-from salon.gateway.status import StatusReports
-from salon.gateway.stopping import GracefulStop, on_stop_signals
-from salon.gateway.stream import StreamLimits
-from salon.gateway.surface import start_api
-from salon.gateway.turns import TurnPolicy, TurnRunner
 from salon.gateway.visits import VisitEnder
-from salon.gateway.voices import RoomVoices, is_visit
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
@@ -57,6 +52,11 @@ from salon.routing.router import Router
 from salon.store import Store
 from salon.store.session_agents import SessionAgent
 from salon.supervisor import Backoff, Supervisor
+from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.runtimes import make_runtime, model_name
+from salon.turns.slots import SlotLimits, TurnSlots
+from salon.turns.stream import StreamLimits
+from salon.turns.voices import RoomVoices, is_visit
 
 log = structlog.get_logger("salon.gateway")
 

@@ -12,10 +12,10 @@ import asyncio
 
 import structlog
 
-from salon.gateway.turnspec import TurnSpec
 from salon.ids import AgentId, EventId, RoomId
+from salon.turns.spec import TurnSpec
 
-log = structlog.get_logger("salon.gateway.turns")
+log = structlog.get_logger("salon.turns.runner")
 
 TurnKey = tuple[str, AgentId]
 

@@ -2,7 +2,7 @@
 
 The gateway POSTs the turn as JSON to the configured ``base_url`` and reads
 either one JSON reply or a Server-Sent Events stream of deltas (the wire
-format is documented in the README and in :func:`wire_request`). aiohttp,
+format is documented in docs/backends.md and in :func:`wire_request`). aiohttp,
 JSON and SSE errors are mapped to :class:`BackendError` here.
 """
 

@@ -21,14 +21,14 @@ demo: install
 	$(BIN)/salon up --config examples/salon.yaml$(if $(filter command line,$(origin PORT)), --port $(PORT))
 
 lint: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench deploy
+	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports --config .importlinter
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench deploy
+	$(BIN)/ruff check --fix src tests bench deploy
 
 # Everything: lint, then the whole suite (a real Synapse, child processes). CI runs this.
 test: lint

@@ -3,6 +3,7 @@
 - :mod:`salon.cli.process_cmds`: ``up``, ``run``, ``stop``, ``logs``;
 - :mod:`salon.cli.operator_cmds`: ``who``, ``send``, ``read``, ``delegate``,
   ``status`` (through the gateway's HTTP API when one answers, else directly);
+- :mod:`salon.cli.config_cmd`: ``config check``;
 - :mod:`salon.cli.cron`: ``cron``; :mod:`salon.cli.agents_cmd`: ``agent`` and
   ``reload`` (with ``agent spawn`` from :mod:`salon.cli.spawn`).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from salon.cli import agents_cmd, spawn
+from salon.cli import agents_cmd, config_cmd, spawn
 from salon.cli import cron as cron_cli
 from salon.cli.operator_cmds import delegate, read, send, status, who
 from salon.cli.process_cmds import logs, run, stop, up
@@ -32,6 +33,7 @@ app.command()(send)
 app.command()(read)
 app.command()(delegate)
 app.command()(status)
+app.add_typer(config_cmd.app, name="config")
 app.add_typer(cron_cli.app, name="cron")
 agents_cmd.app.command("spawn")(spawn.spawn)
 app.add_typer(agents_cmd.app, name="agent")

@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/mypy
-	$(BIN)/lint-imports --config .importlinter
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format src tests bench deploy

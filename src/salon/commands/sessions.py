@@ -8,8 +8,16 @@ from salon.commands.context import Asked, Reply, Services
 from salon.commands.parser import parse_index, parse_name
 from salon.commands.registry import HelpSection, command
 from salon.matrix.events import InboundEvent
+from salon.routing.context import AgentInfo
+from salon.store.sessions import StoredMessage
 
 _ALL = 100_000  # messages read for a whole session
+
+
+async def _session(s: Services, asked: Asked, agent: AgentInfo) -> list[StoredMessage]:
+    """The whole session of ``agent`` that the command was asked in."""
+    key = s.session_key(asked.event, agent.agent_id)
+    return await s.store.sessions.messages(key, agent.agent_id, limit=_ALL)
 
 
 @command("context", help="help_context", section=HelpSection.SESSIONS)
@@ -17,8 +25,7 @@ async def show_context(s: Services, asked: Asked) -> None:
     agent = await s.room_agent(asked)
     if agent is None:
         return
-    key = s.session_key(asked.event, agent.agent_id)
-    messages = await s.store.sessions.messages(key, agent.agent_id, limit=_ALL)
+    messages = await _session(s, asked, agent)
     tokens = sum(estimate_tokens(m.content) for m in messages)
     model = s.models.get(agent.agent_id, "?")
     await asked.reply(
@@ -37,8 +44,7 @@ async def save_session(s: Services, asked: Asked) -> None:
     agent = await s.room_agent(asked)
     if agent is None:
         return
-    key = s.session_key(asked.event, agent.agent_id)
-    messages = await s.store.sessions.messages(key, agent.agent_id, limit=_ALL)
+    messages = await _session(s, asked, agent)
     existing = await s.store.saved.list(asked.event.sender, agent.agent_id)
     name = parse_name(asked.command.args) or f"#{len(existing) + 1}"
     await s.store.saved.save(asked.event.sender, agent.agent_id, name, messages)

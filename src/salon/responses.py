@@ -23,24 +23,29 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "turn_deadline": "ran out of time after {seconds} s",
         "reply_cut": "… (cut at {chars} characters)",
         # Commands
-        "help_text": (
-            "Commands:\n"
-            "!help — this list\n"
-            "!agent — list the agents\n"
-            "!agent <n|id> — choose your agent\n"
-            "!new [name] — start a new chat with your agent\n"
-            "!chats — your chats\n"
-            "!rename <name> — rename this chat\n"
-            "!archive — archive this chat\n"
-            "!context — agent, model and size of this session\n"
-            "!save [name] — save this session\n"
-            "!load — restore a saved session\n"
-            "!reset — clear this session\n"
-            "!stop — stop the answer in progress\n"
-            "!why — why the last message went where it did\n"
-            "!delegate <agent> <task> — have this room's agent hand a task to another\n"
-            "!lang <en|ru> — change the language"
-        ),
+        # `!help`: a header, then `!name [args] — help` per command (salon.commands.registry)
+        "help_header": "Commands:",
+        "help_help": "this list",
+        "help_agent_list": "list the agents",
+        "help_agent_choose": "choose your agent",
+        "help_args_agent": "<n|id>",
+        "help_new": "start a new chat with your agent",
+        "help_args_name_optional": "[name]",
+        "help_chats": "your chats",
+        "help_rename": "rename this chat",
+        "help_args_name": "<name>",
+        "help_archive": "archive this chat",
+        "help_context": "agent, model and size of this session",
+        "help_save": "save this session",
+        "help_load": "restore a saved session",
+        "help_reset": "clear this session",
+        "help_stop": "stop the answer in progress",
+        "help_why": "why the last message went where it did",
+        "help_delegate": "have this room's agent hand a task to another",
+        "help_args_delegate": "<agent> <task>",
+        "help_lang": "change the language",
+        "help_args_lang": "<en|ru>",
+        "command_admin_only": "Only an admin can use !{command}.",
         "unknown_command": "Unknown command !{command}. Try !help.",
         "agent_list_header": "Agents (choose one with !agent <n|id>):",
         "agent_list_item": "{marker}{n}. {label} ({agent_id}) — {description}",
@@ -124,24 +129,28 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "turn_deadline": "не уложился в {seconds} с",
         "reply_cut": "… (обрезано на {chars} символах)",
         # Commands
-        "help_text": (
-            "Команды:\n"
-            "!help — этот список\n"
-            "!agent — список агентов\n"
-            "!agent <номер|id> — выбрать агента\n"
-            "!new [название] — новый чат с вашим агентом\n"
-            "!chats — ваши чаты\n"
-            "!rename <название> — переименовать этот чат\n"
-            "!archive — архивировать этот чат\n"
-            "!context — агент, модель и объём этой сессии\n"
-            "!save [название] — сохранить эту сессию\n"
-            "!load — восстановить сохранённую сессию\n"
-            "!reset — очистить эту сессию\n"
-            "!stop — остановить текущий ответ\n"
-            "!why — почему последнее сообщение ушло именно туда\n"
-            "!delegate <агент> <задача> — агент этой комнаты передаст задачу другому\n"
-            "!lang <en|ru> — сменить язык"
-        ),
+        "help_header": "Команды:",
+        "help_help": "этот список",
+        "help_agent_list": "список агентов",
+        "help_agent_choose": "выбрать агента",
+        "help_args_agent": "<номер|id>",
+        "help_new": "новый чат с вашим агентом",
+        "help_args_name_optional": "[название]",
+        "help_chats": "ваши чаты",
+        "help_rename": "переименовать этот чат",
+        "help_args_name": "<название>",
+        "help_archive": "архивировать этот чат",
+        "help_context": "агент, модель и объём этой сессии",
+        "help_save": "сохранить эту сессию",
+        "help_load": "восстановить сохранённую сессию",
+        "help_reset": "очистить эту сессию",
+        "help_stop": "остановить текущий ответ",
+        "help_why": "почему последнее сообщение ушло именно туда",
+        "help_delegate": "агент этой комнаты передаст задачу другому",
+        "help_args_delegate": "<агент> <задача>",
+        "help_lang": "сменить язык",
+        "help_args_lang": "<en|ru>",
+        "command_admin_only": "Команда !{command} доступна только администратору.",
         "unknown_command": "Неизвестная команда !{command}. Список команд: !help.",
         "agent_list_header": "Агенты (выбор: !agent <номер|id>):",
         "agent_list_item": "{marker}{n}. {label} ({agent_id}) — {description}",

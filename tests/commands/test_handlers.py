@@ -8,7 +8,7 @@ from tests.commands.harness import ALICE, BOB, CODER, ROUTER, WRITER, Harness
 from salon import responses
 from salon._exceptions import ForbiddenError, MatrixConnectionError, is_transient
 from salon.agents.tools import DelegationOutcome
-from salon.commands.parser import CommandName
+from salon.commands.handlers import COMMANDS
 from salon.store.records import InboxItem, RoomKind
 from salon.store.saved import Decision
 
@@ -19,14 +19,14 @@ def en(key: str, **values: object) -> str:
 
 @pytest.mark.parametrize("locale", sorted(responses.CATALOGUE))
 def test_help_names_every_command(locale: str) -> None:
-    help_text = responses.text("help_text", locale)
-    missing = [name.value for name in CommandName if f"!{name.value}" not in help_text]
+    help_text = COMMANDS.render_help(locale)
+    missing = [spec.name for spec in COMMANDS if f"\n!{spec.name}" not in help_text]
     assert missing == []
 
 
 async def test_help_and_unknown_commands(h: Harness) -> None:
     room = await h.shared_room()
-    assert await h.ask(room, "!help") == [en("help_text")]
+    assert await h.ask(room, "!help") == [COMMANDS.render_help("en")]
     assert await h.ask(room, "!frobnicate") == [en("unknown_command", command="frobnicate")]
 
 
@@ -180,7 +180,7 @@ async def test_lang_switches_the_persons_language(h: Harness) -> None:
     assert await h.ask(room, "!lang xx") == [en("lang_unknown", locale="xx")]
     assert await h.ask(room, "!lang ru") == [responses.text("lang_set", "ru", locale="ru")]
     assert (await h.store.users.get(ALICE)).locale == "ru"
-    assert await h.ask(room, "!help") == [responses.text("help_text", "ru")]
+    assert await h.ask(room, "!help") == [COMMANDS.render_help("ru")]
 
 
 async def test_delegate_from_an_agent_room(h: Harness) -> None:

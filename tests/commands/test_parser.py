@@ -11,13 +11,15 @@ from salon.commands import (
     AgentChoice,
     ChoiceError,
     Command,
-    CommandName,
     parse_agent_choice,
     parse_command,
     parse_index,
     parse_name,
 )
+from salon.commands.handlers import COMMANDS
 from salon.commands.parser import MAX_NAME_CHARS, clean_text, strip_reply_fallback
+
+_KNOWN = [spec.name for spec in COMMANDS]
 
 AGENTS = ("assistant", "Coder", "42")
 
@@ -25,21 +27,21 @@ AGENTS = ("assistant", "Coder", "42")
 # ---------------------------------------------------------------- parse_command
 
 
-@pytest.mark.parametrize("name", [n.value for n in CommandName])
+@pytest.mark.parametrize("name", _KNOWN)
 def test_every_known_name_parses(name: str) -> None:
-    assert parse_command(f"!{name}") == Command(CommandName(name), name, "")
+    assert parse_command(f"!{name}") == Command(name, "")
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("!agent 2", Command(CommandName.AGENT, "agent", "2")),
-        ("  !NEW  My chat ", Command(CommandName.NEW, "new", "My chat")),
-        ("!Agent", Command(CommandName.AGENT, "agent", "")),
-        ("!hElP", Command(CommandName.HELP, "help", "")),
-        ("\n\t!new\tline one\nline two\r\n", Command(CommandName.NEW, "new", "line one line two")),
-        ("!rename   a    b  ", Command(CommandName.RENAME, "rename", "a b")),
-        ("!lang\u00a0ru", Command(CommandName.LANG, "lang", "ru")),
+        ("!agent 2", Command("agent", "2")),
+        ("  !NEW  My chat ", Command("new", "My chat")),
+        ("!Agent", Command("agent", "")),
+        ("!hElP", Command("help", "")),
+        ("\n\t!new\tline one\nline two\r\n", Command("new", "line one line two")),
+        ("!rename   a    b  ", Command("rename", "a b")),
+        ("!lang\u00a0ru", Command("lang", "ru")),
     ],
 )
 def test_commands(body: str, expected: Command) -> None:
@@ -70,20 +72,19 @@ def test_not_commands(body: str) -> None:
 
 
 def test_unknown_command_keeps_the_name_and_args() -> None:
-    assert parse_command("!Frobnicate the  thing") == Command(None, "frobnicate", "the thing")
+    assert parse_command("!Frobnicate the  thing") == Command("frobnicate", "the thing")
 
 
 def test_unknown_command_name_is_truncated() -> None:
     command = parse_command("!" + "x" * 1000 + " arg")
     assert command is not None
-    assert command.name is None
-    assert command.raw_name == "x" * MAX_NAME_CHARS
+    assert command.name == "x" * MAX_NAME_CHARS
     assert command.args == "arg"
 
 
 def test_a_long_known_prefix_is_not_the_known_command() -> None:
     command = parse_command("!help" + "x" * 100)
-    assert command is not None and command.name is None
+    assert command is not None and COMMANDS.find(command.name) is None
 
 
 def test_long_args_are_truncated() -> None:
@@ -118,12 +119,12 @@ def test_injection_looking_text_is_plain_text(body: str, args: str) -> None:
 
 def test_unicode_args_are_kept() -> None:
     command = parse_command("!new Чат 🎉 مرحبا 中文")
-    assert command == Command(CommandName.NEW, "new", "Чат 🎉 مرحبا 中文")
+    assert command == Command("new", "Чат 🎉 مرحبا 中文")
 
 
 def test_rtl_overrides_and_invisibles_are_dropped() -> None:
     command = parse_command("\u202e!rename \u202egnp.exe\u202c \u200bx\ufeff")
-    assert command == Command(CommandName.RENAME, "rename", "gnp.exe x")
+    assert command == Command("rename", "gnp.exe x")
 
 
 def test_control_characters_do_not_survive() -> None:
@@ -133,7 +134,7 @@ def test_control_characters_do_not_survive() -> None:
 
 
 def test_nul_after_the_name_separates_args() -> None:
-    assert parse_command("!new\x00name") == Command(CommandName.NEW, "new", "name")
+    assert parse_command("!new\x00name") == Command("new", "name")
 
 
 def test_lone_surrogates_are_dropped() -> None:
@@ -148,12 +149,12 @@ def test_lone_surrogates_are_dropped() -> None:
 
 def test_reply_fallback_is_stripped() -> None:
     body = "> <@alice:example.org> what agents are there?\n> second line\n\n!agent 2"
-    assert parse_command(body) == Command(CommandName.AGENT, "agent", "2")
+    assert parse_command(body) == Command("agent", "2")
 
 
 def test_reply_fallback_with_crlf() -> None:
     body = "> <@alice:example.org> hi\r\n\r\n!help"
-    assert parse_command(body) == Command(CommandName.HELP, "help", "")
+    assert parse_command(body) == Command("help", "")
 
 
 def test_reply_fallback_before_ordinary_text() -> None:
@@ -172,7 +173,7 @@ def test_only_quotes_is_unchanged() -> None:
 
 def test_only_the_leading_fallback_is_stripped() -> None:
     body = "> <@a:b> x\n\n!new > not a quote\n\nmore"
-    assert parse_command(body) == Command(CommandName.NEW, "new", "> not a quote more")
+    assert parse_command(body) == Command("new", "> not a quote more")
 
 
 # ---------------------------------------------------------------- parse_agent_choice
@@ -239,7 +240,7 @@ def test_agent_choice_from_a_parsed_command() -> None:
         ("!agent 1; DROP TABLE users", ChoiceError.UNKNOWN),
     ]:
         command = parse_command(body)
-        assert command is not None and command.name is CommandName.AGENT
+        assert command is not None and command.name == "agent"
         assert parse_agent_choice(command.args, AGENTS) == expected, body
 
 
@@ -342,19 +343,18 @@ def _is_clean(text: str) -> bool:
 def test_parse_command_never_raises_and_is_bounded(body: str) -> None:
     command = parse_command(body)
     if command is not None:
-        assert 1 <= len(command.raw_name) <= MAX_NAME_CHARS
-        assert command.raw_name.isascii() and command.raw_name.isalpha()
-        assert command.raw_name == command.raw_name.lower()
+        assert 1 <= len(command.name) <= MAX_NAME_CHARS
+        assert command.name.isascii() and command.name.isalpha()
+        assert command.name == command.name.lower()
         assert len(command.args) <= MAX_ARGS_CHARS
         assert _is_clean(command.args)
-        assert command.name is None or command.name.value == command.raw_name
 
 
-@given(st.sampled_from([n.value for n in CommandName]), _HOSTILE)
+@given(st.sampled_from(_KNOWN), _HOSTILE)
 def test_known_command_with_any_args(name: str, args: str) -> None:
     command = parse_command(f"!{name.upper()} {args}")
     assert command is not None
-    assert command.name is CommandName(name)
+    assert command.name == name
     assert len(command.args) <= MAX_ARGS_CHARS
     assert _is_clean(command.args)
 

@@ -214,6 +214,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             session_key=session_key,
             delegations=coordinator.manager,
             salon_users=[roster.router_user_id, *(m.user_id for m in roster)],
+            is_admin=config.access.is_admin,
         )
         facts = RoomFacts(apis, roster)
         idle_s = config.space.visit_idle_s

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,10 +38,11 @@ from salon.cli.agent_setup import (
     _tell_gateway,
 )
 from salon.cli.agent_show import list_agents, redact, show
+from salon.cli.options import ConfigOption, DataDir, _data_dir_of
 from salon.cli.output import err
 from salon.cli.yaml_comments import _append
 from salon.cli.yaml_edit import Document, EditRefused, splice, write_atomic
-from salon.config import load_config, parse_config
+from salon.config import parse_config
 from salon.config.loader import resolve_entry_point
 from salon.config.models import SalonConfig
 from salon.ids import AgentId
@@ -266,21 +266,10 @@ def remove(
     _tell_gateway(setup.data_dir)
 
 
-def reload(
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", "-d", help="Where `salon up` keeps its state.")
-    ] = DEFAULT_DATA_DIR,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", "-c", help="A salon.yaml run with `salon run`: use its data_dir instead."
-        ),
-    ] = None,
-) -> None:
+def reload(data_dir: DataDir = DEFAULT_DATA_DIR, config: ConfigOption = None) -> None:
     """Ask the running `salon up` / `salon run` to re-read its config (SIGHUP)."""
     try:
-        if config is not None:
-            data_dir = Path(load_config(config).data_dir)
+        data_dir = _data_dir_of(data_dir, config)
         result = pidfile.reload(data_dir)
     except SalonError as e:
         raise _fail(str(e)) from None

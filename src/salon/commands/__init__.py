@@ -1,11 +1,10 @@
-"""User ``!commands``: parsing (pure) and, alongside, their handling."""
+"""User ``!commands``: parsing (pure, here), the table of commands and their handlers."""
 
 from salon.commands.parser import (
     MAX_ARGS_CHARS,
     AgentChoice,
     ChoiceError,
     Command,
-    CommandName,
     clean_text,
     parse_agent_choice,
     parse_command,
@@ -19,7 +18,6 @@ __all__ = [
     "AgentChoice",
     "ChoiceError",
     "Command",
-    "CommandName",
     "clean_text",
     "parse_agent_choice",
     "parse_command",

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 MAX_ARGS_CHARS = 500
 MAX_NAME_CHARS = 32
-"""The longest command name kept in :attr:`Command.raw_name`."""
+"""The longest command name kept in :attr:`Command.name`."""
 
 # Characters that change how surrounding text is displayed without being
 # visible themselves: bidi embeddings/overrides/isolates, directional marks,
@@ -31,32 +31,11 @@ _INDEX_RE = re.compile(r"\+?([0-9]+)", re.ASCII)
 _MAX_INDEX_DIGITS = 9
 
 
-class CommandName(StrEnum):
-    HELP = "help"
-    AGENT = "agent"
-    NEW = "new"
-    CHATS = "chats"
-    RENAME = "rename"
-    ARCHIVE = "archive"
-    CONTEXT = "context"
-    SAVE = "save"
-    LOAD = "load"
-    RESET = "reset"
-    STOP = "stop"
-    WHY = "why"
-    LANG = "lang"
-    DELEGATE = "delegate"
-
-
-_NAMES = {name.value: name for name in CommandName}
-
-
 @dataclass(frozen=True)
 class Command:
-    """A parsed ``!command``; ``name`` is None for a command we do not know."""
+    """A parsed ``!command``, known or not (:mod:`salon.commands.registry` knows)."""
 
-    name: CommandName | None
-    raw_name: str
+    name: str
     """What the user typed after ``!``, lowercased, at most 32 characters."""
     args: str
     """The rest, cleaned and collapsed, at most :data:`MAX_ARGS_CHARS` characters."""
@@ -110,8 +89,7 @@ def parse_command(body: str) -> Command | None:
         return None
     typed = match.group(1).lower()
     return Command(
-        name=_NAMES.get(typed),
-        raw_name=typed[:MAX_NAME_CHARS],
+        name=typed[:MAX_NAME_CHARS],
         args=(match.group(2) or "")[:MAX_ARGS_CHARS].rstrip(),
     )
 

@@ -1,0 +1,122 @@
+"""Access fails closed, on a real Synapse: by default only the admins reach the agents;
+anyone else's message is dropped and their invitation declined, each with the reason
+stored and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from mautrix.types import UserID
+
+from salon.app.gateway import Gateway
+from salon.config.models import AccessConfig, SalonConfig
+from salon.metrics import EVENTS_DROPPED
+from salon.store import Store
+from salon.store.invites import InviteRecord, InviteState
+from salon.store.records import InboxRow, InboxState
+
+from .conftest import Person, salon_config
+
+T = TypeVar("T")
+
+
+def dropped(reason: str) -> float:
+    return EVENTS_DROPPED.labels(reason=reason)._value.get()
+
+
+async def until(read: Callable[[], Awaitable[T | None]], done: Callable[[T], bool], what: str) -> T:
+    """What ``read`` returns once ``done`` holds for it; fails the test after 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        value = await read()
+        if value is not None and done(value):
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def admins_only(synapse: Any, tmp_path: Path, admin: str) -> SalonConfig:
+    """The test config with the default policy: no ``allowed_users``, one admin."""
+    config = salon_config(synapse, tmp_path)
+    return config.model_copy(update={"access": AccessConfig(admins=[admin])})
+
+
+async def handled(store: Store, event_id: str) -> InboxRow:
+    return await until(
+        lambda: store.inbox.get(event_id), lambda r: r.state is not InboxState.NEW, event_id
+    )
+
+
+async def test_by_default_only_admins_are_answered(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    person: Person,
+    new_user: Callable[..., Awaitable[Any]],
+    http: aiohttp.ClientSession,
+) -> None:
+    stranger = Person(await new_user(), synapse.base_url, http)
+    config = admins_only(synapse, tmp_path, person.user_id)
+    assert config.access.allowed_users is None
+    # Both are invited to the rooms: being in a room is not being allowed to use it.
+    gateway = await gateways(config, invite=[stranger.user_id])
+    assert gateway.store is not None
+    alias = f"#{config.agent_room_alias_localpart('echo')}:{synapse.server_name}"
+    room_id = await person.join(alias)
+    await stranger.join(alias)
+
+    before = dropped("unauthorised")
+    stranger_asked = await stranger.say(room_id, "let me in")
+    row = await handled(gateway.store, stranger_asked)
+    assert (row.state, row.reason) == (InboxState.DROPPED, "unauthorised")
+    assert dropped("unauthorised") == before + 1
+
+    admin_asked = await person.say(room_id, "hello, admin here")
+    reply = await person.wait_reply(room_id, admin_asked)
+    assert reply["content"]["body"] == "hello, admin here"
+    assert await person.replies_to(room_id, stranger_asked) == []
+
+
+async def test_a_strangers_invitation_is_declined(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    person: Person,
+    new_user: Callable[..., Awaitable[Any]],
+    http: aiohttp.ClientSession,
+) -> None:
+    stranger = Person(await new_user(), synapse.base_url, http)
+    config = admins_only(synapse, tmp_path, person.user_id)
+    gateway = await gateways(config)
+    store = gateway.store
+    assert store is not None
+    echo = str(config.agent_user_id("echo", synapse.server_name))
+
+    async def invite(by: Person) -> tuple[str, InviteRecord]:
+        room_id = str(await by.api.create_room(invitees=[UserID(echo)]))
+        record = await until(
+            lambda: store.invites.get(echo, room_id),
+            lambda r: r.state is not InviteState.PENDING,
+            f"the invitation into {room_id}",
+        )
+        return room_id, record
+
+    before = dropped("invite_unauthorised")
+    trap, record = await invite(stranger)
+    assert (record.state, record.reason) == (InviteState.REFUSED, "unauthorised")
+    assert dropped("invite_unauthorised") == before + 1
+    membership = {
+        e["state_key"]: e["content"]["membership"]
+        for e in await stranger.state(trap)
+        if e["type"] == "m.room.member"
+    }
+    assert membership[echo] == "leave"  # declined: the invitation does not linger
+
+    room_id, record = await invite(person)  # an admin's invitation is joined
+    assert (record.state, record.reason) == (InviteState.JOINED, "joined")
+    assert echo in await person.api.get_joined_members(room_id)

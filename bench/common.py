@@ -227,6 +227,9 @@ def salon_config(layout: SynapseLayout, data_dir: Path, extra_agents: int = 0) -
                 "lobby_alias": f"bench-{ns}-lobby",
             },
             "agents": agents,
+            # The bench's users are fresh ones of the bench's server (access is closed
+            # to all but the admins unless opened).
+            "access": {"allowed_users": [f"@*:{layout.server_name}"]},
             "sync": {"startup_jitter_s": 0},
             "store": {"url": f"sqlite:///{data_dir / f'salon-bench-{ns}.db'}"},
         }

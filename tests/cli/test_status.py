@@ -76,7 +76,11 @@ def _dead_pid() -> int:
 
 
 def test_each_local_delegation_is_one_line(tmp_path: Path) -> None:
-    _populate(tmp_path, {"gateway": "salon", "pid": os.getpid(), "updated_ms": _now_ms()})
+    policy = "admins only (@op:localhost)"
+    _populate(
+        tmp_path,
+        {"gateway": "salon", "pid": os.getpid(), "updated_ms": _now_ms(), "access": policy},
+    )
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -88,6 +92,7 @@ def test_each_local_delegation_is_one_line(tmp_path: Path) -> None:
     assert len([line for line in lines if "dlg-remote" in line]) == 1
     assert "dlg-done" not in result.stdout
     assert "running" in result.stdout and "not running" not in result.stdout
+    assert f"access: {policy}" in result.stdout  # who may reach the agents
 
 
 @pytest.mark.subprocess

@@ -18,7 +18,8 @@ import salon.cli.up as up_module
 from salon.cli.main import app
 from salon.cli.operator_file import OperatorFile
 from salon.cli.up import example_agent, print_ready
-from salon.config import parse_config
+from salon.config import load_config, parse_config
+from salon.devserver.synapse import SynapseSettings, write_synapse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -205,3 +206,17 @@ def test_make_demo_takes_a_port(args: list[str], expected: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].endswith(expected)
+
+
+def test_the_operator_is_an_admin_of_the_running_config_only(tmp_path: Path) -> None:
+    demo = load_config(ROOT / "examples" / "salon.yaml")
+    assert demo.access.admins == [] and demo.access.allowed_users is None
+    layout = write_synapse_config(SynapseSettings(data_dir=tmp_path, port=None))
+    operator = f"@operator:{layout.server_name}"
+    running = up_module.local_config(demo, layout, tmp_path, operator=operator)
+    assert running.access.admins == [operator]
+    assert running.access.is_allowed(operator)
+    assert not running.access.is_allowed(f"@someone:{layout.server_name}")  # closed to others
+    assert demo.access.admins == []  # the config as written is left as it is
+    again = up_module.local_config(running, layout, tmp_path, operator=operator)
+    assert again.access.admins == [operator]  # once, however often it is applied

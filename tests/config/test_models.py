@@ -93,16 +93,27 @@ def test_naming_helpers() -> None:
         config.agent_localpart("nope")
 
 
-def test_access_patterns() -> None:
-    default = AccessConfig()
-    assert default.allowed_patterns("localhost") == ["@*:localhost"]
-    assert default.is_allowed("@bob:localhost", "localhost")
-    assert not default.is_allowed("@bob:evil.org", "localhost")
+def test_access_fails_closed_to_all_but_the_admins() -> None:
+    nobody = AccessConfig()
+    assert nobody.allowed_patterns() == []
+    assert not nobody.is_allowed("@bob:localhost")
+    assert nobody.describe() == "nobody (set access.admins or access.allowed_users)"
+    admins = make(access={"admins": ["@root:localhost"]}).access
+    assert admins.is_allowed("@root:localhost")
+    assert not admins.is_allowed("@bob:localhost")  # same server, still not allowed
+    assert admins.describe() == "admins only (@root:localhost)"
+
+
+def test_access_opened_explicitly_with_globs() -> None:
+    server = make(access={"allowed_users": ["@*:localhost"], "admins": ["@root:elsewhere"]})
+    assert server.access.is_allowed("@bob:localhost")
+    assert not server.access.is_allowed("@bob:evil.org")
+    assert server.access.is_allowed("@root:elsewhere")  # admins always may
+    assert server.access.describe() == "admins (@root:elsewhere) and @*:localhost"
     explicit = AccessConfig(allowed_users=["@bob:*"], admins=["@root:elsewhere"])
-    assert explicit.allowed_patterns("localhost") == ["@bob:*"]
-    assert explicit.is_allowed("@bob:evil.org", "localhost")
-    assert not explicit.is_allowed("@alice:localhost", "localhost")
-    assert explicit.is_allowed("@root:elsewhere", "localhost")  # admins always may
+    assert explicit.allowed_patterns() == ["@bob:*"]
+    assert explicit.is_allowed("@bob:evil.org")
+    assert not explicit.is_allowed("@alice:localhost")
     assert explicit.is_admin("@root:elsewhere") and not explicit.is_admin("@bob:x")
 
 

@@ -31,26 +31,34 @@ FAST = Backoff(initial_s=0.05, max_s=0.05, jitter=0)
 
 
 class FakeAgent:
-    """``join`` fails with the queued errors of a room, then succeeds."""
+    """``join`` and ``leave`` fail with the queued errors of a room, then succeed."""
 
     user_id = AGENT
 
     def __init__(self, failures: dict[str, list[Exception]] | None = None) -> None:
         self.failures = failures or {}
         self.joins: list[str] = []
+        self.leaves: list[str] = []
         self.sync_script: list[dict[str, Any]] = []
         self.since_seen: list[str | None] = []
         self.drained = asyncio.Event()
 
     async def join(self, room: str, via: Any = ()) -> RoomId:
         self.joins.append(room)
+        self._fail(room)
+        return RoomId(room)
+
+    async def leave(self, room: str) -> None:
+        self.leaves.append(room)
+        self._fail(room)
+
+    def _fail(self, room: str) -> None:
         queued = self.failures.get(room) or []
         if queued:
             error = queued[0]
             if len(queued) > 1 or not getattr(error, "sticky", False):
                 queued.pop(0)
             raise error
-        return RoomId(room)
 
     async def sync(
         self, since: str | None, *, timeout_ms: int, filter_id: str | None = None
@@ -151,19 +159,50 @@ async def test_permanent_failure_is_stored_with_its_reason(store: Store, error: 
     assert agent.joins.count("!gone:x") == 1  # never retried
 
 
-async def test_unauthorised_sender_is_refused_and_counted(store: Store) -> None:
+def refused_count() -> float:
+    return EVENTS_DROPPED.labels(reason="invite_unauthorised")._value.get()
+
+
+async def test_unauthorised_sender_is_declined_and_counted(store: Store) -> None:
     agent = FakeAgent()
     joiner = joiner_for(store, agent)
-    before = EVENTS_DROPPED.labels(reason="invite_unauthorised")._value.get()
+    before = refused_count()
     supervisor = Supervisor()
     supervisor.spawn("invites", joiner.run)
     await joiner.record(Invite(RoomId("!trap:evil"), MALLORY, AGENT))
     record = await settled(store, "!trap:evil", lambda r: r.state is not InviteState.PENDING)
     await supervisor.stop()
     assert record.state is InviteState.REFUSED
-    assert record.reason == f"sender {MALLORY} not allowed"
-    assert EVENTS_DROPPED.labels(reason="invite_unauthorised")._value.get() == before + 1
+    assert record.reason == "unauthorised"
+    assert refused_count() == before + 1
     assert agent.joins == []
+    assert agent.leaves == ["!trap:evil"]  # rejected, not left lingering
+
+
+async def test_declining_retries_an_unreachable_homeserver(store: Store) -> None:
+    agent = FakeAgent({"!trap:evil": [MatrixConnectionError("down"), MatrixConnectionError("x")]})
+    joiner = joiner_for(store, agent)
+    before = refused_count()
+    supervisor = Supervisor()
+    supervisor.spawn("invites", joiner.run)
+    await joiner.record(Invite(RoomId("!trap:evil"), MALLORY, AGENT))
+    record = await settled(store, "!trap:evil", lambda r: r.state is not InviteState.PENDING)
+    await supervisor.stop()
+    assert (record.state, record.reason) == (InviteState.REFUSED, "unauthorised")
+    assert agent.leaves == ["!trap:evil"] * 3
+    assert refused_count() == before + 1  # counted once, not per try
+
+
+async def test_an_invitation_gone_before_it_is_declined_is_still_refused(store: Store) -> None:
+    agent = FakeAgent({"!trap:evil": [ForbiddenError("not invited", http_status=403)]})
+    joiner = joiner_for(store, agent)
+    supervisor = Supervisor()
+    supervisor.spawn("invites", joiner.run)
+    await joiner.record(Invite(RoomId("!trap:evil"), MALLORY, AGENT))
+    record = await settled(store, "!trap:evil", lambda r: r.state is not InviteState.PENDING)
+    await supervisor.stop()
+    assert (record.state, record.reason) == (InviteState.REFUSED, "unauthorised")
+    assert agent.leaves == ["!trap:evil"]
 
 
 async def test_pending_invitations_survive_a_restart(store: Store) -> None:

@@ -116,6 +116,9 @@ def salon_config(synapse: Any, tmp_path: Path, **overrides: Any) -> SalonConfig:
         },
         "sync": {"startup_jitter_s": 0, "backoff_initial_s": 0.2, "backoff_max_s": 1},
         "store": {"url": f"sqlite:///{tmp_path / 'salon.db'}"},
+        # The tests' people are plain users of the test server; access is closed to
+        # all but the admins unless opened, so it is opened here, explicitly.
+        "access": {"allowed_users": [f"@*:{synapse.server_name}"]},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

@@ -11,6 +11,8 @@ import aiohttp
 
 from salon.app.gateway import Gateway
 from salon.coordination.heartbeat import AGENT_STATE
+from salon.metrics import EVENTS_DROPPED
+from salon.store.records import InboxState
 
 from .conftest import Person, salon_config
 
@@ -49,15 +51,23 @@ async def test_backend_error_is_a_visible_notice_and_the_agent_keeps_going(
     assert reply["content"]["body"] == "and now?"
 
 
-async def test_unauthorised_sender_is_ignored(
+async def test_unauthorised_sender_is_dropped_with_the_reason_stored(
     synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
 ) -> None:
     config = salon_config(synapse, tmp_path, access={"allowed_users": ["@nobody-else:*"]})
-    await gateways(config, invite=[person.user_id])
+    gateway = await gateways(config, invite=[person.user_id])
+    store = gateway.store
+    assert store is not None
     room_id = await _agent_room(person, config, "echo", synapse.server_name)
+    before = EVENTS_DROPPED.labels(reason="unauthorised")._value.get()
     asked = await person.say(room_id, "hello?")
-    await asyncio.sleep(2)
-    assert await person.replies_to(room_id, asked) == []
+    deadline = asyncio.get_running_loop().time() + 20
+    while (row := await store.inbox.get(asked)) is None or row.state is InboxState.NEW:
+        assert asyncio.get_running_loop().time() < deadline, "the message was never handled"
+        await asyncio.sleep(0.1)
+    assert (row.state, row.reason) == (InboxState.DROPPED, "unauthorised")
+    assert EVENTS_DROPPED.labels(reason="unauthorised")._value.get() == before + 1
+    assert await store.turns.get(asked, "echo") is None  # no turn was started
 
 
 async def test_failed_sync_loop_restarts_while_other_agents_answer(

@@ -34,7 +34,7 @@ from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.handover import take_over_orphans
 from salon.gateway.identities import identity_specs, log_in_former, login_all
 from salon.gateway.invites import InviteJoiner
-from salon.gateway.live import Parts
+from salon.gateway.live import Parts, log_access_policy
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.reload import Reloader
 from salon.gateway.roomfacts import RoomFacts
@@ -223,9 +223,8 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self._invites = invites = InviteJoiner(
             store,
             apis,
-            allowed=lambda sender: (
-                roster.is_ours(sender) or config.access.is_allowed(sender, hs.server_name)
-            ),
+            # The running config's policy: a reload's access changes apply here too.
+            allowed=lambda sender: roster.is_ours(sender) or self.config.access.is_allowed(sender),
             on_joined=facts.forget,
             visiting=lambda invite: is_visit(roster, voices, invite),
         )
@@ -331,6 +330,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             self.api = await start_api(
                 self, config.api, self._session, runner, self._router, coordinator.manager
             )
+        log_access_policy(config.access)
         log.info("gateway.ready", agents=sorted(runtimes), gateway=self.name)
         return self.state
 

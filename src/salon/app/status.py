@@ -15,6 +15,7 @@ from salon.store.records import now_ms
 from salon.supervisor import LoopHandle
 
 if TYPE_CHECKING:
+    from salon.config.models import SalonConfig
     from salon.matrix.sync import ClientSyncSource
     from salon.store import Store
     from salon.supervisor import Supervisor
@@ -24,6 +25,7 @@ class StatusReports:
     """Loop health, for :class:`~salon.app.gateway.Gateway`."""
 
     name: str
+    config: SalonConfig
     store: Store | None
     _source: ClientSyncSource | None
     _supervisor: Supervisor | None
@@ -32,7 +34,12 @@ class StatusReports:
         """Keep the loops' state in the store, where `salon status` reads it."""
         while True:
             loops = [asdict(loop) for loop in self.loops()]
-            status = {"gateway": self.name, "pid": os.getpid(), "updated_ms": now_ms()}
+            status = {
+                "gateway": self.name,
+                "pid": os.getpid(),
+                "updated_ms": now_ms(),
+                "access": self.config.access.describe(),  # who may reach the agents
+            }
             if self.store is not None:
                 await self.store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": loops}))
             handle.healthy()

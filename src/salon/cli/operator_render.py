@@ -66,6 +66,8 @@ def _render_status(report: StatusReport) -> None:
             f" (last seen {_ago(gw.updated_ms)})",
             highlight=False,
         )
+    if gw is not None and gw.access:
+        console.print(f"access: {escape(gw.access)}", highlight=False)
     for problem in report.problems:
         console.print(f"[yellow]{escape(problem)}[/]", highlight=False)
     table = Table("from", "to", "state", "age", "refs", "id", title="open delegations")

@@ -67,6 +67,7 @@ class GatewayInfo:
     updated_ms: int
     running: bool
     loops: list[LoopRow] = field(default_factory=list)
+    access: str | None = None  # who may reach the agents (AccessConfig.describe)
 
     def age_s(self, now_ms: int | None = None) -> int:
         """Seconds since the gateway last refreshed its status."""
@@ -107,7 +108,9 @@ def gateway_info(raw: dict[str, Any], now_ms: int) -> GatewayInfo:
         for loop in raw.get("loops") or []
         if isinstance(loop, dict)
     ]
-    return GatewayInfo(str(raw.get("gateway", "?")), pid, updated, running, loops)
+    access = raw.get("access")
+    access = access if isinstance(access, str) else None
+    return GatewayInfo(str(raw.get("gateway", "?")), pid, updated, running, loops, access)
 
 
 def merge_delegations(rows: list[dict[str, Any]], now_ms: int) -> list[DelegationRow]:

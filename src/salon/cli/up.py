@@ -46,10 +46,15 @@ OPERATOR_TOKEN_ENV = "SALON_UP_OPERATOR_TOKEN"
 
 
 def local_config(
-    config: SalonConfig, layout: SynapseLayout, data_dir: Path, api: ApiConfig | None = None
+    config: SalonConfig,
+    layout: SynapseLayout,
+    data_dir: Path,
+    api: ApiConfig | None = None,
+    operator: str | None = None,
 ) -> SalonConfig:
     """The demo config pointed at the embedded homeserver and the data dir's store,
-    with ``api`` as its HTTP API (None: the config's own)."""
+    with ``api`` as its HTTP API (None: the config's own) and ``operator`` among the
+    admins (the running config only; the file is left as it is)."""
     homeserver = HomeserverConfig(
         url=layout.base_url,
         server_name=layout.server_name,
@@ -63,6 +68,10 @@ def local_config(
     }
     if api is not None:
         update["api"] = api
+    admins = config.access.admins
+    if operator is not None and operator not in admins:
+        # Access fails closed (admins only by default): the person at the keyboard may.
+        update["access"] = config.access.model_copy(update={"admins": [*admins, operator]})
     return config.model_copy(update=update)
 
 
@@ -292,12 +301,14 @@ async def up(
         os.environ[API_TOKEN_ENV] = api_token
         os.environ[OPERATOR_TOKEN_ENV] = creds.access_token
         api_settings = api_config(listen_port, creds.user_id)
-        cfg = local_config(config, layout, data_dir, api_settings)
+        cfg = local_config(config, layout, data_dir, api_settings, creds.user_id)
 
         def reload_config() -> SalonConfig:
             # The file again, pointed at the same homeserver, store and API as at start.
             assert config_path is not None
-            return local_config(load_config(config_path), layout, data_dir, api_settings)
+            return local_config(
+                load_config(config_path), layout, data_dir, api_settings, creds.user_id
+            )
 
         gateway = Gateway(
             cfg,

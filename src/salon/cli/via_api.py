@@ -379,5 +379,6 @@ def status(endpoint: Endpoint) -> StatusReport:
         updated_ms=int(time.time() * 1000),
         running=True,  # it answered
         loops=loops,
+        access=answer.get("access") if isinstance(answer.get("access"), str) else None,
     )
     return StatusReport(delegations, turns, gateway, api_url=endpoint.url, problems=problems)

@@ -20,26 +20,34 @@ from salon.config.deployment import IdentityCredentials
 
 
 class AccessConfig(ConfigModel):
-    """Who may talk to the agents. Unauthorised senders are ignored (fail closed)."""
+    """Who may talk to the agents. Fail closed: without ``allowed_users`` only the
+    ``admins`` may; ``@*:server`` (or any glob) opens it up and must be written."""
 
     allowed_users: list[UserGlob] | None = None
     admins: list[UserIdStr] = Field(default_factory=list)
 
-    def allowed_patterns(self, server_name: str) -> list[str]:
-        """Glob patterns of allowed senders; by default everyone on ``server_name``."""
-        if self.allowed_users is None:
-            return [f"@*:{server_name}"]
-        return list(self.allowed_users)
+    def allowed_patterns(self) -> list[str]:
+        """Glob patterns of allowed senders besides the admins (none by default)."""
+        return list(self.allowed_users or [])
 
-    def is_allowed(self, user_id: str, server_name: str) -> bool:
+    def is_allowed(self, user_id: str) -> bool:
         """Whether ``user_id`` may talk to agents (admins always may)."""
         if user_id in self.admins:
             return True
-        return any(fnmatch.fnmatchcase(user_id, p) for p in self.allowed_patterns(server_name))
+        return any(fnmatch.fnmatchcase(user_id, p) for p in self.allowed_patterns())
 
     def is_admin(self, user_id: str) -> bool:
         """Whether ``user_id`` is listed as an admin."""
         return user_id in self.admins
+
+    def describe(self) -> str:
+        """Who may reach the agents, in one line (start-up log, `salon status`)."""
+        admins, patterns = ", ".join(self.admins), ", ".join(self.allowed_patterns())
+        if not patterns:
+            if not admins:
+                return "nobody (set access.admins or access.allowed_users)"
+            return f"admins only ({admins})"
+        return f"admins ({admins}) and {patterns}" if admins else patterns
 
 
 class RouterConfig(ConfigModel):

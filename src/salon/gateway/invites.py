@@ -3,8 +3,10 @@
 The sync loop only records an invitation (one quick durable write), so its token
 always advances. :meth:`InviteJoiner.run` joins what is pending: an unreachable
 or overloaded homeserver is retried with backoff, per invitation, so one bad room
-does not hold up the others; a refusal by the homeserver (403, 404…) and an
-invitation from a sender who may not bring agents in are stored with the reason.
+does not hold up the others; a refusal by the homeserver (403, 404…) is stored
+with the reason. An invitation from a sender who may not use the agents is declined
+(the invited identity rejects it, so it does not linger) and stored as refused,
+reason ``unauthorised``.
 """
 
 from __future__ import annotations
@@ -85,28 +87,49 @@ class InviteJoiner:
             log.warning("invite.failed", **where, reason="unknown identity")
             return
         if not self._allowed(UserId(invite.sender)):
-            EVENTS_DROPPED.labels(reason="invite_unauthorised").inc()
-            await self._close(invite, InviteState.REFUSED, f"sender {invite.sender} not allowed")
-            log.info("invite.refused", **where)
+            await self._decline(api, invite, where)
             return
         try:
             await api.join(room_id)
         except MatrixError as e:
-            # A lost token is renewed by the identity's sync loop: worth another try.
-            if not (is_transient(e) or isinstance(e, UnknownTokenError)):
+            if not _worth_retrying(e):
                 await self._close(invite, InviteState.FAILED, str(e))
                 log.warning("invite.failed", **where, error=str(e))
                 return
-            delay = self._backoff.delay(invite.attempts + 1)
-            await self._store.invites.retry_at(user, room_id, now_ms() + int(delay * 1000), str(e))
-            INVITES.labels(outcome="retry").inc()
-            log.warning("invite.retry", **where, error=str(e), retry_in_s=round(delay, 1))
+            await self._retry(invite, e, where)
             return
         await self._close(invite, InviteState.JOINED, "joined")
         if self._on_joined is not None:
             self._on_joined(room_id)
         log.info("invite.joined", **where)
 
+    async def _decline(self, api: MatrixAPI, invite: InviteRecord, where: dict[str, str]) -> None:
+        """Reject an invitation from someone who may not use the agents (leaving an
+        invited room rejects the invitation)."""
+        try:
+            await api.leave(RoomId(invite.room_id))
+        except MatrixError as e:
+            if _worth_retrying(e):
+                await self._retry(invite, e, where)
+                return
+            # Withdrawn meanwhile, or the room is gone: nothing is left to reject.
+            log.info("invite.reject_failed", **where, error=str(e))
+        EVENTS_DROPPED.labels(reason="invite_unauthorised").inc()
+        await self._close(invite, InviteState.REFUSED, "unauthorised")
+        log.info("invite.refused", **where, reason="unauthorised")
+
+    async def _retry(self, invite: InviteRecord, error: MatrixError, where: dict[str, str]) -> None:
+        delay = self._backoff.delay(invite.attempts + 1)
+        next_at = now_ms() + int(delay * 1000)
+        await self._store.invites.retry_at(invite.user_id, invite.room_id, next_at, str(error))
+        INVITES.labels(outcome="retry").inc()
+        log.warning("invite.retry", **where, error=str(error), retry_in_s=round(delay, 1))
+
     async def _close(self, invite: InviteRecord, state: InviteState, reason: str) -> None:
         await self._store.invites.close(invite.user_id, invite.room_id, state, reason)
         INVITES.labels(outcome=state.value).inc()
+
+
+def _worth_retrying(error: MatrixError) -> bool:
+    # A lost token is renewed by the identity's sync loop: worth another try.
+    return is_transient(error) or isinstance(error, UnknownTokenError)

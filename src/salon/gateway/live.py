@@ -17,7 +17,7 @@ from salon.agents.backend import Backend
 from salon.agents.registry import build_backend, close_backend
 from salon.agents.runtime import AgentRuntime
 from salon.commands.handlers import CommandHandlers
-from salon.config.models import SalonConfig
+from salon.config.models import AccessConfig, SalonConfig
 from salon.coordination.heartbeat import Heartbeat
 from salon.gateway.bootstrap import ensure_agent_room, link_agent_room
 from salon.gateway.handover import hand_over, rooms_of
@@ -44,6 +44,17 @@ log = structlog.get_logger("salon.gateway.live")
 # How long a removed agent's running turns may take to finish before they are cut off.
 REMOVE_DRAIN_S = 20.0
 ModelName = Callable[[SalonConfig, str], str]
+
+
+def log_access_policy(access: AccessConfig) -> None:
+    """Say who may reach the agents (at start-up, and when a reload changes it)."""
+    say = log.info if access.admins or access.allowed_users else log.warning
+    say(
+        "access.policy",
+        policy=access.describe(),
+        admins=list(access.admins),
+        allowed_users=access.allowed_patterns(),
+    )
 
 
 @dataclass
@@ -107,6 +118,8 @@ async def apply_config(gateway: Gateway, parts: Parts, new: SalonConfig, diff: C
     parts.commands.by_id = {a.agent_id: a for a in parts.commands.agents}
     parts.commands.models = {m.agent_id: parts.model_name(new, m.agent_id) for m in roster.hosted()}
     parts.messages.access = parts.reactions.access = new.access
+    if diff.access:
+        log_access_policy(new.access)
     if diff.routing or diff.added or diff.removed or diff.changed:
         await parts.set_router(Router.from_config(new, roster))
     for agent_id in diff.removed:

@@ -94,8 +94,7 @@ class MessageHandler:
             EVENTS_DROPPED.labels(reason="blank").inc()
             return InboxState.DROPPED, "blank"
         sender_agent = self.roster.agent_of(event.sender)
-        server = self.roster.server_name
-        if sender_agent is None and not self.access.is_allowed(event.sender, server):
+        if sender_agent is None and not self.access.is_allowed(event.sender):
             EVENTS_DROPPED.labels(reason="unauthorised").inc()
             log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
             return InboxState.DROPPED, "unauthorised"
@@ -234,9 +233,7 @@ class ReactionHandler:
         self.access = access
 
     async def __call__(self, event: InboundEvent) -> Handled:
-        if self.roster.agent_of(event.sender) is None and not self.access.is_allowed(
-            event.sender, self.roster.server_name
-        ):
+        if self.roster.agent_of(event.sender) is None and not self.access.is_allowed(event.sender):
             EVENTS_DROPPED.labels(reason="unauthorised").inc()
             return InboxState.DROPPED, "unauthorised"
         rel = event.relation

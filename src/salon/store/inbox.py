@@ -23,6 +23,7 @@ def _row(row: Row) -> InboxRow:
         state=InboxState(row["state"]),
         received_at=row["received_at"],
         attempts=row["attempts"],
+        reason=row["reason"],
     )
 
 

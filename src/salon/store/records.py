@@ -44,6 +44,7 @@ class InboxRow:
     state: InboxState
     received_at: int
     attempts: int = 0
+    reason: str | None = None  # why it was handled as it was (e.g. dropped: unauthorised)
 
 
 class TurnState(StrEnum):

@@ -243,6 +243,16 @@ API_ERRORS: dict[str, tuple[int, str]] = {
     "operator_not_in_room": (403, "the operator {user} cannot post in {room}: {detail}"),
     "room_forbidden": (403, "the gateway cannot read {room}: {detail}"),
     "matrix_error": (502, "the homeserver refused: {detail}"),
+    "bad_host": (
+        421,
+        "this server does not answer to the Host {host!r}; add the name to api.allowed_hosts",
+    ),
+    "unsupported_media_type": (
+        415,
+        "the body must be sent with 'Content-Type: application/json' (got {given!r})",
+    ),
+    "bad_json": (400, "the body is not JSON this API reads: {detail}"),
+    "body_too_large": (413, "the body is larger than {limit} bytes"),
 }
 
 

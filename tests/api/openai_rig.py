@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import aiohttp
 import openai
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from tests.fake_matrix import FakeHomeserver
 from tests.gateway.helpers import (
@@ -27,13 +26,13 @@ from tests.gateway.helpers import (
 
 from salon.agents.profile import AgentProfile
 from salon.agents.runtime import AgentRuntime
-from salon.api import openai as openai_routes
 from salon.api.context import ApiContext
-from salon.api.server import CONTEXT, auth_middleware, errors_middleware
+from salon.api.server import build_app
 from salon.ids import AgentId
 from salon.routing.router import Router
 from salon.store import Store
 from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.slots import TurnSlots
 
 TOKEN = "unit-test-token"
 
@@ -67,7 +66,11 @@ class Rig:
         self, body: Any, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], str]:
         """A raw POST to /v1/chat/completions: status, headers, body text."""
-        auth = {"Authorization": f"Bearer {TOKEN}", **(headers or {})}
+        auth = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
         data = body if isinstance(body, str) else json.dumps(body)
         async with (
             aiohttp.ClientSession() as http,
@@ -91,6 +94,7 @@ async def rig_maker(tmp_path: Path) -> AsyncIterator[MakeRig]:
         coder: ScriptedBackend | None = None,
         writer: ScriptedBackend | None = None,
         policy: TurnPolicy | None = None,
+        slots: TurnSlots | None = None,
     ) -> Rig:
         store = await open_store(tmp_path)
         cleanups.append(store.close)
@@ -110,7 +114,7 @@ async def rig_maker(tmp_path: Path) -> AsyncIterator[MakeRig]:
         }
         hs = FakeHomeserver(SERVER)
         apis = {CODER: hs.api(CODER_USER), WRITER: hs.api(WRITER_USER)}
-        runner = TurnRunner(store, runtimes, apis, policy=policy)
+        runner = TurnRunner(store, runtimes, apis, policy=policy, slots=slots)
         ctx = ApiContext(
             gateway="unit",
             roster=roster,
@@ -124,10 +128,7 @@ async def rig_maker(tmp_path: Path) -> AsyncIterator[MakeRig]:
             lobby_id="",
             loops=list,
         )
-        app = web.Application(middlewares=[errors_middleware, auth_middleware(TOKEN)])
-        app[CONTEXT] = ctx
-        openai_routes.add_routes(app)
-        server = TestServer(app, host="127.0.0.1")
+        server = TestServer(build_app(ctx, TOKEN), host="127.0.0.1")
         await server.start_server()
         cleanups.append(server.close)
         cleanups.append(runner.stop)

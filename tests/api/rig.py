@@ -233,7 +233,7 @@ class ApiRig:
         return event_id
 
 
-async def api_client(ctx: ApiContext, token: str | None = TOKEN) -> TestClient[Any, Any]:
+async def api_client(ctx: ApiContext, token: str = TOKEN) -> TestClient[Any, Any]:
     """A test client of the whole app (every route module) on ``ctx``."""
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(ctx, token)))
     await client.start_server()

@@ -179,9 +179,14 @@ async def test_invalid_message_bodies_name_the_field(
 
 async def test_a_body_that_is_not_a_json_object_is_400(rc: tuple[ApiRig, Client]) -> None:
     _, client = rc
-    for data in (b"not json", b"[1, 2]", b""):
-        response = await client.post("/api/v1/messages", data=data, headers=AUTH)
-        await _error(response, 400, "invalid_request")
+    headers = {**AUTH, "Content-Type": "application/json"}
+    for data, code in (
+        (b"not json", "bad_json"),
+        (b"[1, 2]", "invalid_request"),
+        (b"", "invalid_request"),
+    ):
+        response = await client.post("/api/v1/messages", data=data, headers=headers)
+        await _error(response, 400, code)
 
 
 async def test_sending_to_an_unknown_agent_is_404(rc: tuple[ApiRig, Client]) -> None:

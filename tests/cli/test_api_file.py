@@ -35,6 +35,30 @@ def test_saved_owner_only_and_read_back(tmp_path: Path) -> None:
     assert ApiFile.load(tmp_path / "elsewhere") is None
 
 
+def test_never_readable_by_others_while_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stale temporary file of an older writer, readable by all, and no umask to help.
+    (tmp_path / "api.tmp").write_text("{}")
+    os.chmod(tmp_path / "api.tmp", 0o644)
+    modes: list[int] = []
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))  # as the token is written
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    old_umask = os.umask(0)
+    try:
+        ApiFile(url="http://127.0.0.1:8765", token="s3cret", pid=12).save(tmp_path)
+    finally:
+        os.umask(old_umask)
+    assert modes == [0o600]
+    assert stat.S_IMODE((tmp_path / "api.json").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["api.json", "api.tmp"]
+
+
 def test_removed_only_by_the_process_that_wrote_it(tmp_path: Path) -> None:
     ApiFile(url="http://127.0.0.1:1", token=None, pid=12).save(tmp_path)
     api_file.remove(tmp_path, pid=13)
@@ -62,7 +86,9 @@ class FakeGateway:
 
     async def start(self) -> None:
         # Port 0 in the config; the server listens on a real one.
-        self.api = SimpleNamespace(config=SimpleNamespace(host="127.0.0.1"), port=self.port)
+        self.api = SimpleNamespace(
+            config=SimpleNamespace(host="127.0.0.1"), port=self.port, token="tok-of-the-server"
+        )
 
     async def stop(self) -> None:
         self.seen["at_stop"] = (self.data_dir / "api.json").exists()
@@ -74,13 +100,10 @@ class FakeGateway:
         await self.stop()
 
 
-def test_salon_run_writes_api_json_while_it_serves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SALON_TEST_TOKEN", "tok-from-env")
+def test_salon_run_writes_api_json_while_it_serves(tmp_path: Path) -> None:
+    # The server's token, whether from `api.token_env` or made at start without one.
     config = parse_config(
-        "agents: {echo: {backend: {type: echo}}}\n"
-        "api: {listen: '127.0.0.1:0', token_env: SALON_TEST_TOKEN}\n"
+        "agents: {echo: {backend: {type: echo}}}\napi: {listen: '127.0.0.1:0', token_env: null}\n"
     )
     seen: dict[str, Any] = {}
 
@@ -100,7 +123,7 @@ def test_salon_run_writes_api_json_while_it_serves(
 
     asyncio.run(go())
     assert seen["while_running"] == ApiFile(
-        url="http://127.0.0.1:43210", token="tok-from-env", pid=os.getpid()
+        url="http://127.0.0.1:43210", token="tok-of-the-server", pid=os.getpid()
     )
     assert seen["at_stop"] is False  # removed before the gateway stops
     assert not (tmp_path / "api.json").exists()

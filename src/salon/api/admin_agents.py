@@ -12,12 +12,15 @@ from aiohttp import web
 
 from salon._exceptions import MatrixError, SalonError
 from salon.api.admin_lookups import member_or_404
-from salon.api.bodies import JSON, invalid, json_body, text_field
+from salon.api.bodies import JSON, invalid, json_body, seconds_field, text_field
 from salon.api.context import ApiContext
 from salon.api.server import CONTEXT
 from salon.coordination.heartbeat import AGENT_STATE, effective_status, parse_state
 from salon.ids import RoomAlias, RoomId
 from salon.roster import Member
+
+# The longest a session agent may live or idle: a year (its end is stored in ms).
+MAX_SESSION_S = 366 * 86400.0
 
 
 async def agent_view(ctx: ApiContext, member: Member) -> JSON:
@@ -71,23 +74,14 @@ async def get_agent(request: web.Request) -> web.Response:
     return web.json_response(await agent_view(ctx, member))
 
 
-def _seconds(body: JSON, name: str, *, required: bool) -> float | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise invalid(f"{name}: a number of seconds above 0")
-    return float(value)
-
-
 async def spawn_agent(request: web.Request) -> web.Response:
     """``POST /api/v1/agents/spawn``: ``{from, ttl_s, idle_s?, name?}`` → 201 ``{id}``."""
     ctx = request.app[CONTEXT]
     body = await json_body(request, {"from", "ttl_s", "idle_s", "name"})
     template = text_field(body, "from")
     member_or_404(ctx, template)
-    ttl_s = _seconds(body, "ttl_s", required=True)
-    idle_s = _seconds(body, "idle_s", required=False)
+    ttl_s = seconds_field(body, "ttl_s", required=True, maximum=MAX_SESSION_S)
+    idle_s = seconds_field(body, "idle_s", required=False, maximum=MAX_SESSION_S)
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise invalid("name: a string")

@@ -25,12 +25,11 @@ The parts: request parsing (:mod:`salon.api.openai_request`), the models
 
 from __future__ import annotations
 
-import json
 import time
 
 from aiohttp import web
 
-from salon.api.bodies import invalid
+from salon.api.bodies import read_json
 from salon.api.openai_completion import complete
 from salon.api.openai_models import models_of, unknown_model
 from salon.api.openai_request import SESSION_HEADER, parse_chat_request
@@ -40,17 +39,14 @@ from salon.api.server import CONTEXT
 
 # A stream with nothing to say for this long sends an SSE comment (proxies, idle timeouts).
 KEEPALIVE_S = 15.0
-# How often a non-streaming request checks whether its caller is still there.
+# How often a request checks whether its caller is still there (a gone one stops the turn).
 DISCONNECT_POLL_S = 1.0
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``."""
     ctx = request.app[CONTEXT]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise invalid("the body must be JSON") from None
+    body = await read_json(request)
     chat = parse_chat_request(body, request.headers.get(SESSION_HEADER))
     sender = f"api:{chat.user or 'client'}"
     try:
@@ -62,7 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     turn = ChatTurn(request, ctx, chat, spec, headers)
     # The timings are read here, at call time, so that a test may change them.
     if chat.stream:
-        return await stream(turn, KEEPALIVE_S)
+        return await stream(turn, KEEPALIVE_S, DISCONNECT_POLL_S)
     return await complete(turn, DISCONNECT_POLL_S)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from salon.api.openai_turn import ChatTurn
+from salon.api.openai_turn import ChatTurn, caller_gone
 from salon.turns.spec import Outcome, OutcomeState
 from salon.turns.watchers import TurnWatcher
 
@@ -37,11 +37,6 @@ def completion_body(turn: ChatTurn, outcome: Outcome, created: int) -> dict[str,
     }
 
 
-def _gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
 async def _wait_outcome(
     request: web.Request, watcher: TurnWatcher, poll_s: float
 ) -> Outcome | None:
@@ -51,7 +46,7 @@ async def _wait_outcome(
         done, _ = await asyncio.wait({watcher.done}, timeout=poll_s)
         if done:
             return watcher.done.result()
-        if _gone(request):
+        if caller_gone(request):
             return None
 
 
@@ -65,7 +60,8 @@ async def complete(turn: ChatTurn, poll_s: float) -> web.StreamResponse:
     finally:
         turn.let_go(watcher)
     if outcome is None:
-        return web.Response(status=499)  # nobody reads it (nginx's "client closed request")
+        # Nobody reads it (nginx's "client closed request"); `let_go` stopped the turn.
+        return web.Response(status=499)
     created = int(time.time())
     if outcome.state is OutcomeState.FAILED:
         return turn.failure_response(outcome)

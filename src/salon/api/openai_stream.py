@@ -3,7 +3,7 @@ server-sent events, ending in ``data: [DONE]``.
 
 The turn's chunks are sent as they come. A failure before anything was sent is a
 plain error answer with its status code; once the stream has started, an
-``{"error": …}`` event and then ``[DONE]``.
+``{"error": …}`` event and then ``[DONE]``. A caller that disconnects stops the turn.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from salon.api.openai_turn import ChatTurn
+from salon.api.openai_turn import ChatTurn, caller_gone
 from salon.api.server import error_body
 from salon.responses import api_error
 from salon.turns.spec import OutcomeState
@@ -78,9 +78,14 @@ class _Events:
         await self.send("[DONE]")
 
 
-async def stream(turn: ChatTurn, keepalive_s: float) -> web.StreamResponse:
-    """Run the turn and stream its chunks (an SSE comment after ``keepalive_s`` of silence)."""
+async def stream(turn: ChatTurn, keepalive_s: float, poll_s: float) -> web.StreamResponse:
+    """Run the turn and stream its chunks (an SSE comment after ``keepalive_s`` of silence).
+
+    A caller that goes away (a failed write, or a closed connection seen every
+    ``poll_s`` of silence) stops the turn: nobody would read the rest.
+    """
     runner = turn.ctx.runner
+    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     watcher = runner.watchers.watch(turn.spec.key, on_chunk=queue.put_nowait)
     events = _Events(turn)
@@ -88,18 +93,27 @@ async def stream(turn: ChatTurn, keepalive_s: float) -> web.StreamResponse:
         await runner.submit(turn.spec)
         watcher.done.add_done_callback(lambda _: queue.put_nowait(None))
         sent: list[str] = []
+        last_sent = loop.time()
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), keepalive_s)
+                item = await asyncio.wait_for(queue.get(), poll_s)
             except TimeoutError:
-                await events.start()  # a slow first chunk: the caller sees the stream begin
-                await events.comment("keep-alive")
+                if caller_gone(turn.request):
+                    break
+                if loop.time() - last_sent >= keepalive_s:
+                    await events.start()  # a slow first chunk: the caller sees the stream begin
+                    await events.comment("keep-alive")
+                    last_sent = loop.time()
                 continue
             if item is None:
                 break
             await events.start()
             sent.append(item)
             await events.chunk({"content": item})
+            last_sent = loop.time()
+        if not watcher.done.done():
+            # The caller went away: `let_go` stops the turn; nobody reads an answer.
+            return events.response if events.started else web.Response(status=499)
         outcome = watcher.done.result()
         shown = "".join(sent)
         if outcome.state is OutcomeState.FAILED:
@@ -118,7 +132,7 @@ async def stream(turn: ChatTurn, keepalive_s: float) -> web.StreamResponse:
         await events.finish(outcome.text)
         await events.response.write_eof()
     except ConnectionError:
-        pass  # the caller went away (the turn goes on, unread)
+        pass  # the caller went away: `let_go` stops the turn
     finally:
         turn.let_go(watcher)
     return events.response

@@ -27,6 +27,9 @@ from salon.turns.watchers import TurnWatcher
 ROUTE_HEADER = "X-Salon-Route"
 AGENT_HEADER = "X-Salon-Agent"
 TURN_HEADER = "X-Salon-Turn"
+# Who every API call counts as for the per-sender turn limits: the token's holder
+# (one token, one caller), never the client-chosen ``user``, which is only a label.
+API_CALLER = "api"
 
 
 # --- choosing the agent and building the turn -------------------------------------------
@@ -79,6 +82,7 @@ def turn_spec(agent_id: AgentId, chat: ChatRequest, sender: str) -> TurnSpec:
         "kind": TurnKind.API,
         "room_id": RoomId(""),
         "sender": sender,
+        "slot_sender": API_CALLER,
         "text": chat.text,
     }
     if chat.session is not None:
@@ -92,6 +96,12 @@ def turn_spec(agent_id: AgentId, chat: ChatRequest, sender: str) -> TurnSpec:
 
 
 # --- one call being answered ------------------------------------------------------------
+
+
+def caller_gone(request: web.Request) -> bool:
+    """Whether the caller closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,9 @@ class ChatTurn:
         return json_error(code, {**self.headers, "x-should-retry": "false"}, **values)
 
     def let_go(self, watcher: TurnWatcher) -> None:
-        """Stop watching the turn, unless it is done."""
+        """Stop watching the turn, and stop the turn itself, unless it is done."""
         if not watcher.done.done():
-            # The caller went away: the turn still finishes and is ledgered, unread.
+            # The caller went away before the end: nobody will read the answer, so the
+            # turn is stopped (its ledger row ends `stopped`) instead of running on.
             self.ctx.runner.watchers.forget(self.spec.key)
+            self.ctx.runner.stop_turn(self.spec.key)

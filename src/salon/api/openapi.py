@@ -22,7 +22,9 @@ DOCUMENT: JSON = {
         "title": "Salon gateway",
         "version": __version__,
         "description": "Admin API, OpenAI-compatible API, health and metrics of one Salon "
-        "gateway. Every route but `/healthz` needs `Authorization: Bearer <token>`. "
+        "gateway. Every route but `/healthz` needs `Authorization: Bearer <token>` and a "
+        "`Host` naming this server (or an `api.allowed_hosts` entry); request bodies are "
+        "`application/json`. "
         'Errors are `{"error": {"code", "message", "type"}}` with a stable code.',
     },
     "tags": [
@@ -37,7 +39,8 @@ DOCUMENT: JSON = {
             "bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "The token in the variable `api.token_env` names.",
+                "description": "The token in the variable `api.token_env` names, or "
+                "(without one) the random token in `<data_dir>/api.json`.",
             }
         },
         "schemas": SCHEMAS,

@@ -25,7 +25,15 @@ def _body(schema_name: str, example: JSON) -> JSON:
 
 
 UNAUTHORIZED = _error("No or wrong `Authorization: Bearer <token>` header (`unauthorized`).")
-INVALID = _error("The body or a parameter is not valid; the message names it (`invalid_request`).")
+INVALID = _error(
+    "The body or a parameter is not valid; the message names it (`invalid_request`), "
+    "or the body is not JSON, nests too deep or has NaN or Infinity (`bad_json`)."
+)
+BAD_HOST = _error(
+    "The `Host` header names neither this server nor an `api.allowed_hosts` entry (`bad_host`)."
+)
+UNSUPPORTED = _error("The body was not sent as `application/json` (`unsupported_media_type`).")
+TOO_LARGE = _error("The body is over 1 MiB (`body_too_large`).")
 HOMESERVER = _error("The homeserver does not answer (`homeserver_unavailable`).")
 
 TURN_HEADERS: JSON = {
@@ -303,3 +311,20 @@ PATHS: JSON = {
         }
     },
 }
+
+
+def _guarded(paths: JSON) -> JSON:
+    """Every closed operation may be refused for its ``Host``, and every one with a
+    body for that body's type or size (:mod:`salon.api.guards`)."""
+    for item in paths.values():
+        for op in item.values():
+            if op.get("security") == OPEN:
+                continue
+            op["responses"].setdefault("421", BAD_HOST)
+            if "requestBody" in op:
+                op["responses"].setdefault("413", TOO_LARGE)
+                op["responses"].setdefault("415", UNSUPPORTED)
+    return paths
+
+
+_guarded(PATHS)

@@ -1,6 +1,7 @@
-"""One aiohttp server inside the gateway: routes, bearer-token auth, JSON errors.
+"""One aiohttp server inside the gateway: routes, the request guards, JSON errors.
 
-Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Errors are
+Every route but ``/healthz`` needs ``Authorization: Bearer <token>`` and a ``Host``
+that names this server; bodies must be JSON (:mod:`salon.api.guards`). Errors are
 JSON with a stable code from the catalogue (``salon.responses.API_ERRORS``):
 ``{"error": {"code": "agent_not_found", "message": "…"}}``, never a traceback.
 The route modules (:mod:`salon.api.admin`, :mod:`salon.api.openai`,
@@ -9,15 +10,13 @@ The route modules (:mod:`salon.api.admin`, :mod:`salon.api.openai`,
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from salon._exceptions import ConfigError
 from salon.api.context import ApiContext
 from salon.config.models import ApiConfig
 from salon.responses import api_error
@@ -25,7 +24,8 @@ from salon.responses import api_error
 log = structlog.get_logger("salon.api")
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("salon_context", ApiContext)
-OPEN_PATHS = frozenset({"/healthz"})
+# The largest request body read (aiohttp's default; more is 413 body_too_large).
+MAX_BODY_BYTES = 1024**2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -60,6 +60,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response(error_body(e.code, e.message), status=e.status)
     except web.HTTPNotFound:
         return json_error("not_found", path=request.path)
+    except web.HTTPRequestEntityTooLarge:
+        return json_error("body_too_large", limit=MAX_BODY_BYTES)
     except web.HTTPMethodNotAllowed:
         return json_error("invalid_request", detail=f"{request.method} is not allowed here")
     except web.HTTPException:
@@ -69,36 +71,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error("internal_error", kind=type(e).__name__)
 
 
-def auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require the bearer token (compared in constant time) on every closed path."""
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path not in OPEN_PATHS:
-            given = request.headers.get("Authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
-                return json_error("unauthorized")
-        return await handler(request)
-
-    return check
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def build_app(ctx: ApiContext, token: str | None) -> web.Application:
-    """The application with every route module's routes."""
+def build_app(
+    ctx: ApiContext, token: str, listen_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()
+) -> web.Application:
+    """The application with every route module's routes, behind the guards."""
     from salon.api import admin, health, openai
+    from salon.api.guards import HostCheck, auth_middleware, host_middleware, media_type_middleware
 
-    app = web.Application(middlewares=[errors_middleware, auth_middleware(token)])
+    guards: list[Middleware] = [
+        host_middleware(HostCheck(listen_host, allowed_hosts)),
+        auth_middleware(token),
+        media_type_middleware,
+    ]
+    app = web.Application(middlewares=[errors_middleware, *guards], client_max_size=MAX_BODY_BYTES)
     app[CONTEXT] = ctx
     for module in (health, admin, openai):
         module.add_routes(app)
@@ -108,16 +93,11 @@ def build_app(ctx: ApiContext, token: str | None) -> web.Application:
 class ApiServer:
     """The HTTP server of one gateway (started after the gateway is ready)."""
 
-    def __init__(self, config: ApiConfig, ctx: ApiContext, token: str | None) -> None:
-        if token is None and not is_loopback(config.host):
-            raise ConfigError(
-                f"api.listen: {config.listen} is not a loopback address; set api.token_env "
-                "to a variable holding a token before listening beyond this machine",
-                path="api.listen",
-            )
+    def __init__(self, config: ApiConfig, ctx: ApiContext, token: str) -> None:
         self.config = config
+        self.token = token  # `salon run` writes it to api.json
         self.context = ctx  # a reload swaps parts of it (the router)
-        self.app = build_app(ctx, token)
+        self.app = build_app(ctx, token, config.host, config.allowed_hosts)
         self._runner: web.AppRunner | None = None
         self.port = config.port
 

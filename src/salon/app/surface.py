@@ -1,9 +1,15 @@
-"""Starting the HTTP surface of a running gateway (when ``api:`` is configured)."""
+"""Starting the HTTP surface of a running gateway (when ``api:`` is configured).
+
+Its bearer token is the value of ``api.token_env``, or, with ``token_env: null``, a
+random one made here for this run (``ApiServer.token``, which `salon run` writes
+to ``<data_dir>/api.json``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from typing import TYPE_CHECKING, cast
 
 import aiohttp
@@ -48,7 +54,9 @@ async def start_api(
     )
     assert state is not None and roster is not None and store is not None and hs is not None
     assert session is not None and router is not None
-    token = _secret(config.token_env, "api.token_env")
+    # Never an open API: without `token_env`, a random token for this run (`salon run`
+    # writes it to <data_dir>/api.json, where the CLI finds it).
+    token = _secret(config.token_env, "api.token_env") or secrets.token_urlsafe(32)
     operator = None
     if config.operator_user_id:
         operator_token = _secret(config.operator_token_env, "api.operator_token_env")

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -22,8 +23,8 @@ FILENAME = "api.json"
 
 
 class ApiFile(BaseModel):
-    """The API's base URL, its bearer token (None: the server takes none) and the pid
-    of the process serving it."""
+    """The API's base URL, its bearer token and the pid of the process serving it
+    (a file without a token is from before every API had one)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -51,15 +52,24 @@ class ApiFile(BaseModel):
             raise ConfigError(f"{path}: unreadable API file: {e}", path=str(path)) from e
 
     def save(self, data_dir: Path) -> Path:
-        """Write it (atomically) readable by the owner only: it holds a token."""
+        """Write it atomically, readable by the owner only at every instant: it holds
+        a token. A fresh temporary file is created 0600 (never an older file's bits),
+        then renamed over the old one."""
         path = data_dir / FILENAME
         data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.model_dump_json(indent=2))
-        os.chmod(tmp, 0o600)  # an older file of that name may have had other bits
-        tmp.replace(path)
+        tmp = data_dir / f".{FILENAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.model_dump_json(indent=2))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
         return path
 
 

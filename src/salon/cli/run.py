@@ -29,8 +29,8 @@ async def serve(
 ) -> None:
     """Start the gateway, publish its API in ``api.json``, run until stopped, stop.
 
-    The token written is the value of ``api.token_env`` (none if the config names
-    no variable); the file goes once the gateway stops listening. ``load`` and
+    The token written is the server's: the value of ``api.token_env``, or the random
+    one made at start without it; the file goes once the gateway stops listening. ``load`` and
     ``watch``: how to read the config again, and the file whose changes reload it.
     """
     stop = stop or asyncio.Event()
@@ -40,11 +40,10 @@ async def serve(
     graceful = False
     try:
         await gateway.start()
-        if gateway.api is not None and config.api is not None:
-            env = config.api.token_env
+        if gateway.api is not None:
             saved = ApiFile(
                 url=api_file.client_url(gateway.api.config.host, gateway.api.port),
-                token=os.environ.get(env) if env else None,
+                token=gateway.api.token,
                 pid=os.getpid(),
             )
             path = saved.save(data_dir)

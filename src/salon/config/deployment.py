@@ -161,12 +161,17 @@ class ApiConfig(ConfigModel):
     """The gateway's HTTP server: admin API, OpenAI-compatible API, metrics, health.
 
     Off unless configured. Every route but ``/healthz`` needs ``Authorization:
-    Bearer <token>`` (the token is read from the variable ``token_env`` names); a
-    server listening beyond loopback without a token is refused at start.
+    Bearer <token>``: the value of the variable ``token_env`` names, or (``token_env:
+    null``) a random token made at start and written to ``<data_dir>/api.json``.
+    Requests must name an allowed ``Host`` (the listen address and loopback names on
+    the listening port, plus ``allowed_hosts``), which stops DNS rebinding.
     """
 
     listen: str = "127.0.0.1:8765"  # port 0: any free port
     token_env: str | None = "SALON_API_TOKEN"
+    # More names clients may use in ``Host`` (a reverse proxy's, this machine's):
+    # ``name`` (any port) or ``name:port``; IPv6 literals in brackets.
+    allowed_hosts: list[str] = Field(default_factory=list)
     # The user the admin API sends messages as (`salon up` fills it in): full user id
     # and the variable holding its access token. Without one, sending is refused.
     operator_user_id: str | None = None
@@ -179,6 +184,17 @@ class ApiConfig(ConfigModel):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"must be host:port, e.g. 127.0.0.1:8765, got {value!r}")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        names = []
+        for entry in value:
+            name = entry.strip().lower()
+            if not name or any(c in name for c in "/@ \t") or "://" in name:
+                raise ValueError(f"a host name or name:port, e.g. salon.example.com, got {entry!r}")
+            names.append(name)
+        return names
 
     @property
     def host(self) -> str:

@@ -180,7 +180,7 @@ class TurnRunner(TurnTasks):
             self._started.pop(spec.key, None)
 
     async def _queued(self, spec: TurnSpec) -> None:
-        async with self.slots.hold(spec.agent_id, spec.sender):
+        async with self.slots.hold(spec.agent_id, spec.slot_sender or spec.sender):
             self._started[spec.key] = True
             self._running[spec.agent_id] = self._running.get(spec.agent_id, 0) + 1
             try:

@@ -53,6 +53,9 @@ class TurnSpec:
     # session: ``history`` is the conversation so far, as (role, content) pairs.
     stateless: bool = False
     history: tuple[tuple[str, str], ...] = ()
+    # Whose per-sender slots the turn takes when that is not ``sender``: an API call
+    # counts against its caller (the token), whatever ``user`` label it gives.
+    slot_sender: str | None = None
 
     @property
     def key(self) -> tuple[str, AgentId]:
@@ -83,6 +86,7 @@ class TurnSpec:
                 deadline_ts=data.get("deadline_ts"),
                 stateless=bool(data.get("stateless")),
                 history=tuple((str(r), str(c)) for r, c in data.get("history") or ()),
+                slot_sender=data.get("slot_sender"),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e

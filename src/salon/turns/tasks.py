@@ -81,6 +81,13 @@ class TurnTasks:
         self._request_stop(key)
         return True
 
+    def stop_turn(self, key: TurnKey) -> bool:
+        """Stop one turn (an API caller that went away); False if it is not running."""
+        if key not in self._tasks:
+            return False
+        self._request_stop(key)
+        return True
+
     def _request_stop(self, key: TurnKey) -> None:
         task = self._tasks.get(key)
         if task is not None and key not in self._settling:

@@ -32,7 +32,6 @@ def _unset(name: str | None) -> bool:
 def run_problems(config: SalonConfig) -> list[str]:
     """What `salon run` would refuse at start-up in a config that loaded (key: problem)."""
     # Imported here: `salon --help` need not load the Matrix and HTTP layers.
-    from salon.api.server import is_loopback
     from salon.gateway.identities import identity_specs
 
     if config.homeserver is None:
@@ -46,10 +45,6 @@ def run_problems(config: SalonConfig) -> list[str]:
     if api is not None:
         if _unset(api.token_env):
             problems.append(f"api.token_env: environment variable {api.token_env} is not set")
-        elif api.token_env is None and not is_loopback(api.host):
-            problems.append(
-                f"api.listen: {api.listen} is not a loopback address; set api.token_env"
-            )
         if api.operator_user_id and not api.operator_token_env:
             problems.append("api.operator_token_env: required with api.operator_user_id")
         elif api.operator_user_id and _unset(api.operator_token_env):

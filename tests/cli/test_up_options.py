@@ -205,3 +205,16 @@ def test_make_demo_takes_a_port(args: list[str], expected: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].endswith(expected)
+
+
+def test_the_local_store_keeps_the_files_retention(tmp_path: Path) -> None:
+    config = parse_config(
+        "agents: {echo: {backend: {type: echo}}}\n"
+        "store: {retention_days: 7, max_session_messages: 50}\n"
+    )
+    layout: Any = SimpleNamespace(
+        base_url="http://127.0.0.1:8008", server_name="localhost", registration_shared_secret="s"
+    )
+    store = up_module.local_config(config, layout, tmp_path).store
+    assert store.url == f"sqlite:///{(tmp_path / 'salon.db').resolve()}"
+    assert store.retention_days == 7 and store.max_session_messages == 50

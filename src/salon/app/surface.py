@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 import aiohttp
@@ -22,10 +23,12 @@ if TYPE_CHECKING:
     from salon.app.gateway import Gateway
 
 
-def _secret(name: str | None, key: str) -> str | None:
+def api_secret(name: str | None, key: str, given: Mapping[str, str]) -> str | None:
+    """The value of the variable ``name``: from ``given`` (what the process handed the
+    gateway directly, never put in the environment), else from the environment."""
     if not name:
         return None
-    value = os.environ.get(name)
+    value = given.get(name) or os.environ.get(name)
     if not value:
         raise ConfigError(f"{key}: environment variable {name} is not set", path=key)
     return value
@@ -48,10 +51,12 @@ async def start_api(
     )
     assert state is not None and roster is not None and store is not None and hs is not None
     assert session is not None and router is not None
-    token = _secret(config.token_env, "api.token_env")
+    token = api_secret(config.token_env, "api.token_env", gateway.secrets)
     operator = None
     if config.operator_user_id:
-        operator_token = _secret(config.operator_token_env, "api.operator_token_env")
+        operator_token = api_secret(
+            config.operator_token_env, "api.operator_token_env", gateway.secrets
+        )
         if operator_token is None:
             raise ConfigError("api.operator_token_env: required with api.operator_user_id")
         operator = MatrixAPI(

@@ -380,4 +380,12 @@ def status(endpoint: Endpoint) -> StatusReport:
         running=True,  # it answered
         loops=loops,
     )
-    return StatusReport(delegations, turns, gateway, api_url=endpoint.url, problems=problems)
+    size = answer.get("store_size_bytes")
+    return StatusReport(
+        delegations,
+        turns,
+        gateway,
+        api_url=endpoint.url,
+        problems=problems,
+        store_bytes=size if isinstance(size, int) else None,
+    )

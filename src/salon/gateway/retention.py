@@ -28,7 +28,7 @@ log = structlog.get_logger("salon.gateway.retention")
 EVERY_S = 300.0
 BATCH = 500  # rows per delete: a few milliseconds of the store
 PAUSE_S = 0.05  # between batches, for the writers waiting
-RECLAIM_PAGES = 2000  # pages given back per step (8 MB at SQLite's 4 KiB pages)
+RECLAIM_PAGES = 500  # pages given back per step (2 MB at 4 KiB pages: tens of ms)
 DAY_MS = 86_400_000
 
 

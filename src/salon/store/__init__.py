@@ -51,7 +51,7 @@ class Store:
         """The bytes the store takes on disk (for SQLite: the file and its WAL)."""
         return await self.db.size_bytes()
 
-    async def reclaim(self, max_pages: int = 2000) -> int:
+    async def reclaim(self, max_pages: int = 500) -> int:
         """Give space freed by deletes back to the file system, a bounded step at a
         time; returns the pages given back (0 where the store cannot)."""
         return await self.db.reclaim(max_pages)

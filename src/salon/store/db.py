@@ -36,6 +36,8 @@ Row = sqlite3.Row
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("salon_store_in_tx", default=False)
 
 
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another process's lock
+
 # Words of SQLite's errors that a later try may not see again: busy, locked, full, I/O.
 _TRANSIENT_WORDS = ("locked", "busy", "disk", "full", "i/o", "unable to open", "readonly")
 
@@ -134,7 +136,7 @@ class Database:
                 _restrict_files(path)  # the WAL files exist now; fix ones an old version made
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open store {path}: {e}") from e
         db = cls(conn, path)
@@ -183,7 +185,13 @@ class Database:
             # executescript steps the pragma to its end (execute frees one page only).
             conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
             after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            # Empty the WAL file too, unless a reader (`salon status` reading the file)
+            # is in the way: then at the next sweep, never waiting with the store held.
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             return before - after
 
         if _IN_TX.get():

@@ -58,3 +58,6 @@ VISITS_ENDED = Counter(
 CONFIG_RELOADS = Counter(
     "salon_config_reloads_total", "Config reloads, applied or refused", ["result"]
 )
+RETENTION_PRUNED = Counter(
+    "salon_retention_pruned_total", "Rows the retention janitor deleted", ["table"]
+)

@@ -46,6 +46,7 @@ async def test_status_shows_one_line_per_delegation_turns_loops_and_reachability
     assert body["loops_restarting"] == ["heartbeat:coder"]
     assert body["loops_ok"] is False
     assert body["store"] == {"ok": True}
+    assert body["store_size_bytes"] == await store.size_bytes() > 0
     assert body["homeserver"] == {"ok": True}
 
     rig.homeserver_up = False

@@ -156,3 +156,14 @@ def test_status_reads_the_key_the_reloader_writes() -> None:
     from salon.gateway.reload import RELOAD_STATUS_KEY as written
 
     assert read == written
+
+
+def test_status_shows_the_stores_size_on_disk(tmp_path: Path) -> None:
+    _populate(tmp_path, None)
+    size = sum(p.stat().st_size for p in tmp_path.glob("salon.db*") if not p.name.endswith("-shm"))
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"store: ([\d.]+) (kB|MB) on disk", result.stdout)
+    assert match, result.stdout
+    shown = float(match[1]) * (1000 if match[2] == "kB" else 1_000_000)
+    assert abs(shown - size) <= 0.06 * size

@@ -220,3 +220,16 @@ def test_the_operator_is_an_admin_of_the_running_config_only(tmp_path: Path) -> 
     assert demo.access.admins == []  # the config as written is left as it is
     again = up_module.local_config(running, layout, tmp_path, operator=operator)
     assert again.access.admins == [operator]  # once, however often it is applied
+
+
+def test_the_local_store_keeps_the_files_retention(tmp_path: Path) -> None:
+    config = parse_config(
+        "agents: {echo: {backend: {type: echo}}}\n"
+        "store: {retention_days: 7, max_session_messages: 50}\n"
+    )
+    layout: Any = SimpleNamespace(
+        base_url="http://127.0.0.1:8008", server_name="localhost", registration_shared_secret="s"
+    )
+    store = up_module.local_config(config, layout, tmp_path).store
+    assert store.url == f"sqlite:///{(tmp_path / 'salon.db').resolve()}"
+    assert store.retention_days == 7 and store.max_session_messages == 50

@@ -42,6 +42,7 @@ async def status(request: web.Request) -> web.Response:
                 row.update(state=turn.state.value, attempts=turn.attempts)
         turns.append(row)
     loops = [loop_view(loop) for loop in ctx.loops()]
+    size = await ctx.store.size_bytes()
     return web.json_response(
         {
             "gateway": ctx.gateway,
@@ -51,6 +52,7 @@ async def status(request: web.Request) -> web.Response:
             "loops_restarting": [loop["name"] for loop in loops if loop["backing_off"]],
             "loops_ok": check_loops(ctx)["ok"],
             "store": store_check,
+            "store_size_bytes": size,
             "homeserver": homeserver_check,
         }
     )

@@ -208,6 +208,7 @@ SCHEMAS: JSON = {
             "loops_restarting": {"type": "array", "items": STR},
             "loops_ok": BOOL,
             "store": ref("Check"),
+            "store_size_bytes": {**INT, "description": "The store's size on disk (file + WAL)"},
             "homeserver": ref("Check"),
         },
     },

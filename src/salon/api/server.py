@@ -10,6 +10,9 @@ The route modules (:mod:`salon.api.admin`, :mod:`salon.api.openai`,
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,6 +20,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from salon._exceptions import ConfigError
 from salon.api.context import ApiContext
 from salon.config.models import ApiConfig
 from salon.responses import api_error
@@ -108,15 +112,23 @@ class ApiServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def start(self) -> None:
-        """Listen (the port may be 0: the chosen one is in ``port`` then)."""
+        """Listen on the configured port, or (``api.port_tries``) the next free one; the
+        port got is in ``port`` (also for port 0: any free one).
+
+        Raises:
+            ConfigError: every port tried is taken (or the address cannot be had).
+        """
+        sock = listen_socket(self.config.host, self.config.port, self.config.port_tries)
+        self.port = int(sock.getsockname()[1])
         self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        try:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            raise
+        if self.port != self.config.port and self.config.port:
+            log.warning("api.port_taken", wanted=self.config.port, port=self.port)
         log.info("api.listening", url=self.url)
 
     async def stop(self) -> None:
@@ -124,3 +136,44 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def listen_socket(host: str, port: int, tries: int = 1) -> socket.socket:
+    """A socket listening on ``host:port``, or on the next of ``tries`` ports when one
+    is taken. Binding and listening is the claim: two servers choosing at once never
+    get the same port, and the loser moves on (a probe before a later bind would race).
+
+    Raises:
+        ConfigError: every port tried is taken, or ``host`` cannot be listened on.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as e:
+        raise ConfigError(f"api.listen: cannot listen on {host}: {e}", path="api.listen") from e
+    last = port if port == 0 else min(port + tries - 1, 65535)
+    for candidate in range(port, last + 1):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if os.name == "posix":  # as aiohttp does; never SO_REUSEPORT (shares the port)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address[0], candidate, *address[2:]))
+            sock.listen(128)
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE and candidate < last:
+                continue
+            if e.errno != errno.EADDRINUSE:
+                problem = f"cannot listen on {host}:{candidate}: {e}"
+            elif last == port:
+                problem = f"port {port} on {host} is in use"
+            else:
+                problem = f"ports {port}-{last} on {host} are all in use"
+            raise ConfigError(
+                f"api.listen: {problem}; choose another port (0: any free one)",
+                path="api.listen",
+            ) from e
+        sock.setblocking(False)
+        return sock
+    raise AssertionError("unreachable")  # the loop returns or raises

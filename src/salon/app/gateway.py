@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ from salon.gateway.invites import InviteJoiner
 from salon.gateway.live import Parts, log_access_policy
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.reload import Reloader
+from salon.gateway.retention import max_age_ms, start_retention
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.sessions import Janitor
 from salon.gateway.visits import VisitEnder
@@ -83,9 +84,12 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         ready_timeout_s: float = 60.0,
         load: Callable[[], SalonConfig] | None = None,
         watch: Path | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         """``load`` reads the config again (a reload: SIGHUP, `salon reload`, or the file
-        ``watch`` changing); without it the running config never changes."""
+        ``watch`` changing); without it the running config never changes. ``secrets``:
+        values of variables the config names, given here instead of in the environment
+        (which every backend and child process would inherit)."""
         if config.homeserver is None:
             raise ValueError("config.homeserver is required")
         self.config = config
@@ -115,6 +119,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self._router: Router | None = None
         self.coordinator: Coordinator | None = None
         self._stop_now = asyncio.Event()  # a graceful shutdown is to end at once
+        self.secrets: Mapping[str, str] = dict(secrets or {})
 
     async def start(self) -> GatewayState:
         """Boot everything; returns once every identity has synced once."""
@@ -229,7 +234,11 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             visiting=lambda invite: is_visit(roster, voices, invite),
         )
         self._dispatcher = dispatcher = Dispatcher(
-            store, roster=roster, created_at=created_at, on_invite=invites.record
+            store,
+            roster=roster,
+            created_at=created_at,
+            on_invite=invites.record,
+            max_age_ms=max_age_ms(config.store),
         )
         messages = MessageHandler(
             store,
@@ -320,6 +329,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self.reloader = Reloader(self, self._load or (lambda: base), watch=self._watch)
         supervisor.spawn("reload", self.reloader.run)
         supervisor.spawn("janitor", Janitor(store, self.reloader.request).run)
+        start_retention(config.store, store, supervisor)
         if idle_s is not None:
             supervisor.spawn("visits", visits.run)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

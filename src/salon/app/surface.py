@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 import aiohttp
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
     from salon.app.gateway import Gateway
 
 
-def _secret(name: str | None, key: str) -> str | None:
+def api_secret(name: str | None, key: str, given: Mapping[str, str]) -> str | None:
+    """The value of the variable ``name``: from ``given`` (what the process handed the
+    gateway directly, never put in the environment), else from the environment."""
     if not name:
         return None
-    value = os.environ.get(name)
+    value = given.get(name) or os.environ.get(name)
     if not value:
         raise ConfigError(f"{key}: environment variable {name} is not set", path=key)
     return value
@@ -56,10 +59,14 @@ async def start_api(
     assert session is not None and router is not None
     # Never an open API: without `token_env`, a random token for this run (`salon run`
     # writes it to <data_dir>/api.json, where the CLI finds it).
-    token = _secret(config.token_env, "api.token_env") or secrets.token_urlsafe(32)
+    token = api_secret(config.token_env, "api.token_env", gateway.secrets) or secrets.token_urlsafe(
+        32
+    )
     operator = None
     if config.operator_user_id:
-        operator_token = _secret(config.operator_token_env, "api.operator_token_env")
+        operator_token = api_secret(
+            config.operator_token_env, "api.operator_token_env", gateway.secrets
+        )
         if operator_token is None:
             raise ConfigError("api.operator_token_env: required with api.operator_user_id")
         operator = MatrixAPI(

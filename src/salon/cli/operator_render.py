@@ -70,6 +70,8 @@ def _render_status(report: StatusReport) -> None:
         console.print(f"access: {escape(gw.access)}", highlight=False)
     for problem in report.problems:
         console.print(f"[yellow]{escape(problem)}[/]", highlight=False)
+    if report.store_bytes is not None:
+        console.print(f"store: {_size(report.store_bytes)} on disk", highlight=False)
     table = Table("from", "to", "state", "age", "refs", "id", title="open delegations")
     for d in report.delegations:
         table.add_row(
@@ -102,6 +104,16 @@ def _render_status(report: StatusReport) -> None:
                     escape(loop.last_error or ""),
                 )
         console.print(table)
+
+
+def _size(size: int) -> str:
+    """Bytes for a person: 812 B, 3.4 MB, 1.2 GB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
 
 
 def _duration(seconds: int) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from salon._exceptions import ConfigError, StoreError
 from salon.coordination.refs import labels_of
 from salon.procs import pid_alive
+from salon.store.db import sqlite_size_bytes
 from salon.store.delegations import TERMINAL_PHASES, DelegationPhase
 from salon.store.kv import GATEWAY_STATUS_KEY as STATUS_KEY
 
@@ -88,6 +89,7 @@ class StatusReport:
     gateway: GatewayInfo | None = None
     api_url: str | None = None
     problems: list[str] = field(default_factory=list)
+    store_bytes: int | None = None  # the store's size on disk (None: not told)
 
 
 def gateway_info(raw: dict[str, Any], now_ms: int) -> GatewayInfo:
@@ -197,7 +199,11 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
             if isinstance(raw, dict):
                 gateway = gateway_info(raw, now)
     return StatusReport(
-        merge_delegations(rows, now), turns, gateway, problems=reload_problems(reload_row)
+        merge_delegations(rows, now),
+        turns,
+        gateway,
+        problems=reload_problems(reload_row),
+        store_bytes=sqlite_size_bytes(db_path),
     )
 
 

@@ -23,7 +23,7 @@ from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
 from salon.config import load_config
-from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig, StoreConfig
+from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig
 from salon.devserver.synapse import (
     SynapseLayout,
     SynapseProcess,
@@ -39,8 +39,9 @@ from salon.store.db import ensure_private_dir
 # The HTTP API of `salon up`: loopback only, this port or the next free one.
 DEFAULT_API_PORT = 8765
 API_PORT_TRIES = 100
-# The variables the API's config names for its token and the operator's access
-# token; `salon up` sets them in its own environment (never a user's variable).
+# The names the API's config gives its token and the operator's access token. `salon
+# up` hands the values to the gateway directly (Gateway(secrets=…)), never through
+# its environment, which backends and their child processes would inherit.
 API_TOKEN_ENV = "SALON_UP_API_TOKEN"
 OPERATOR_TOKEN_ENV = "SALON_UP_OPERATOR_TOKEN"
 
@@ -60,7 +61,10 @@ def local_config(
         server_name=layout.server_name,
         registration_shared_secret=layout.registration_shared_secret,
     )
-    store = StoreConfig(url=f"sqlite:///{(data_dir / 'salon.db').resolve()}")
+    # The data dir's store, with the file's other store settings (retention…).
+    store = config.store.model_copy(
+        update={"url": f"sqlite:///{(data_dir / 'salon.db').resolve()}"}
+    )
     update: dict[str, object] = {
         "homeserver": homeserver,
         "store": store,
@@ -88,7 +92,8 @@ def can_listen(port: int, host: str = "127.0.0.1") -> bool:
 
 def choose_api_port(requested: int | None, homeserver_port: int | None = None) -> int:
     """The API's port: ``requested`` (0: any free one, chosen when listening), else
-    ``DEFAULT_API_PORT`` or the next free one that is not the homeserver's.
+    ``DEFAULT_API_PORT`` (the server takes the next free one if it is taken: see
+    :func:`api_config`), never the homeserver's.
 
     Raises:
         DevServerError: the requested port is taken (nothing was started).
@@ -105,16 +110,17 @@ def choose_api_port(requested: int | None, homeserver_port: int | None = None) -
                 " or give --api-port 0 (any free port)"
             )
         return requested
-    for port in range(DEFAULT_API_PORT, DEFAULT_API_PORT + API_PORT_TRIES):
-        if port != homeserver_port and can_listen(port):
-            return port
-    return 0
+    # No probe for a free port here: two `salon up` started together would both find
+    # the same one. The server binds and moves on to the next port itself.
+    return DEFAULT_API_PORT + 1 if homeserver_port == DEFAULT_API_PORT else DEFAULT_API_PORT
 
 
-def api_config(port: int, operator_user_id: str) -> ApiConfig:
-    """The API section `salon up` runs with (its tokens in the variables it sets)."""
+def api_config(port: int, operator_user_id: str, *, tries: int = API_PORT_TRIES) -> ApiConfig:
+    """The API section `salon up` runs with: ``port`` or, when taken, one of the next
+    ``tries`` (its tokens under names `salon up` hands the gateway the values of)."""
     return ApiConfig(
         listen=f"127.0.0.1:{port}",
+        port_tries=tries if port else 1,
         token_env=API_TOKEN_ENV,
         operator_user_id=operator_user_id,
         operator_token_env=OPERATOR_TOKEN_ENV,
@@ -281,7 +287,6 @@ async def up(
         check_port(data_dir, port)
     listen_port = choose_api_port(api_port, port)
     api_token = secrets.token_urlsafe(32)
-    saved_env = {name: os.environ.get(name) for name in (API_TOKEN_ENV, OPERATOR_TOKEN_ENV)}
     gateway: Gateway | None = None
     # Ctrl-C / SIGTERM: the first lets running replies finish (shutdown.drain_s), a
     # second stops the gateway at once; Synapse stops after it either way.
@@ -298,9 +303,9 @@ async def up(
         with console.status("Registering the operator account…"):
             creds = await register_operator(layout, operator)
         console.print(f"[green]✓[/] Operator {creds.user_id}")
-        os.environ[API_TOKEN_ENV] = api_token
-        os.environ[OPERATOR_TOKEN_ENV] = creds.access_token
-        api_settings = api_config(listen_port, creds.user_id)
+        # An explicit --api-port is that port or nothing; the default moves on if taken.
+        tries = API_PORT_TRIES if api_port is None else 1
+        api_settings = api_config(listen_port, creds.user_id, tries=tries)
         cfg = local_config(config, layout, data_dir, api_settings, creds.user_id)
 
         def reload_config() -> SalonConfig:
@@ -315,6 +320,7 @@ async def up(
             invite=[UserId(creds.user_id)],
             load=reload_config if config_path is not None else None,
             watch=config_path,
+            secrets={API_TOKEN_ENV: api_token, OPERATOR_TOKEN_ENV: creds.access_token},
         )
         with console.status(
             f"Starting the gateway: {len(cfg.agents)} agents, Space, lobby and agent rooms…"
@@ -344,11 +350,6 @@ async def up(
         await gateway.shutdown()
     finally:
         api_file.remove(data_dir, pid=os.getpid())
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         if gateway is not None:
             await gateway.stop()
         await asyncio.to_thread(synapse.stop)  # also reaps a Synapse that failed to start

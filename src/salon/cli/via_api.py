@@ -381,4 +381,12 @@ def status(endpoint: Endpoint) -> StatusReport:
         loops=loops,
         access=answer.get("access") if isinstance(answer.get("access"), str) else None,
     )
-    return StatusReport(delegations, turns, gateway, api_url=endpoint.url, problems=problems)
+    size = answer.get("store_size_bytes")
+    return StatusReport(
+        delegations,
+        turns,
+        gateway,
+        api_url=endpoint.url,
+        problems=problems,
+        store_bytes=size if isinstance(size, int) else None,
+    )

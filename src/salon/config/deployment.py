@@ -138,9 +138,15 @@ class ShutdownConfig(ConfigModel):
 
 
 class StoreConfig(ConfigModel):
-    """Where durable state lives."""
+    """Where durable state lives, and how long finished work is kept."""
 
     url: str = "sqlite:///salon-data/salon.db"
+    # Finished rows (handled events, closed turns, routing decisions, ended delegations,
+    # cron runs, invitations, session messages) older than this many days are deleted;
+    # open work never is. None keeps everything.
+    retention_days: PositiveFloat | None = 30
+    # The newest messages each session keeps (None: all); a turn reads at most 400.
+    max_session_messages: Annotated[int | None, Field(ge=2)] = 400
 
     @field_validator("url")
     @classmethod
@@ -168,6 +174,8 @@ class ApiConfig(ConfigModel):
     """
 
     listen: str = "127.0.0.1:8765"  # port 0: any free port
+    # A taken port: try the next ones, up to this many ports in all (`salon up`: 100).
+    port_tries: Annotated[int, Field(ge=1, le=1000)] = 1
     token_env: str | None = "SALON_API_TOKEN"
     # More names clients may use in ``Host`` (a reverse proxy's, this machine's):
     # ``name`` (any port) or ``name:port``; IPv6 literals in brackets.

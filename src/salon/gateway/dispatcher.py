@@ -56,8 +56,12 @@ class Dispatcher:
         created_at: Mapping[UserId, int],
         on_invite: OnInvite | None = None,
         batch: int = 100,
+        max_age_ms: int | None = None,
     ) -> None:
+        """``max_age_ms``: events older than this (by their own time) are not admitted:
+        the retention janitor deletes inbox rows that old, so one may have been handled."""
         self.store = store
+        self._max_age_ms = max_age_ms
         self.roster = roster
         self._created_at = created_at
         self._on_invite = on_invite
@@ -117,6 +121,9 @@ class Dispatcher:
         if event.origin_ts < self._created_at.get(identity, 0):
             EVENTS_DROPPED.labels(reason="history").inc()
             return False  # history from before this identity existed is never answered
+        if self._max_age_ms is not None and event.origin_ts < now_ms() - self._max_age_ms:
+            EVENTS_DROPPED.labels(reason="expired").inc()
+            return False  # older than the retention window: its row may be gone, not its reply
         return True
 
     # --- worker ------------------------------------------------------------

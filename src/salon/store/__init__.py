@@ -9,6 +9,7 @@ from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.invites import Invites
 from salon.store.kv import KV
+from salon.store.retention import Retention
 from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
 from salon.store.session_agents import SessionAgents
@@ -35,6 +36,7 @@ class Store:
         self.invites = Invites(db)
         self.cron = CronRuns(db)
         self.session_agents = SessionAgents(db)
+        self.retention = Retention(db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -44,6 +46,15 @@ class Store:
     async def close(self) -> None:
         """Close the underlying database."""
         await self.db.close()
+
+    async def size_bytes(self) -> int:
+        """The bytes the store takes on disk (for SQLite: the file and its WAL)."""
+        return await self.db.size_bytes()
+
+    async def reclaim(self, max_pages: int = 500) -> int:
+        """Give space freed by deletes back to the file system, a bounded step at a
+        time; returns the pages given back (0 where the store cannot)."""
+        return await self.db.reclaim(max_pages)
 
 
 __all__ = ["Store"]

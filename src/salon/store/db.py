@@ -36,6 +36,8 @@ Row = sqlite3.Row
 _IN_TX: contextvars.ContextVar[bool] = contextvars.ContextVar("salon_store_in_tx", default=False)
 
 
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another process's lock
+
 # Words of SQLite's errors that a later try may not see again: busy, locked, full, I/O.
 _TRANSIENT_WORDS = ("locked", "busy", "disk", "full", "i/o", "unable to open", "readonly")
 
@@ -57,6 +59,15 @@ def sqlite_path(url: str) -> Path:
     if not url.startswith(prefix):
         raise StoreError(f"unsupported store url {url!r}: expected sqlite:///path")
     return Path(url[len(prefix) :])
+
+
+def sqlite_size_bytes(path: Path) -> int:
+    """The size of a SQLite store on disk: the file plus its WAL (0 in memory)."""
+    total = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        with suppress(OSError):
+            total += file.stat().st_size
+    return total
 
 
 PRIVATE_DIR_MODE = 0o700
@@ -117,12 +128,15 @@ class Database:
                 thread.daemon = True
             conn = await pending
             conn.row_factory = sqlite3.Row
+            # Before WAL, so a new (empty) store takes it: the retention janitor can then
+            # give freed pages back (incremental_vacuum). An existing store keeps its mode.
+            await conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             await conn.execute("PRAGMA journal_mode=WAL")
             if on_disk:
                 _restrict_files(path)  # the WAL files exist now; fix ones an old version made
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open store {path}: {e}") from e
         db = cls(conn, path)
@@ -153,6 +167,40 @@ class Database:
     async def close(self) -> None:
         """Close the connection."""
         await self._conn.close()
+
+    async def size_bytes(self) -> int:
+        """The bytes the store takes on disk: the database file and its WAL."""
+        return sqlite_size_bytes(self.path)
+
+    async def reclaim(self, max_pages: int) -> int:
+        """Give up to ``max_pages`` free pages back to the file system, then checkpoint
+        the WAL (so the file shrinks and the WAL empties); returns the pages given back.
+
+        Only a store created with incremental auto-vacuum gives pages back; another one
+        keeps them and reuses them for new rows (its file stops growing, never shrinks).
+        """
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            # executescript steps the pragma to its end (execute frees one page only).
+            conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
+            after = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            # Empty the WAL file too, unless a reader (`salon status` reading the file)
+            # is in the way: then at the next sweep, never waiting with the store held.
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            return before - after
+
+        if _IN_TX.get():
+            raise StoreError("reclaim() cannot run inside transaction()")
+        async with self._lock:
+            try:
+                return await self._conn._execute(run, self._conn._conn)
+            except sqlite3.Error as e:
+                raise _store_error("store reclaim failed", e) from e
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; returns the number of rows changed."""

@@ -98,9 +98,15 @@ class Inbox:
         return None if row is None else _row(row)
 
     async def mark(self, event_id: str, state: InboxState, reason: str | None = None) -> None:
-        """Close an entry as handled or dropped (with why)."""
+        """Close an entry as handled or dropped (with why).
+
+        A dropped event's content is cleared at once: it was never acted on, and it may
+        come from someone who does not use the agents (an unauthorised sender, a room
+        we only share). Its id, sender, room, type and reason stay for the audit."""
         await self._db.execute(
-            "UPDATE inbox SET state = $2, reason = $3 WHERE event_id = $1",
+            "UPDATE inbox SET state = $2, reason = $3,"
+            " event_json = CASE WHEN $2 = 'dropped' THEN '' ELSE event_json END"
+            " WHERE event_id = $1",
             event_id,
             state.value,
             reason,

@@ -9,6 +9,8 @@ from salon.store.records import now_ms
 
 # Messages read per turn at most: far more than any context budget holds.
 MAX_LOADED = 400
+# Messages a session keeps by default (store.max_session_messages): what a turn reads.
+MAX_STORED = MAX_LOADED
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,10 @@ class StoredMessage:
 class Sessions:
     """The ``sessions`` and ``session_messages`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, max_messages: int | None = None) -> None:
         self._db = db
+        # Messages a session keeps (the newest; None: all). The gateway sets it.
+        self.max_messages = max_messages
 
     async def chat_id(self, session_key: str, agent_id: str) -> str:
         """The session's platform chat id, allocated once from a durable sequence."""
@@ -98,6 +102,12 @@ class Sessions:
                     tokens,
                     now_ms(),
                 )
+            if self.max_messages is not None:
+                await _trim(tx, session_key, self.max_messages)
+
+    async def trim(self, session_key: str, keep: int) -> int:
+        """Keep only the session's newest ``keep`` messages; returns how many went."""
+        return await _trim(self._db, session_key, keep)
 
     async def replace(self, session_key: str, agent_id: str, messages: list[StoredMessage]) -> None:
         """Make the session hold exactly ``messages`` (a `!load`)."""
@@ -117,7 +127,27 @@ class Sessions:
                     m.tokens,
                     now_ms(),
                 )
+            if self.max_messages is not None:
+                await _trim(tx, session_key, self.max_messages)
 
     async def clear(self, session_key: str) -> None:
         """Forget a session's messages (its chat id stays)."""
         await self._db.execute("DELETE FROM session_messages WHERE session_key = $1", session_key)
+
+
+async def _trim(db: Database, session_key: str, keep: int) -> int:
+    """Delete all but the newest ``keep`` messages of a session, a turn's messages
+    together (a cut turn goes whole: no reply is left without its question)."""
+    boundary = await db.fetchval(
+        "SELECT id FROM session_messages WHERE session_key = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+        session_key,
+        keep,
+    )
+    if boundary is None:
+        return 0
+    return await db.execute(
+        "DELETE FROM session_messages WHERE session_key = $1 AND (id <= $2 OR turn_id IN"
+        " (SELECT turn_id FROM session_messages WHERE session_key = $1 AND id <= $2))",
+        session_key,
+        boundary,
+    )

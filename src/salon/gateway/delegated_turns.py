@@ -75,7 +75,11 @@ class Coordinator:
         )
         self.manager.report = self.report
         self.inbound = InboundDelegations(
-            store, self.directory, hop_limit=config.delegation.hop_limit, submit=self.submit_task
+            store,
+            self.directory,
+            hop_limit=config.delegation.hop_limit,
+            submit=self.submit_task,
+            peers=config.peers,
         )
         # Sends for turns wait out outages the same way the turns' replies do.
         self.manager.delivery = self.inbound.delivery = runner.delivery

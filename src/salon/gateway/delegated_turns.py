@@ -123,6 +123,7 @@ class Coordinator:
             origin_room=spec.room_id,
             origin_event=spec.turn_id,
             parent=parent,
+            for_user=spec.for_user,
         )
 
     async def submit_task(self, request: DelegationRequest, room: RoomId) -> None:
@@ -136,6 +137,8 @@ class Coordinator:
                 kind=TurnKind.TASK,
                 room_id=room,
                 sender=sender.user_id if sender else request.from_,
+                # As the delegating gateway set it (a peer's: as that peer asserted it).
+                for_user=request.for_user,
                 text=text,
                 session_key=f"agent:{request.to}:delegation:{request.root}",
                 delegation_id=request.id,
@@ -176,6 +179,7 @@ class Coordinator:
             kind=TurnKind.REPORT,
             room_id=RoomId(record.origin_room),
             sender=self.roster.user_id(agent_id),
+            for_user=record.for_user,
             text=prompt,
             session_key=_room_session(agent_id, record.origin_room),
             # Reply to the message that started it, when it was a real event.

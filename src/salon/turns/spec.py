@@ -53,6 +53,11 @@ class TurnSpec:
     # session: ``history`` is the conversation so far, as (role, content) pairs.
     stateless: bool = False
     history: tuple[tuple[str, str], ...] = ()
+    # The Matrix user id of the person the turn works for, set by the gateway: a
+    # person's message → that person; a delegated task → its request's ``for_user``;
+    # a report → its delegation's. None: for nobody in particular (an agent's message,
+    # cron, the API). Backends read it as ``TurnRequest.for_user``, never from the text.
+    for_user: str | None = None
 
     @property
     def key(self) -> tuple[str, AgentId]:
@@ -83,6 +88,7 @@ class TurnSpec:
                 deadline_ts=data.get("deadline_ts"),
                 stateless=bool(data.get("stateless")),
                 history=tuple((str(r), str(c)) for r, c in data.get("history") or ()),
+                for_user=data.get("for_user"),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e
@@ -138,6 +144,7 @@ def turn_request(spec: TurnSpec) -> TurnRequest:
         text=spec.text,
         session_key=spec.session_key,
         chat_id="",
+        for_user=spec.for_user,
     )
 
 

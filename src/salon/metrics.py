@@ -52,6 +52,11 @@ INBOX_DEPTH = Gauge("salon_inbox_depth", "Inbox events not yet handled (set when
 DELEGATIONS_OPEN = Gauge(
     "salon_delegations_open", "Delegations not yet ended, by state (set when scraped)", ["state"]
 )
+DELEGATIONS_REJECTED = Counter(
+    "salon_delegations_rejected_total",
+    "Delegation requests to our agents answered `rejected`, by why",
+    ["reason"],
+)
 VISITS_ENDED = Counter(
     "salon_visits_ended_total", "Agents leaving other agents' rooms they visited", ["reason"]
 )

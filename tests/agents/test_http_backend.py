@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ REQUEST = TurnRequest(
     persona="You are kind.",
     history=(ChatMessage("user", "hello"), ChatMessage("assistant", "hi!")),
     attachments=({"kind": "image", "name": "cat.png", "mimetype": "image/png", "size": 1234},),
+    for_user="@alice:localhost",
 )
 
 
@@ -80,6 +82,7 @@ async def test_json_reply_and_request_body(
         "v": 1,
         "agent": "helper",
         "user": "@alice:localhost",
+        "for_user": "@alice:localhost",
         "chat_id": "42",
         "session": "agent:helper:matrix:!room",
         "text": "what is on today?",
@@ -96,6 +99,22 @@ async def test_json_reply_and_request_body(
     assert received.headers["Accept"] == "text/event-stream, application/json"
     assert received.headers["Content-Type"] == "application/json"
     assert "Authorization" not in received.headers
+
+
+async def test_a_delegated_task_says_whom_it_is_for(
+    service: tuple[FakeAgentService, str], make_backend: Any
+) -> None:
+    server, url = service
+    # A task the concierge delegated for Bob: the sender is the agent, for_user the person.
+    delegated = replace(REQUEST, sender="@salon_concierge:localhost", for_user="@bob:localhost")
+    await collect(make_backend(url), delegated)
+    await collect(make_backend(url), replace(REQUEST, for_user=None))
+    first, second = server.requests
+    assert (first.body["user"], first.body["for_user"]) == (
+        "@salon_concierge:localhost",
+        "@bob:localhost",
+    )
+    assert second.body["for_user"] is None  # for nobody in particular: null, not left out
 
 
 async def test_token_and_configured_headers(

@@ -14,6 +14,7 @@ from salon.agents.backend import ChatMessage, TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
 from salon.agents.openai_backend import PLACEHOLDER_API_KEY, OpenAIChatBackend
 from salon.agents.registry import build_backend, close_backend
+from salon.config.models import OpenAIBackend as OpenAIConfig
 from salon.config.models import SalonConfig
 from salon.ids import AgentId
 
@@ -69,6 +70,54 @@ async def test_without_key_sends_placeholder_and_no_unset_options(
     assert "temperature" not in received.body
     assert received.body["max_tokens"] == 2048  # replies are capped by default
     assert received.body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_a_local_endpoint_never_gets_the_openai_key(
+    fake: tuple[FakeOpenAI, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = fake
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-key")
+    config = OpenAIConfig(type="openai", base_url=url, model="test-model", retry_backoff_s=0.01)
+    assert config.api_key_env is None  # no key variable unless the config names one
+    backend = OpenAIChatBackend(config, agent_id="coder")
+    try:
+        assert await collect(backend) == ["Hel", "lo", ", ", "world"]
+    finally:
+        await backend.aclose()
+    [received] = server.requests
+    assert received.headers["Authorization"] == f"Bearer {PLACEHOLDER_API_KEY}"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "key_env"),
+    [
+        (None, "OPENAI_API_KEY"),  # the default base_url is OpenAI's
+        ("https://api.openai.com/v1/", "OPENAI_API_KEY"),
+        ("https://API.OpenAI.com/v1", "OPENAI_API_KEY"),
+        ("http://api.openai.com/v1", None),  # not over TLS: no key
+        ("https://api.openai.com.evil.example/v1", None),
+        ("https://openrouter.ai/api/v1", None),
+        ("http://192.168.1.20:8000/v1", None),
+    ],
+)
+async def test_only_openai_gets_the_openai_key_by_default(
+    base_url: str | None, key_env: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-key")
+    fields: dict[str, Any] = {"type": "openai", "model": "m"}
+    if base_url is not None:
+        fields["base_url"] = base_url
+    config = OpenAIConfig.model_validate(fields)
+    assert config.api_key_env == key_env
+    backend = OpenAIChatBackend(config, agent_id="coder")
+    try:
+        expected = "sk-real-openai-key" if key_env else PLACEHOLDER_API_KEY
+        assert backend._client.api_key == expected
+    finally:
+        await backend.aclose()
+    # Naming a variable sends its key anywhere: the operator chose that endpoint's key.
+    named = OpenAIConfig.model_validate({**fields, "api_key_env": "OPENAI_API_KEY"})
+    assert named.api_key_env == "OPENAI_API_KEY"
 
 
 async def test_max_tokens_null_sends_no_cap(

@@ -200,6 +200,7 @@ async def test_delegate_from_an_agent_room(h: Harness) -> None:
             "origin_room": room,
             "origin_event": "$d1",
             "wait": False,
+            "for_user": ALICE,  # done for whoever typed it
         }
     ]
     h.delegations.outcome = DelegationOutcome(False, "[OFFLINE] writer")

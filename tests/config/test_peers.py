@@ -184,3 +184,25 @@ def test_bad_shorthand_user_id_is_located(tmp_path: Path) -> None:
     )
     assert message.startswith(f"{tmp_path / 'gateway-a.yaml'}:4: peers.researcher.user_id: ")
     assert "is not a full user id like '@alice:example.org'" in message
+
+
+def test_a_peer_may_task_nobody_unless_listed() -> None:
+    config = make(
+        agents={"coder": {"backend": "echo"}, "writer": {"backend": "echo"}},
+        peers={
+            "researcher": "@salon_researcher:example.org",
+            "scout": {"user_id": "@salon_scout:example.org", "may_task": ["writer"]},
+            "boss": {"user_id": "@salon_boss:example.org", "may_task": ["*"]},
+        },
+    )
+    researcher, scout, boss = (config.peers[p] for p in ("researcher", "scout", "boss"))
+    assert researcher.may_task == []
+    assert not researcher.may_task_agent("coder")
+    assert scout.may_task_agent("writer") and not scout.may_task_agent("coder")
+    assert boss.may_task_agent("coder") and boss.may_task_agent("writer")
+
+
+def test_may_task_names_agents_of_this_gateway() -> None:
+    scout = {"user_id": "@salon_scout:example.org", "may_task": ["coder", "nobody"]}
+    with pytest.raises(ValidationError, match=r"peers\.scout\.may_task\.1: 'nobody' is not an"):
+        make(peers={"scout": scout})

@@ -57,6 +57,12 @@ def test_routes_hooks_and_ai_router_load(tmp_path: Path) -> None:
 def test_defaults() -> None:
     assert RouterConfig() == RouterConfig(model=None, base_url=None, timeout_s=10)
     assert RouterConfig().api_key_env == "OPENAI_API_KEY"
+    # The OpenAI key goes to OpenAI only: another endpoint gets one when it names it.
+    openai = RouterConfig(model="m", base_url="https://api.openai.com/v1")
+    assert openai.api_key_env == "OPENAI_API_KEY"
+    assert RouterConfig(model="m", base_url="http://10.0.0.5:8000/v1").api_key_env is None
+    named = RouterConfig(model="m", base_url="http://10.0.0.5:8000/v1", api_key_env="LAN_KEY")
+    assert named.api_key_env == "LAN_KEY"
     assert RouterConfig(model="").model == ""  # `${ROUTER_MODEL:-}`: off, no base_url needed
 
 

@@ -114,6 +114,20 @@ def test_new_request_root_and_child() -> None:
         new_request("x", "c", "not yours", deadline_ts=NOW, parent=root)
 
 
+def test_for_user_is_optional_and_passed_down_the_chain() -> None:
+    # A request of an older version (or for nobody in particular) has none.
+    old = parse_request(_request())
+    assert old is not None and old.for_user is None
+    assert "for_user" not in request_content(old)
+    req = parse_request(_request(for_user="@alice:example.org"))
+    assert req is not None and req.for_user == "@alice:example.org"
+    assert request_content(req)["for_user"] == "@alice:example.org"
+    root = new_request("a", "b", "do it", deadline_ts=NOW, for_user="@alice:example.org")
+    child = new_request("b", "c", "part of it", deadline_ts=NOW, parent=root)
+    assert child.for_user == "@alice:example.org"  # still done for Alice
+    assert parse_request(request_content(child)) == child
+
+
 def test_new_delegation_id_is_unique_and_valid() -> None:
     ids = {new_delegation_id() for _ in range(200)}
     assert len(ids) == 200
@@ -165,6 +179,15 @@ def test_new_delegation_id_is_unique_and_valid() -> None:
         {"deadline_ts": 0},
         {"deadline_ts": -5},
         {"deadline_ts": "soon"},
+        # for_user: a Matrix user id, or absent
+        {"for_user": "alice"},
+        {"for_user": "@alice"},
+        {"for_user": "@ali ce:localhost"},
+        {"for_user": "@alice:local host"},
+        {"for_user": ""},
+        {"for_user": 5},
+        {"for_user": ["@alice:localhost"]},
+        {"for_user": "@" + "a" * 250 + ":localhost"},  # over 255 characters
         # work references: validated like the rest
         {"refs": "#12"},
         {"refs": {"kind": "issue", "number": 12, "text": "#12"}},

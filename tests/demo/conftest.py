@@ -20,20 +20,33 @@ SUMMER_NOON = datetime(2024, 7, 15, 12, 0, tzinfo=UTC)
 
 
 def request(
-    text: str, *, sender: str = ALICE, agent: str = "agent", session: str | None = None
+    text: str,
+    *,
+    sender: str = ALICE,
+    agent: str = "agent",
+    session: str | None = None,
+    for_user: str | None = None,
 ) -> TurnRequest:
-    """A turn request as the gateway makes it for a message in a room."""
+    """A turn request as the gateway makes it for a person's message in a room (for
+    ``sender``), or with the ``for_user`` given."""
     session_key = session or f"agent:{agent}:matrix:!room:localhost"
-    return TurnRequest(AgentId(agent), sender, text, session_key, "1")
+    return TurnRequest(AgentId(agent), sender, text, session_key, "1", for_user=for_user or sender)
 
 
-def task(text: str, *, by: str, agent: str = "agent") -> TurnRequest:
-    """A turn request as the gateway makes it for a task delegated by agent ``by``."""
-    return request(
+def task(text: str, *, by: str, agent: str = "agent", for_user: str | None = None) -> TurnRequest:
+    """A turn request as the gateway makes it for a task delegated by agent ``by`` for
+    the person ``for_user`` (None: for nobody in particular)."""
+    return _task(text, by=by, agent=agent, for_user=for_user)
+
+
+def _task(text: str, *, by: str, agent: str, for_user: str | None) -> TurnRequest:
+    return TurnRequest(
+        AgentId(agent),
+        f"@salon_{by}:localhost",
         text,
-        sender=f"@salon_{by}:localhost",
-        agent=agent,
-        session=f"agent:{agent}:delegation:root-1",
+        f"agent:{agent}:delegation:root-1",
+        "1",
+        for_user=for_user,
     )
 
 
@@ -64,13 +77,22 @@ class LocalDelegator:
 
     As in ``salon.gateway.delegated_turns`` (``submit_task``): the asked agent gets
     ``task`` and ``context`` joined by a blank line, from the delegating agent's
-    user id, in the session ``agent:<id>:delegation:<root>``; and it may
-    delegate in turn.
+    user id, in the session ``agent:<id>:delegation:<root>``, for the person the
+    delegating turn works for (``for_user``, as the gateway's ``TurnDelegator``
+    carries it); and it may delegate in turn, for the same person.
     """
 
-    def __init__(self, agents: Mapping[str, Any], me: str, asked: list[Any] | None = None):
+    def __init__(
+        self,
+        agents: Mapping[str, Any],
+        me: str,
+        asked: list[Any] | None = None,
+        *,
+        for_user: str | None = None,
+    ):
         self.agents = agents
         self.me = me
+        self.for_user = for_user
         self.asked: list[tuple[str, str, str, str | None]] = [] if asked is None else asked
 
     def targets(self) -> Sequence[tuple[str, str]]:
@@ -81,11 +103,7 @@ class LocalDelegator:
     ) -> DelegationOutcome:
         self.asked.append((self.me, agent, task, context))
         text = task + (f"\n\n{context}" if context else "")
-        req = request(
-            text,
-            sender=f"@salon_{self.me}:localhost",
-            agent=agent,
-            session=f"agent:{agent}:delegation:root-1",
-        )
-        with delegator_context(LocalDelegator(self.agents, agent, self.asked)):
+        req = _task(text, by=self.me, agent=agent, for_user=self.for_user)
+        child = LocalDelegator(self.agents, agent, self.asked, for_user=self.for_user)
+        with delegator_context(child):
             return DelegationOutcome(True, await reply(self.agents[agent], req))

@@ -14,7 +14,7 @@ from salon.demo.clock import Clock
 from salon.demo.concierge import Concierge, route, summarise
 from salon.demo.notes import Notes
 
-from .conftest import ALICE, BOB, WINTER_NOON, LocalDelegator, StubDelegator, reply, request, task
+from .conftest import ALICE, BOB, WINTER_NOON, LocalDelegator, StubDelegator, reply, request
 
 EVERYONE = {
     "calculator": DelegationOutcome(True, "6*7 = 42"),
@@ -66,24 +66,11 @@ async def test_delegates_to_the_right_agent_and_names_it(
     assert asked == agent and context is None
 
 
-async def test_notes_are_asked_for_the_person() -> None:
+async def test_notes_are_asked_with_the_text_only() -> None:
+    # Whom it is for travels with the delegation (the gateway's for_user), not in the text.
     delegator = StubDelegator(EVERYONE)
     await ask("@Concierge remember buy oat milk", delegator, sender=BOB)
-    assert delegator.asked == [("notes", f"for {BOB}: remember buy oat milk", None)]
-
-
-async def test_a_person_cannot_ask_for_someone_else() -> None:
-    delegator = StubDelegator(EVERYONE)
-    await ask(f"for {BOB}: what are my notes?", delegator, sender=ALICE)
-    # The notes agent reads the first prefix only: Alice's.
-    assert delegator.asked == [("notes", f"for {ALICE}: for {BOB}: what are my notes?", None)]
-
-
-async def test_a_task_on_someones_behalf_keeps_that_someone() -> None:
-    delegator = StubDelegator(EVERYONE)
-    with delegator_context(delegator):
-        await reply(Concierge("concierge", {}), task(f"for {BOB}: notes", by="assistant"))
-    assert delegator.asked == [("notes", f"for {BOB}: notes", None)]
+    assert delegator.asked == [("notes", "remember buy oat milk", None)]
 
 
 async def test_no_match_gets_help_and_asks_nobody() -> None:
@@ -135,12 +122,17 @@ def _agents(tmp_path: Path) -> dict[str, object]:
 async def test_real_agents_in_process_notes_stay_per_person(tmp_path: Path) -> None:
     agents = _agents(tmp_path)
     for person, thing in ((ALICE, "alice's thing"), (BOB, "bob's thing")):
-        delegator = LocalDelegator(agents, "concierge")
+        delegator = LocalDelegator(agents, "concierge", for_user=person)
         out = await ask(f"@Concierge remember {thing}", delegator, sender=person)
         assert out == f"notes says: Noted #1: {thing}"
-    out = await ask("what are my notes?", LocalDelegator(agents, "concierge"), sender=ALICE)
+    mine = LocalDelegator(agents, "concierge", for_user=ALICE)
+    out = await ask("what are my notes?", mine, sender=ALICE)
     assert out == "notes says: Your notes:\n1. alice's thing"
-    out = await ask("what is 6*7?", LocalDelegator(agents, "concierge"))
+    # Alice naming Bob in the text still gets her own notes: the text is only text.
+    claim = LocalDelegator(agents, "concierge", for_user=ALICE)
+    out = await ask(f"for {BOB}: what are my notes?", claim, sender=ALICE)
+    assert out == "notes says: Your notes:\n1. alice's thing"
+    out = await ask("what is 6*7?", LocalDelegator(agents, "concierge", for_user=ALICE))
     assert out == "calculator says: 6*7 = 42"
 
 

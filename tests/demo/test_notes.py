@@ -1,4 +1,4 @@
-"""The demo notes agent: per person, durable, atomic, and only a delegation speaks for others."""
+"""The demo notes agent: per person (the gateway's ``for_user``), durable, atomic."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from salon._exceptions import BackendError
 from salon.agents.context import agent_context
 from salon.agents.profile import AgentProfile
 from salon.demo.common import is_nothing_for_me
-from salon.demo.notes import MAX_NOTE_CHARS, Notes, NotesFile
+from salon.demo.notes import MAX_NOTE_CHARS, NOBODY, Notes, NotesFile
 from salon.ids import AgentId
 
 from .conftest import ALICE, BOB, reply, request, task
@@ -73,22 +73,37 @@ async def test_notes_survive_a_new_instance_and_live_in_the_agents_home(tmp_path
         assert await say(Notes("notes", {}), "notes") == "Your notes:\n1. the code is 1234"
 
 
-async def test_for_someone_only_in_a_delegated_task(tmp_path: Path) -> None:
+async def test_a_delegated_task_is_for_the_person_the_gateway_says(tmp_path: Path) -> None:
     notes = notes_at(tmp_path)
     await say(notes, "remember bob's plan", sender=BOB)
-    # The concierge asks on Bob's behalf: a delegated task, from the concierge's user.
-    asked = task(f"for {BOB}: what are my notes?", by="concierge", agent="notes")
+    # The concierge asks on Bob's behalf: a delegated task for Bob (the gateway's field).
+    asked = task("what are my notes?", by="concierge", agent="notes", for_user=BOB)
     assert await reply(notes, asked) == "Your notes:\n1. bob's plan"
-    added = task(f"for {ALICE}: remember via the concierge", by="concierge", agent="notes")
+    added = task("remember via the concierge", by="concierge", agent="notes", for_user=ALICE)
     assert await reply(notes, added) == "Noted #1: via the concierge"
     assert await say(notes, "notes", sender=ALICE) == "Your notes:\n1. via the concierge"
-    # A person writing the same thing directly gets their own notes, not Bob's.
+
+
+async def test_a_task_saying_for_bob_cannot_touch_bobs_notes(tmp_path: Path) -> None:
+    notes = notes_at(tmp_path)
+    await say(notes, "remember bob's secret", sender=BOB)
+    await say(notes, "remember alice's list", sender=ALICE)
+    # A delegated task for Alice whose text claims to be for Bob: still Alice's notes.
+    read = task(f"for {BOB}: what are my notes?", by="concierge", agent="notes", for_user=ALICE)
+    assert await reply(notes, read) == "Your notes:\n1. alice's list"
+    wipe = task(f"for {BOB}: forget all", by="concierge", agent="notes", for_user=ALICE)
+    assert await reply(notes, wipe) != "Forgot your note."  # the prefix is no command
+    wipe = task("forget all", by="concierge", agent="notes", for_user=ALICE)
+    assert await reply(notes, wipe) == "Forgot your note."  # Alice's, not Bob's
+    assert await say(notes, "notes", sender=BOB) == "Your notes:\n1. bob's secret"
+    # A person writing it directly gets their own notes too.
     assert await say(notes, f"for {BOB}: notes", sender=ALICE) == (
-        "Your notes:\n1. via the concierge"
+        "You have no notes yet. Say `remember <something>`."
     )
-    # A delegated task without the prefix is about the delegating agent itself.
-    own = await reply(notes, task("notes", by="concierge", agent="notes"))
-    assert own.startswith("You have no notes yet")
+    # A delegated task for nobody in particular keeps no notes (not the agent's own).
+    nobody = await reply(notes, task(f"for {BOB}: notes", by="concierge", agent="notes"))
+    assert nobody == NOBODY
+    assert await say(notes, "notes", sender=BOB) == "Your notes:\n1. bob's secret"
 
 
 async def test_anything_else_gets_a_hint(tmp_path: Path) -> None:

@@ -38,7 +38,13 @@ def _configs(synapse: Any, tmp_path: Path, person: Person) -> tuple[Path, Path, 
         variant = {
             **data,
             "agents": {mine: data["agents"][mine]},
-            "peers": {peer: base.agent_user_id(peer, synapse.server_name)},
+            # alpha (beta's peer) tasks beta; a peer may task nobody unless listed.
+            "peers": {
+                peer: {
+                    "user_id": base.agent_user_id(peer, synapse.server_name),
+                    "may_task": [mine] if peer == "alpha" else [],
+                }
+            },
             "store": {"url": f"sqlite:///{tmp_path / mine}.db"},
             "data_dir": str(tmp_path / mine),
         }

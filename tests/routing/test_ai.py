@@ -11,7 +11,7 @@ from tests.agents.fakes import FakeOpenAI, serve, unused_port
 from tests.routing.helpers import AGENTS, CODER, RESEARCHER, ROUTER_ID, ctx
 
 from salon.config.models import RouterConfig
-from salon.routing.ai import AIChoice, AIRouter, parse_answer
+from salon.routing.ai import PLACEHOLDER_API_KEY, AIChoice, AIRouter, parse_answer
 from salon.routing.router import Reason, Router
 
 ANSWER = '{"agent": "researcher", "reason": "asks for papers"}'
@@ -25,8 +25,11 @@ def fake() -> FakeOpenAI:
 @pytest.fixture
 async def ai(fake: FakeOpenAI) -> AsyncIterator[AIRouter]:
     async with serve(fake.app()) as url:
-        config = RouterConfig(model="test-model", base_url=f"{url}/v1", timeout_s=5)
-        router = AIRouter.from_config(config, env={"OPENAI_API_KEY": "sk-router"})
+        # A local endpoint gets a key only when the config names its variable.
+        config = RouterConfig(
+            model="test-model", base_url=f"{url}/v1", timeout_s=5, api_key_env="ROUTER_KEY"
+        )
+        router = AIRouter.from_config(config, env={"ROUTER_KEY": "sk-router"})
         yield router
         await router.aclose()
 
@@ -53,6 +56,19 @@ async def test_llm_picks_with_reason(fake: FakeOpenAI, ai: AIRouter) -> None:
         assert json.dumps(agent.agent_id) in system["content"]
         assert agent.label in system["content"]
         assert agent.description in system["content"]
+
+
+async def test_a_local_router_never_gets_the_openai_key(fake: FakeOpenAI) -> None:
+    async with serve(fake.app()) as url:
+        config = RouterConfig(model="test-model", base_url=f"{url}/v1", timeout_s=5)
+        assert config.api_key_env is None
+        router = AIRouter.from_config(config, env={"OPENAI_API_KEY": "sk-real-openai"})
+        try:
+            await router_with(router).route(ctx("find me something on transformers"))
+        finally:
+            await router.aclose()
+    [request] = fake.requests
+    assert request.headers["Authorization"] == f"Bearer {PLACEHOLDER_API_KEY}"
 
 
 async def test_only_candidates_in_the_room_are_offered(fake: FakeOpenAI, ai: AIRouter) -> None:

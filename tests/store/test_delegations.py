@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from salon.coordination.protocol import DelegationState
+from salon.coordination.protocol import DelegationState, new_request
+from salon.coordination.records import record_of, request_of
 from salon.store import Store
 from salon.store.delegations import (
     DelegationDirection,
@@ -37,6 +38,21 @@ def _record(id: str = "dlg_1", **overrides: object) -> DelegationRecord:
 
 async def _open(tmp_path: Path) -> Store:
     return await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+
+
+async def test_the_person_it_is_for_is_kept_for_a_resend(tmp_path: Path) -> None:
+    store = await _open(tmp_path)
+    request = new_request(
+        "coder", "researcher", "find it", deadline_ts=NOW, for_user="@alice:example.org"
+    )
+    await store.delegations.create(record_of(request, DelegationDirection.OUT, "!researcher:x"))
+    await store.delegations.create(_record("dlg_2"))
+    got = await store.delegations.get(request.id)
+    assert got is not None and got.for_user == "@alice:example.org"
+    assert request_of(got) == request  # a request re-sent after a crash says the same
+    none = await store.delegations.get("dlg_2")
+    assert none is not None and none.for_user is None and request_of(none).for_user is None
+    await store.close()
 
 
 async def test_create_and_get(tmp_path: Path) -> None:

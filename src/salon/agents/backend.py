@@ -25,6 +25,13 @@ class TurnRequest:
 
     ``history`` is the session so far (oldest first, already trimmed to the
     agent's budget), without the persona and without ``text`` itself.
+
+    ``for_user`` is the Matrix user id of the person the turn works for, as the
+    gateway knows it: the person who wrote (``sender``) for a person's message;
+    for a delegated task, whose ``sender`` is the delegating agent, the person the
+    delegation is for. None when the turn is for nobody in particular (an agent's
+    message, a cron run, an operator's delegation). A backend that keeps anything
+    per person keys it by this field, never by who the text claims to be for.
     """
 
     agent_id: AgentId
@@ -36,6 +43,7 @@ class TurnRequest:
     history: tuple[ChatMessage, ...] = ()
     attachments: tuple[Mapping[str, Any], ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    for_user: str | None = None
 
     def messages(self) -> list[ChatMessage]:
         """Persona, history and the new message, in the order a chat model wants them."""

@@ -33,6 +33,7 @@ def wire_request(request: TurnRequest) -> dict[str, Any]:
         "v": WIRE_VERSION,
         "agent": str(request.agent_id),
         "user": request.sender,
+        "for_user": request.for_user,
         "chat_id": request.chat_id,
         "session": request.session_key,
         "text": request.text,

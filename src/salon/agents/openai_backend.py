@@ -125,8 +125,9 @@ class OpenAIChatBackend:
     """Streams chat completions from an OpenAI-compatible server.
 
     ``env`` (default: ``os.environ``) is where ``api_key_env`` is looked up; when
-    the variable is unset a placeholder key is sent, which keyless local servers
-    accept. The key is never logged.
+    the variable is unset (or none is named: the config names ``OPENAI_API_KEY``
+    by itself only for OpenAI's own URL) a placeholder key is sent, which keyless
+    local servers accept. The key is never logged.
     """
 
     def __init__(
@@ -329,7 +330,11 @@ class OpenAIChatBackend:
         if isinstance(exc, openai.APIConnectionError):
             return BackendUnavailableError(f"cannot reach {url}{tries}")
         if isinstance(exc, openai.AuthenticationError):
-            hint = f"check {self.config.api_key_env}" if self.config.api_key_env else "no API key"
+            hint = (
+                f"check {self.config.api_key_env}"
+                if self.config.api_key_env
+                else "no API key: name its variable in api_key_env"
+            )
             return BackendRejectedError(f"authentication failed at {url} ({hint})", status=401)
         if isinstance(exc, openai.PermissionDeniedError):
             return BackendRejectedError(f"access denied at {url}: {_detail(exc)}", status=403)

@@ -96,6 +96,8 @@ async def delegate(s: Services, asked: Asked) -> None:
         origin_room=asked.event.room_id,
         origin_event=asked.event.event_id,
         wait=False,
+        # Done for whoever typed the command (commands are only people's).
+        for_user=asked.event.sender,
     )
     if not outcome.ok:
         await asked.reply(outcome.text)

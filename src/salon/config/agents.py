@@ -159,6 +159,9 @@ class PeerConfig(ConfigModel):
     user_id: UserIdStr
     label: Label = None
     description: str = ""
+    # Which agents of this gateway the peer may delegate tasks to: none unless listed
+    # (fail closed); ``["*"]``: all of them.
+    may_task: list[str] = Field(default_factory=list)
     # The id is the key under `peers:`; SalonConfig fills it in.
     _id: str = PrivateAttr(default="")
 
@@ -172,6 +175,10 @@ class PeerConfig(ConfigModel):
     def id(self) -> AgentId:
         """The peer agent's id (its key under ``peers:``); empty outside a SalonConfig."""
         return AgentId(self._id)
+
+    def may_task_agent(self, agent_id: str) -> bool:
+        """Whether this peer may delegate a task to our agent ``agent_id``."""
+        return "*" in self.may_task or agent_id in self.may_task
 
     @property
     def display_label(self) -> str:

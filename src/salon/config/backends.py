@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from salon.config.base import (
     ConfigModel,
@@ -13,7 +13,10 @@ from salon.config.base import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    with_key_env_default,
 )
+
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class EchoBackend(ConfigModel):
@@ -29,9 +32,11 @@ class OpenAIBackend(ConfigModel):
     """Any OpenAI-compatible chat-completions endpoint."""
 
     type: Literal["openai"]
-    base_url: HttpUrl = "https://api.openai.com/v1"
+    base_url: HttpUrl = OPENAI_URL
     model: Annotated[str, Field(min_length=1)]
-    api_key_env: str | None = "OPENAI_API_KEY"
+    # The variable holding the key. Unset: OPENAI_API_KEY for OpenAI's own URL, none
+    # for any other endpoint (which then gets a placeholder key, never a real one).
+    api_key_env: str | None = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     # A cap on each reply's size; null sends none (for servers that reject the parameter).
     max_tokens: Annotated[int | None, Field(gt=0)] = 2048
@@ -43,6 +48,11 @@ class OpenAIBackend(ConfigModel):
     max_tool_rounds: PositiveInt = 4
     # Calls beyond this in one round are not run; the model gets an error result for each.
     max_tool_calls_per_round: PositiveInt = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_only_for_openai(cls, data: Any) -> Any:
+        return with_key_env_default(data, OPENAI_URL)
 
 
 class HttpBackend(ConfigModel):

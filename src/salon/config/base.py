@@ -8,7 +8,7 @@ offending line instead of at the top of the section.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -39,6 +39,30 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
     return value.rstrip("/")
+
+
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+def is_openai_url(url: str) -> bool:
+    """Whether ``url`` is OpenAI's own API (``https://api.openai.com/...``)."""
+    parts = urlsplit(url.strip())
+    return parts.scheme == "https" and parts.hostname == "api.openai.com"
+
+
+def with_key_env_default(data: Any, base_url_default: str | None) -> Any:
+    """``data`` (a raw config mapping) with ``api_key_env`` defaulted by where the key goes.
+
+    Only OpenAI's own API (or no ``base_url`` yet) gets ``OPENAI_API_KEY`` unasked: a
+    LAN or third-party endpoint must never receive a person's OpenAI key. Any other
+    endpoint gets a key only when the config names its variable.
+    """
+    if not isinstance(data, dict) or "api_key_env" in data:
+        return data
+    url = data.get("base_url", base_url_default)
+    if url is None or (isinstance(url, str) and is_openai_url(url)):
+        return {**data, "api_key_env": OPENAI_KEY_ENV}
+    return data
 
 
 def _matching(regex: str, what: str) -> AfterValidator:

@@ -122,7 +122,8 @@ def name_problems(config: SalonConfig) -> Problems:
 
 
 def peer_problems(config: SalonConfig) -> Problems:
-    """Peers that are hosted here too, or whose user id something else already has."""
+    """Peers that are hosted here too, whose user id something else already has, or
+    that may task agents this gateway does not host."""
     problems: Problems = []
     users: dict[str, str] = {}
     if config.homeserver is not None:  # without a server name local user ids are unknown
@@ -138,4 +139,8 @@ def peer_problems(config: SalonConfig) -> Problems:
             msg = f"user id {peer.user_id!r} is already used by {users[peer.user_id]}"
             problems.append(((*loc, "user_id"), msg))
         users.setdefault(peer.user_id, f"peer {peer_id!r}")
+        for i, target in enumerate(peer.may_task):
+            if target != "*" and target not in config.agents:
+                msg = f"{target!r} is not an agent of this gateway (or '*' for all of them)"
+                problems.append(((*loc, "may_task", i), msg))
     return problems

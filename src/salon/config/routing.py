@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -15,6 +15,7 @@ from salon.config.base import (
     PositiveFloat,
     UserGlob,
     UserIdStr,
+    with_key_env_default,
 )
 from salon.config.deployment import IdentityCredentials
 
@@ -60,9 +61,15 @@ class RouterConfig(ConfigModel):
     # An empty model (``${ROUTER_MODEL:-}``) counts as unset.
     model: str | None = None
     base_url: HttpUrl | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
+    # Unset: OPENAI_API_KEY only for OpenAI's own URL; another endpoint gets no key.
+    api_key_env: str | None = None
     timeout_s: PositiveFloat = 10
     matrix: IdentityCredentials | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_only_for_openai(cls, data: Any) -> Any:
+        return with_key_env_default(data, None)
 
     @model_validator(mode="after")
     def _base_url_with_model(self) -> RouterConfig:

@@ -98,8 +98,13 @@ class DelegationManager:
         origin_event: str | None = None,
         parent: DelegationRequest | None = None,
         wait: bool = True,
+        for_user: str | None = None,
     ) -> DelegationOutcome:
-        """Send a delegation and (with ``wait``) return its outcome; failures are outcomes."""
+        """Send a delegation and (with ``wait``) return its outcome; failures are outcomes.
+
+        ``for_user``: the person the work is for, as the gateway knows it from the turn
+        that asks (never from the task's text); a child of ``parent`` keeps the parent's.
+        """
         if to_agent not in self.can_delegate_to.get(from_agent, ()):
             return DelegationOutcome(
                 False, f"[NOT ALLOWED] {from_agent} may not delegate to {to_agent}"
@@ -125,6 +130,7 @@ class DelegationManager:
                 parent=parent,
                 deadline_ts=now_ms() + int(self.deadline_s * 1000),
                 id=same_id,
+                for_user=for_user,
             )
         except (MatrixError, ValueError) as e:
             if not wait and is_transient(e):

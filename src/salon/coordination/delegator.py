@@ -23,12 +23,15 @@ class TurnDelegator:
         origin_room: str | None,
         origin_event: str | None,
         parent: DelegationRequest | None = None,
+        for_user: str | None = None,
     ) -> None:
         self.manager = manager
         self.agent_id = agent_id
         self.origin_room = origin_room
         self.origin_event = origin_event
         self.parent = parent
+        # Whom the turn works for: every delegation it makes is for that person too.
+        self.for_user = for_user
 
     def targets(self) -> Sequence[tuple[str, str]]:
         """Agents this agent may delegate to."""
@@ -46,4 +49,5 @@ class TurnDelegator:
             origin_room=self.origin_room,
             origin_event=self.origin_event,
             parent=self.parent,
+            for_user=self.for_user,
         )

@@ -6,14 +6,22 @@ sends the final status event (with a transaction id derived from the delegation,
 so a re-send after a crash is one event). A second request event carrying an id
 already known for that target (a forged copy of a visible request) is ignored,
 never answered: answering would end the real delegation.
+
+A peer's agent (hosted by another gateway) may task only the agents its
+``peers.<id>.may_task`` lists (none by default); anything else is answered
+``rejected``, logged and counted in ``salon_delegations_rejected_total``.
+A request's ``for_user`` (the person the task is done for) is kept as the
+sending agent asserted it: for our own agents the gateway set it; for a
+peer's, the peer's gateway did, and it is trusted as far as that peer is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
+from salon.config.models import PeerConfig
 from salon.coordination.directory import Directory
 from salon.coordination.protocol import (
     STATUS,
@@ -29,7 +37,7 @@ from salon.ids import RoomId
 from salon.matrix.delivery import Delivery
 from salon.matrix.events import InboundEvent
 from salon.matrix.txn import txn_id
-from salon.metrics import EVENTS_DROPPED
+from salon.metrics import DELEGATIONS_REJECTED, EVENTS_DROPPED
 from salon.store import Store
 from salon.store.delegations import DelegationDirection, DelegationPhase
 from salon.store.records import now_ms
@@ -47,12 +55,19 @@ class InboundDelegations:
     """Requests other agents send to ours, each run at most once to completion."""
 
     def __init__(
-        self, store: Store, directory: Directory, *, hop_limit: int, submit: SubmitTask
+        self,
+        store: Store,
+        directory: Directory,
+        *,
+        hop_limit: int,
+        submit: SubmitTask,
+        peers: Mapping[str, PeerConfig] | None = None,
     ) -> None:
         self.store = store
         self.dir = directory
         self.hop_limit = hop_limit
         self.submit = submit
+        self.peers = dict(peers or {})
         self.delivery = Delivery()
 
     async def on_request(self, event: InboundEvent) -> str:
@@ -73,10 +88,18 @@ class InboundDelegations:
             log.warning("delegation.forged", id=request.id, sender=event.sender)
             return "forged"
         if known is None:
+            if (reason := self._peer_refusal(sender_agent, request.to)) is not None:
+                DELEGATIONS_REJECTED.labels(reason="peer_not_allowed").inc()
+                log.warning(
+                    "delegation.peer_not_allowed", id=request.id, peer=sender_agent, to=request.to
+                )
+                await self._status(request, DelegationState.REJECTED, error=reason)
+                return "rejected"
             reason = check_request(
                 request, receiver=request.to, hop_limit=self.hop_limit, now_ms=now_ms()
             )
             if reason is not None:
+                DELEGATIONS_REJECTED.labels(reason="checks").inc()
                 log.info("delegation.rejected", id=request.id, reason=reason)
                 await self._status(request, DelegationState.REJECTED, error=reason)
                 return "rejected"
@@ -89,6 +112,18 @@ class InboundDelegations:
         await self.store.delegations.set_state(request.id, DelegationPhase.ACCEPTED, direction=IN)
         await self.submit(request, event.room_id)
         return "accepted"
+
+    def _peer_refusal(self, sender_agent: str, to: str) -> str | None:
+        """Why an agent another gateway hosts may not task ``to`` (None: ours, or allowed)."""
+        if sender_agent in self.dir.apis:
+            return None  # our own agent: its delegations follow can_delegate_to
+        peer = self.peers.get(sender_agent)
+        if peer is not None and peer.may_task_agent(to):
+            return None
+        return (
+            f"{sender_agent} is an agent of another gateway and may not task {to}"
+            f" here (not in peers.{sender_agent}.may_task)"
+        )
 
     async def answer(
         self, request: DelegationRequest, *, result: str | None, error: str | None

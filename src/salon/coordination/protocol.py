@@ -45,6 +45,8 @@ DELEGATION_INVALID = Counter(
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
 AGENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+# A Matrix user id (``@local:server``, at most 255 characters as the spec says).
+USER_PATTERN = r"^@[^:\s]+:\S+$"
 MAX_CHAIN = 16
 MAX_TASK = 20_000
 MAX_CONTEXT = 50_000
@@ -63,6 +65,7 @@ def _exact_int(value: object) -> object:
 Version = Annotated[Literal[1], BeforeValidator(_exact_int)]
 DelegationId = Annotated[str, Field(pattern=ID_PATTERN)]
 AgentName = Annotated[str, Field(pattern=AGENT_PATTERN)]
+MatrixUser = Annotated[str, Field(pattern=USER_PATTERN, max_length=255)]
 
 
 class DelegationState(StrEnum):
@@ -93,6 +96,12 @@ class DelegationRequest(BaseModel):
     parsed by :func:`salon.coordination.refs.parse_refs` when the request was made:
     metadata for people and tools, absent when there are none (and in requests
     from versions before it).
+
+    ``for_user`` is the Matrix user id of the person the work is done for: set by
+    the delegating gateway from the turn that asked (a person's message, the
+    person who typed ``!delegate``, or the ``for_user`` of the task being passed
+    on), never parsed from the task text; absent when the work is for nobody in
+    particular (an operator's delegation, a cron run) and in older requests.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, strict=True)
@@ -112,6 +121,7 @@ class DelegationRequest(BaseModel):
     hop: int = Field(ge=1)
     deadline_ts: int = Field(gt=0)
     refs: list[WorkRef] | None = Field(default=None, max_length=MAX_REFS)
+    for_user: MatrixUser | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -217,10 +227,12 @@ def new_request(
     context: str | None = None,
     parent: DelegationRequest | None = None,
     id: str | None = None,
+    for_user: str | None = None,
 ) -> DelegationRequest:
     """A request from ``from_`` to ``to``: a root, or a child of ``parent`` (B passing on A's task).
 
-    For a child, ``from_`` must be the parent's ``to``; root, chain and hop follow from the parent.
+    For a child, ``from_`` must be the parent's ``to``; root, chain and hop follow from the parent,
+    and so does ``for_user`` when none is given (the task is still done for the same person).
     ``refs`` are the work references found in ``task`` and ``context`` (None if there are none).
     Raises :class:`pydantic.ValidationError` if the result would be invalid (e.g. a chain over 16).
     """
@@ -231,6 +243,7 @@ def new_request(
         if parent.to != from_:
             raise ValueError(f"{from_} cannot continue a delegation addressed to {parent.to}")
         root, chain, hop = parent.root, [*parent.chain, to], parent.hop + 1
+        for_user = for_user or parent.for_user
     return DelegationRequest.model_validate(
         {
             "id": delegation_id,
@@ -244,6 +257,7 @@ def new_request(
             "hop": hop,
             "deadline_ts": deadline_ts,
             "refs": [ref.model_dump() for ref in parse_refs(task, context)] or None,
+            "for_user": for_user,
         }
     )
 

@@ -46,6 +46,7 @@ def request_of(record: DelegationRecord) -> DelegationRequest:
             "hop": record.hop,
             "deadline_ts": record.deadline_ts,
             "refs": refs or None,
+            "for_user": record.for_user,
         }
     )
 
@@ -75,4 +76,5 @@ def record_of(
         origin_room=origin_room,
         origin_event=origin_event,
         refs=tuple(ref.model_dump(mode="json", exclude_none=True) for ref in request.refs or ()),
+        for_user=request.for_user,
     )

@@ -5,9 +5,10 @@ Shows a ``python`` backend that delegates
 delegation over Matrix that people can watch in the room, and the answer names
 who did the work (``calculator says: 6*7 = 42``).
 
-- notes (``remember …``, ``notes``, ``recall``, ``forget …``) → the notes agent,
-  asked *for* the person (``for @alice:server: remember …``, see
-  :mod:`salon.demo.notes`), so everyone keeps their own notes;
+- notes (``remember …``, ``notes``, ``recall``, ``forget …``) → the notes agent;
+  the gateway sends each delegation *for* the person the concierge works for
+  (the request's ``for_user``, see :mod:`salon.demo.notes`), so everyone keeps
+  their own notes whatever the text says;
 - the time (``time``, ``clock``, ``date``) → the clock agent;
 - arithmetic (``what is 6*7``, ``sqrt(2)``) → the calculator;
 - anything else: a short help text listing what it can do.
@@ -31,7 +32,6 @@ from salon.agents.context import current_delegator
 from salon.agents.tools import Delegator
 from salon.demo.calculator import looks_like_arithmetic
 from salon.demo.common import is_nothing_for_me, strip_mentions
-from salon.demo.notes import person_and_text
 
 ROLES = ("calculator", "notes", "clock")
 
@@ -94,9 +94,8 @@ class Concierge:
         if request.text.startswith(TEAM_SUMMARY_PREFIX):
             yield summarise(request.text)
             return
-        # Asked by another agent on someone's behalf: keep asking for that someone.
-        person, text = person_and_text(request)
-        text = strip_mentions(text)
+        # Whom it is for travels with the delegation (``for_user``), not in the text.
+        text = strip_mentions(request.text)
         delegator = current_delegator()
         reachable = {agent for agent, _ in delegator.targets()} if delegator else set()
         role = route(text)
@@ -107,8 +106,7 @@ class Concierge:
         if delegator is None or agent not in reachable:
             yield f"That is a question for {agent}, but I cannot ask {agent} from here."
             return
-        task = f"for {person}: {text}" if role == "notes" else text
-        yield await self.ask(delegator, agent, task)
+        yield await self.ask(delegator, agent, text)
 
     async def ask(self, delegator: Delegator, agent: str, task: str) -> str:
         """Delegate ``task`` to ``agent``; its answer, named."""

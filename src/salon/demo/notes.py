@@ -9,13 +9,14 @@ never leaves half a file. What it understands:
 - ``notes`` / ``recall`` / ``what are my notes?``: list them, numbered;
 - ``forget <n>``: drop note *n*; ``forget all``: drop every note.
 
-**Whose notes.** Notes are keyed by the Matrix user id of whoever asked
-(``request.sender``). A delegated task's sender is the delegating *agent*, so
-an agent that asks on a person's behalf (the concierge does) starts its task
-with ``for @person:server: `` — honoured only in a delegated task (one whose
-session is a delegation's: only this deployment's agents, or its operator with
-``salon delegate``, can start one), so a person writing ``for @someone-else:…``
-directly, or to the concierge, still reads only their own notes.
+**Whose notes.** Notes belong to the person the turn works for,
+``request.for_user``, which the gateway sets: the person who wrote, or — for a
+task another agent delegated (the concierge asking on someone's behalf) — the
+person that delegation is for, carried in the request's ``for_user`` field.
+Nothing in the text can change whose notes they are (``for @bob:… notes`` is
+just text). A delegated task for nobody in particular (``salon delegate`` over
+the API, say) keeps no notes; any other turn without ``for_user`` (an agent's
+message, an API call) uses the sender's own notes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ HELP = (
     "`forget <n>` or `forget all`"
 )
 
-_FOR = re.compile(r"^\s*for\s+(@[^\s:]+:\S+?):\s+(.*)$", re.S | re.I)
 _POLITE = r"(?:(?:please|can\s+you|could\s+you)\s+)?"
 _ADD = re.compile(rf"^{_POLITE}(?:remember|note)(?:\s+that)?[\s:,]+(?P<text>\S.*)$", re.S | re.I)
 _FORGET_ALL = re.compile(rf"^{_POLITE}forget\s+(?:all|everything)\b", re.I)
@@ -63,13 +63,15 @@ def delegated(request: TurnRequest) -> bool:
     return ":delegation:" in request.session_key
 
 
-def person_and_text(request: TurnRequest) -> tuple[str, str]:
-    """Whose notes the request is about, and the request without a ``for @…:`` prefix."""
-    if delegated(request):
-        match = _FOR.match(request.text)
-        if match:
-            return match.group(1), match.group(2).strip()
-    return request.sender, request.text.strip()
+NOBODY = "I keep notes for people, and this task does not say whom it is for."
+
+
+def person_of(request: TurnRequest) -> str | None:
+    """Whose notes the request is about: the gateway's ``for_user``; else the sender,
+    except in a delegated task (whose sender is the delegating agent): then nobody."""
+    if request.for_user:
+        return request.for_user
+    return None if delegated(request) else request.sender
 
 
 class NotesFile:
@@ -194,7 +196,11 @@ class Notes:
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
         """One reply: what was noted, listed or forgotten, or a hint."""
-        person, text = person_and_text(request)
+        person = person_of(request)
+        if person is None:
+            yield NOBODY
+            return
+        text = request.text.strip()
         notes_file = self.notes_file()
         async with self._lock:
             now = datetime.now(UTC)

@@ -75,7 +75,11 @@ class Coordinator:
         )
         self.manager.report = self.report
         self.inbound = InboundDelegations(
-            store, self.directory, hop_limit=config.delegation.hop_limit, submit=self.submit_task
+            store,
+            self.directory,
+            hop_limit=config.delegation.hop_limit,
+            submit=self.submit_task,
+            peers=config.peers,
         )
         # Sends for turns wait out outages the same way the turns' replies do.
         self.manager.delivery = self.inbound.delivery = runner.delivery
@@ -119,6 +123,7 @@ class Coordinator:
             origin_room=spec.room_id,
             origin_event=spec.turn_id,
             parent=parent,
+            for_user=spec.for_user,
         )
 
     async def submit_task(self, request: DelegationRequest, room: RoomId) -> None:
@@ -132,6 +137,8 @@ class Coordinator:
                 kind=TurnKind.TASK,
                 room_id=room,
                 sender=sender.user_id if sender else request.from_,
+                # As the delegating gateway set it (a peer's: as that peer asserted it).
+                for_user=request.for_user,
                 text=text,
                 session_key=f"agent:{request.to}:delegation:{request.root}",
                 delegation_id=request.id,
@@ -172,6 +179,7 @@ class Coordinator:
             kind=TurnKind.REPORT,
             room_id=RoomId(record.origin_room),
             sender=self.roster.user_id(agent_id),
+            for_user=record.for_user,
             text=prompt,
             session_key=_room_session(agent_id, record.origin_room),
             # Reply to the message that started it, when it was a real event.

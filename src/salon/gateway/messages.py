@@ -45,14 +45,16 @@ def session_key(event: InboundEvent, agent_id: str) -> str:
     return f"agent:{agent_id}:matrix:{event.room_id}" + (f":thread:{thread}" if thread else "")
 
 
-def message_turn(event: InboundEvent, agent_id: AgentId) -> TurnSpec:
-    """The turn of ``agent_id`` answering ``event``."""
+def message_turn(event: InboundEvent, agent_id: AgentId, *, by_agent: bool = False) -> TurnSpec:
+    """The turn of ``agent_id`` answering ``event`` (``by_agent``: an agent wrote it)."""
     return TurnSpec(
         turn_id=event.event_id,
         agent_id=agent_id,
         kind=TurnKind.MESSAGE,
         room_id=event.room_id,
         sender=event.sender,
+        # A person's message is worked on for that person; an agent's for nobody.
+        for_user=None if by_agent else event.sender,
         text=event.body,
         session_key=session_key(event, agent_id),
         reply_to=ReplyTo.event(event),
@@ -146,7 +148,8 @@ class MessageHandler:
             if member is None or not member.hosted:
                 continue
             await self._bring(member.agent_id, event, voice)
-            await self.runner.submit(message_turn(event, member.agent_id))
+            turn = message_turn(event, member.agent_id, by_agent=sender_agent is not None)
+            await self.runner.submit(turn)
         return InboxState.DONE, decision.reason.value
 
     async def _context(

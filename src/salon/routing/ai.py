@@ -103,7 +103,7 @@ class AIRouter:
         *,
         model: str,
         base_url: str,
-        api_key_env: str | None = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         timeout_s: float = 10.0,
         env: Mapping[str, str] | None = None,
     ) -> None:

@@ -96,6 +96,9 @@ class DelegationRecord:
     error: str | None = None
     reinjected: bool = False
     refs: tuple[dict[str, Any], ...] = field(default=(), hash=False)  # dicts do not hash
+    # The person the work is done for (the request's ``for_user``): a re-sent request
+    # and a re-run task after a crash must say the same.
+    for_user: str | None = None
     created_at: int = 0
     updated_at: int = 0
 
@@ -127,6 +130,7 @@ def _record(row: Row) -> DelegationRecord:
         error=row["error"],
         reinjected=bool(row["reinjected"]),
         refs=_refs(row["refs"]),
+        for_user=row["for_user"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -156,9 +160,9 @@ class Delegations:
             "INSERT INTO delegations (id, direction, from_agent, to_agent, task, context,"
             " parent, root, chain, hop, origin_room, origin_event, target_room,"
             " request_event_id, state, result, error, deadline_ts, reinjected,"
-            " created_at, updated_at, refs)"
+            " created_at, updated_at, refs, for_user)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-            " $17, $18, $19, $20, $21, $22) ON CONFLICT (id, direction) DO NOTHING",
+            " $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (id, direction) DO NOTHING",
             record.id,
             DelegationDirection(record.direction).value,
             record.from_agent,
@@ -181,6 +185,7 @@ class Delegations:
             record.created_at or now,
             record.updated_at or now,
             json.dumps(list(record.refs)) if record.refs else None,
+            record.for_user,
         )
         return changed > 0
 

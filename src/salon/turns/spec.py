@@ -56,6 +56,11 @@ class TurnSpec:
     # Whose per-sender slots the turn takes when that is not ``sender``: an API call
     # counts against its caller (the token), whatever ``user`` label it gives.
     slot_sender: str | None = None
+    # The Matrix user id of the person the turn works for, set by the gateway: a
+    # person's message → that person; a delegated task → its request's ``for_user``;
+    # a report → its delegation's. None: for nobody in particular (an agent's message,
+    # cron, the API). Backends read it as ``TurnRequest.for_user``, never from the text.
+    for_user: str | None = None
 
     @property
     def key(self) -> tuple[str, AgentId]:
@@ -87,6 +92,7 @@ class TurnSpec:
                 stateless=bool(data.get("stateless")),
                 history=tuple((str(r), str(c)) for r, c in data.get("history") or ()),
                 slot_sender=data.get("slot_sender"),
+                for_user=data.get("for_user"),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e
@@ -142,6 +148,7 @@ def turn_request(spec: TurnSpec) -> TurnRequest:
         text=spec.text,
         session_key=spec.session_key,
         chat_id="",
+        for_user=spec.for_user,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ class CommandHandlers:
         self,
         store: Store,
         *,
-        agents: list[AgentInfo],
+        agents: Sequence[AgentInfo],
         agent_apis: Mapping[AgentId, MatrixAPI],
         models: Mapping[str, str],
         chats: Chats,
@@ -67,8 +67,7 @@ class CommandHandlers:
         salon_users: Collection[str] = (),
     ) -> None:
         self.store = store
-        self.agents = agents
-        self.by_id: dict[str, AgentInfo] = {a.agent_id: a for a in agents}
+        self.agents = agents  # a live view where the gateway reloads (see the registry)
         self.agent_apis = agent_apis
         self.models = models
         self.chats = chats
@@ -82,6 +81,10 @@ class CommandHandlers:
         )
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}
+
+    @property
+    def by_id(self) -> dict[str, AgentInfo]:
+        return {a.agent_id: a for a in self.agents}
 
     async def handle(self, asked: Asked) -> None:
         """Run one command and answer it."""

@@ -46,6 +46,7 @@ from salon.gateway.handover import take_over_orphans
 from salon.gateway.identities import identity_specs, log_in_former, login_all
 from salon.gateway.invites import InviteJoiner
 from salon.gateway.live import LiveAgents, LiveParts
+from salon.gateway.message_context import MessageContexts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.registry import HostedAgents, Identities
 from salon.gateway.reload import Reloader
@@ -152,16 +153,11 @@ async def assemble(
     )
     dispatcher = Dispatcher(store, roster=roster, created_at=created_at, on_invite=invites.record)
     messages = MessageHandler(
-        store,
-        roster=roster,
-        access=config.access,
+        MessageContexts(store, roster, config.access, facts, voices, config.locale),
         router=routes.current,
         commands=commands,
         runner=runner,
-        facts=facts,
-        voices=voices,
         agent_apis=hosted.apis,
-        locale=config.locale,
         on_visit=visits.use,
     )
     routes.users.append(messages)

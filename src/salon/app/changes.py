@@ -53,7 +53,7 @@ async def apply_config(
     roster.replace_with(new_roster)
     running.config = new
     pipeline.coordinator.reconfigure(new)
-    pipeline.messages.access = pipeline.reactions.access = new.access
+    pipeline.messages.contexts.access = pipeline.reactions.access = new.access
     if diff.routing or diff.added or diff.removed or diff.changed:
         await pipeline.routing.swap(Router.from_config(new, roster), running.api)
     for agent_id in map(AgentId, diff.removed):

@@ -38,9 +38,9 @@ class ApiContext:
     router: Router
     delegations: DelegationManager
     router_api: MatrixAPI  # the router's identity (asks the homeserver, reads rooms)
-    # The gateway's own live maps (a reload changes them in place).
-    agent_apis: dict[str, MatrixAPI]
-    agent_rooms: dict[str, str]  # agent id → its room id
+    # Read-only views of the gateway's hosted agents (a reload changes what they show).
+    agent_apis: Mapping[str, MatrixAPI]
+    agent_rooms: Mapping[str, str]  # agent id → its room id
     lobby_id: str
     loops: Callable[[], list[LoopState]]
     operator: MatrixAPI | None = None  # who the admin API sends messages as

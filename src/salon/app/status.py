@@ -5,59 +5,51 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 from salon.api.context import LoopState
-from salon.matrix.source import LoopStatus
+from salon.matrix.sync import ClientSyncSource
+from salon.store import Store
 from salon.store.kv import GATEWAY_STATUS_KEY
 from salon.store.records import now_ms
-from salon.supervisor import LoopHandle
-
-if TYPE_CHECKING:
-    from salon.config.models import SalonConfig
-    from salon.matrix.sync import ClientSyncSource
-    from salon.store import Store
-    from salon.supervisor import Supervisor
+from salon.supervisor import LoopHandle, Supervisor
 
 
-class StatusReports:
-    """Loop health, for :class:`~salon.app.gateway.Gateway`."""
+def loop_states(source: ClientSyncSource, supervisor: Supervisor) -> list[LoopState]:
+    """Every receive loop and supervised loop, with its health."""
+    loops = [
+        LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)
+        for s in source.status()
+    ]
+    loops += [
+        LoopState(h.name, h.running, h.restarts, h.backing_off, h.last_error)
+        for h in supervisor.handles.values()
+    ]
+    return loops
 
-    name: str
-    config: SalonConfig
-    store: Store | None
-    _source: ClientSyncSource | None
-    _supervisor: Supervisor | None
 
-    async def _publish_status(self, handle: LoopHandle, every_s: float = 5.0) -> None:
-        """Keep the loops' state in the store, where `salon status` reads it."""
+def status_publisher(
+    store: Store,
+    gateway: str,
+    loops: Callable[[], list[LoopState]],
+    access: Callable[[], str],
+    every_s: float = 5.0,
+) -> Callable[[LoopHandle], Awaitable[None]]:
+    """The supervised loop keeping the loops' state in the store, where `salon status`
+    reads it."""
+
+    async def publish(handle: LoopHandle) -> None:
         while True:
-            loops = [asdict(loop) for loop in self.loops()]
+            states = [asdict(loop) for loop in loops()]
             status = {
-                "gateway": self.name,
+                "gateway": gateway,
                 "pid": os.getpid(),
                 "updated_ms": now_ms(),
-                "access": self.config.access.describe(),  # who may reach the agents
+                "access": access(),  # who may reach the agents
             }
-            if self.store is not None:
-                await self.store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": loops}))
+            await store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": states}))
             handle.healthy()
             await asyncio.sleep(every_s)
 
-    def loops(self) -> list[LoopState]:
-        """Every receive loop and supervised loop, with its health."""
-        loops = [
-            LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)
-            for s in self.loop_status()
-        ]
-        if self._supervisor is not None:
-            loops += [
-                LoopState(h.name, h.running, h.restarts, h.backing_off, h.last_error)
-                for h in self._supervisor.handles.values()
-            ]
-        return loops
-
-    def loop_status(self) -> list[LoopStatus]:
-        """Per-identity sync loop state."""
-        return self._source.status() if self._source else []
+    return publish

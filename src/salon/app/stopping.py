@@ -11,72 +11,42 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
 
-if TYPE_CHECKING:
-    from salon.config.models import SalonConfig
-    from salon.gateway.dispatcher import Dispatcher
-    from salon.turns.runner import TurnRunner
+from salon.app.running import Pipeline
 
 log = structlog.get_logger("salon.gateway")
 
-__all__ = ["GracefulStop", "on_stop_signals"]
+__all__ = ["drain", "on_stop_signals"]
 
 
-class GracefulStop:
-    """The graceful half of stopping, for :class:`~salon.app.gateway.Gateway`."""
+async def drain(pipeline: Pipeline, drain_s: float, stop_now: asyncio.Event) -> int:
+    """The graceful half of stopping: no new turns, running ones finish.
 
-    config: SalonConfig
-    _dispatcher: Dispatcher | None
-    _runner: TurnRunner | None
-    _stop_now: asyncio.Event
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def shutdown(self, drain_s: float | None = None) -> int:
-        """Stop gracefully: no new turns, running ones finish, then :meth:`stop`.
-
-        The dispatcher stops handling the inbox (what arrives is still admitted and
-        is handled after the next start) and the runner starts no turn any more;
-        running turns get up to ``drain_s`` seconds (default ``shutdown.drain_s``)
-        to finish, and :meth:`stop_now` ends that wait early. Turns still running
-        then are cut off and resume on the next start. Returns how many were cut off.
-        """
-        drain_s = self.config.shutdown.drain_s if drain_s is None else drain_s
-        cut = 0
-        try:
-            if self._dispatcher is not None:
-                self._dispatcher.pause()
-            runner = self._runner
-            if runner is not None:
-                # No more busy/online news: the agents go offline next. (A heartbeat woken
-                # as its loop is cancelled could swallow the cancel on Python 3.11.)
-                runner.on_slow = runner.on_idle = None
-                running = len(runner.in_flight())
-                log.info("gateway.draining", turns=running, drain_s=drain_s)
-                began = time.monotonic()
-                cut = await runner.drain(drain_s, interrupt=self._stop_now)
-                log.info(
-                    "gateway.drained",
-                    finished=running - cut,
-                    cut_off=cut,
-                    waited_s=round(time.monotonic() - began, 2),
-                    stopped_at_once=self._stop_now.is_set(),
-                )
-        finally:
-            await self.stop()
-        return cut
-
-    def stop_now(self) -> None:
-        """End a graceful shutdown's wait at once: running turns are cut off (they
-        resume on the next start). Before :meth:`shutdown`, it skips the wait."""
-        if not self._stop_now.is_set():
-            running = len(self._runner.in_flight()) if self._runner is not None else 0
-            log.warning("gateway.stop_now", turns=running)
-        self._stop_now.set()
+    The dispatcher stops handling the inbox (what arrives is still admitted and is
+    handled after the next start) and the runner starts no turn any more; running
+    turns get up to ``drain_s`` seconds to finish, and ``stop_now`` ends that wait
+    early. Returns how many turns are still running (they are cut off by the stop
+    that follows, and resume on the next start).
+    """
+    pipeline.dispatcher.pause()
+    runner = pipeline.runner
+    # No more busy/online news: the agents go offline next. (A heartbeat woken as
+    # its loop is cancelled could swallow the cancel on Python 3.11.)
+    runner.on_slow = runner.on_idle = None
+    running = len(runner.in_flight())
+    log.info("gateway.draining", turns=running, drain_s=drain_s)
+    began = time.monotonic()
+    cut = await runner.drain(drain_s, interrupt=stop_now)
+    log.info(
+        "gateway.drained",
+        finished=running - cut,
+        cut_off=cut,
+        waited_s=round(time.monotonic() - began, 2),
+        stopped_at_once=stop_now.is_set(),
+    )
+    return cut
 
 
 def on_stop_signals(stop: asyncio.Event, stop_now: Callable[[], None]) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import aiohttp
 
@@ -19,14 +20,8 @@ from salon._exceptions import ConfigError, MatrixError
 from salon.api.context import ApiContext
 from salon.api.server import ApiServer
 from salon.config.models import ApiConfig
-from salon.coordination.delegation import DelegationManager
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
-from salon.routing.router import Router
-from salon.turns.runner import TurnRunner
-
-if TYPE_CHECKING:
-    from salon.app.gateway import Gateway
 
 
 def api_secret(name: str | None, key: str, given: Mapping[str, str]) -> str | None:
@@ -40,64 +35,40 @@ def api_secret(name: str | None, key: str, given: Mapping[str, str]) -> str | No
     return value
 
 
-async def start_api(
-    gateway: Gateway,
+@asynccontextmanager
+async def serving_api(
     config: ApiConfig,
-    session: aiohttp.ClientSession | None,
-    runner: TurnRunner,
-    router: Router | None,
-    delegations: DelegationManager,
-) -> ApiServer:
-    """Build the API's view of ``gateway`` and start listening."""
-    state, roster, store, hs = (
-        gateway.state,
-        gateway.roster,
-        gateway.store,
-        gateway.config.homeserver,
-    )
-    assert state is not None and roster is not None and store is not None and hs is not None
-    assert session is not None and router is not None
+    homeserver_url: str,
+    session: aiohttp.ClientSession,
+    context: ApiContext,
+    given: Mapping[str, str],
+) -> AsyncIterator[ApiServer]:
+    """The HTTP API over ``context`` (the running gateway, as the API sees it),
+    listening until the step ends."""
     # Never an open API: without `token_env`, a random token for this run (`salon run`
     # writes it to <data_dir>/api.json, where the CLI finds it).
-    token = api_secret(config.token_env, "api.token_env", gateway.secrets) or secrets.token_urlsafe(
-        32
-    )
+    token = api_secret(config.token_env, "api.token_env", given) or secrets.token_urlsafe(32)
     operator = None
     if config.operator_user_id:
-        operator_token = api_secret(
-            config.operator_token_env, "api.operator_token_env", gateway.secrets
-        )
+        operator_token = api_secret(config.operator_token_env, "api.operator_token_env", given)
         if operator_token is None:
             raise ConfigError("api.operator_token_env: required with api.operator_user_id")
         operator = MatrixAPI(
-            hs.url, UserId(config.operator_user_id), operator_token, session=session
+            homeserver_url, UserId(config.operator_user_id), operator_token, session=session
         )
+    router_api = context.router_api
 
     async def homeserver_ok() -> bool:
         try:
-            await asyncio.wait_for(state.router.whoami(), timeout=3)
+            await asyncio.wait_for(router_api.whoami(), timeout=3)
         except (MatrixError, TimeoutError):
             return False
         return True
 
-    ctx = ApiContext(
-        gateway=gateway.name,
-        roster=roster,
-        store=store,
-        runner=runner,
-        router=router,
-        delegations=delegations,
-        router_api=state.router,
-        # The live maps, not copies: agents a reload adds are reachable through the API.
-        agent_apis=cast("dict[str, MatrixAPI]", state.agent_apis),
-        agent_rooms=cast("dict[str, str]", state.topology.agent_rooms),
-        lobby_id=str(state.topology.lobby_id),
-        loops=gateway.loops,
-        operator=operator,
-        locale=gateway.config.locale,
-        homeserver_ok=homeserver_ok,
-        spawn=gateway.spawn_session,
-    )
-    server = ApiServer(config, ctx, token)
+    context = replace(context, operator=operator, homeserver_ok=homeserver_ok)
+    server = ApiServer(config, context, token)
     await server.start()
-    return server
+    try:
+        yield server
+    finally:
+        await server.stop()

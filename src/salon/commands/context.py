@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +40,15 @@ class Asked:
 class Services:
     """What the commands work with. State that must survive a restart goes to the store.
 
-    A live reload swaps ``agents``, ``by_id`` and ``models`` in place.
+    ``agents`` and ``models`` are live views of the gateway's registry: a reload
+    changes what they show, never a copy held here.
     """
 
     def __init__(
         self,
         store: Store,
         *,
-        agents: list[AgentInfo],
+        agents: Sequence[AgentInfo],
         agent_apis: Mapping[AgentId, MatrixAPI],
         models: Mapping[str, str],
         chats: Chats,
@@ -58,8 +59,7 @@ class Services:
         is_admin: Callable[[str], bool] = lambda _user: False,
     ) -> None:
         self.store = store
-        self.agents = agents
-        self.by_id: dict[str, AgentInfo] = {a.agent_id: a for a in agents}
+        self.agents = agents  # a live view where the gateway reloads (see the registry)
         self.agent_apis = agent_apis
         self.models = models
         self.chats = chats
@@ -74,6 +74,10 @@ class Services:
         )
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}
+
+    @property
+    def by_id(self) -> dict[str, AgentInfo]:
+        return {a.agent_id: a for a in self.agents}
 
     def own_chat(self, asked: Asked) -> RoomRecord | None:
         """The room asked in, if it is a `!new` chat of the asker's."""

@@ -29,7 +29,9 @@ class Topology:
     space_id: RoomId | None
     space_error: str | None
     lobby_id: RoomId
-    agent_rooms: dict[AgentId, RoomId]  # changed in place when a reload adds or removes one
+    # At start: the rooms bootstrap found or made; while running, the hosted agents'
+    # registry's view of them (a reload adds and removes rooms there).
+    agent_rooms: Mapping[AgentId, RoomId]
 
 
 async def _ensure_joined(api: MatrixAPI, rooms: list[RoomId], via: str) -> None:

@@ -9,6 +9,7 @@ in the origin room, and counts as delivered only once that turn has closed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import structlog
 
@@ -62,8 +63,9 @@ class Coordinator:
         self.locale = config.locale
         self.directory = Directory(
             roster=roster,
-            apis={str(a): api for a, api in agent_apis.items()},
-            rooms={str(a): room for a, room in agent_rooms.items()},
+            # The hosted agents' live views, not copies: a reload changes what they show.
+            apis=cast("Mapping[str, MatrixAPI]", agent_apis),
+            rooms=cast("Mapping[str, RoomId]", agent_rooms),
         )
         self.manager = DelegationManager(
             store,
@@ -87,6 +89,11 @@ class Coordinator:
         runner.outcomes.by_kind[TurnKind.TASK] = self.task_outcome
         runner.after_close[TurnKind.REPORT] = self.report_closed
         runner.closed_hooks.append(self.turn_closed)
+
+    def reconfigure(self, config: SalonConfig) -> None:
+        """Who may delegate to whom, and what the agents do, from a reloaded config."""
+        self.manager.can_delegate_to = {a: config.delegation_targets(a) for a in config.agents}
+        self.manager.descriptions = {m.agent_id: m.description for m in self.roster}
 
     # --- the dispatcher's handlers ---------------------------------------------
 

@@ -1,7 +1,9 @@
-"""A message in a room: filter, command, route, then a turn for each agent chosen.
+"""A message in a room, top to bottom: what is known of it (gathered once, in
+:mod:`salon.gateway.message_context`), a command answered, or routed and a turn
+run for each agent chosen.
 
 Who answers is decided in ``routing/`` (the chain, with its reason); this module
-only gathers what the chain needs and carries the decision out.
+carries the decision out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from salon._exceptions import MatrixError, is_transient
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
-from salon.gateway.roomfacts import RoomFacts
+from salon.gateway.message_context import Handled, Message, MessageContexts
 from salon.gateway.visits import VisitUse, no_visit
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
@@ -23,20 +25,17 @@ from salon.matrix.events import InboundEvent
 from salon.matrix.membership import join_or_be_invited
 from salon.metrics import EVENTS_DROPPED
 from salon.roster import Roster
-from salon.routing.context import Binding, MessageContext
 from salon.routing.router import Reason, Router
-from salon.store import Store
-from salon.store.records import InboxState, RoomKind, RoomRecord
+from salon.store.records import InboxState
 from salon.store.saved import Decision
-from salon.turns.replies import TURN_KEY, ReplyTo, hop_of, reply_content, txn_id
+from salon.turns.replies import TURN_KEY, ReplyTo, reply_content, txn_id
 from salon.turns.runner import TurnRunner
 from salon.turns.spec import TurnKind, TurnSpec
-from salon.turns.voices import GATEWAY_MARK, ROUTER_VOICE, RoomVoices
+from salon.turns.voices import GATEWAY_MARK, ROUTER_VOICE
 
 log = structlog.get_logger("salon.gateway.messages")
 
-Handled = tuple[InboxState, str]
-_BINDING_KINDS = frozenset({RoomKind.AGENT, RoomKind.CHAT, RoomKind.BOUND})
+__all__ = ["Handled", "MessageHandler", "ReactionHandler", "message_turn", "session_key"]
 
 
 def session_key(event: InboundEvent, agent_id: str) -> str:
@@ -62,64 +61,35 @@ def message_turn(event: InboundEvent, agent_id: AgentId, *, by_agent: bool = Fal
 
 
 class MessageHandler:
-    """Handles ``m.room.message`` events taken from the inbox."""
+    """Handles ``m.room.message`` events taken from the inbox: gathers what is known
+    of the message (:mod:`~salon.gateway.message_context`), answers a command, or
+    routes it and runs a turn for each agent chosen."""
 
     def __init__(
         self,
-        store: Store,
+        contexts: MessageContexts,
         *,
-        roster: Roster,
-        access: AccessConfig,
         router: Router,
         commands: CommandHandlers,
         runner: TurnRunner,
-        facts: RoomFacts,
-        voices: RoomVoices,
         agent_apis: Mapping[AgentId, MatrixAPI],
-        locale: str = "en",
         on_visit: VisitUse = no_visit,
     ) -> None:
-        self.on_visit = on_visit
-        self.store = store
-        self.roster = roster
-        self.access = access
-        self.router = router
+        self.contexts = contexts
+        self.store, self.roster, self.facts = contexts.store, contexts.roster, contexts.facts
+        self.router = router  # a reload swaps it
         self.commands = commands
         self.runner = runner
-        self.facts = facts
-        self.voices = voices
         self.agent_apis = agent_apis
-        self.locale = locale
+        self.on_visit = on_visit
 
     async def __call__(self, event: InboundEvent) -> Handled:
-        if not event.body.strip():
-            EVENTS_DROPPED.labels(reason="blank").inc()
-            return InboxState.DROPPED, "blank"
-        sender_agent = self.roster.agent_of(event.sender)
-        if sender_agent is None and not self.access.is_allowed(event.sender):
-            EVENTS_DROPPED.labels(reason="unauthorised").inc()
-            log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
-            return InboxState.DROPPED, "unauthorised"
-        user = await self.store.users.get(event.sender)
-        locale = user.locale or self.locale
-        room = await self.store.rooms.get(event.room_id)
-        if room is not None and room.archived:
-            return InboxState.DONE, "archived"
-
-        voice = self.voices.of(event.room_id, room)
-
-        async def reply(text: str) -> None:
-            await self.router_says(event, text, voice)
-
-        if sender_agent is None:
-            command = parse_command(event.body)
-            if command is not None:
-                await self.commands.handle(Asked(event, command, user, room, locale, reply))
-                return InboxState.DONE, "command"
-            if await self.commands.answer_pending(event, reply, locale):
-                return InboxState.DONE, "command"
-        context = await self._context(event, room, sender_agent, user.selected_agent)
-        decision = await self.router.route(context)
+        message = await self.contexts.gather(event)
+        if not isinstance(message, Message):
+            return message  # not handled, and why
+        if message.sender_agent is None and await self._command(message):
+            return InboxState.DONE, "command"
+        decision = await self.router.route(await self.contexts.routing(message))
         await self.store.decisions.record(
             Decision(
                 event.event_id,
@@ -137,58 +107,36 @@ class MessageHandler:
             agents=list(decision.agents),
             reason=decision.reason.value,
         )
+        locale = message.locale
         if decision.reason is Reason.STALE_CHAT and decision.chat_owner:
             owner = decision.chat_owner
             label = self.roster.label(owner)
-            await reply(responses.text("chat_belongs_to", locale, label=label, agent_id=owner))
-        elif not decision.agents and decision.router_addressed and sender_agent is None:
-            await reply(responses.text("nobody_notice", locale))
+            text = responses.text("chat_belongs_to", locale, label=label, agent_id=owner)
+            await self.router_says(event, text, message.voice)
+        elif not decision.agents and decision.router_addressed and message.sender_agent is None:
+            await self.router_says(event, responses.text("nobody_notice", locale), message.voice)
         for agent_id in decision.agents:
             member = self.roster.get(agent_id)
             if member is None or not member.hosted:
                 continue
-            await self._bring(member.agent_id, event, voice)
-            turn = message_turn(event, member.agent_id, by_agent=sender_agent is not None)
+            await self._bring(member.agent_id, event, message.voice)
+            turn = message_turn(event, member.agent_id, by_agent=message.sender_agent is not None)
             await self.runner.submit(turn)
         return InboxState.DONE, decision.reason.value
 
-    async def _context(
-        self,
-        event: InboundEvent,
-        room: RoomRecord | None,
-        sender_agent: str | None,
-        selected_agent: str | None,
-    ) -> MessageContext:
-        binding = None
-        if room is not None and room.agent_id and room.kind in _BINDING_KINDS:
-            binding = Binding(room.agent_id, "agent" if room.kind is RoomKind.AGENT else "chat")
-        via = UserId(event.received_by)
-        mentions = event.content.get("m.mentions")
-        mentioned = mentions.get("user_ids") if isinstance(mentions, dict) else None
-        formatted = event.content.get("formatted_body")
-        return MessageContext(
-            room_id=event.room_id,
-            sender=event.sender,
-            body=event.body,
-            room_aliases=await self.facts.aliases(event.room_id, via, room.alias if room else None),
-            thread_root=event.thread_root,
-            formatted_body=formatted if isinstance(formatted, str) else None,
-            mentioned_user_ids=tuple(u for u in mentioned or () if isinstance(u, str)),
-            agents_in_room=await self._present(event.room_id, via),
-            binding=binding,
-            sender_agent=sender_agent,
-            hop=hop_of(event),
-            # The stale-chat gate concerns `!new` chats only.
-            selected_agent=selected_agent if room and room.kind is RoomKind.CHAT else None,
-        )
+    async def _command(self, message: Message) -> bool:
+        """A person's command (or the number answering `!load`): answered here."""
+        event, voice = message.event, message.voice
 
-    async def _present(self, room_id: str, via: UserId) -> frozenset[str]:
-        """Our agents a mention can reach here: those joined, and in an agent's own room
-        every hosted agent (all are invited there as visitors and join when asked)."""
-        joined = await self.facts.agents_in(room_id, via)
-        if self.voices.owner(room_id) is None:
-            return joined
-        return joined | {m.agent_id for m in self.roster.hosted()}
+        async def reply(text: str) -> None:
+            await self.router_says(event, text, voice)
+
+        command = parse_command(event.body)
+        if command is not None:
+            asked = Asked(event, command, message.user, message.room, message.locale, reply)
+            await self.commands.handle(asked)
+            return True
+        return await self.commands.answer_pending(event, reply, message.locale)
 
     async def _bring(self, agent_id: AgentId, event: InboundEvent, voice: MatrixAPI) -> None:
         """Make sure a routed agent is in the room (a mention of a visitor, a route or

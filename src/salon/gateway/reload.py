@@ -20,18 +20,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from salon._exceptions import SalonError
 from salon.config.models import SalonConfig
 from salon.metrics import CONFIG_RELOADS
+from salon.store import Store
 from salon.store.records import now_ms
 from salon.supervisor import LoopHandle
-
-if TYPE_CHECKING:
-    from salon.app.gateway import Gateway
 
 log = structlog.get_logger("salon.gateway.reload")
 
@@ -114,6 +112,24 @@ def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
     return diff
 
 
+class Reloadable(Protocol):
+    """What a reload changes: the running gateway, as the reloader sees it."""
+
+    @property
+    def config(self) -> SalonConfig: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    async def compose(self, config: SalonConfig) -> SalonConfig:
+        """``config`` plus the session agents still active."""
+        ...
+
+    async def apply_config(self, new: SalonConfig, diff: ConfigDiff) -> None:
+        """Change the running gateway to ``new`` where it can change live."""
+        ...
+
+
 @dataclass
 class ReloadResult:
     """What one reload did (or why it was refused)."""
@@ -142,7 +158,7 @@ class Reloader:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Reloadable,
         load: Callable[[], SalonConfig],
         *,
         watch: Path | None = None,

@@ -1,0 +1,336 @@
+"""Building a running gateway, step by step, in one exit stack.
+
+Read top to bottom, :func:`assemble` is the start order; each resource is a step
+of :mod:`salon.app.steps` entered in ``stack``, so the stop order is its reverse
+(the API stops first, the store closes last) and a start failing midway tears
+down what it built. The :class:`RunningGateway` exists only once all succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import structlog
+
+from salon.api.context import ApiContext
+from salon.app.changes import SessionAgents
+from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
+from salon.app.status import loop_states, status_publisher
+from salon.app.steps import (
+    built_backends,
+    heartbeats,
+    hosting,
+    http_session,
+    opened_store,
+    reloading,
+    routing,
+    running_turns,
+    supervising,
+    syncing,
+)
+from salon.app.surface import serving_api
+from salon.commands.chats import Chats
+from salon.commands.handlers import CommandHandlers
+from salon.config.models import SalonConfig
+from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.bootstrap import Topology, bootstrap
+from salon.gateway.cron import CronScheduler
+from salon.gateway.delegated_turns import Coordinator
+from salon.gateway.dispatcher import Dispatcher
+from salon.gateway.handover import take_over_orphans
+from salon.gateway.identities import identity_specs, log_in_former, login_all
+from salon.gateway.invites import InviteJoiner
+from salon.gateway.live import LiveAgents, LiveParts
+from salon.gateway.message_context import MessageContexts
+from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
+from salon.gateway.registry import HostedAgents, Identities
+from salon.gateway.reload import Reloader
+from salon.gateway.retention import max_age_ms, start_retention
+from salon.gateway.roomfacts import RoomFacts
+from salon.gateway.sessions import Janitor
+from salon.gateway.visits import VisitEnder
+from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.delivery import Delivery
+from salon.matrix.login import Authenticator
+from salon.matrix.ratelimit import RetryPolicy
+from salon.matrix.space import SpaceManager
+from salon.matrix.sync import ClientSyncSource
+from salon.roster import Roster
+from salon.store import Store
+from salon.supervisor import Backoff
+from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.slots import SlotLimits, TurnSlots
+from salon.turns.stream import StreamLimits
+from salon.turns.voices import RoomVoices, is_visit
+
+if TYPE_CHECKING:
+    from salon.app.gateway import Gateway
+
+log = structlog.get_logger("salon.gateway")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a gateway is asked to run: the config as written and how to run it."""
+
+    config: SalonConfig
+    name: str
+    invite: Sequence[UserId]  # people invited to the Space, lobby and agent rooms
+    ready_timeout_s: float
+    load: Callable[[], SalonConfig]  # reads the config again (a reload)
+    watch: Path | None  # the file whose changes reload it
+    # Values of variables the config names, given instead of the environment (which
+    # every backend and child process would inherit).
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+async def assemble(
+    stack: AsyncExitStack, plan: Plan, sessions: SessionAgents, gateway: Gateway
+) -> RunningGateway:
+    """Start every part of the gateway in ``stack``; returns once each identity has
+    synced once. (``gateway`` is what the reloader and the API change.)"""
+    hs = plan.config.homeserver
+    assert hs is not None
+    store = await stack.enter_async_context(opened_store(plan.config.store.url))
+    # The session agents still active run alongside the configured ones.
+    config = await sessions.compose(store, plan.config)
+    roster = Roster.from_config(config)
+    backends = await stack.enter_async_context(built_backends(config, roster))
+    session = await stack.enter_async_context(http_session())
+    auth = Authenticator(hs.url, hs.server_name, session, store.identities, _retry(config))
+    specs = identity_specs(config)
+    log.info("gateway.login", identities=len(specs))
+    apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
+    created_at = {u: await store.identities.created_at(u) for u in apis}
+    router_api = apis[roster.router_user_id]
+    spaces = SpaceManager(router_api)
+    topology = await _rooms(config, roster, spaces, apis, store, auth, plan.invite)
+    where = {
+        m.agent_id: (apis[m.user_id], topology.agent_rooms[m.agent_id]) for m in roster.hosted()
+    }
+    hosted = await stack.enter_async_context(
+        hosting(config, roster, where, backends, store, plan.name)
+    )
+    routes = await stack.enter_async_context(routing(config, roster))
+    runner = await stack.enter_async_context(running_turns(_runner(config, store, hosted)))
+
+    # The handlers read the registry (or its views), never a copy of it.
+    coordinator = Coordinator(
+        config,
+        store,
+        roster=roster,
+        agent_apis=hosted.apis,
+        agent_rooms=hosted.rooms,
+        runner=runner,
+    )
+    commands = CommandHandlers(
+        store,
+        agents=hosted.members,
+        agent_apis=hosted.apis,
+        models=cast("Mapping[str, str]", hosted.models),
+        chats=Chats(store, router_api),
+        stop_in_room=runner.stop_in_room,
+        session_key=session_key,
+        delegations=coordinator.manager,
+        salon_users=[roster.router_user_id, *(m.user_id for m in roster)],
+        # The running config's: a reload's access changes apply to commands too.
+        is_admin=lambda user: gateway.config.access.is_admin(user),
+    )
+    identities = Identities(router_api, hosted)
+    facts = RoomFacts(identities, roster)
+    voices = RoomVoices(router_api, hosted.apis, hosted.rooms)
+    idle_s = config.space.visit_idle_s
+    visits = VisitEnder(store, hosted.apis, hosted.rooms, idle_s, facts.forget)
+    coordinator.manager.on_visit = visits.use
+    invites = InviteJoiner(
+        store,
+        identities,
+        # The running config's policy: a reload's access changes apply here too.
+        allowed=lambda sender: roster.is_ours(sender) or gateway.config.access.is_allowed(sender),
+        on_joined=facts.forget,
+        visiting=lambda invite: is_visit(roster, voices, invite),
+    )
+    dispatcher = Dispatcher(
+        store,
+        roster=roster,
+        created_at=created_at,
+        on_invite=invites.record,
+        max_age_ms=max_age_ms(config.store),
+    )
+    messages = MessageHandler(
+        MessageContexts(store, roster, config.access, facts, voices, config.locale),
+        router=routes.current,
+        commands=commands,
+        runner=runner,
+        agent_apis=hosted.apis,
+        on_visit=visits.use,
+    )
+    routes.users.append(messages)
+    reactions = ReactionHandler(runner, roster, config.access)
+    dispatcher.add_event_handler("m.room.message", messages)
+    dispatcher.add_event_handler("m.reaction", reactions)
+    dispatcher.add_event_handler(REQUEST, coordinator.on_request)
+    dispatcher.add_event_handler(STATUS, coordinator.on_status)
+    dispatcher.on_start(runner.resume_unfinished)
+    cron = CronScheduler.from_config(
+        config,
+        store,
+        runner,
+        agent_apis=hosted.apis,
+        agent_rooms=hosted.rooms,
+        agent_users=hosted.users,
+        server_name=hs.server_name,
+        on_visit=visits.use,
+    )
+
+    backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
+    source = ClientSyncSource(
+        list(apis.values()),
+        store.identities,
+        timeout_ms=config.sync.timeout_ms,
+        startup_jitter_s=0,  # the jitter was spent before logging in
+        backoff=backoff,
+        reauth=auth.reauth,
+    )
+    await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
+    supervisor = await stack.enter_async_context(supervising(backoff))
+    loops = partial(loop_states, source, supervisor)
+    supervisor.spawn("dispatcher", dispatcher.run)
+    supervisor.spawn("cron", cron.run)
+    supervisor.spawn("invites", invites.run)
+    await coordinator.start(supervisor)
+    supervisor.spawn(
+        "status",
+        status_publisher(store, plan.name, loops, access=lambda: gateway.config.access.describe()),
+    )
+    await stack.enter_async_context(heartbeats(hosted, supervisor, runner))
+    reloader = await stack.enter_async_context(
+        reloading(Reloader(gateway, plan.load, watch=plan.watch), supervisor)
+    )
+    supervisor.spawn("janitor", Janitor(store, reloader.request).run)
+    start_retention(config.store, store, supervisor)
+    if idle_s is not None:
+        supervisor.spawn("visits", visits.run)
+
+    rooms_now = replace(topology, agent_rooms=hosted.rooms)
+    api = None
+    if config.api is not None:
+        context = ApiContext(
+            gateway=plan.name,
+            roster=roster,
+            store=store,
+            runner=runner,
+            router=routes.current,
+            delegations=coordinator.manager,
+            router_api=router_api,
+            agent_apis=cast("Mapping[str, MatrixAPI]", hosted.apis),
+            agent_rooms=cast("Mapping[str, str]", hosted.rooms),
+            lobby_id=str(topology.lobby_id),
+            loops=loops,
+            locale=config.locale,
+            spawn=gateway.spawn_session,
+        )
+        api = await stack.enter_async_context(
+            serving_api(config.api, hs.url, session, context, plan.secrets)
+        )
+    homeserver = Homeserver(session, auth, spaces, source)
+    live = LiveAgents(
+        LiveParts(
+            store=store,
+            auth=auth,
+            spaces=spaces,
+            source=source,
+            supervisor=supervisor,
+            runner=runner,
+            hosted=hosted,
+            topology=rooms_now,
+            invitees=list(plan.invite),
+            gateway=plan.name,
+        )
+    )
+    return RunningGateway(
+        config=config,
+        store=store,
+        roster=roster,
+        hosted=hosted,
+        state=GatewayState(rooms_now, router_api, hosted.apis, hosted.users),
+        homeserver=homeserver,
+        pipeline=Pipeline(
+            dispatcher, runner, coordinator, commands, messages, reactions, cron, routes
+        ),
+        supervisor=supervisor,
+        reloader=reloader,
+        api=api,
+        live=live,
+    )
+
+
+def _retry(config: SalonConfig) -> RetryPolicy:
+    return RetryPolicy(
+        max_retries=config.ratelimit.max_retries,
+        max_wait_s=config.ratelimit.max_wait_s,
+        default_wait_s=config.ratelimit.default_wait_s,
+    )
+
+
+async def _rooms(
+    config: SalonConfig,
+    roster: Roster,
+    spaces: SpaceManager,
+    apis: Mapping[UserId, MatrixAPI],
+    store: Store,
+    auth: Authenticator,
+    invite: Sequence[UserId],
+) -> Topology:
+    """The Space, the lobby and the agent rooms (found or made); the rooms of agents
+    removed while the gateway was down go to the router (handover)."""
+    agent_apis = {m.agent_id: apis[m.user_id] for m in roster.hosted()}
+    topology = await bootstrap(
+        config, spaces, agent_apis, store, invite, peers=[m.user_id for m in roster.peers()]
+    )
+    space_id = topology.space_id
+    await take_over_orphans(
+        spaces.api,
+        store,
+        {*agent_apis, *config.peers},
+        partial(log_in_former, auth, store.identities, config),
+        unlink=partial(spaces.unlink, space_id) if space_id else None,
+        visitors=agent_apis,
+    )
+    log.info(
+        "gateway.rooms_ready",
+        space=topology.space_id,
+        space_error=topology.space_error,
+        agents=len(topology.agent_rooms),
+    )
+    return topology
+
+
+def _runner(config: SalonConfig, store: Store, hosted: HostedAgents) -> TurnRunner:
+    replies, turns = config.replies, config.turns
+    limits = StreamLimits(
+        replies.edit_interval_s,
+        replies.max_edits,
+        replies.max_message_chars,
+        max_reply_chars=turns.max_reply_chars,
+    )
+    return TurnRunner(
+        store,
+        hosted.runtimes,
+        hosted.apis,
+        limits=limits,
+        policy=TurnPolicy(
+            max_attempts=replies.max_attempts,
+            deadline_s=turns.deadline_s,
+            typing_after_s=replies.typing_after_s,
+        ),
+        slots=TurnSlots(SlotLimits(turns.concurrency, turns.per_agent, turns.per_sender)),
+        delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
+        locale=config.locale,
+    )

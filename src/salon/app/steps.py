@@ -1,0 +1,173 @@
+"""The start-up steps of a gateway, each one resource: set up, yield, tear down.
+
+:func:`salon.app.assemble.assemble` enters them in order in one
+:class:`~contextlib.AsyncExitStack`, so a stop (or a start failing midway) tears
+down what was built in reverse: the stop order follows from the start order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from salon.agents.backend import Backend
+from salon.agents.registry import build_backend, close_backend
+from salon.app.running import Routing
+from salon.config.models import SalonConfig
+from salon.gateway.dispatcher import Dispatcher
+from salon.gateway.registry import HostedAgents, make_hosted
+from salon.gateway.reload import Reloader
+from salon.ids import AgentId, RoomId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.sync import ClientSyncSource
+from salon.roster import Roster
+from salon.routing.router import Router
+from salon.store import Store
+from salon.supervisor import Backoff, Supervisor
+from salon.turns.runner import TurnRunner
+
+
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[Store]:
+    store = await Store.open(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    session = aiohttp.ClientSession()
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+@asynccontextmanager
+async def built_backends(
+    config: SalonConfig, roster: Roster
+) -> AsyncIterator[dict[AgentId, Backend]]:
+    """Every hosted agent's backend, built before the homeserver is asked anything (an
+    unusable agent config fails first). The registry takes them over; those still
+    here at the end (a start that failed before) are closed."""
+    backends: dict[AgentId, Backend] = {}
+    try:
+        for member in roster.hosted():
+            backends[member.agent_id] = build_backend(config.agents[member.agent_id])
+        yield backends
+    finally:
+        await asyncio.gather(*(close_backend(b) for b in backends.values()))
+
+
+@asynccontextmanager
+async def hosting(
+    config: SalonConfig,
+    roster: Roster,
+    where: Mapping[AgentId, tuple[MatrixAPI, RoomId]],
+    backends: dict[AgentId, Backend],
+    store: Store,
+    gateway: str,
+) -> AsyncIterator[HostedAgents]:
+    """The registry of hosted agents, one record per agent (``where``: its identity
+    and room). At the end every agent says offline, then its backend closes."""
+    hosted = HostedAgents(roster)
+    try:
+        for member in roster.hosted():
+            backend = backends.pop(member.agent_id)
+            hosted.swap(
+                make_hosted(
+                    config, member, where[member.agent_id], backend, store.sessions, gateway
+                )
+            )
+        yield hosted
+    finally:
+        await asyncio.gather(*(h.heartbeat.go_offline() for h in hosted))
+        await asyncio.gather(*(close_backend(h.backend) for h in hosted))
+
+
+@asynccontextmanager
+async def routing(config: SalonConfig, roster: Roster) -> AsyncIterator[Routing]:
+    """Who answers a message (a reload swaps the router; the current one closes)."""
+    routes = Routing(Router.from_config(config, roster))
+    try:
+        yield routes
+    finally:
+        await routes.current.aclose()
+
+
+@asynccontextmanager
+async def running_turns(runner: TurnRunner) -> AsyncIterator[TurnRunner]:
+    """The turn runner; at the end, turns still running are cancelled (their ledger
+    rows stay open and resume on the next start)."""
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+@asynccontextmanager
+async def syncing(
+    source: ClientSyncSource, dispatcher: Dispatcher, ready_timeout_s: float
+) -> AsyncIterator[ClientSyncSource]:
+    """Every identity's sync loop, admitting into ``dispatcher``; ready once each
+    identity has synced once."""
+    await source.start(dispatcher)
+    try:
+        await source.wait_ready(ready_timeout_s)
+        yield source
+    finally:
+        await source.stop()
+
+
+@asynccontextmanager
+async def supervising(backoff: Backoff) -> AsyncIterator[Supervisor]:
+    """The supervisor of the gateway's loops; at the end every loop is cancelled."""
+    supervisor = Supervisor(backoff)
+    try:
+        yield supervisor
+    finally:
+        await supervisor.stop()
+
+
+@asynccontextmanager
+async def heartbeats(
+    hosted: HostedAgents, supervisor: Supervisor, runner: TurnRunner
+) -> AsyncIterator[None]:
+    """Each hosted agent's heartbeat loop, told when its turns turn slow or end (the
+    registry's teardown says offline, once the loops and the turns are over)."""
+    for agent in hosted:
+        supervisor.spawn(f"heartbeat:{agent.agent_id}", agent.heartbeat.run)
+
+    def on_slow(agent_id: AgentId) -> None:
+        agent = hosted.get(agent_id)
+        if agent is not None:
+            agent.heartbeat.busy()
+
+    def on_idle(agent_id: AgentId) -> None:
+        agent = hosted.get(agent_id)
+        if agent is not None:
+            agent.heartbeat.idle()
+
+    runner.on_slow, runner.on_idle = on_slow, on_idle
+    yield
+
+
+@asynccontextmanager
+async def reloading(reloader: Reloader, supervisor: Supervisor) -> AsyncIterator[Reloader]:
+    """The reload loop, and SIGHUP asking it to reload."""
+    supervisor.spawn("reload", reloader.run)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    try:
+        yield reloader
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)

@@ -1,0 +1,156 @@
+"""Start and stop by composition: the steps are torn down in reverse, also when a
+late step fails (the gateway on the fake homeserver, every step its real one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
+
+import salon.app.assemble as assemble_module
+from salon._exceptions import ConfigError
+from salon.app.gateway import Gateway
+from salon.config.models import SalonConfig
+from salon.coordination.heartbeat import AGENT_STATE
+from salon.gateway.identities import IdentitySpec
+from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.source import EventSink, LoopStatus
+
+SERVER = "localhost"
+STEPS = (
+    "opened_store",
+    "built_backends",
+    "http_session",
+    "hosting",
+    "routing",
+    "running_turns",
+    "syncing",
+    "supervising",
+    "heartbeats",
+    "reloading",
+    "serving_api",
+)
+
+
+class FakeSource:
+    """Stands in for the sync loops (the fake homeserver has no /sync)."""
+
+    def __init__(self, apis: Sequence[MatrixAPI], *args: Any, **kwargs: Any) -> None:
+        self.users = [api.user_id for api in apis]
+
+    async def start(self, sink: EventSink) -> None: ...
+
+    async def wait_ready(self, timeout: float) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> list[LoopStatus]:
+        return []
+
+
+def config(tmp_path: Path, **extra: Any) -> SalonConfig:
+    data: dict[str, Any] = {
+        "homeserver": {
+            "url": "http://127.0.0.1:8008",
+            "server_name": SERVER,
+            "registration_shared_secret": "secret",
+        },
+        "agents": {
+            "coder": {"label": "Coder", "backend": "echo"},
+            "writer": {"label": "Writer", "backend": "echo"},
+        },
+        "store": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+        "data_dir": str(tmp_path / "data"),
+        **extra,
+    }
+    return SalonConfig.model_validate(data)
+
+
+@pytest.fixture
+def logged_in() -> dict[str, FakeMatrixAPI]:
+    """The identities the gateway logged in, on the fake homeserver, by user id."""
+    return {}
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch, logged_in: dict[str, FakeMatrixAPI]) -> list[str]:
+    """Every step of ``assemble`` still runs, and says when it was entered and left;
+    identities log in on a fake homeserver."""
+    log: list[str] = []
+
+    def recorded(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        @asynccontextmanager
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            log.append(f"enter {name}")
+            async with step(*args, **kwargs) as value:
+                log.append(f"ready {name}")
+                try:
+                    yield value
+                finally:
+                    log.append(f"exit {name}")
+
+        return wrapper
+
+    for name in STEPS:
+        monkeypatch.setattr(assemble_module, name, recorded(name, getattr(assemble_module, name)))
+    hs = FakeHomeserver(SERVER)
+
+    async def login_all(auth: Any, specs: Sequence[IdentitySpec], **kwargs: Any) -> Any:
+        logged_in.update({s.user_id: hs.api(s.user_id) for s in specs})
+        return {UserId(u): api for u, api in logged_in.items()}
+
+    monkeypatch.setattr(assemble_module, "login_all", login_all)
+    monkeypatch.setattr(assemble_module, "ClientSyncSource", FakeSource)
+    return log
+
+
+def entered(log: list[str]) -> list[str]:
+    return [e.split()[1] for e in log if e.startswith("ready ")]
+
+
+def left(log: list[str]) -> list[str]:
+    return [e.split()[1] for e in log if e.startswith("exit ")]
+
+
+def statuses(api: FakeMatrixAPI) -> list[str]:
+    """The heartbeat states ``api`` published, oldest first."""
+    sent = api.calls_to("send_state")
+    return [c["content"]["status"] for c in sent if c["event_type"] == AGENT_STATE]
+
+
+async def test_stop_tears_the_steps_down_in_reverse(tmp_path: Path, steps: list[str]) -> None:
+    gateway = Gateway(config(tmp_path), name="test")
+    state = await gateway.start()
+    assert set(state.agent_apis) == {"coder", "writer"}
+    assert entered(steps) == [s for s in STEPS if s != "serving_api"]  # no api: section
+    await gateway.stop()
+    assert left(steps) == list(reversed(entered(steps)))
+    assert gateway.state is None and gateway.store is None
+    await gateway.stop()  # again: nothing left to do
+    assert len(left(steps)) == len(entered(steps))
+
+
+async def test_a_late_step_failing_tears_down_the_earlier_ones_in_reverse(
+    tmp_path: Path,
+    steps: list[str],
+    logged_in: dict[str, FakeMatrixAPI],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SALON_TEST_NO_SUCH_TOKEN", raising=False)
+    cfg = config(tmp_path, api={"listen": "127.0.0.1:0", "token_env": "SALON_TEST_NO_SUCH_TOKEN"})
+    gateway = Gateway(cfg, name="test")
+    with pytest.raises(ConfigError, match="SALON_TEST_NO_SUCH_TOKEN"):
+        await gateway.start()
+    failed = steps.index("enter serving_api")
+    assert steps[failed + 1] == "exit reloading", "the API step failed, last"
+    assert left(steps) == list(reversed(entered(steps)))
+    assert entered(steps) == list(STEPS[:-1])
+    assert gateway.state is None
+    # The registry's teardown ran with the HTTP session still open: agents say offline.
+    for user in ("@salon_coder:localhost", "@salon_writer:localhost"):
+        assert statuses(logged_in[user])[-1:] == ["offline"], user

@@ -112,10 +112,19 @@ async def test_heartbeat_online_while_running_offline_after_clean_stop(
     echo_user = config.agent_user_id("echo", synapse.server_name)
 
     async def beat() -> dict[str, Any]:
-        state = await person.state(room_id)
-        return next(
-            e["content"] for e in state if e["type"] == AGENT_STATE and e["state_key"] == echo_user
-        )
+        # The first beat is sent by the heartbeat loop just after start: wait for it.
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            state = await person.state(room_id)
+            beats = [
+                e["content"]
+                for e in state
+                if e["type"] == AGENT_STATE and e["state_key"] == echo_user
+            ]
+            if beats or asyncio.get_running_loop().time() > deadline:
+                assert beats, "no heartbeat state event"
+                return beats[0]
+            await asyncio.sleep(0.1)
 
     online = await beat()
     assert online["status"] == "online" and online["agent"] == "echo"

@@ -125,7 +125,9 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         """Boot everything; returns once every identity has synced once."""
         hs = self.config.homeserver
         assert hs is not None
-        self.store = store = await Store.open(self.config.store.url)
+        self.store = store = await Store.open(
+            self.config.store.url, pool_size=self.config.store.pool_size
+        )
         # The session agents still active run alongside the configured ones.
         self.config = config = await self.compose(self.config)
         roster = Roster.from_config(config)

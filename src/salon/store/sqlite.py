@@ -3,9 +3,10 @@
 One aiosqlite connection serves the process (one thread, statements in order). A
 ``transaction()`` spans several of them, so while one is open the connection is
 inside it: another task's read would see its uncommitted rows (or rows a rollback
-then undoes). Reads therefore wait for the write lock while a transaction holds it.
-When the lock is free (nearly always) a read does not touch it: it is queued on the
-connection's thread ahead of any transaction that begins later, so costs nothing.
+then undoes). Reads therefore wait while another task's transaction is open. Otherwise
+(nearly always) a read waits for nothing, not even a single write in progress (one
+statement is atomic on the connection's thread): it is queued there at once, ahead of
+any transaction that begins later, so it costs nothing.
 (A second, read-only connection would also see only committed rows, but not for an
 in-memory store, and would add a thread and a file handle per store for little.)
 
@@ -77,6 +78,9 @@ class SqliteDatabase(Database):
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
+        # Set while no transaction() is open: reads of other tasks wait for it.
+        self._no_tx = asyncio.Event()
+        self._no_tx.set()
 
     @classmethod
     async def connect(cls, url: str) -> SqliteDatabase:
@@ -228,14 +232,15 @@ class SqliteDatabase(Database):
 
     async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
         """All rows of a query: committed ones, or this task's own transaction's."""
-        if self._in_tx() or not self._lock.locked():
-            # Queued on the connection's thread now, ahead of any transaction that
-            # begins later: it reads committed data without waiting.
-            return await self._fetch(sql, args, "store read failed")
-        # Another task holds the lock, maybe with a transaction open on the shared
-        # connection: wait until it ends, never reading its uncommitted rows.
-        async with self._lock:
-            return await self._fetch(sql, args, "store read failed")
+        if not self._in_tx():
+            # Another task's transaction is open on the shared connection: wait until
+            # it ends, never reading its uncommitted rows. (Checked again on waking: the
+            # next transaction may have begun.)
+            while not self._no_tx.is_set():
+                await self._no_tx.wait()
+        # Queued on the connection's thread now (no await before), ahead of any
+        # transaction that begins later.
+        return await self._fetch(sql, args, "store read failed")
 
     async def _fetch(self, sql: str, args: tuple[Any, ...], what: str) -> Sequence[Row]:
         try:
@@ -250,6 +255,7 @@ class SqliteDatabase(Database):
         """Group writes atomically; other writers, and readers, wait until it ends."""
         async with self._lock:
             token = _IN_TX.set((self, asyncio.current_task()))
+            self._no_tx.clear()
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -264,4 +270,5 @@ class SqliteDatabase(Database):
             except sqlite3.Error as e:
                 raise _store_error("store transaction failed", e) from e
             finally:
+                self._no_tx.set()
                 _IN_TX.reset(token)

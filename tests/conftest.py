@@ -143,13 +143,9 @@ def pg_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_url(pg_server: Any) -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL database (dropped after the test)."""
-    name = pg_server.create_database()
-    try:
-        yield pg_server.url(name)
-    finally:
-        pg_server.drop_database(name)
+def pg_url(pg_server: Any) -> str:
+    """The URL of a fresh, empty PostgreSQL store (a schema of its own)."""
+    return str(pg_server.fresh_url())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.subprocess)])

@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+TEST_DATABASE = "salon_tests"
 USER = "salon"  # the server's superuser (trusted by no one: it has a password)
 HINT = (
     "the PostgreSQL store tests need the PostgreSQL server binaries (initdb, postgres):"
@@ -80,11 +81,11 @@ class PgServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
-    def admin(self, sql: str) -> None:
-        """Run one statement on the server's ``postgres`` database."""
+    def admin(self, sql: str, database: str = "postgres") -> None:
+        """Run one statement on one of the server's databases."""
 
         async def run() -> None:
-            conn = await asyncpg.connect(self.url())
+            conn = await asyncpg.connect(self.url(database))
             try:
                 await conn.execute(sql)
             finally:
@@ -92,13 +93,14 @@ class PgServer:
 
         run_async(run())
 
-    def create_database(self) -> str:
+    def fresh_url(self) -> str:
+        """The URL of a new, empty schema of the ``salon_tests`` database: a schema is
+        made in milliseconds (a database in a few hundred), and the whole server goes
+        at the end of the session."""
         name = "t_" + secrets.token_hex(6)
-        self.admin(f"CREATE DATABASE {name}")
-        return name
-
-    def drop_database(self, name: str) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.admin(f"CREATE SCHEMA {name}", database=TEST_DATABASE)
+        # asyncpg passes a URL's other query parameters as server settings.
+        return self.url(TEST_DATABASE) + f"?search_path={name}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -199,6 +201,7 @@ def start(timeout_s: float = 60.0) -> PgServer:
             raise RuntimeError(f"postgres exited with {process.returncode}:\n{text}")
         try:
             server.admin("SELECT 1")
+            server.admin(f"CREATE DATABASE {TEST_DATABASE}")
             return server
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             if time.monotonic() > deadline:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install postgres-binaries demo test test-fast lint format bench clean
 
 # The virtualenv with Salon, its local-homeserver extra (Synapse) and the dev tools.
 $(STAMP): pyproject.toml
@@ -13,7 +13,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) postgres-binaries
+
+# The store's tests start a throwaway PostgreSQL: install its server binaries when they
+# are missing and we may (root with apt-get); otherwise those tests fail saying so.
+PG_BINDIR_GLOB := /usr/lib/postgresql/*/bin/initdb
+postgres-binaries:
+	@if ls $(PG_BINDIR_GLOB) >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the PostgreSQL server for the store tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive \
+		     apt-get install -y --no-install-recommends postgresql; }; \
+	else \
+		echo "note: no PostgreSQL server binaries (initdb); the PostgreSQL store tests will" \
+		     "fail until they are installed (apt-get install postgresql)"; \
+	fi
 
 # `make demo PORT=8010` (or SALON_PORT=8010 in the environment) picks the homeserver's
 # port; a PORT variable merely present in the environment is not taken for this one.

@@ -121,6 +121,41 @@ def new_user(synapse: TestHomeserver) -> Callable[..., Awaitable[Credentials]]:
     return make
 
 
+# --- Stores: SQLite and a real PostgreSQL --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server for the session (started as `postgres` when root).
+
+    Missing server binaries fail the tests that need it, saying how to install them:
+    a PostgreSQL test never skips."""
+    from tests import pg_server as pg
+
+    try:
+        server = pg.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """The URL of a fresh, empty PostgreSQL store (a schema of its own)."""
+    return str(pg_server.fresh_url())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.subprocess)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL, once per backend: every test using it proves both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 's.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 # --- Test tiers -------------------------------------------------------------------
 # `make test-fast` runs `-m "not synapse and not subprocess"` with SALON_FAST_TIER=1.
 # A test that needs the homeserver is marked `synapse` from its fixtures (or its
@@ -128,6 +163,7 @@ def new_user(synapse: TestHomeserver) -> Callable[..., Awaitable[Credentials]]:
 # the fast tier refuses to start one for a test that does not (so the tiers stay true).
 
 _SYNAPSE_FIXTURES = {"synapse", "synapse_factory", "new_user"}
+_PROCESS_FIXTURES = {"pg_server", "pg_url"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -136,6 +172,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         in_integration = "integration" in Path(str(item.fspath)).parts
         if in_integration or fixtures & _SYNAPSE_FIXTURES:
             item.add_marker(pytest.mark.synapse)
+        if fixtures & _PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.subprocess)
 
 
 @pytest.fixture(autouse=True)

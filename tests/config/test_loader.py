@@ -129,6 +129,10 @@ def test_store_url_resolution(tmp_path: Path) -> None:
     assert absolute.store.url == "sqlite:////var/salon.db"
     memory = parse_config(MINIMAL + "store: {url: 'sqlite:///:memory:'}\n")
     assert memory.store.sqlite_path == ":memory:"
+    pg = "postgresql://salon@db.internal:5432/salon"
+    postgres = parse_config(MINIMAL + f"store: {{url: '{pg}', pool_size: 4}}\n", base_dir=tmp_path)
+    assert postgres.store.url == pg, "a server URL is not a path to resolve"
+    assert not postgres.store.is_sqlite and postgres.store.pool_size == 4
 
 
 def test_parse_config_source_name() -> None:

@@ -114,9 +114,9 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             agents:
               echo: {backend: echo}
             store:
-              url: postgresql://localhost/salon
+              url: "postgresql://"
             """,
-            "salon.yaml:4: store.url: PostgreSQL is not yet supported",
+            "salon.yaml:4: store.url: a postgresql:// URL needs at least a host or a database",
             id="postgresql-url",
         ),
         pytest.param(

@@ -1,20 +1,20 @@
-"""The cron_runs table on a real SQLite file: a scheduled time is claimed once."""
+"""The cron_runs table on both backends (a SQLite file, a real PostgreSQL): a scheduled
+time is claimed once."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from salon.store import Store
 from salon.store.records import TurnState
 
 
-async def _open(tmp_path: Path) -> Store:
-    return await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def _open(store_url: str) -> Store:
+    return await Store.open(store_url)
 
 
-async def test_a_scheduled_time_is_claimed_once(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_a_scheduled_time_is_claimed_once(store_url: str) -> None:
+    store = await _open(store_url)
     try:
         assert await store.cron.claim("coder", "news", 100, "cron:coder:news:100") is True
         assert await store.cron.claim("coder", "news", 100, "cron:coder:news:100") is False
@@ -32,8 +32,8 @@ async def test_a_scheduled_time_is_claimed_once(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_last_run_is_the_latest_scheduled_time_with_its_turn_state(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_last_run_is_the_latest_scheduled_time_with_its_turn_state(store_url: str) -> None:
+    store = await _open(store_url)
     try:
         assert await store.cron.last("coder", "news") is None
         await store.cron.claim("coder", "news", 104, "cron:coder:news:104", catch_up=True)
@@ -56,9 +56,9 @@ async def test_last_run_is_the_latest_scheduled_time_with_its_turn_state(tmp_pat
         await store.close()
 
 
-async def test_two_stores_on_one_file_claim_each_time_once(tmp_path: Path) -> None:
-    """Two processes (two connections to one file) racing for the same times."""
-    first, second = await _open(tmp_path), await _open(tmp_path)
+async def test_two_stores_on_one_file_claim_each_time_once(store_url: str) -> None:
+    """Two processes (two connections to one database) racing for the same times."""
+    first, second = await _open(store_url), await _open(store_url)
     try:
         times = range(1000, 1100)
 

@@ -1,10 +1,10 @@
-"""The delegations table on a real SQLite file: forward-only states, one re-injection."""
+"""The delegations table on both backends (a SQLite file, a real PostgreSQL):
+forward-only states, one re-injection."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 
 from salon.coordination.protocol import DelegationState, new_request
 from salon.coordination.records import record_of, request_of
@@ -36,12 +36,12 @@ def _record(id: str = "dlg_1", **overrides: object) -> DelegationRecord:
     return dataclasses.replace(record, **overrides)  # type: ignore[arg-type]
 
 
-async def _open(tmp_path: Path) -> Store:
-    return await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def _open(store_url: str) -> Store:
+    return await Store.open(store_url)
 
 
-async def test_the_person_it_is_for_is_kept_for_a_resend(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_the_person_it_is_for_is_kept_for_a_resend(store_url: str) -> None:
+    store = await _open(store_url)
     request = new_request(
         "coder", "researcher", "find it", deadline_ts=NOW, for_user="@alice:example.org"
     )
@@ -55,8 +55,8 @@ async def test_the_person_it_is_for_is_kept_for_a_resend(tmp_path: Path) -> None
     await store.close()
 
 
-async def test_create_and_get(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_create_and_get(store_url: str) -> None:
+    store = await _open(store_url)
     assert await store.delegations.get("dlg_1") is None
     assert await store.delegations.create(_record(context="background", parent=None))
     got = await store.delegations.get("dlg_1")
@@ -77,9 +77,9 @@ async def test_create_and_get(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_same_id_both_directions(tmp_path: Path) -> None:
+async def test_same_id_both_directions(store_url: str) -> None:
     """Both agents in one gateway: the outbound and the inbound row coexist."""
-    store = await _open(tmp_path)
+    store = await _open(store_url)
     assert await store.delegations.create(_record())
     inbound = _record(direction=DelegationDirection.IN, state=DelegationPhase.ACCEPTED)
     assert await store.delegations.create(inbound)
@@ -93,8 +93,8 @@ async def test_same_id_both_directions(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_request_event_marks_sent(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_request_event_marks_sent(store_url: str) -> None:
+    store = await _open(store_url)
     await store.delegations.create(_record())
     await store.delegations.set_request_event("dlg_1", "$req")
     got = await store.delegations.get("dlg_1")
@@ -102,8 +102,8 @@ async def test_request_event_marks_sent(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_states_only_move_forward(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_states_only_move_forward(store_url: str) -> None:
+    store = await _open(store_url)
     d = store.delegations
     await d.create(_record())
     assert await d.set_state("dlg_1", DelegationPhase.SENT)
@@ -126,8 +126,8 @@ async def test_states_only_move_forward(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_status_may_skip_states(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_status_may_skip_states(store_url: str) -> None:
+    store = await _open(store_url)
     await store.delegations.create(_record())
     # A completion seen before we recorded the send (crash between send and write).
     assert await store.delegations.set_state("dlg_1", "completed", result="r")
@@ -137,8 +137,8 @@ async def test_status_may_skip_states(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_late_completion_after_timeout_is_recorded_but_state_stays(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_late_completion_after_timeout_is_recorded_but_state_stays(store_url: str) -> None:
+    store = await _open(store_url)
     d = store.delegations
     await d.create(_record(state=DelegationPhase.SENT))
     assert await d.set_state("dlg_1", "timeout", error="no answer within 60 s")
@@ -157,8 +157,8 @@ async def test_late_completion_after_timeout_is_recorded_but_state_stays(tmp_pat
     await store.close()
 
 
-async def test_mark_reinjected_once(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_mark_reinjected_once(store_url: str) -> None:
+    store = await _open(store_url)
     await store.delegations.create(_record())
     assert await store.delegations.mark_reinjected("dlg_1")
     assert not await store.delegations.mark_reinjected("dlg_1")
@@ -168,18 +168,18 @@ async def test_mark_reinjected_once(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_mark_reinjected_once_under_concurrency(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_mark_reinjected_once_under_concurrency(store_url: str) -> None:
+    store = await _open(store_url)
     await store.delegations.create(_record())
     results = await asyncio.gather(*(store.delegations.mark_reinjected("dlg_1") for _ in range(5)))
     assert sorted(results) == [False, False, False, False, True]
     await store.close()
 
 
-async def test_mark_reinjected_once_across_two_connections(tmp_path: Path) -> None:
+async def test_mark_reinjected_once_across_two_connections(store_url: str) -> None:
     """Two gateway processes on one store file: still one winner."""
-    a = await _open(tmp_path)
-    b = await _open(tmp_path)
+    a = await _open(store_url)
+    b = await _open(store_url)
     await a.delegations.create(_record())
     results = await asyncio.gather(
         *(s.delegations.mark_reinjected("dlg_1") for s in (a, b, a, b, a, b))
@@ -189,8 +189,8 @@ async def test_mark_reinjected_once_across_two_connections(tmp_path: Path) -> No
     await b.close()
 
 
-async def test_open_and_expired(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_open_and_expired(store_url: str) -> None:
+    store = await _open(store_url)
     d = store.delegations
     await d.create(_record("d_soon", deadline_ts=NOW + 1_000, state=DelegationPhase.SENT))
     await d.create(_record("d_later", deadline_ts=NOW + 9_000))
@@ -217,8 +217,8 @@ async def test_open_and_expired(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_delegations_survive_reopen(tmp_path: Path) -> None:
-    store = await _open(tmp_path)
+async def test_delegations_survive_reopen(store_url: str) -> None:
+    store = await _open(store_url)
     chain = ("coder", "researcher", "writer")
     await store.delegations.create(
         _record("d2", parent="d1", root="d1", chain=chain, hop=2, from_agent="researcher")
@@ -227,7 +227,7 @@ async def test_delegations_survive_reopen(tmp_path: Path) -> None:
     await store.delegations.set_state("d2", "accepted")
     await store.close()
 
-    store = await _open(tmp_path)
+    store = await _open(store_url)
     [got] = await store.delegations.open("out")
     assert (got.id, got.parent, got.root, got.chain, got.hop, got.state) == (
         "d2",
@@ -242,7 +242,7 @@ async def test_delegations_survive_reopen(tmp_path: Path) -> None:
     assert await store.delegations.mark_reinjected("d2")
     await store.close()
 
-    store = await _open(tmp_path)
+    store = await _open(store_url)
     got2 = await store.delegations.get("d2")
     assert got2 is not None and got2.reinjected and got2.result == "done"
     assert not await store.delegations.mark_reinjected("d2")
@@ -250,9 +250,9 @@ async def test_delegations_survive_reopen(tmp_path: Path) -> None:
 
 
 async def test_last_activity_counts_turns_and_delegations_sent_into_a_room(
-    tmp_path: Path,
+    store_url: str,
 ) -> None:
-    store = await _open(tmp_path)
+    store = await _open(store_url)
     assert await store.turns.last_activity("coder", "!researcher:x") is None
     await store.delegations.create(_record())
     sent = await store.delegations.get("dlg_1")

@@ -1,6 +1,5 @@
-"""The store on a real SQLite file: idempotent inbox, turn ledger, counters, reopen."""
-
-from pathlib import Path
+"""The store on both backends (a SQLite file, a real PostgreSQL): idempotent inbox,
+turn ledger, counters, reopen."""
 
 from salon.store import Store
 from salon.store.records import InboxItem, InboxState, RoomKind, TurnState
@@ -10,8 +9,8 @@ def _item(event_id: str) -> InboxItem:
     return InboxItem(event_id, "!room", "@alice:localhost", "m.room.message", "{}", 1, "@me:x")
 
 
-async def test_inbox_admit_is_idempotent(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def test_inbox_admit_is_idempotent(store_url: str) -> None:
+    store = await Store.open(store_url)
     assert await store.inbox.admit([_item("$1"), _item("$2")]) == 2
     assert await store.inbox.admit([_item("$2"), _item("$3")]) == 1
     assert [r.item.event_id for r in await store.inbox.pending()] == ["$1", "$2", "$3"]
@@ -20,9 +19,8 @@ async def test_inbox_admit_is_idempotent(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_state_survives_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    store = await Store.open(url)
+async def test_state_survives_reopen(store_url: str) -> None:
+    store = await Store.open(store_url)
     await store.identities.ensure("@a:x")
     await store.identities.save_credentials("@a:x", "DEV", "tok")
     await store.identities.set_sync_token("@a:x", "s42")
@@ -32,7 +30,7 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     assert await store.kv.next("chat:@a:x") == 1
     await store.close()
 
-    store = await Store.open(url)
+    store = await Store.open(store_url)
     assert await store.identities.load_credentials("@a:x") == ("DEV", "tok")
     assert await store.identities.get_sync_token("@a:x") == "s42"
     room = await store.rooms.agent_room("echo")
@@ -43,8 +41,8 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_turn_ledger_closes(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def test_turn_ledger_closes(store_url: str) -> None:
+    store = await Store.open(store_url)
     await store.turns.admit("$e", "echo", "!r")
     await store.turns.admit("$e", "echo", "!r")  # replayed admission: no second row
     await store.turns.start("$e", "echo")

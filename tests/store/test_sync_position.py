@@ -1,19 +1,16 @@
 """Per-room sync position: marks and joins are stored with the token and never go back."""
 
-from pathlib import Path
-
 from salon.store import Store
 from salon.store.invites import InviteState
 
 
-async def test_position_is_stored_together_and_survives_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    store = await Store.open(url)
+async def test_position_is_stored_together_and_survives_reopen(store_url: str) -> None:
+    store = await Store.open(store_url)
     await store.identities.ensure("@a:x")
     await store.identities.advance("@a:x", "s1", {"!r": ("$e1", 100)}, {"!r": 50})
     await store.close()
 
-    store = await Store.open(url)
+    store = await Store.open(store_url)
     assert await store.identities.get_sync_token("@a:x") == "s1"
     assert await store.identities.room_marks("@a:x") == {"!r": ("$e1", 100)}
     assert await store.identities.room_joins("@a:x") == {"!r": 50}
@@ -22,8 +19,8 @@ async def test_position_is_stored_together_and_survives_reopen(tmp_path: Path) -
     await store.close()
 
 
-async def test_marks_and_joins_never_move_back(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def test_marks_and_joins_never_move_back(store_url: str) -> None:
+    store = await Store.open(store_url)
     await store.identities.ensure("@a:x")
     await store.identities.advance("@a:x", "s2", {"!r": ("$e2", 200)}, {"!r": 150})
     # A replayed older batch: the token follows the caller, the room facts do not regress.
@@ -37,8 +34,8 @@ async def test_marks_and_joins_never_move_back(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_invites_are_due_until_closed(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def test_invites_are_due_until_closed(store_url: str) -> None:
+    store = await Store.open(store_url)
     await store.invites.record("@a:x", "!r", "@alice:x")
     await store.invites.retry_at("@a:x", "!r", 10**15, "down")
     assert await store.invites.due(now=10**15 - 1) == []

@@ -6,14 +6,14 @@ import json
 import sqlite3
 from pathlib import Path
 
-from salon.store.db import Database, _migrations
+from salon.store.db import Database, migrations
 from salon.turns.spec import TurnKind, TurnSpec
 
 
 async def test_open_turns_of_an_old_store_get_a_spec_and_can_resume(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    for number, _, sql in _migrations():
+    for number, _, sql in migrations("sqlite"):
         if number < 5:
             conn.executescript(sql)
     conn.execute("PRAGMA user_version=4")

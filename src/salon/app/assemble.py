@@ -97,7 +97,9 @@ async def assemble(
     synced once. (``gateway`` is what the reloader and the API change.)"""
     hs = plan.config.homeserver
     assert hs is not None
-    store = await stack.enter_async_context(opened_store(plan.config.store.url))
+    store = await stack.enter_async_context(
+        opened_store(plan.config.store.url, plan.config.store.pool_size)
+    )
     # The session agents still active run alongside the configured ones.
     config = await sessions.compose(store, plan.config)
     roster = Roster.from_config(config)

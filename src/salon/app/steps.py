@@ -33,8 +33,8 @@ from salon.turns.runner import TurnRunner
 
 
 @asynccontextmanager
-async def opened_store(url: str) -> AsyncIterator[Store]:
-    store = await Store.open(url)
+async def opened_store(url: str, pool_size: int) -> AsyncIterator[Store]:
+    store = await Store.open(url, pool_size=pool_size)
     try:
         yield store
     finally:

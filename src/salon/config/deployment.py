@@ -140,7 +140,11 @@ class ShutdownConfig(ConfigModel):
 class StoreConfig(ConfigModel):
     """Where durable state lives, and how long finished work is kept."""
 
+    # sqlite:///<path> (embedded, the default) or postgresql://user@host:port/dbname
+    # (needs the `postgres` extra; give the password in PGPASSWORD, not in the file).
     url: str = "sqlite:///salon-data/salon.db"
+    # PostgreSQL only: the most connections the gateway keeps open to the database.
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 10
     # Finished rows (handled events, closed turns, routing decisions, ended delegations,
     # cron runs, invitations, session messages) older than this many days are deleted;
     # open work never is. None keeps everything.
@@ -152,10 +156,20 @@ class StoreConfig(ConfigModel):
     @classmethod
     def _supported(cls, value: str) -> str:
         if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("PostgreSQL is not yet supported; use a sqlite:/// URL")
+            if len(value.split("://", 1)[1]) == 0:
+                raise ValueError("a postgresql:// URL needs at least a host or a database")
+            return value
         if not value.startswith("sqlite:///") or value == "sqlite:///":
-            raise ValueError(f"must be a sqlite:///<path> URL, got {value!r}")
+            raise ValueError(
+                "must be a sqlite:///<path> or postgresql://user@host/dbname URL,"
+                f" got {value.split('://', 1)[0]!r}://…"
+            )
         return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is an embedded SQLite file (else a PostgreSQL server)."""
+        return self.url.startswith("sqlite:///")
 
     @property
     def sqlite_path(self) -> str:

@@ -96,7 +96,7 @@ def _resolve(config: SalonConfig, base: Path, lines: LineMap, source: str) -> Sa
             fields = {"registration_shared_secret": secret, "registration_shared_secret_env": None}
             update["homeserver"] = hs.model_copy(update=fields)
     sqlite_path = config.store.sqlite_path
-    if sqlite_path != ":memory:" and not Path(sqlite_path).is_absolute():
+    if config.store.is_sqlite and sqlite_path != ":memory:" and not Path(sqlite_path).is_absolute():
         url = "sqlite:///" + str(base / sqlite_path)
         update["store"] = config.store.model_copy(update={"url": url})
     if not Path(config.data_dir).is_absolute():

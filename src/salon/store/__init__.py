@@ -39,21 +39,24 @@ class Store:
         self.retention = Retention(db)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        """Open the store at ``url`` (``sqlite:///path``), migrating it to the latest schema."""
-        return cls(await Database.open(url))
+    async def open(cls, url: str, *, pool_size: int = 10) -> Store:
+        """Open the store at ``url`` (``sqlite:///path`` or ``postgresql://…``, with up to
+        ``pool_size`` connections), migrating it to the latest schema."""
+        return cls(await Database.open(url, pool_size=pool_size))
 
     async def close(self) -> None:
         """Close the underlying database."""
         await self.db.close()
 
     async def size_bytes(self) -> int:
-        """The bytes the store takes on disk (for SQLite: the file and its WAL)."""
+        """The bytes the store takes on disk (SQLite: the file and its WAL; PostgreSQL:
+        the database's size on the server)."""
         return await self.db.size_bytes()
 
     async def reclaim(self, max_pages: int = 500) -> int:
         """Give space freed by deletes back to the file system, a bounded step at a
-        time; returns the pages given back (0 where the store cannot)."""
+        time; returns the pages given back (0 where the store cannot, or PostgreSQL,
+        whose autovacuum makes the space reusable)."""
         return await self.db.reclaim(max_pages)
 
 

@@ -109,7 +109,9 @@ class CronRuns:
         rows = await self._db.fetchall(
             "SELECT c.*, t.state AS turn_state FROM cron_runs c"
             " LEFT JOIN turns t ON t.event_id = c.turn_id AND t.agent_id = c.agent_id"
-            " WHERE ($1 IS NULL OR c.agent_id = $1) AND ($2 IS NULL OR c.job_id = $2)"
+            # CAST: PostgreSQL needs each parameter's type where it stands alone.
+            " WHERE (CAST($1 AS TEXT) IS NULL OR c.agent_id = $1)"
+            " AND (CAST($2 AS TEXT) IS NULL OR c.job_id = $2)"
             " ORDER BY c.scheduled_ts, c.agent_id, c.job_id LIMIT $3",
             agent_id,
             job_id,

@@ -30,13 +30,18 @@ class KV:
 
     async def next(self, key: str) -> int:
         """Increment a durable counter and return the new value (never repeats)."""
-        async with self._db.transaction() as tx:
-            current = await tx.fetchval("SELECT value FROM kv WHERE key = $1", key)
-            value = int(current or 0) + 1
-            await tx.execute(
-                "INSERT INTO kv (key, value) VALUES ($1, $2)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                key,
-                str(value),
-            )
-        return value
+        return await increment(self._db, key)
+
+
+# One statement, so two writers never both read the old value (PostgreSQL runs
+# transactions side by side; SQLite's are serialised anyway).
+_INCREMENT = (
+    "INSERT INTO kv (key, value) VALUES ($1, '1') ON CONFLICT (key)"
+    " DO UPDATE SET value = CAST(CAST(kv.value AS BIGINT) + 1 AS TEXT) RETURNING value"
+)
+
+
+async def increment(db: Database, key: str) -> int:
+    """Increment the counter ``key`` (in ``db``, which may be a transaction)."""
+    rows = await db.write_returning(_INCREMENT, key)
+    return int(rows[0][0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from salon.store.db import Database
+from salon.store.kv import increment
 from salon.store.records import now_ms
 
 # Messages read per turn at most: far more than any context budget holds.
@@ -39,13 +40,8 @@ class Sessions:
         if existing is not None:
             return str(existing)
         async with self._db.transaction() as tx:
-            current = await tx.fetchval("SELECT value FROM kv WHERE key = 'seq:chat_id'")
-            value = int(current or 0) + 1
-            await tx.execute(
-                "INSERT INTO kv (key, value) VALUES ('seq:chat_id', $1)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                str(value),
-            )
+            # Two racing first turns may both take a number: one is never used, none repeats.
+            value = await increment(tx, "seq:chat_id")
             await tx.execute(
                 "INSERT INTO sessions (session_key, agent_id, chat_id, created_at)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT (session_key) DO NOTHING",

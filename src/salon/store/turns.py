@@ -109,7 +109,8 @@ class Turns:
     async def release(self, event_id: str, agent_id: str) -> None:
         """Give back the attempt of a turn a clean shutdown interrupted (not its fault)."""
         await self._db.execute(
-            "UPDATE turns SET state = 'admitted', attempts = MAX(attempts - 1, 0)"
+            "UPDATE turns SET state = 'admitted',"
+            " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
             " WHERE event_id = $1 AND agent_id = $2 AND state = 'running'",
             event_id,
             agent_id,
@@ -137,7 +138,7 @@ class Turns:
             "SELECT MAX(t) FROM ("
             " SELECT MAX(updated_at) AS t FROM turns WHERE agent_id = $1 AND room_id = $2"
             " UNION ALL SELECT MAX(updated_at) FROM delegations"
-            " WHERE direction = 'out' AND from_agent = $1 AND target_room = $2)",
+            " WHERE direction = 'out' AND from_agent = $1 AND target_room = $2) AS a",
             agent_id,
             room_id,
         )

@@ -46,6 +46,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
+from salon.matrix.reachability import Reachability
 from salon.matrix.space import SpaceManager
 from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
@@ -99,6 +100,7 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self.state: GatewayState | None = None
         self.store: Store | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._reachability: Reachability | None = None
         self._source: ClientSyncSource | None = None
         self._dispatcher: Dispatcher | None = None
         self._runner: TurnRunner | None = None
@@ -136,13 +138,26 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
         self._backends = backends
         specs = identity_specs(config)
         runtimes = {a: self._runtime(config, a, backend) for a, backend in backends.items()}
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=hs.request_timeout_s)
+        )
+        self._reachability = hs_up = Reachability(
+            hs.url, self._session, interval_s=hs.probe_interval_s
+        )
         policy = RetryPolicy(
             max_retries=config.ratelimit.max_retries,
             max_wait_s=config.ratelimit.max_wait_s,
             default_wait_s=config.ratelimit.default_wait_s,
         )
-        auth = Authenticator(hs.url, hs.server_name, self._session, store.identities, policy)
+        auth = Authenticator(
+            hs.url,
+            hs.server_name,
+            self._session,
+            store.identities,
+            policy,
+            request_timeout_s=hs.request_timeout_s,
+            reachability=hs_up,
+        )
         log.info("gateway.login", identities=len(specs))
         apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
         created_at = {u: await store.identities.created_at(u) for u in apis}
@@ -267,11 +282,14 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             startup_jitter_s=0,  # the jitter was spent before logging in
             backoff=backoff,
             reauth=auth.reauth,
+            page_size=config.sync.backfill_page_size,
+            cached_pages=config.sync.backfill_cached_pages,
+            timeline_limit=config.sync.timeline_limit,
         )
         await self._source.start(dispatcher)
         await self._source.wait_ready(self._ready_timeout)
 
-        self._supervisor = supervisor = Supervisor(backoff)
+        self._supervisor = supervisor = Supervisor(backoff, pause=hs_up.pause)
         supervisor.spawn("dispatcher", dispatcher.run)
         self._cron = cron = CronScheduler.from_config(
             config,
@@ -376,6 +394,9 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             self._router = None
         await asyncio.gather(*(close_backend(b) for b in self._backends.values()))
         self._backends.clear()
+        if self._reachability is not None:
+            await self._reachability.close()
+            self._reachability = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -128,7 +128,7 @@ async def test_a_send_waiting_out_an_outage_goes_as_soon_as_the_homeserver_answe
 
 
 async def test_no_outage_no_early_wake(hs: tuple[Switchable, str, aiohttp.ClientSession]) -> None:
-    server, url, session = hs
+    _server, url, session = hs
     reach = Reachability(url, session, interval_s=0.05)
     api = MatrixAPI(url, ME, "tok", session=session, reachability=reach)
     probes = OUTAGE_PROBES._value.get()

@@ -24,6 +24,8 @@ JSON = dict[str, Any]
 # Every request is bounded (aiohttp's own default is 300 s): a homeserver that takes
 # the connection and never answers fails the call as unreachable instead.
 REQUEST_TIMEOUT_S = 30.0
+# For sessions opened only to make such requests (CLI): a bound on anything else.
+SESSION_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 
 
 class MatrixAPI:

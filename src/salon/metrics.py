@@ -15,14 +15,17 @@ LOOPS_RESTARTING = Gauge("salon_loops_restarting", "Supervised loops currently b
 SYNC_BACKFILLED = Counter(
     "salon_sync_backfilled_events_total", "Events fetched with /messages to fill sync gaps"
 )
-SYNC_BACKFILL_CAPPED = Counter(
-    "salon_sync_backfill_capped_total", "Sync gaps left partly unfilled at the page cap"
+SYNC_BACKFILL_PAGES = Counter(
+    "salon_sync_backfill_pages_total", "/messages pages read to fill sync gaps (re-reads included)"
 )
 INVITES = Counter("salon_invites_total", "Invitation outcomes", ["outcome"])
 OUTAGE_WAITS = Counter(
     "salon_outage_waits_total", "Sends retried because the homeserver was unreachable or failing"
 )
 TURN_DEADLINES = Counter("salon_turn_deadlines_total", "Turns cut off by their deadline", ["agent"])
+OUTAGE_PROBES = Counter(
+    "salon_outage_probes_total", "Requests made to learn whether a down homeserver answers again"
+)
 INBOX_DEFERRED = Counter(
     "salon_inbox_deferred_total", "Inbox events left pending after a transient error"
 )

@@ -2,7 +2,9 @@
 
 Backoff starts at ``initial_s`` and doubles up to ``max_s``, with ±20% jitter so
 many loops failing together do not retry in lockstep. A loop that calls
-``handle.healthy()`` resets its backoff.
+``handle.healthy()`` resets its backoff. A ``pause`` (e.g. a homeserver's
+reachability) may end the wait early: loops that failed in an outage restart as
+soon as the homeserver answers again, not a minute later.
 """
 
 from __future__ import annotations
@@ -50,13 +52,20 @@ class LoopHandle:
 
 
 LoopFactory = Callable[[LoopHandle], Awaitable[None]]
+# Waits out a restart delay after an error; may return early.
+Pause = Callable[[float, BaseException], Awaitable[object]]
+
+
+async def _sleep(delay_s: float, error: BaseException) -> None:
+    await asyncio.sleep(delay_s)
 
 
 class Supervisor:
     """Runs named loops as tasks and restarts each one when it fails."""
 
-    def __init__(self, backoff: Backoff | None = None) -> None:
+    def __init__(self, backoff: Backoff | None = None, *, pause: Pause | None = None) -> None:
         self.backoff = backoff or Backoff()
+        self.pause = pause or _sleep
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.handles: dict[str, LoopHandle] = {}
 
@@ -66,11 +75,15 @@ class Supervisor:
         loop: LoopFactory,
         *,
         on_failure: Callable[[LoopHandle, BaseException], Awaitable[None]] | None = None,
+        pause: Pause | None = None,
     ) -> LoopHandle:
-        """Start ``loop`` under supervision. ``on_failure`` runs before each restart."""
+        """Start ``loop`` under supervision. ``on_failure`` runs before each restart;
+        ``pause`` (default: the supervisor's) waits out the backoff."""
         handle = LoopHandle(name)
         self.handles[name] = handle
-        self._tasks[name] = asyncio.create_task(self._run(handle, loop, on_failure), name=name)
+        self._tasks[name] = asyncio.create_task(
+            self._run(handle, loop, on_failure, pause or self.pause), name=name
+        )
         return handle
 
     async def _run(
@@ -78,6 +91,7 @@ class Supervisor:
         handle: LoopHandle,
         loop: LoopFactory,
         on_failure: Callable[[LoopHandle, BaseException], Awaitable[None]] | None,
+        pause: Pause,
     ) -> None:
         while True:
             handle.running = True
@@ -104,7 +118,7 @@ class Supervisor:
                 handle.backing_off = True
                 LOOPS_RESTARTING.inc()
                 try:
-                    await asyncio.sleep(wait)
+                    await pause(wait, e)
                 finally:
                     handle.backing_off = False
                     LOOPS_RESTARTING.dec()

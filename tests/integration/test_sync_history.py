@@ -1,7 +1,8 @@
 """Gap-free sync, the join-time history rule and invitations, on the real Synapse.
 
 - Messages sent while the gateway is down are all answered once after it is back,
-  even when there are more of them than one /sync timeline holds.
+  even when there are more of them than one /sync timeline holds, and however
+  many /messages pages the gap takes (there used to be a cap of 20).
 - An agent invited into a room with history answers none of it, only what follows.
 - An invitation whose join fails does not hold up the identity's sync token.
 """
@@ -20,7 +21,7 @@ from mautrix.api import Path as MxPath
 from mautrix.types import UserID
 
 from salon.app.gateway import Gateway
-from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILLED
+from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_PAGES, SYNC_BACKFILLED
 from salon.store import Store
 from salon.store.invites import InviteState
 
@@ -94,6 +95,50 @@ async def test_messages_sent_while_down_are_all_answered_once(
     assert [counts[q] for q in asked] == [1] * 150
     assert counts[warm] == 1
     assert SYNC_BACKFILLED._value.get() >= backfilled + 50
+
+
+async def test_a_gap_of_more_than_twenty_pages_is_recovered_completely(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    # Small pages keep it quick: 5 events a /sync timeline, 5 a /messages page.
+    config = salon_config(synapse, tmp_path, sync={"timeline_limit": 5, "backfill_page_size": 5})
+    first = await gateways(config, invite=[person.user_id])
+    room_id = await person.join(
+        f"#{config.agent_room_alias_localpart('echo')}:{synapse.server_name}"
+    )
+    echo = config.agent_user_id("echo", synapse.server_name)
+    warm = await person.say(room_id, "before the outage")
+    await person.wait_reply(room_id, warm)
+    await first.stop()
+    store = await Store.open(config.store.url)
+    token_before = await store.identities.get_sync_token(echo)
+    await store.close()
+
+    # 5 in the timeline and 130 before it: 26 pages, beyond the old cap of 20.
+    asked = [await person.say(room_id, f"question {i}") for i in range(135)]
+    pages = SYNC_BACKFILL_PAGES._value.get()
+    gateway = await gateways(config)
+    assert gateway.store is not None
+    store = gateway.store
+
+    # The token moves only once everything before it was admitted: then all are in.
+    async def token_moved() -> bool:
+        return await store.identities.get_sync_token(echo) != token_before
+
+    await eventually(token_moved, 60, "the echo's sync token to move")
+    missing = [i for i, e in enumerate(asked) if await store.inbox.get(e) is None]
+    assert missing == []
+
+    async def all_answered() -> bool:
+        counts = reply_counts(await full_history(person, room_id), echo)
+        return all(counts[q] for q in asked)
+
+    await eventually(all_answered, 120, "135 answers")
+    # Every message answered exactly once, the warm one not again.
+    counts = reply_counts(await full_history(person, room_id), echo)
+    assert [counts[q] for q in asked] == [1] * 135
+    assert counts[warm] == 1
+    assert SYNC_BACKFILL_PAGES._value.get() >= pages + 26
 
 
 async def test_invited_agent_answers_nothing_from_before_its_join(

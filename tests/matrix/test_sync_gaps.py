@@ -1,8 +1,9 @@
 """Gap-free sync with a fake at the MatrixAPI boundary and the real store.
 
 A ``limited`` timeline is backfilled with /messages down to the room's mark (or
-the identity's own join), up to a page cap; events older than the identity's
-join are never delivered; the token advances whatever an invitation does.
+the identity's own join), however many pages that takes, a page at a time and
+oldest first; events older than the identity's join are never delivered; the
+token advances whatever an invitation does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite
 from salon.matrix.sync import ClientSyncSource
-from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_CAPPED
+from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_PAGES
 from salon.store import Store
 from salon.supervisor import Backoff
 
@@ -166,8 +167,8 @@ async def test_limited_timeline_is_backfilled_down_to_the_mark(store: Store) -> 
     hs = FakeHomeserver(history)
     hs.sync_limited(100, "s2")
     sink = await run(store, hs)
-    # One admit call with everything after the mark, oldest first, timeline last.
-    assert len(sink.batches) == 1
+    # Everything after the mark, oldest first: a page an admit call, timeline last.
+    assert [len(b) for b in sink.batches] == [50, 100, 100]
     assert sink.ids() == [f"$m{n}" for n in range(50, 300)]
     assert hs.pages == ["t200", "t100"]  # paged back until the mark was met
     assert await store.identities.get_sync_token(ME) == "s2"
@@ -184,16 +185,50 @@ async def test_backfill_stops_at_older_timestamps_when_the_mark_is_gone(store: S
     assert sink.ids() == [f"$m{n}" for n in range(30, 150)]  # same ms as the mark: kept
 
 
-async def test_page_cap_bounds_the_backfill_and_is_counted(store: Store) -> None:
+async def test_a_gap_of_any_length_is_filled_a_page_at_a_time(store: Store) -> None:
+    # 900 events before the timeline: 18 pages of 50, beyond the 3 kept from the walk.
     history = [msg(n) for n in range(1_000)]
     await store.identities.set_sync_token(ME, "s1")  # no mark, no join known
-    capped = SYNC_BACKFILL_CAPPED._value.get()
+    pages_before = SYNC_BACKFILL_PAGES._value.get()
     hs = FakeHomeserver(history)
     hs.sync_limited(100, "s2")
-    sink = await run(store, hs, backfill_pages=3, page_size=50)
-    assert len(hs.pages) == 3
-    assert sink.ids() == [f"$m{n}" for n in range(750, 1_000)]
-    assert SYNC_BACKFILL_CAPPED._value.get() == capped + 1
+    sink = await run(store, hs, page_size=50, cached_pages=3)
+    assert sink.ids() == [f"$m{n}" for n in range(1_000)]  # all, in order, each once
+    # One admit per page, oldest page first, then the timeline: never all at once.
+    assert [len(b) for b in sink.batches] == [50] * 18 + [100]
+    walk = [f"t{900 - 50 * i}" for i in range(18)]
+    # The walk back, then the pages not kept read again, oldest first.
+    assert hs.pages == walk + walk[3:][::-1]
+    assert SYNC_BACKFILL_PAGES._value.get() == pages_before + 18 + 15
+    assert await store.identities.get_sync_token(ME) == "s2"
+    assert (await store.identities.room_marks(ME))[ROOM] == ("$m999", 1_999)
+
+
+async def test_a_restart_mid_gap_resumes_after_the_last_page_admitted(store: Store) -> None:
+    history = [msg(n) for n in range(400)]
+    await with_mark(store, history[9])
+    hs = FakeHomeserver(history)
+    hs.sync_limited(100, "s2")
+    hs.sync_limited(100, "s2")  # asked again from the same token after the failure
+    # The walk (t300…t100, t50, t10) is kept whole; the failure hits the second page
+    # handed over, so the first (m10…m49) was admitted and marked.
+    sink = Sink()
+    failing = {"admits": 0}
+    admit = sink.admit
+
+    async def flaky(identity: UserId, events: Sequence[InboundEvent]) -> None:
+        failing["admits"] += 1
+        if failing["admits"] == 2:
+            raise MatrixConnectionError("store or homeserver hiccup")
+        await admit(identity, events)
+
+    sink.admit = flaky  # type: ignore[method-assign]
+    await run(store, hs, sink=sink, page_size=50)
+    ids = sink.ids()
+    assert ids[:40] == [f"$m{n}" for n in range(10, 50)]
+    # After the restart the walk stopped at the new mark: nothing admitted twice.
+    assert ids[40:] == [f"$m{n}" for n in range(50, 400)]
+    assert hs.since_seen[:3] == ["s1", "s1", "s2"]
     assert await store.identities.get_sync_token(ME) == "s2"
 
 

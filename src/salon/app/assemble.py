@@ -27,6 +27,7 @@ from salon.app.steps import (
     hosting,
     http_session,
     opened_store,
+    probing,
     reloading,
     routing,
     running_turns,
@@ -104,8 +105,17 @@ async def assemble(
     config = await sessions.compose(store, plan.config)
     roster = Roster.from_config(config)
     backends = await stack.enter_async_context(built_backends(config, roster))
-    session = await stack.enter_async_context(http_session())
-    auth = Authenticator(hs.url, hs.server_name, session, store.identities, _retry(config))
+    session = await stack.enter_async_context(http_session(hs.request_timeout_s))
+    hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
+    auth = Authenticator(
+        hs.url,
+        hs.server_name,
+        session,
+        store.identities,
+        _retry(config),
+        request_timeout_s=hs.request_timeout_s,
+        reachability=hs_up,
+    )
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
     apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
@@ -199,9 +209,12 @@ async def assemble(
         startup_jitter_s=0,  # the jitter was spent before logging in
         backoff=backoff,
         reauth=auth.reauth,
+        page_size=config.sync.backfill_page_size,
+        cached_pages=config.sync.backfill_cached_pages,
+        timeline_limit=config.sync.timeline_limit,
     )
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
-    supervisor = await stack.enter_async_context(supervising(backoff))
+    supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     loops = partial(loop_states, source, supervisor)
     supervisor.spawn("dispatcher", dispatcher.run)
     supervisor.spawn("cron", cron.run)

@@ -24,11 +24,12 @@ from salon.gateway.registry import HostedAgents, make_hosted
 from salon.gateway.reload import Reloader
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.reachability import Reachability
 from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
-from salon.supervisor import Backoff, Supervisor
+from salon.supervisor import Backoff, Pause, Supervisor
 from salon.turns.runner import TurnRunner
 
 
@@ -42,12 +43,26 @@ async def opened_store(url: str, pool_size: int) -> AsyncIterator[Store]:
 
 
 @asynccontextmanager
-async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
-    session = aiohttp.ClientSession()
+async def http_session(timeout_s: float) -> AsyncIterator[aiohttp.ClientSession]:
+    # Every request bounded (aiohttp's default is 300 s); /sync adds its long-poll.
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
     try:
         yield session
     finally:
         await session.close()
+
+
+@asynccontextmanager
+async def probing(
+    url: str, session: aiohttp.ClientSession, interval_s: float
+) -> AsyncIterator[Reachability]:
+    """One cheap probe of the homeserver, run only while it is down, waking every
+    waiting sender and loop as soon as it answers again."""
+    reachability = Reachability(url, session, interval_s=interval_s)
+    try:
+        yield reachability
+    finally:
+        await reachability.close()
 
 
 @asynccontextmanager
@@ -127,9 +142,9 @@ async def syncing(
 
 
 @asynccontextmanager
-async def supervising(backoff: Backoff) -> AsyncIterator[Supervisor]:
+async def supervising(backoff: Backoff, pause: Pause | None = None) -> AsyncIterator[Supervisor]:
     """The supervisor of the gateway's loops; at the end every loop is cancelled."""
-    supervisor = Supervisor(backoff)
+    supervisor = Supervisor(backoff, pause=pause)
     try:
         yield supervisor
     finally:

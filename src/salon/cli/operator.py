@@ -17,7 +17,7 @@ from salon.cli.operator_file import OperatorFile
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
 from salon.gateway.sessions import SESSION_STATE
 from salon.ids import RoomAlias, RoomId, UserId
-from salon.matrix.api import MatrixAPI
+from salon.matrix.api import SESSION_TIMEOUT, MatrixAPI
 
 TURN_KEY = "com.salon.turn"
 
@@ -268,7 +268,7 @@ async def with_operator(op: OperatorFile, action: Any) -> Any:
     Raises:
         HomeserverUnreachable: the homeserver does not answer (not running?).
     """
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
         try:
             return await action(OperatorClient(op, session))
         except MatrixConnectionError as e:

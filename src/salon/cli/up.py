@@ -32,6 +32,7 @@ from salon.devserver.synapse import (
     write_synapse_config,
 )
 from salon.ids import AgentId, UserId
+from salon.matrix.api import SESSION_TIMEOUT
 from salon.matrix.registration import Credentials, derive_password, register_or_login
 from salon.procs import pid_alive
 from salon.store.db import ensure_private_dir
@@ -129,7 +130,7 @@ def api_config(port: int, operator_user_id: str, *, tries: int = API_PORT_TRIES)
 
 async def register_operator(layout: SynapseLayout, localpart: str) -> Credentials:
     """Create (or log in) the operator account for the person at the keyboard."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
         return await register_or_login(
             session,
             layout.base_url,
@@ -164,7 +165,7 @@ def operator_file(
 
 async def join_operator(op: OperatorFile) -> None:
     """Accept the operator's invitations so the rooms show up in a client at once."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
         client = OperatorClient(op, session)
         for alias in (op.space_alias, op.lobby_alias, *op.agent_rooms.values()):
             with contextlib.suppress(Exception):

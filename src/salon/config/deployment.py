@@ -28,6 +28,10 @@ class HomeserverConfig(ConfigModel):
     mode: Literal["client"] = "client"
     registration_shared_secret: Annotated[str | None, Field(repr=False)] = None
     registration_shared_secret_env: str | None = None
+    # Each request's bound (a /sync long-poll: its timeout plus this); aiohttp's own is 300 s.
+    request_timeout_s: PositiveFloat = 30
+    # While the homeserver is down, how often one probe asks whether it answers again.
+    probe_interval_s: PositiveFloat = 0.5
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -92,6 +96,11 @@ class SyncConfig(ConfigModel):
     startup_jitter_s: NonNegativeFloat = 2.0
     backoff_initial_s: PositiveFloat = 5
     backoff_max_s: PositiveFloat = 60
+    timeline_limit: Annotated[int, Field(ge=1, le=1000)] = 100  # events a room per /sync
+    # A gap (a limited timeline) is filled this many events a /messages request, to
+    # the end; the first backfill_cached_pages pages are kept, older ones read twice.
+    backfill_page_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    backfill_cached_pages: Annotated[int, Field(ge=0)] = 20
 
     @model_validator(mode="after")
     def _max_after_initial(self) -> SyncConfig:

@@ -12,17 +12,32 @@ import aiohttp
 from mautrix.api import Method, Path
 from multidict import MultiDict
 
-from salon._exceptions import ForbiddenError, NotFoundError
+from salon._exceptions import ForbiddenError, MatrixError, NotFoundError
 from salon.ids import EventId, RoomAlias, RoomId, UserId
 from salon.matrix.errors import mapped
 from salon.matrix.http import RateLimitedHTTPAPI
 from salon.matrix.ratelimit import RetryPolicy
+from salon.matrix.reachability import Reachability
 
 JSON = dict[str, Any]
 
+# Every request is bounded (aiohttp's own default is 300 s): a homeserver that takes
+# the connection and never answers fails the call as unreachable instead.
+REQUEST_TIMEOUT_S = 30.0
+# For sessions opened only to make such requests (CLI): a bound on anything else.
+SESSION_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+
 
 class MatrixAPI:
-    """The client-server API as one Matrix user."""
+    """The client-server API as one Matrix user.
+
+    ``request_timeout_s`` bounds each request (a /sync long-poll: its own timeout
+    plus this much); ``reachability``, shared by every identity of the homeserver,
+    hears of each outage and each answer (waiters wake when it is back).
+    """
+
+    reachability: Reachability | None = None
+    request_timeout_s: float = REQUEST_TIMEOUT_S
 
     def __init__(
         self,
@@ -32,13 +47,22 @@ class MatrixAPI:
         *,
         session: aiohttp.ClientSession,
         policy: RetryPolicy | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        reachability: Reachability | None = None,
     ) -> None:
         self.user_id = user_id
         self.base_url = base_url
+        self.request_timeout_s = request_timeout_s
+        self.reachability = reachability
         # No mautrix-level retries (4 s, 8 s…): supervised loops and the turn runner
         # retry on their own terms, and shutdown must not hang on a dead server.
         self._http = RateLimitedHTTPAPI(
-            base_url, access_token, client_session=session, policy=policy, default_retry_count=0
+            base_url,
+            access_token,
+            client_session=session,
+            policy=policy,
+            timeout=aiohttp.ClientTimeout(total=request_timeout_s),
+            default_retry_count=0,
         )
 
     @property
@@ -50,6 +74,28 @@ class MatrixAPI:
         """Swap in a new token after a re-login; everyone holding this object follows."""
         self._http.token = token
 
+    async def _request(
+        self,
+        what: str,
+        method: Method,
+        path: Any,
+        content: Any = None,
+        query: Mapping[str, Any] | MultiDict[str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Any:
+        try:
+            async with mapped(what):
+                result = await self._http.request(
+                    method, path, content, query_params=query, timeout=timeout
+                )
+        except MatrixError as e:
+            if self.reachability is not None:
+                self.reachability.failed(e)
+            raise
+        if self.reachability is not None:
+            self.reachability.answered()
+        return result
+
     async def _call(
         self,
         what: str,
@@ -57,9 +103,9 @@ class MatrixAPI:
         path: Any,
         content: Any = None,
         query: Mapping[str, Any] | MultiDict[str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> JSON:
-        async with mapped(what):
-            result = await self._http.request(method, path, content, query_params=query)
+        result = await self._request(what, method, path, content, query, timeout)
         return result if isinstance(result, dict) else {}
 
     async def whoami(self) -> UserId:
@@ -93,7 +139,14 @@ class MatrixAPI:
             query["since"] = since
         if filter_id:
             query["filter"] = filter_id
-        return await self._call("sync", Method.GET, Path.v3.sync, query=query)
+        # The server holds the request up to timeout_ms by design: bound the silence
+        # beyond that, not the whole (possibly large) answer.
+        bound = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.request_timeout_s,
+            sock_read=timeout_ms / 1000 + self.request_timeout_s,
+        )
+        return await self._call("sync", Method.GET, Path.v3.sync, query=query, timeout=bound)
 
     async def send_event(
         self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str
@@ -123,8 +176,7 @@ class MatrixAPI:
 
     async def get_state(self, room_id: RoomId) -> list[JSON]:
         """The full current state of a room."""
-        async with mapped("get state"):
-            result = await self._http.request(Method.GET, Path.v3.rooms[room_id].state)
+        result = await self._request("get state", Method.GET, Path.v3.rooms[room_id].state)
         return [e for e in result if isinstance(e, dict)] if isinstance(result, list) else []
 
     async def create_room(

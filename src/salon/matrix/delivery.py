@@ -4,6 +4,8 @@ A send that fails because the homeserver is unreachable, answers 5xx or keeps
 answering 429 is tried again, with backoff, with the *same* transaction id: the
 homeserver turns a repeat into the first event, so nothing is posted twice and
 the backend never runs again. Only a permanent refusal (403, 404…) is raised.
+A wait in an outage ends as soon as the homeserver answers again (see
+:mod:`salon.matrix.reachability`), not when the backoff runs out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ log = structlog.get_logger("salon.matrix.delivery")
 # A revoked token is waited out this many times (the sync loop logs in again within
 # seconds); one that never comes back fails the send instead of hanging it.
 MAX_TOKEN_WAITS = 12
+
+
+async def pause(api: MatrixAPI, delay_s: float, error: BaseException) -> None:
+    """Wait ``delay_s`` after ``error``, or less if the homeserver was down and is back."""
+    reachability = getattr(api, "reachability", None)  # stand-ins in tests may lack it
+    if reachability is None:
+        await asyncio.sleep(delay_s)
+    else:
+        await reachability.pause(delay_s, error)
 
 
 class Delivery:
@@ -65,7 +76,7 @@ class Delivery:
                 log_at(
                     "delivery.waiting", user=api.user_id, error=str(e), retry_in_s=round(wait, 2)
                 )
-                await asyncio.sleep(wait)
+                await pause(api, wait, e)
 
     async def try_send(
         self,

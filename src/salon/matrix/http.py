@@ -10,6 +10,7 @@ registration and login calls alike. It raises mautrix's errors (and
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -24,6 +25,10 @@ from salon.metrics import RATE_LIMIT_WAITS
 
 log = structlog.get_logger("salon.matrix.http")
 
+# A per-request override of the instance's timeout (a /sync long-poll outlasts the
+# usual bound); mautrix's request() has no way to pass it down to _send().
+_TIMEOUT: ContextVar[ClientTimeout | None] = ContextVar("salon_request_timeout", default=None)
+
 
 class _LimitExceeded(MLimitExceeded):
     """MLimitExceeded that keeps the delay the server asked for."""
@@ -36,8 +41,9 @@ class _LimitExceeded(MLimitExceeded):
 class RateLimitedHTTPAPI(HTTPAPI):
     """HTTPAPI that waits out 429 responses per a :class:`RetryPolicy`.
 
-    ``timeout`` bounds each request (default: the session's own timeout); an
-    empty token makes token-less requests (registration, login).
+    ``timeout`` bounds each request (default: the session's own timeout), and
+    ``request(..., timeout=...)`` one request; an empty token makes token-less
+    requests (registration, login).
     """
 
     def __init__(
@@ -59,7 +65,8 @@ class RateLimitedHTTPAPI(HTTPAPI):
         query_params: dict[str, str],
         headers: dict[str, str],
     ) -> tuple[Any, ClientResponse]:
-        extra: dict[str, Any] = {} if self.timeout is None else {"timeout": self.timeout}
+        timeout = _TIMEOUT.get() or self.timeout
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         request = self.session.request(
             str(method), url, data=content, params=query_params, headers=headers, **extra
         )
@@ -93,8 +100,16 @@ class RateLimitedHTTPAPI(HTTPAPI):
                 unstable_errcode=unstable,
             )
 
-    async def request(self, *args: Any, **kwargs: Any) -> Any:
-        """Make a request; on 429 wait as told and retry, up to the policy's bound."""
+    async def request(self, *args: Any, timeout: ClientTimeout | None = None, **kwargs: Any) -> Any:
+        """Make a request; on 429 wait as told and retry, up to the policy's bound.
+        ``timeout`` bounds each try (429 waits are not counted)."""
+        reset = _TIMEOUT.set(timeout)
+        try:
+            return await self._until_not_limited(*args, **kwargs)
+        finally:
+            _TIMEOUT.reset(reset)
+
+    async def _until_not_limited(self, *args: Any, **kwargs: Any) -> Any:
         attempt = 0
         while True:
             try:

@@ -10,8 +10,9 @@ import structlog
 
 from salon._exceptions import AuthError, UnknownTokenError
 from salon.ids import UserId, localpart_of_user
-from salon.matrix.api import MatrixAPI
+from salon.matrix.api import REQUEST_TIMEOUT_S, MatrixAPI
 from salon.matrix.ratelimit import RetryPolicy
+from salon.matrix.reachability import Reachability
 from salon.matrix.registration import Credentials, login_with_password, register_or_login
 
 log = structlog.get_logger("salon.matrix.login")
@@ -38,7 +39,8 @@ class CredentialStore(Protocol):
 
 
 class Authenticator:
-    """Turns identities into authenticated :class:`MatrixAPI` handles."""
+    """Turns identities into authenticated :class:`MatrixAPI` handles, all sharing
+    one request bound and one :class:`Reachability` of the homeserver."""
 
     def __init__(
         self,
@@ -47,8 +49,13 @@ class Authenticator:
         session: aiohttp.ClientSession,
         store: CredentialStore,
         policy: RetryPolicy | None = None,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        reachability: Reachability | None = None,
     ) -> None:
         self.base_url = base_url
+        self.request_timeout_s = request_timeout_s
+        self.reachability = reachability
         self.server_name = server_name
         self._session = session
         self._store = store
@@ -127,4 +134,12 @@ class Authenticator:
         return creds
 
     def _api(self, user_id: UserId, token: str) -> MatrixAPI:
-        return MatrixAPI(self.base_url, user_id, token, session=self._session, policy=self._policy)
+        return MatrixAPI(
+            self.base_url,
+            user_id,
+            token,
+            session=self._session,
+            policy=self._policy,
+            request_timeout_s=self.request_timeout_s,
+            reachability=self.reachability,
+        )

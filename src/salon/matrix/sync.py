@@ -1,4 +1,10 @@
-"""Client-mode event source: one supervised /sync loop per identity."""
+"""Client-mode event source: one supervised /sync loop per identity.
+
+A batch is admitted in steps: first the rooms without a gap (nothing to wait
+for), then each gap a page at a time, oldest first (see :mod:`salon.matrix.gaps`),
+with the room's mark recorded after each page so a restart resumes there. The
+sync token is recorded only once everything before it was admitted.
+"""
 
 from __future__ import annotations
 
@@ -7,148 +13,44 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 
-from salon._exceptions import MatrixError, UnknownTokenError, is_transient
+from salon._exceptions import MatrixError, UnknownTokenError
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.events import (
-    InboundEvent,
-    Invite,
-    RoomTimeline,
-    own_join_ts,
-    parse_event,
-    parse_sync_batch,
-)
+from salon.matrix.delivery import pause
+from salon.matrix.events import InboundEvent, Invite, parse_sync_batch
+from salon.matrix.gaps import GapFiller, Mark
 from salon.matrix.source import EventSink, LoopStatus, PositionStore
-from salon.metrics import (
-    EVENTS_DROPPED,
-    SYNC_BACKFILL_CAPPED,
-    SYNC_BACKFILLED,
-    SYNC_LAG,
-    SYNC_RESTARTS,
-)
+from salon.metrics import EVENTS_DROPPED, SYNC_LAG, SYNC_RESTARTS
 from salon.supervisor import Backoff, LoopHandle, Supervisor
+
 
 # Inline filter: no presence or account data; everything else in rooms, since
 # reactions, edits and custom events all matter to the gateway.
-SYNC_FILTER = json.dumps(
-    {
-        "presence": {"types": []},
-        "account_data": {"types": []},
-        "room": {
-            "ephemeral": {"types": []},
+def sync_filter(timeline_limit: int = 100) -> str:
+    """The inline /sync filter, with at most ``timeline_limit`` events a room."""
+    return json.dumps(
+        {
+            "presence": {"types": []},
             "account_data": {"types": []},
-            "state": {"lazy_load_members": True},
-            "timeline": {"limit": 100},
+            "room": {
+                "ephemeral": {"types": []},
+                "account_data": {"types": []},
+                "state": {"lazy_load_members": True},
+                "timeline": {"limit": timeline_limit},
+            },
         },
-    },
-    separators=(",", ":"),
-)
+        separators=(",", ":"),
+    )
+
+
+SYNC_FILTER = sync_filter()
 
 Reauth = Callable[[MatrixAPI], Awaitable[None]]
-Mark = tuple[str, int]  # (event id, origin_server_ts) of the newest event delivered in a room
 
 log = structlog.get_logger("salon.sync")
-
-
-@dataclass(frozen=True)
-class CaughtUp:
-    """One room's share of a sync batch, gaps filled and pre-join history dropped."""
-
-    events: list[InboundEvent]  # to deliver, oldest first
-    mark: Mark | None  # the room's newest event in this batch
-    joined_at: int | None  # the identity's own (newest) join seen in this batch
-
-
-class GapFiller:
-    """Backfills a ``limited`` timeline with /messages down to the room's mark, or the
-    identity's own join, at most ``max_pages`` pages; drops events from before the join."""
-
-    def __init__(self, *, max_pages: int = 20, page_size: int = 100) -> None:
-        self.max_pages = max_pages
-        self.page_size = page_size
-
-    async def catch_up(
-        self,
-        api: MatrixAPI,
-        room: RoomTimeline,
-        mark: Mark | None,
-        joined_at: int | None,
-        initial: bool,
-    ) -> CaughtUp:
-        """``initial``: the first sync ever has no gap to fill, only history."""
-        me = api.user_id
-        join = _latest(*(own_join_ts(e, me) for e in (*room.own_members, *room.events)))
-        older: list[InboundEvent] = []
-        no_gap = any(
-            own_join_ts(e, me) is not None or (mark is not None and e.event_id == mark[0])
-            for e in room.events
-        )
-        if room.limited and not initial and not no_gap:
-            older, page_join = await self._backfill(api, room, mark, _latest(joined_at, join))
-            join = _latest(join, page_join)
-        cutoff = _latest(joined_at, join)
-        candidates = [*older, *room.events]
-        events = [e for e in candidates if cutoff is None or e.origin_ts >= cutoff]
-        if dropped := len(candidates) - len(events):
-            EVENTS_DROPPED.labels(reason="before_join").inc(dropped)
-            log.debug("sync.before_join", identity=me, room_id=room.room_id, dropped=dropped)
-        newest = room.events[-1] if room.events else None
-        return CaughtUp(events, (newest.event_id, newest.origin_ts) if newest else None, join)
-
-    async def _backfill(
-        self, api: MatrixAPI, room: RoomTimeline, mark: Mark | None, cutoff: int | None
-    ) -> tuple[list[InboundEvent], int | None]:
-        """Events before the timeline and after the mark, oldest first; and the
-        identity's own join if the pages reached it."""
-        me, found, joined = api.user_id, list[InboundEvent](), None
-        token, pages, done = room.prev_batch, 0, False
-        while token is not None and not done and pages < self.max_pages:
-            try:
-                page = await api.messages(
-                    room.room_id, limit=self.page_size, direction="b", since=token
-                )
-            except MatrixError as e:
-                if is_transient(e) or isinstance(e, UnknownTokenError):
-                    raise  # the loop restarts (logging in again) and replays the batch
-                log.warning(
-                    "sync.backfill_refused", identity=me, room_id=room.room_id, error=str(e)
-                )
-                return found[::-1], None
-            pages += 1
-            chunk = page.get("chunk") or []
-            for raw in chunk:  # newest first
-                event = parse_event(raw, room.room_id, me)
-                if event is None:
-                    continue
-                if mark is not None and (event.event_id == mark[0] or event.origin_ts < mark[1]):
-                    done = True  # reached what was delivered before
-                elif cutoff is not None and event.origin_ts < cutoff:
-                    done = True  # reached history from before the join
-                else:
-                    found.append(event)
-                    joined = own_join_ts(event, me)
-                    done = joined is not None
-                if done:
-                    break
-            end = page.get("end")
-            token = end if isinstance(end, str) and chunk else None  # None: the room's start
-        if room.prev_batch is None:
-            log.warning("sync.gap_without_prev_batch", identity=me, room_id=room.room_id)
-        elif not done and token is not None:
-            SYNC_BACKFILL_CAPPED.inc()
-            log.warning("sync.backfill_capped", identity=me, room_id=room.room_id, pages=pages)
-        if found:
-            SYNC_BACKFILLED.inc(len(found))
-            log.info("sync.backfilled", identity=me, room_id=room.room_id, events=len(found))
-        return found[::-1], joined
-
-
-def _latest(*stamps: int | None) -> int | None:
-    return max((t for t in stamps if t is not None), default=None)
 
 
 class ClientSyncSource:
@@ -163,15 +65,17 @@ class ClientSyncSource:
         startup_jitter_s: float = 2.0,
         backoff: Backoff | None = None,
         reauth: Reauth | None = None,
-        backfill_pages: int = 20,
         page_size: int = 100,
+        cached_pages: int = 20,
+        timeline_limit: int = 100,
     ) -> None:
         self._apis = {api.user_id: api for api in apis}
         self._positions = positions
         self._timeout_ms = timeout_ms
         self._jitter_s = startup_jitter_s
         self._reauth = reauth
-        self._gaps = GapFiller(max_pages=backfill_pages, page_size=page_size)
+        self._gaps = GapFiller(page_size=page_size, cached_pages=cached_pages)
+        self._filter = sync_filter(timeline_limit)
         self._sink: EventSink | None = None
         self._supervisor = Supervisor(backoff)
         self._ready: dict[UserId, asyncio.Event] = {u: asyncio.Event() for u in self._apis}
@@ -187,6 +91,8 @@ class ClientSyncSource:
             f"sync:{api.user_id}",
             lambda handle, api=api: self._loop(handle, api, sink),  # type: ignore[misc]
             on_failure=lambda handle, error, api=api: self._on_failure(api, error),  # type: ignore[misc]
+            # An outage is waited out only until the homeserver answers again.
+            pause=lambda delay, error, api=api: pause(api, delay, error),  # type: ignore[misc]
         )
 
     async def add(self, api: MatrixAPI, timeout: float) -> None:
@@ -251,24 +157,33 @@ class ClientSyncSource:
         while True:
             # The first request of a run returns at once so readiness is quick.
             timeout = self._timeout_ms if self._ready[api.user_id].is_set() else 0
-            data = await api.sync(since, timeout_ms=timeout, filter_id=SYNC_FILTER)
+            data = await api.sync(since, timeout_ms=timeout, filter_id=self._filter)
             batch = parse_sync_batch(data, api.user_id)
-            events: list[InboundEvent] = []
-            new_marks: dict[str, tuple[str, int]] = {}
-            new_joins: dict[str, int] = {}
-            for room in batch.rooms:
-                caught = await self._gaps.catch_up(
-                    api, room, marks.get(room.room_id), joins.get(room.room_id), since is None
+            plans = [
+                self._gaps.plan(
+                    api.user_id,
+                    room,
+                    marks.get(room.room_id),
+                    joins.get(room.room_id),
+                    since is None,
                 )
-                events += caught.events
-                if caught.mark is not None:
-                    new_marks[room.room_id] = caught.mark
-                if caught.joined_at is not None:
-                    new_joins[room.room_id] = caught.joined_at
-            if events:
-                await sink.admit(api.user_id, events)
-                newest = max(e.origin_ts for e in events)
-                SYNC_LAG.labels(identity=api.user_id).set(max(time.time() - newest / 1000, 0))
+                for room in batch.rooms
+            ]
+            # Rooms without a gap first: a long gap elsewhere does not hold them up.
+            await self._admit(sink, api, [e for p in plans if not p.gap for e in p.timeline()])
+            for plan in (p for p in plans if p.gap):
+                async for page in self._gaps.fill(api, plan):
+                    await self._admit(sink, api, page)
+                    # A restart resumes the gap from here (the token is not stored yet).
+                    mark: dict[str, Mark] = {
+                        plan.room.room_id: (page[-1].event_id, page[-1].origin_ts)
+                    }
+                    await self._positions.advance(api.user_id, None, mark, {})
+                await self._admit(sink, api, plan.timeline())
+            new_marks: dict[str, Mark] = {p.room.room_id: p.mark for p in plans if p.mark}
+            new_joins: dict[str, int] = {
+                p.room.room_id: p.joined_at for p in plans if p.joined_at is not None
+            }
             for invite in batch.invites:
                 await self._invited(sink, invite)
             token = batch.next_batch if batch.next_batch not in (None, since) else None
@@ -280,6 +195,13 @@ class ClientSyncSource:
             since = token or since
             self._ready[api.user_id].set()
             handle.healthy()
+
+    @staticmethod
+    async def _admit(sink: EventSink, api: MatrixAPI, events: list[InboundEvent]) -> None:
+        if events:
+            await sink.admit(api.user_id, events)
+            newest = max(e.origin_ts for e in events)
+            SYNC_LAG.labels(identity=api.user_id).set(max(time.time() - newest / 1000, 0))
 
     @staticmethod
     async def _invited(sink: EventSink, invite: Invite) -> None:

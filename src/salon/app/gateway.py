@@ -193,7 +193,15 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
                 deadline_s=turns.deadline_s,
                 typing_after_s=replies.typing_after_s,
             ),
-            slots=TurnSlots(SlotLimits(turns.concurrency, turns.per_agent, turns.per_sender)),
+            slots=TurnSlots(
+                SlotLimits(
+                    turns.concurrency,
+                    turns.per_agent,
+                    turns.per_sender,
+                    turns.max_waiting_per_sender,
+                    turns.max_waiting_per_agent,
+                )
+            ),
             delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
             locale=config.locale,
         )
@@ -239,6 +247,8 @@ class Gateway(GracefulStop, StatusReports, LiveChanges):
             created_at=created_at,
             on_invite=invites.record,
             max_age_ms=max_age_ms(config.store),
+            max_rooms=config.dispatch.max_rooms,
+            per_room=config.dispatch.per_room,
         )
         messages = MessageHandler(
             store,

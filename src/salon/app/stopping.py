@@ -48,8 +48,11 @@ class GracefulStop:
         drain_s = self.config.shutdown.drain_s if drain_s is None else drain_s
         cut = 0
         try:
+            began = time.monotonic()
             if self._dispatcher is not None:
                 self._dispatcher.pause()
+                # Each room's event in hand finishes (its turn is ledgered), within the drain.
+                await self._dispatcher.settle(drain_s)
             runner = self._runner
             if runner is not None:
                 # No more busy/online news: the agents go offline next. (A heartbeat woken
@@ -57,8 +60,8 @@ class GracefulStop:
                 runner.on_slow = runner.on_idle = None
                 running = len(runner.in_flight())
                 log.info("gateway.draining", turns=running, drain_s=drain_s)
-                began = time.monotonic()
-                cut = await runner.drain(drain_s, interrupt=self._stop_now)
+                left = max(drain_s - (time.monotonic() - began), 0.0)
+                cut = await runner.drain(left, interrupt=self._stop_now)
                 log.info(
                     "gateway.drained",
                     finished=running - cut,

@@ -143,14 +143,19 @@ class MessageHandler:
             await reply(responses.text("chat_belongs_to", locale, label=label, agent_id=owner))
         elif not decision.agents and decision.router_addressed and sender_agent is None:
             await reply(responses.text("nobody_notice", locale))
+        busy: str | None = None
         for agent_id in decision.agents:
             member = self.roster.get(agent_id)
             if member is None or not member.hosted:
                 continue
-            await self._bring(member.agent_id, event, voice)
             turn = message_turn(event, member.agent_id, by_agent=sender_agent is not None)
+            if (refused := self.runner.refusal(turn)) is not None:
+                busy = busy or f"busy: {refused}"  # too many wait already: say so, queue none
+                await reply(responses.text("turns_busy", locale, label=member.label))
+                continue
+            await self._bring(member.agent_id, event, voice)
             await self.runner.submit(turn)
-        return InboxState.DONE, decision.reason.value
+        return InboxState.DONE, busy or decision.reason.value
 
     async def _context(
         self,

@@ -33,7 +33,6 @@ from salon.metrics import (
     TURN_DEADLINES,
     TURN_SECONDS,
     TURNS,
-    TURNS_REFUSED,
 )
 from salon.store import Store
 from salon.store.records import TurnRecord, TurnState
@@ -116,12 +115,8 @@ class TurnRunner(TurnTasks):
         return new
 
     def refusal(self, spec: TurnSpec) -> str | None:
-        """Why ``spec`` should be refused rather than queued (``"sender"``, ``"agent"``:
-        too many turns of theirs wait for a slot already), counted; None if it may run."""
-        reason = self.slots.refusal(spec.agent_id, spec.slot_sender or spec.sender)
-        if reason is not None:
-            TURNS_REFUSED.labels(reason=reason).inc()
-        return reason
+        """Why ``spec`` should be refused, not queued (see :meth:`TurnSlots.refusal`)."""
+        return self.slots.refusal(spec.agent_id, spec.slot_sender or spec.sender)
 
     async def resume_unfinished(self) -> int:
         """Relaunch the turns a crash or restart interrupted; returns how many."""

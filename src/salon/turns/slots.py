@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from salon.metrics import TURNS_REFUSED
+
 
 @dataclass(frozen=True)
 class SlotLimits:
@@ -53,17 +55,20 @@ class TurnSlots:
 
     def refusal(self, agent_id: str, sender: str) -> str | None:
         """Why a new turn of ``sender`` for ``agent_id`` would wait too long (``"sender"``
-        or ``"agent"``: too many of theirs wait already), or None if it may be queued."""
+        or ``"agent"``: too many of theirs wait already; counted), or None if it may
+        be queued."""
         if self._fits(agent_id, sender):
             return None  # it would start at once
-        limits = self.limits
+        limits, reason = self.limits, None
         bound = limits.max_waiting_per_sender
         if bound is not None and self._waiting_senders[sender] >= bound:
-            return "sender"
+            reason = "sender"
         bound = limits.max_waiting_per_agent
-        if bound is not None and self._waiting_agents[agent_id] >= bound:
-            return "agent"
-        return None
+        if reason is None and bound is not None and self._waiting_agents[agent_id] >= bound:
+            reason = "agent"
+        if reason is not None:
+            TURNS_REFUSED.labels(reason=reason).inc()
+        return reason
 
     def waiting(self, *, agent_id: str | None = None, sender: str | None = None) -> int:
         """Turns waiting for a slot: of one agent, of one sender, or in all."""

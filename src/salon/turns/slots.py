@@ -14,7 +14,7 @@ wait (:meth:`Lease.lend`) and takes them again, ahead of new turns, after it.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,11 +45,16 @@ class TurnSlots:
         self._total = 0
         self._agents: Counter[str] = Counter()  # running turns per agent
         self._senders: Counter[str] = Counter()  # running turns per sender
-        # Waiting turns: sender → agent → futures, both levels in round-robin order
-        # (the one granted last moves to the end).
-        self._queues: OrderedDict[str, OrderedDict[str, deque[_Waiter]]] = OrderedDict()
+        # Waiting turns: sender → agent → futures. Who goes next is whoever was served
+        # least lately (a tick per sender, and per sender and agent), so a new person
+        # goes ahead of one who keeps sending, and that person's turns take turns too.
+        self._queues: dict[str, dict[str, deque[_Waiter]]] = {}
         self._waiting_senders: Counter[str] = Counter()
         self._waiting_agents: Counter[str] = Counter()
+        self._tick = 0
+        self._served: dict[str, int] = {}  # sender → tick of its latest slot
+        self._served_pair: dict[tuple[str, str], int] = {}
+        self._returning: set[_Waiter] = set()  # back from a delegation: served first
 
     # --- bounds --------------------------------------------------------------------
 
@@ -109,6 +114,8 @@ class TurnSlots:
         self._total += 1
         self._agents[agent_id] += 1
         self._senders[sender] += 1
+        self._tick += 1
+        self._served[sender] = self._served_pair[(sender, agent_id)] = self._tick
 
     async def _acquire(self, agent_id: str, sender: str, *, first: bool) -> None:
         # Nobody that could start waits (each release grants what fits), so a turn
@@ -117,9 +124,10 @@ class TurnSlots:
             self._take(agent_id, sender)
             return
         waiter: _Waiter = asyncio.get_running_loop().create_future()
-        line = self._queues.setdefault(sender, OrderedDict()).setdefault(agent_id, deque())
+        line = self._queues.setdefault(sender, {}).setdefault(agent_id, deque())
         if first:
             line.appendleft(waiter)  # a turn coming back from a delegation goes first
+            self._returning.add(waiter)
         else:
             line.append(waiter)
         self._waiting_senders[sender] += 1
@@ -127,6 +135,7 @@ class TurnSlots:
         try:
             await waiter
         except asyncio.CancelledError:
+            self._returning.discard(waiter)
             if waiter.done() and not waiter.cancelled():
                 self._release(agent_id, sender)  # granted as it was cancelled: give it back
             else:
@@ -158,33 +167,38 @@ class TurnSlots:
             counter[key] -= 1
             if counter[key] <= 0:
                 del counter[key]
+        if sender not in self._senders and sender not in self._queues:
+            # Nothing of theirs runs or waits: no entry kept per person.
+            self._served.pop(sender, None)
+            for pair in [p for p in self._served_pair if p[0] == sender]:
+                del self._served_pair[pair]
         self._grant()
 
     def _grant(self) -> None:
-        """Start waiting turns that fit, one per sender per round, round-robin."""
-        progress = True
-        while progress and self._total < self.limits.total:
-            progress = False
-            for sender in list(self._queues):
-                agents = self._queues.get(sender)
-                if agents is None:
-                    continue
-                for agent_id in list(agents):
+        """Start the waiting turns that fit, whoever was served least lately first."""
+        while self._total < self.limits.total:
+            best: tuple[tuple[int, int, int], str, str] | None = None
+            for sender, agents in self._queues.items():
+                for agent_id, line in agents.items():
                     if not self._fits(agent_id, sender):
                         continue
-                    waiter = agents[agent_id].popleft()
-                    self._forget_waiter(agent_id, sender)
-                    if waiter.done():
-                        progress = True  # cancelled while waiting: its task unqueues nothing
-                        break
-                    if sender in self._queues:
-                        self._queues.move_to_end(sender)
-                        if agent_id in self._queues[sender]:
-                            self._queues[sender].move_to_end(agent_id)
-                    self._take(agent_id, sender)
-                    waiter.set_result(None)
-                    progress = True
-                    break
+                    rank = (
+                        0 if line[0] in self._returning else 1,
+                        self._served.get(sender, -1),
+                        self._served_pair.get((sender, agent_id), -1),
+                    )
+                    if best is None or rank < best[0]:
+                        best = (rank, sender, agent_id)
+            if best is None:
+                return
+            _, sender, agent_id = best
+            waiter = self._queues[sender][agent_id].popleft()
+            self._forget_waiter(agent_id, sender)
+            self._returning.discard(waiter)
+            if waiter.done():
+                continue  # cancelled while waiting: its task unqueues nothing
+            self._take(agent_id, sender)
+            waiter.set_result(None)
 
 
 class Lease:

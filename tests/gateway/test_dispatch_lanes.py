@@ -177,3 +177,24 @@ async def test_many_events_of_many_rooms_are_each_handled_once_in_room_order(
     for room in rooms:
         mine = [s for s in seen if s.startswith(room)]
         assert mine == sorted(mine), f"{room} in order"
+
+
+async def test_settle_ends_at_its_timeout_or_when_interrupted(store: Store) -> None:
+    gate = Gate("a1")
+    dispatcher = make_dispatcher(store, gate)
+    worker = await run_worker(dispatcher)
+    try:
+        (a1,) = _events((ROOM_A, "a1"))
+        await dispatcher.admit(ROUTER, [a1])
+        await eventually(lambda: gate.running == 1, what="a1 in hand")
+        dispatcher.pause()
+        began = asyncio.get_running_loop().time()
+        assert not await dispatcher.settle(0.2)
+        assert asyncio.get_running_loop().time() - began < 1.0
+        interrupt = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.1, interrupt.set)
+        assert not await dispatcher.settle(30, interrupt), "stop now: no more waiting"
+        gate.open.set()
+        assert await dispatcher.settle(2.0)
+    finally:
+        await stop(worker)

@@ -52,7 +52,7 @@ class GracefulStop:
             if self._dispatcher is not None:
                 self._dispatcher.pause()
                 # Each room's event in hand finishes (its turn is ledgered), within the drain.
-                await self._dispatcher.settle(drain_s)
+                await self._dispatcher.settle(drain_s, self._stop_now)
             runner = self._runner
             if runner is not None:
                 # No more busy/online news: the agents go offline next. (A heartbeat woken

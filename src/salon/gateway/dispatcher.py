@@ -194,10 +194,12 @@ class Dispatcher:
         finally:
             await lanes.close()
 
-    async def settle(self, timeout_s: float | None = None) -> bool:
+    async def settle(
+        self, timeout_s: float | None = None, interrupt: asyncio.Event | None = None
+    ) -> bool:
         """After :meth:`pause`: wait for the rows being handled to finish (each room's
-        current one), up to ``timeout_s``; True if none is left."""
-        return True if self._lanes is None else await self._lanes.idle(timeout_s)
+        current one), up to ``timeout_s`` or ``interrupt``; True if none is left."""
+        return True if self._lanes is None else await self._lanes.idle(timeout_s, interrupt)
 
     async def _handle_row(self, row: InboxRow) -> bool:
         """Handle and mark one row; False if it was deferred for a retry."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -106,12 +107,27 @@ class Lanes:
         """Rooms with a lane now (handling a row or waiting for a turn to)."""
         return len(self._tasks)
 
-    async def idle(self, timeout_s: float | None = None) -> bool:
-        """Wait until no lane runs (after a pause each ends after its current row);
-        True if none is left."""
-        tasks = set(self._tasks.values())
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+    async def idle(
+        self, timeout_s: float | None = None, interrupt: asyncio.Event | None = None
+    ) -> bool:
+        """Wait until no lane runs (after a pause each ends after its current row), or
+        ``interrupt`` is set; True if none is left."""
+        waits: set[asyncio.Future[Any]] = set(self._tasks.values())
+        if not waits:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        stop = asyncio.ensure_future(interrupt.wait()) if interrupt is not None else None
+        try:
+            while self._tasks and not (interrupt is not None and interrupt.is_set()):
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    break
+                waits = {*self._tasks.values(), *([stop] if stop is not None else [])}
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stop is not None:
+                stop.cancel()
         return not self._tasks
 
     async def close(self) -> None:

@@ -152,7 +152,10 @@ async def test_a_burst_to_one_agent_holds_up_no_other(
     burst = [await person.say(helper_room, f"job {i}") for i in range(30)]
     took = await _answered_in(person, fast_room, "and me?")
     print(f"fast answered in {took:.2f} s after a burst of 30 to helper")
-    assert took < 1.5, f"fast took {took:.2f} s behind a burst to helper"
+    # The person's own slots (turns.per_sender: 4) are busy with 1 s helper turns, so
+    # fast's turn has the next one free: within a second, not behind 26 waiting turns
+    # (6.5 s with first-come-first-served slots and one inbox worker).
+    assert took < 2.0, f"fast took {took:.2f} s behind a burst to helper"
     # The burst is answered too, each message once.
     last = await person.wait_reply(helper_room, burst[-1], timeout=30)
     assert last["content"]["body"] == "job 29"

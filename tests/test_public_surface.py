@@ -198,10 +198,13 @@ TurnRequest.for_user: str | None
 TurnRequest.messages: def(self) -> list[ChatMessage]
 """,
     "salon.agents.context": """
+Lend = collections.abc.Callable[[], contextlib.AbstractAsyncContextManager[None]]
 agent_context: def(profile: AgentProfile) -> Iterator[AgentProfile]
 current_agent: def() -> AgentProfile
 current_delegator: def() -> Delegator | None
 delegator_context: def(delegator: Delegator | None) -> Iterator[Delegator | None]
+lending_context: def(lend: Lend | None) -> Iterator[None]
+waiting_on_others: def() -> AsyncIterator[None]
 """,
     "salon.agents.tools": """
 DELEGATE_TOOL_NAME = 'delegate'

@@ -22,6 +22,9 @@ INVITES = Counter("salon_invites_total", "Invitation outcomes", ["outcome"])
 OUTAGE_WAITS = Counter(
     "salon_outage_waits_total", "Sends retried because the homeserver was unreachable or failing"
 )
+TURNS_REFUSED = Counter(
+    "salon_turns_refused_total", "Turns refused: too many wait already", ["reason"]
+)
 TURN_DEADLINES = Counter("salon_turn_deadlines_total", "Turns cut off by their deadline", ["agent"])
 OUTAGE_PROBES = Counter(
     "salon_outage_probes_total", "Requests made to learn whether a down homeserver answers again"

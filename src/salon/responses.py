@@ -97,6 +97,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "delegation_timeout": "{to} did not finish the task from {frm} in time.",
         "delegation_result_prompt": "The task you gave {to} is done. Its result:\n{result}",
         "delegate_usage": "Usage: !delegate <agent> <task>, in an agent's room.",
+        "turns_busy": (
+            "⏳ {label} is busy with too many waiting messages; please try again shortly."
+        ),
         "nobody_notice": (
             "No agent answers here. Mention an agent by name, choose one with !agent "
             "and start a chat with !new, or write in an agent's own room."
@@ -202,6 +205,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "delegation_timeout": "{to} не успел выполнить задачу от {frm} в срок.",
         "delegation_result_prompt": "Задача для {to} выполнена. Результат:\n{result}",
         "delegate_usage": "Использование: !delegate <агент> <задача>, в комнате агента.",
+        "turns_busy": (
+            "⏳ {label} занят: слишком много сообщений ждёт ответа; попробуйте чуть позже."
+        ),
         "nobody_notice": (
             "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "
             "командой !agent и начните чат через !new или напишите в комнату агента."

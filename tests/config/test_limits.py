@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from salon._exceptions import ConfigError
 from salon.config import OpenAIBackend, SalonConfig, parse_config
-from salon.config.models import RoutingConfig, TurnsConfig
+from salon.config.models import DispatchConfig, RoutingConfig, TurnsConfig
 
 
 def make(**overrides: Any) -> SalonConfig:
@@ -22,6 +22,8 @@ def test_defaults() -> None:
     assert config.turns == TurnsConfig(
         concurrency=32, per_agent=8, per_sender=4, deadline_s=600, max_reply_chars=20000
     )
+    assert (config.turns.max_waiting_per_sender, config.turns.max_waiting_per_agent) == (32, 128)
+    assert config.dispatch == DispatchConfig(max_rooms=32, per_room=16)
     assert config.replies.typing_after_s == 0.3
     assert config.routing == RoutingConfig(hop_limit=3)
     openai = OpenAIBackend(type="openai", model="m")
@@ -34,6 +36,9 @@ def test_defaults() -> None:
     [
         ("turns", {"concurrency": 1, "per_agent": 1, "per_sender": 1}),
         ("turns", {"deadline_s": 0.5, "max_reply_chars": 100}),
+        ("turns", {"max_waiting_per_sender": 1, "max_waiting_per_agent": 1}),
+        ("dispatch", {"max_rooms": 1, "per_room": 1}),
+        ("dispatch", {"max_rooms": 4096, "per_room": 1000}),
         ("replies", {"typing_after_s": 0}),
         ("routing", {"hop_limit": 1}),
         ("routing", {"hop_limit": 15}),
@@ -54,6 +59,12 @@ def test_accepted_at_the_bounds(section: str, values: dict[str, Any]) -> None:
         ("turns", {"deadline_s": 0}, "greater than 0"),
         ("turns", {"max_reply_chars": 99}, "greater than or equal to 100"),
         ("turns", {"concurency": 4}, "Extra inputs"),
+        ("turns", {"max_waiting_per_sender": 0}, "greater than or equal to 1"),
+        ("turns", {"max_waiting_per_agent": 0}, "greater than or equal to 1"),
+        ("dispatch", {"max_rooms": 0}, "greater than or equal to 1"),
+        ("dispatch", {"max_rooms": 4097}, "less than or equal to 4096"),
+        ("dispatch", {"per_room": 0}, "greater than or equal to 1"),
+        ("dispatch", {"max_room": 8}, "Extra inputs"),
         ("replies", {"typing_after_s": -0.1}, "greater than or equal to 0"),
         ("routing", {"hop_limit": 0}, "greater than or equal to 1"),
         ("routing", {"hop_limit": 16}, "less than or equal to 15"),

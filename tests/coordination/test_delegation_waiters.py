@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.gateway.helpers import (
 )
 
 from salon._exceptions import MatrixConnectionError
+from salon.agents.context import lending_context
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.heartbeat import AGENT_STATE
 from salon.coordination.protocol import REQUEST, STATUS
@@ -221,3 +223,34 @@ async def test_result_left_behind_by_a_closing_turn_is_reported_when_it_closes(
     count = await store.db.fetchval("SELECT COUNT(*) FROM turns WHERE kind = 'report'")
     assert count == 1
     assert backend.calls == 2, "the re-run and one report turn"
+
+
+# --- the waiting turn's slots ----------------------------------------------------------
+
+
+async def test_a_turn_waiting_for_a_delegation_lends_its_slots(world: World) -> None:
+    """While the call waits for the result, the turn's slots are lent back (the runner's
+    hook); they are taken again once the result is in."""
+    manager = world.manager()
+    log: list[str] = []
+
+    @asynccontextmanager
+    async def lend() -> AsyncIterator[None]:
+        log.append("lent")
+        yield
+        log.append("back")
+
+    async def turn() -> DelegationOutcome:
+        with lending_context(lend):
+            return await manager.delegate(
+                "coder", "writer", TASK, origin_room=world.origin_room, origin_event=ORIGIN_EVENT
+            )
+
+    call = asyncio.ensure_future(turn())
+    await waiting(world)
+    assert log == ["lent"], "the slots are free while the writer works"
+    await manager.on_status(
+        world.status(DELEGATION_ID, WRITER_USER, state="completed", result="the summary")
+    )
+    assert await asyncio.wait_for(call, 1.0) == DelegationOutcome(True, "the summary")
+    assert log == ["lent", "back"]

@@ -6,8 +6,8 @@ so concurrent turns of different agents never see each other's profile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 
 from salon.agents.profile import AgentProfile
@@ -58,3 +58,30 @@ def delegator_context(delegator: Delegator | None) -> Iterator[Delegator | None]
         yield delegator
     finally:
         _DELEGATOR.reset(token)
+
+
+Lend = Callable[[], AbstractAsyncContextManager[None]]
+_LEND: ContextVar[Lend | None] = ContextVar("salon_turn_lend", default=None)
+
+
+@asynccontextmanager
+async def waiting_on_others() -> AsyncIterator[None]:
+    """Around a wait on another agent's work (a delegation's outcome): the running
+    turn gives its slots back for the wait and takes them again after it, so turns
+    waiting on an agent never starve that agent's own turns. Outside a turn: nothing."""
+    lend = _LEND.get()
+    if lend is None:
+        yield
+        return
+    async with lend():
+        yield
+
+
+@contextmanager
+def lending_context(lend: Lend | None) -> Iterator[None]:
+    """How the turn running in this context lends its slots (the turn runner sets it)."""
+    token = _LEND.set(lend)
+    try:
+        yield
+    finally:
+        _LEND.reset(token)

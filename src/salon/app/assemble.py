@@ -174,6 +174,8 @@ async def assemble(
         created_at=created_at,
         on_invite=invites.record,
         max_age_ms=max_age_ms(config.store),
+        max_rooms=config.dispatch.max_rooms,
+        per_room=config.dispatch.per_room,
     )
     messages = MessageHandler(
         MessageContexts(store, roster, config.access, facts, voices, config.locale),
@@ -345,7 +347,15 @@ def _runner(config: SalonConfig, store: Store, hosted: HostedAgents) -> TurnRunn
             deadline_s=turns.deadline_s,
             typing_after_s=replies.typing_after_s,
         ),
-        slots=TurnSlots(SlotLimits(turns.concurrency, turns.per_agent, turns.per_sender)),
+        slots=TurnSlots(
+            SlotLimits(
+                turns.concurrency,
+                turns.per_agent,
+                turns.per_sender,
+                turns.max_waiting_per_sender,
+                turns.max_waiting_per_agent,
+            )
+        ),
         delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
         locale=config.locale,
     )

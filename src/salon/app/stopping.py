@@ -30,15 +30,18 @@ async def drain(pipeline: Pipeline, drain_s: float, stop_now: asyncio.Event) -> 
     early. Returns how many turns are still running (they are cut off by the stop
     that follows, and resume on the next start).
     """
+    began = time.monotonic()
     pipeline.dispatcher.pause()
+    # Each room's event in hand finishes (its turn is ledgered), within the drain.
+    await pipeline.dispatcher.settle(drain_s, stop_now)
     runner = pipeline.runner
     # No more busy/online news: the agents go offline next. (A heartbeat woken as
     # its loop is cancelled could swallow the cancel on Python 3.11.)
     runner.on_slow = runner.on_idle = None
     running = len(runner.in_flight())
     log.info("gateway.draining", turns=running, drain_s=drain_s)
-    began = time.monotonic()
-    cut = await runner.drain(drain_s, interrupt=stop_now)
+    left = max(drain_s - (time.monotonic() - began), 0.0)
+    cut = await runner.drain(left, interrupt=stop_now)
     log.info(
         "gateway.drained",
         finished=running - cut,

@@ -134,8 +134,21 @@ class TurnsConfig(ConfigModel):
     concurrency: PositiveInt = 32  # turns running at once in this process
     per_agent: PositiveInt = 8  # of those, for any one agent
     per_sender: PositiveInt = 4  # of those, started by any one sender
+    # Turns that may wait for a slot, per sender and per agent; past that a message
+    # gets a "busy, try again" answer instead of a place at the end of a long line.
+    max_waiting_per_sender: PositiveInt = 32
+    max_waiting_per_agent: PositiveInt = 128
     deadline_s: PositiveFloat = 600  # wall-clock limit on one turn's backend run
     max_reply_chars: Annotated[int, Field(ge=100)] = 20000  # a longer reply is cut here
+
+
+class DispatchConfig(ConfigModel):
+    """How admitted events are handled: each room's in order, rooms side by side, so
+    one slow room (a routing model call, a join, an outage wait) holds up no other."""
+
+    max_rooms: Annotated[int, Field(ge=1, le=4096)] = 32  # rooms handled at once
+    # Events of one room read ahead into its queue (the rest wait in the inbox).
+    per_room: Annotated[int, Field(ge=1, le=1000)] = 16
 
 
 class ShutdownConfig(ConfigModel):

@@ -51,6 +51,7 @@ from salon.config.checks import (
 )
 from salon.config.deployment import (
     ApiConfig,
+    DispatchConfig,
     HeartbeatConfig,
     HomeserverConfig,
     IdentityCredentials,
@@ -83,6 +84,7 @@ __all__ = [
     "ConfigModel",
     "ConfigProblems",
     "DelegationConfig",
+    "DispatchConfig",
     "EchoBackend",
     "EntryPoint",
     "HeartbeatConfig",
@@ -151,6 +153,7 @@ class SalonConfig(ConfigModel):
     store: StoreConfig = StoreConfig()
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"

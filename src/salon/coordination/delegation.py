@@ -20,6 +20,7 @@ import structlog
 
 from salon import responses
 from salon._exceptions import MatrixError, is_transient
+from salon.agents.context import waiting_on_others
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.directory import Directory
 from salon.coordination.heartbeat import AGENT_STATE, AgentStatus, effective_status, parse_state
@@ -171,7 +172,8 @@ class DelegationManager:
         later is reported instead of handed to nobody."""
         self._waiters[id] = self._waiters.get(id, 0) + 1
         try:
-            return await asyncio.shield(future)
+            async with waiting_on_others():  # the turn's slots are free for the wait
+                return await asyncio.shield(future)
         finally:
             self._waiters[id] -= 1
             if not self._waiters[id]:

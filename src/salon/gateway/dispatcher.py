@@ -3,10 +3,12 @@
 The dispatcher is the :class:`EventSink` of whatever event source runs (client
 mode now, appservice later). ``admit`` only stores; a supervised worker drains
 the inbox through a handler table (like mautrix's ``add_event_handler``), so a
-crash between the two loses nothing. A transient failure (store busy,
-homeserver down) leaves the event pending and tries it again later with
-backoff; only a permanent error drops it, with its reason stored and counted.
-Nothing long runs in the worker: turns are handed to the turn runner.
+crash between the two loses nothing. Each room's events are handled in order in
+a lane of their own (see lanes), rooms side by side, so a slow step in one room
+(the AI router, a join, an outage wait) holds up no other. A transient failure
+(store busy, homeserver down) leaves the event pending and tries it again later
+with backoff, holding back only its own room's later events; only a permanent
+error drops it, with its reason stored and counted. Turns go to the turn runner.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon._exceptions import is_transient
+from salon.gateway.lanes import Lanes
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
@@ -57,15 +60,21 @@ class Dispatcher:
         on_invite: OnInvite | None = None,
         batch: int = 100,
         max_age_ms: int | None = None,
+        max_rooms: int = 32,
+        per_room: int = 16,
     ) -> None:
         """``max_age_ms``: events older than this (by their own time) are not admitted:
-        the retention janitor deletes inbox rows that old, so one may have been handled."""
+        the retention janitor deletes inbox rows that old, so one may have been handled.
+        ``max_rooms``: rooms handled at once; ``per_room``: rows of one room read ahead."""
         self.store = store
         self._max_age_ms = max_age_ms
         self.roster = roster
         self._created_at = created_at
         self._on_invite = on_invite
         self._batch = batch
+        self._max_rooms = max_rooms
+        self._per_room = per_room
+        self._lanes: Lanes | None = None
         self._handlers: dict[str, EventHandler] = {}
         self._on_start: list[OnStart] = []
         self._wake = asyncio.Event()
@@ -130,8 +139,8 @@ class Dispatcher:
 
     def pause(self) -> None:
         """Stop handling the inbox (a graceful shutdown): events go on being admitted
-        and stay pending, to be handled after the next start. The row being handled
-        finishes; the rest of its batch waits."""
+        and stay pending, to be handled after the next start. The row each room is
+        handling finishes (:meth:`settle` waits for them); the rest wait."""
         self._handling.clear()
         self._wake.set()
 
@@ -150,41 +159,61 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, handle: LoopHandle) -> None:
-        """Drain the inbox forever (a supervised loop: a store error restarts it)."""
+        """Drain the inbox forever (a supervised loop: a store error restarts it):
+        each room's events in order in a lane of its own, rooms side by side."""
         await self._handling.wait()
         for hook in self._on_start:
             await hook()
-        while True:
-            await self._handling.wait()
-            self._wake.clear()  # before reading, so an admit during the read is not missed
-            rows = await self.store.inbox.pending(self._batch)
-            for row in rows:
-                if self.paused:
-                    break
-                await self._handle_row(row)
-            handle.healthy()
-            if rows:
-                continue
-            due = await self.store.inbox.next_due()
-            timeout = None if due is None else max((due - now_ms()) / 1000, 0.01)
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
-            # that lands as the wake fires (an admit or pause during shutdown).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+        self._lanes = lanes = Lanes(
+            self._handle_row,
+            max_rooms=self._max_rooms,
+            paused=lambda: self.paused,
+            on_free=self._wake.set,
+        )
+        try:
+            while True:
+                await self._handling.wait()
+                if lanes.failure is not None:
+                    raise lanes.failure
+                self._wake.clear()  # before reading, so an admit during the read is not missed
+                fresh = lanes.before_read()
+                rows = await self.store.inbox.room_heads(self._batch, per_room=self._per_room)
+                for row in rows:
+                    lanes.offer(row, fresh)
+                lanes.after_read(fresh)
+                handle.healthy()
+                # Rows due now are in lanes (a lane that ends wakes this loop); wait for
+                # the next admit, or for the earliest deferred row to come due.
+                due = await self.store.inbox.next_due(after=now_ms())
+                timeout = None if due is None else max((due - now_ms()) / 1000, 0.01)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that lands as the wake fires (an admit or pause during shutdown).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+        finally:
+            await lanes.close()
 
-    async def _handle_row(self, row: InboxRow) -> None:
+    async def settle(
+        self, timeout_s: float | None = None, interrupt: asyncio.Event | None = None
+    ) -> bool:
+        """After :meth:`pause`: wait for the rows being handled to finish (each room's
+        current one), up to ``timeout_s`` or ``interrupt``; True if none is left."""
+        return True if self._lanes is None else await self._lanes.idle(timeout_s, interrupt)
+
+    async def _handle_row(self, row: InboxRow) -> bool:
+        """Handle and mark one row; False if it was deferred for a retry."""
         item = row.item
         event = _event_of(item)
         if event is None:
             EVENTS_DROPPED.labels(reason="malformed").inc()
             log.warning("inbox.malformed", event_id=item.event_id)
             await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "malformed")
-            return
+            return True
         handler = self._handlers.get(event.type)
         if handler is None:
             await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "no handler")
-            return
+            return True
         try:
             state, reason = await handler(event)
         except Exception as e:
@@ -195,13 +224,14 @@ class Dispatcher:
                     "inbox.deferred", event_id=item.event_id, error=str(e), retry_in_ms=delay
                 )
                 await self.store.inbox.defer(item.event_id, next_at=now_ms() + delay, error=str(e))
-                return
+                return False
             EVENTS_DROPPED.labels(reason="error").inc()
             log.exception("inbox.handle_failed", event_id=item.event_id)
             reason = f"error: {type(e).__name__}: {e}"[:500]
             await self.store.inbox.mark(item.event_id, InboxState.DROPPED, reason)
-            return
+            return True
         await self.store.inbox.mark(item.event_id, state, reason)
+        return True
 
     async def load_event(self, event_id: str) -> InboundEvent | None:
         """An admitted event, from the inbox."""

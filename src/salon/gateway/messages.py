@@ -115,14 +115,20 @@ class MessageHandler:
             await self.router_says(event, text, message.voice)
         elif not decision.agents and decision.router_addressed and message.sender_agent is None:
             await self.router_says(event, responses.text("nobody_notice", locale), message.voice)
+        busy: str | None = None
         for agent_id in decision.agents:
             member = self.roster.get(agent_id)
             if member is None or not member.hosted:
                 continue
-            await self._bring(member.agent_id, event, message.voice)
             turn = message_turn(event, member.agent_id, by_agent=message.sender_agent is not None)
+            if (refused := self.runner.refusal(turn)) is not None:
+                busy = busy or f"busy: {refused}"  # too many wait already: say so, queue none
+                text = responses.text("turns_busy", locale, label=member.label)
+                await self.router_says(event, text, message.voice)
+                continue
+            await self._bring(member.agent_id, event, message.voice)
             await self.runner.submit(turn)
-        return InboxState.DONE, decision.reason.value
+        return InboxState.DONE, busy or decision.reason.value
 
     async def _command(self, message: Message) -> bool:
         """A person's command (or the number answering `!load`): answered here."""

@@ -71,9 +71,31 @@ class Inbox:
         )
         return [_row(r) for r in rows]
 
-    async def next_due(self) -> int | None:
-        """When the earliest deferred event is due again (ms), or None."""
-        value = await self._db.fetchval("SELECT MIN(next_at) FROM inbox WHERE state = 'new'")
+    async def room_heads(self, limit: int = 100, *, per_room: int = 16) -> list[InboxRow]:
+        """Like :meth:`pending`, for handling rooms side by side: at most ``per_room``
+        events of each room (so one busy room does not hide the others), and none of
+        a room whose earlier event waits for a retry (a room's events keep their order)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER"
+            " (PARTITION BY room_id ORDER BY received_at, origin_ts) AS nth"
+            " FROM inbox WHERE state = 'new' AND next_at <= $2 AND room_id NOT IN"
+            " (SELECT room_id FROM inbox WHERE state = 'new' AND next_at > $2))"
+            " WHERE nth <= $3 ORDER BY received_at, origin_ts LIMIT $1",
+            limit,
+            now_ms(),
+            per_room,
+        )
+        return [_row(r) for r in rows]
+
+    async def next_due(self, *, after: int | None = None) -> int | None:
+        """When the earliest deferred event is due again (ms), or None; ``after``: only
+        events due later than that (those due already are being handled)."""
+        if after is None:
+            value = await self._db.fetchval("SELECT MIN(next_at) FROM inbox WHERE state = 'new'")
+        else:
+            value = await self._db.fetchval(
+                "SELECT MIN(next_at) FROM inbox WHERE state = 'new' AND next_at > $1", after
+            )
         return None if value is None else int(value)
 
     async def defer(self, event_id: str, *, next_at: int, error: str) -> None:

@@ -22,7 +22,7 @@ import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
-from salon.agents.context import delegator_context
+from salon.agents.context import delegator_context, lending_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
@@ -114,6 +114,10 @@ class TurnRunner(TurnTasks):
         self.launch(spec)
         return new
 
+    def refusal(self, spec: TurnSpec) -> str | None:
+        """Why ``spec`` should be refused, not queued (see :meth:`TurnSlots.refusal`)."""
+        return self.slots.refusal(spec.agent_id, spec.slot_sender or spec.sender)
+
     async def resume_unfinished(self) -> int:
         """Relaunch the turns a crash or restart interrupted; returns how many."""
         count = 0
@@ -180,11 +184,12 @@ class TurnRunner(TurnTasks):
             self._started.pop(spec.key, None)
 
     async def _queued(self, spec: TurnSpec) -> None:
-        async with self.slots.hold(spec.agent_id, spec.slot_sender or spec.sender):
+        async with self.slots.hold(spec.agent_id, spec.slot_sender or spec.sender) as lease:
             self._started[spec.key] = True
             self._running[spec.agent_id] = self._running.get(spec.agent_id, 0) + 1
             try:
-                await self._attempt(spec)
+                with lending_context(lease.lend):  # a delegation's wait frees the slots
+                    await self._attempt(spec)
             finally:
                 self._running[spec.agent_id] -= 1
                 if not self._running[spec.agent_id] and self.on_idle is not None:

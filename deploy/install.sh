@@ -46,7 +46,9 @@ chmod -R u+w "$build"   # a read-only source gives read-only copies
 echo "install.sh: installing Salon from $src into $prefix"
 "$python" -m venv "$prefix"
 "$prefix/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check \
-    --no-warn-script-location "$build"
+    --no-warn-script-location "$build[postgres]"
+# The image can use either store: SQLite in /data, or PostgreSQL (store.url).
+"$prefix/bin/python" -c 'import asyncpg' || fail "the postgres extra (asyncpg) did not install"
 # The container's HEALTHCHECK (and compose's) runs this file.
 install -m 0644 "$src/deploy/healthcheck.py" "$prefix/healthcheck.py"
 

@@ -50,6 +50,20 @@ RESTART_SECTIONS = (
     "peers",
     "delegation",
     "locale",
+    "dispatch",
+)
+# Sections a reload applies to the running gateway. Every section of ``SalonConfig`` is
+# in one list or the other (a test holds them to it), so none is silently ignored.
+LIVE_SECTIONS = (
+    "agents",
+    "teams",  # folded into agents
+    "default_agent",
+    "routes",
+    "select_agent",
+    "routing",
+    "router",
+    "access",
+    "shutdown",  # read when the stop begins
 )
 # The router's own identity cannot change live; its AI settings can.
 ROUTER_IDENTITY = ("localpart", "display_name", "matrix")
@@ -102,6 +116,7 @@ def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
         [_dump(r) for r in old.routes] != [_dump(r) for r in new.routes]
         or old.select_agent != new.select_agent
         or old.default_agent != new.default_agent
+        or _dump(old.routing) != _dump(new.routing)
         or {k: v for k, v in old_router.items() if k not in ROUTER_IDENTITY}
         != {k: v for k, v in new_router.items() if k not in ROUTER_IDENTITY}
     )

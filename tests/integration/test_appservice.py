@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
@@ -24,6 +25,7 @@ from salon.devserver.synapse import free_port
 
 from ..conftest import TestHomeserver, register_user
 from .conftest import Person, salon_config
+from .test_crash import _replies_by_question, running
 
 TOKENS = ("as-token-" + "a" * 24, "hs-token-" + "b" * 24)
 SECRETS = {"SALON_AS_TOKEN": TOKENS[0], "SALON_HS_TOKEN": TOKENS[1]}
@@ -146,7 +148,62 @@ async def test_replayed_transaction_is_answered_without_work(
     # The one replayed event got its one turn.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if _rows(db, "SELECT state FROM turns WHERE event_id = '$replayed-1'") == [("done",)]:
+        if _rows(db, "SELECT state FROM turns WHERE event_id = '$replayed-1'") == [("replied",)]:
             break
         await asyncio.sleep(0.2)
-    assert _rows(db, "SELECT count(*) FROM turns WHERE event_id LIKE '$replayed-%'")[0][0] == 1
+    assert _rows(db, "SELECT event_id, state FROM turns WHERE event_id LIKE '$replayed-%'") == [
+        ("$replayed-1", "replied")
+    ]
+
+
+async def test_kill_9_every_message_answered_exactly_once(
+    as_setup: tuple[TestHomeserver, SalonConfig],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Transactions the killed gateway never answered are sent again by Synapse; those
+    it answered are in the inbox: every message is answered exactly once."""
+    hs, config = as_setup
+    person = await _person(hs, http)
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["agents"] = {"slow": {"backend": {"type": "echo", "delay_s": 1.0}}}
+    data["access"] = {"admins": [person.user_id]}
+    path = tmp_path / "salon.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    alias = f"#{config.naming.agent_room_alias.replace('{id}', 'slow')}:localhost"
+    db = tmp_path / "salon.db"
+    questions = [f"q{i}" for i in range(8)]
+
+    with running(path) as first:
+        first.wait_ready()
+        room_id = await person.join(alias)
+        sent = [await person.say(room_id, q) for q in questions[:3]]
+        await person.wait_reply(room_id, sent[0])
+        later = [await person.say(room_id, q) for q in questions[3:6]]
+        # Killed right after a transaction was answered (its event is in the inbox).
+        deadline = time.monotonic() + 10
+        while not _rows(db, "SELECT 1 FROM inbox WHERE event_id = ?", later[0]):
+            assert time.monotonic() < deadline, "the transaction never arrived"
+            await asyncio.sleep(0.02)
+        first.kill()
+    for q in questions[6:]:
+        await person.say(room_id, q)  # queued by Synapse while the gateway is down
+
+    with running(path) as second:
+        second.wait_ready()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            answers = await _replies_by_question(person, room_id)
+            if all(answers.get(q) for q in questions):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # room for a duplicate to show up, if there were one
+        answers = await _replies_by_question(person, room_id)
+    assert answers == {q: [q] for q in questions}
+    asked = [e for e in _rows(db, "SELECT event_id FROM inbox WHERE sender = ?", person.user_id)]
+    assert len(asked) == len(questions)
+    turns = _rows(db, "SELECT count(*) FROM turns WHERE agent_id = 'slow' AND state = 'replied'")
+    assert turns[0][0] == len(questions)

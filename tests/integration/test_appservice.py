@@ -124,10 +124,21 @@ async def test_replayed_transaction_is_answered_without_work(
         }
 
     db = Path(config.store.sqlite_path)
-    async with http.put(url, json={"events": [event(1)]}, headers=headers) as r:
+    # A full transaction (Synapse sends up to 100 events), the last one for the agent.
+    rel = {"rel_type": "m.annotation", "event_id": "$nothing-of-ours", "key": "👍"}
+    notices = [
+        {
+            **event(n),
+            "event_id": f"$noise-{n}",
+            "type": "m.reaction",
+            "content": {"m.relates_to": rel},
+        }
+        for n in range(99)
+    ]
+    async with http.put(url, json={"events": [*notices, event(1)]}, headers=headers) as r:
         assert r.status == 200
-    # Admitted before the answer: the row is there the moment the 200 is.
-    assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-1'")
+        # Admitted before the answer: the row is there the moment the 200 is.
+        assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-1'")
     async with http.put(url, json={"events": [event(2)]}, headers=headers) as r:
         assert r.status == 200
     assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-2'") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -26,6 +27,7 @@ class Sink:
     async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
         if self.fail:
             raise RuntimeError("database is locked")
+        await asyncio.sleep(0.05)  # a store write takes time: the answer must wait for it
         self.admitted.append((identity, [e.event_id for e in events]))
 
     async def invited(self, invite: Invite) -> None:

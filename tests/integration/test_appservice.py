@@ -93,7 +93,10 @@ async def test_message_reply_and_command(
     assert _rows(db, "SELECT user_id FROM identities WHERE access_token IS NOT NULL") == []
     asked = await person.say(room_id, "!help")
     answer = await person.wait_reply(room_id, asked)
-    assert "!help" in answer["content"]["body"] or "help" in answer["content"]["body"].lower()
+    # The gateway's own answer (a notice), listing the commands.
+    assert answer["content"]["msgtype"] == "m.notice", answer
+    assert answer["content"]["com.salon.turn"]["gateway"] is True, answer
+    assert "!agent — list the agents" in answer["content"]["body"], answer
     # Delivered as transactions, each recorded once admitted.
     assert _rows(db, "SELECT count(*) FROM appservice_txns")[0][0] >= 1
 

@@ -12,6 +12,7 @@ import pytest
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 
 import salon.app.assemble as assemble_module
+import salon.app.modes as modes_module
 from salon._exceptions import ConfigError
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
@@ -105,7 +106,7 @@ def steps(monkeypatch: pytest.MonkeyPatch, logged_in: dict[str, FakeMatrixAPI]) 
         return {UserId(u): api for u, api in logged_in.items()}
 
     monkeypatch.setattr(assemble_module, "login_all", login_all)
-    monkeypatch.setattr(assemble_module, "ClientSyncSource", FakeSource)
+    monkeypatch.setattr(modes_module, "ClientSyncSource", FakeSource)
     return log
 
 

@@ -102,12 +102,12 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             homeserver:
               url: http://127.0.0.1:8008
               server_name: localhost
-              mode: appservice
+              mode: bridge
             agents:
               echo: {backend: echo}
             """,
-            "salon.yaml:4: homeserver.mode: appservice mode is not available yet",
-            id="appservice-mode",
+            "salon.yaml:4: homeserver.mode: Input should be 'client' or 'appservice'",
+            id="unknown-mode",
         ),
         pytest.param(
             """\

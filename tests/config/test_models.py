@@ -174,7 +174,8 @@ def test_invalid(overrides: dict[str, Any], expected: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"mode": "appservice"}, "appservice mode is not available yet"),
+        ({"mode": "bridge"}, "'client' or 'appservice'"),
+        ({"mode": "appservice", "appservice": {"listen": "9010"}}, "must be host:port"),
         ({"url": "ftp://host"}, "http:// or https://"),
         ({"server_name": "bad name"}, "not a server name"),
         (
@@ -187,6 +188,15 @@ def test_homeserver_invalid(fields: dict[str, Any], expected: str) -> None:
     data = {"url": "http://127.0.0.1:8008", "server_name": "localhost", **fields}
     with pytest.raises(ValidationError, match=expected):
         HomeserverConfig.model_validate(data)
+
+
+def test_appservice_mode_defaults() -> None:
+    hs = HomeserverConfig.model_validate(
+        {"url": "http://127.0.0.1:8008", "server_name": "localhost", "mode": "appservice"}
+    )
+    assert hs.appservice is not None
+    assert hs.appservice.as_token_env == "SALON_AS_TOKEN"
+    assert hs.appservice.public_url == "http://127.0.0.1:9010"
 
 
 def test_homeserver_secret_not_in_repr() -> None:

@@ -19,6 +19,7 @@ import structlog
 
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
+from salon.app.modes import authenticator, event_source
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -61,7 +62,6 @@ from salon.matrix.delivery import Delivery
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.space import SpaceManager
-from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
@@ -107,15 +107,7 @@ async def assemble(
     backends = await stack.enter_async_context(built_backends(config, roster))
     session = await stack.enter_async_context(http_session(hs.request_timeout_s))
     hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
-    auth = Authenticator(
-        hs.url,
-        hs.server_name,
-        session,
-        store.identities,
-        _retry(config),
-        request_timeout_s=hs.request_timeout_s,
-        reachability=hs_up,
-    )
+    auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
     apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
@@ -204,17 +196,8 @@ async def assemble(
     )
 
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
-    source = ClientSyncSource(
-        list(apis.values()),
-        store.identities,
-        timeout_ms=config.sync.timeout_ms,
-        startup_jitter_s=0,  # the jitter was spent before logging in
-        backoff=backoff,
-        reauth=auth.reauth,
-        page_size=config.sync.backfill_page_size,
-        cached_pages=config.sync.backfill_cached_pages,
-        timeline_limit=config.sync.timeline_limit,
-    )
+    # /sync per identity, or the appservice's listener (homeserver.mode).
+    source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     loops = partial(loop_states, source, supervisor)

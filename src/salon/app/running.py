@@ -25,8 +25,8 @@ from salon.gateway.reload import Reloader
 from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.login import Authenticator
+from salon.matrix.source import IdentitySource
 from salon.matrix.space import SpaceManager
-from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
@@ -52,7 +52,7 @@ class Homeserver:
     session: aiohttp.ClientSession
     auth: Authenticator
     spaces: SpaceManager  # acts as the router
-    source: ClientSyncSource
+    source: IdentitySource
 
 
 class Routing:

@@ -9,14 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from salon.api.context import LoopState
-from salon.matrix.sync import ClientSyncSource
+from salon.matrix.source import EventSource
 from salon.store import Store
 from salon.store.kv import GATEWAY_STATUS_KEY
 from salon.store.records import now_ms
 from salon.supervisor import LoopHandle, Supervisor
 
 
-def loop_states(source: ClientSyncSource, supervisor: Supervisor) -> list[LoopState]:
+def loop_states(source: EventSource, supervisor: Supervisor) -> list[LoopState]:
     """Every receive loop and supervised loop, with its health."""
     loops = [
         LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)

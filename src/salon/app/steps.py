@@ -25,7 +25,7 @@ from salon.gateway.reload import Reloader
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.reachability import Reachability
-from salon.matrix.sync import ClientSyncSource
+from salon.matrix.source import IdentitySource
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
@@ -129,10 +129,10 @@ async def running_turns(runner: TurnRunner) -> AsyncIterator[TurnRunner]:
 
 @asynccontextmanager
 async def syncing(
-    source: ClientSyncSource, dispatcher: Dispatcher, ready_timeout_s: float
-) -> AsyncIterator[ClientSyncSource]:
-    """Every identity's sync loop, admitting into ``dispatcher``; ready once each
-    identity has synced once."""
+    source: IdentitySource, dispatcher: Dispatcher, ready_timeout_s: float
+) -> AsyncIterator[IdentitySource]:
+    """The event source admitting into ``dispatcher``: every identity's sync loop
+    (ready once each has synced once) or the appservice's listener."""
     await source.start(dispatcher)
     try:
         await source.wait_ready(ready_timeout_s)

@@ -41,6 +41,11 @@ def run_problems(config: SalonConfig) -> list[str]:
         identity_specs(config)  # every identity has credentials, their variables set
     except ConfigError as e:
         problems.append(str(e))
+    appservice = config.homeserver.appservice if config.homeserver.mode == "appservice" else None
+    for key in ("as_token_env", "hs_token_env") if appservice else ():
+        name = getattr(appservice, key)
+        if _unset(name):
+            problems.append(f"homeserver.appservice.{key}: environment variable {name} is not set")
     api = config.api
     if api is not None:
         if _unset(api.token_env):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from salon.cli import agents_cmd, config_cmd, spawn
+from salon.cli import agents_cmd, appservice_cmd, config_cmd, spawn
 from salon.cli import cron as cron_cli
 from salon.cli.operator_cmds import delegate, read, send, status, who
 from salon.cli.process_cmds import logs, run, stop, up
@@ -35,6 +35,7 @@ app.command()(delegate)
 app.command()(status)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(cron_cli.app, name="cron")
+app.add_typer(appservice_cmd.app, name="appservice")
 agents_cmd.app.command("spawn")(spawn.spawn)
 app.add_typer(agents_cmd.app, name="agent")
 app.command("reload")(agents_cmd.reload)

@@ -81,6 +81,13 @@ def up(
             " 0: any free port).",
         ),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="client (each agent logs in and syncs) or appservice (Synapse pushes"
+            " events to the gateway, which acts as every agent; see docs/appservice.md).",
+        ),
+    ] = "client",
 ) -> None:
     """Start an embedded Synapse and the gateway with demo agents; Ctrl-C stops both.
 
@@ -96,6 +103,8 @@ def up(
         os.environ["SALON_OPENAI_BASE_URL"] = openai_base_url
     if openai_model:
         os.environ["SALON_OPENAI_MODEL"] = openai_model
+    if mode not in ("client", "appservice"):
+        raise _fail(f"--mode: client or appservice, got {mode!r}")
     try:
         cfg = load_config(config)
         # Tokens, the operator's password and every message live under it: owner only.
@@ -112,6 +121,7 @@ def up(
                     restart_command=_up_command(ctx),
                     api_port=api_port,
                     config_path=config,
+                    mode=mode,
                 )
             )
     except SalonError as e:

@@ -22,8 +22,9 @@ from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
 from salon.cli.operator_file import OperatorFile
+from salon.cli.up_appservice import local_appservice
 from salon.config import load_config
-from salon.config.models import ApiConfig, HomeserverConfig, SalonConfig
+from salon.config.models import ApiConfig, AppserviceConfig, HomeserverConfig, SalonConfig
 from salon.devserver.synapse import (
     SynapseLayout,
     SynapseProcess,
@@ -53,14 +54,18 @@ def local_config(
     data_dir: Path,
     api: ApiConfig | None = None,
     operator: str | None = None,
+    appservice: AppserviceConfig | None = None,
 ) -> SalonConfig:
     """The demo config pointed at the embedded homeserver and the data dir's store,
     with ``api`` as its HTTP API (None: the config's own) and ``operator`` among the
-    admins (the running config only; the file is left as it is)."""
+    admins (the running config only; the file is left as it is); with ``appservice``
+    the gateway runs as the homeserver's application service."""
     homeserver = HomeserverConfig(
         url=layout.base_url,
         server_name=layout.server_name,
         registration_shared_secret=layout.registration_shared_secret,
+        mode="appservice" if appservice else "client",
+        appservice=appservice,
     )
     # The data dir's store, with the file's other store settings (retention…).
     store = config.store.model_copy(
@@ -270,8 +275,12 @@ async def up(
     restart_command: str = "salon up",
     api_port: int | None = None,
     config_path: Path | None = None,
+    mode: str = "client",
 ) -> None:
     """Run Synapse and the gateway until Ctrl-C / SIGTERM; both stop cleanly.
+
+    ``mode``: ``client`` (each agent logs in and syncs) or ``appservice`` (Synapse
+    loads a registration written for the config; see :mod:`salon.cli.up_appservice`).
 
     The gateway serves its HTTP API on loopback, port ``api_port`` (None: 8765
     or the next free one; 0: any), with a fresh token; ``<data_dir>/api.json``
@@ -292,8 +301,16 @@ async def up(
     # Ctrl-C / SIGTERM: the first lets running replies finish (shutdown.drain_s), a
     # second stops the gateway at once; Synapse stops after it either way.
     on_stop_signals(stop, lambda: gateway.stop_now() if gateway is not None else None)
+    local_as = None
     with console.status("Writing the homeserver config…"):
-        layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=port))
+        files: tuple[Path, ...] = ()
+        if mode == "appservice":
+            local_as = local_appservice(config, data_dir, SynapseSettings(data_dir).server_name)
+            files = (local_as.registration,)
+        layout = write_synapse_config(
+            SynapseSettings(data_dir=data_dir, port=port, app_service_config_files=files)
+        )
+    as_settings = local_as.settings if local_as else None
     synapse = SynapseProcess(layout)
     started = False
     try:
@@ -307,13 +324,18 @@ async def up(
         # An explicit --api-port is that port or nothing; the default moves on if taken.
         tries = API_PORT_TRIES if api_port is None else 1
         api_settings = api_config(listen_port, creds.user_id, tries=tries)
-        cfg = local_config(config, layout, data_dir, api_settings, creds.user_id)
+        cfg = local_config(config, layout, data_dir, api_settings, creds.user_id, as_settings)
 
         def reload_config() -> SalonConfig:
             # The file again, pointed at the same homeserver, store and API as at start.
             assert config_path is not None
             return local_config(
-                load_config(config_path), layout, data_dir, api_settings, creds.user_id
+                load_config(config_path),
+                layout,
+                data_dir,
+                api_settings,
+                creds.user_id,
+                as_settings,
             )
 
         gateway = Gateway(
@@ -321,7 +343,11 @@ async def up(
             invite=[UserId(creds.user_id)],
             load=reload_config if config_path is not None else None,
             watch=config_path,
-            secrets={API_TOKEN_ENV: api_token, OPERATOR_TOKEN_ENV: creds.access_token},
+            secrets={
+                API_TOKEN_ENV: api_token,
+                OPERATOR_TOKEN_ENV: creds.access_token,
+                **(local_as.secrets if local_as else {}),
+            },
         )
         with console.status(
             f"Starting the gateway: {len(cfg.agents)} agents, Space, lobby and agent rooms…"

@@ -4,6 +4,7 @@ from salon.config.loader import load_config, parse_config, read_persona
 from salon.config.models import (
     AccessConfig,
     AgentConfig,
+    AppserviceConfig,
     BackendConfig,
     EchoBackend,
     HeartbeatConfig,
@@ -28,6 +29,7 @@ from salon.config.models import (
 __all__ = [
     "AccessConfig",
     "AgentConfig",
+    "AppserviceConfig",
     "BackendConfig",
     "EchoBackend",
     "HeartbeatConfig",

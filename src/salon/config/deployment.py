@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -20,12 +20,54 @@ from salon.config.base import (
 )
 
 
+class AppserviceConfig(ConfigModel):
+    """The gateway as an application service (``homeserver.mode: appservice``): the
+    homeserver pushes events to ``listen`` and every agent acts through one token.
+
+    Both tokens come from the environment (``salon appservice register`` makes them);
+    the router's localpart is the appservice's ``sender_localpart``.
+    """
+
+    id: Localpart = "salon"
+    as_token_env: str = "SALON_AS_TOKEN"
+    hs_token_env: str = "SALON_HS_TOKEN"
+    listen: str = "127.0.0.1:9010"
+    # Where the homeserver reaches the listener (default: http://<listen>).
+    url: HttpUrl | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"must be host:port, e.g. 127.0.0.1:9010, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The address to listen on."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to listen on (0: any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def public_url(self) -> str:
+        """The URL the homeserver sends transactions to."""
+        return str(self.url) if self.url else f"http://{self.listen}"
+
+
 class HomeserverConfig(ConfigModel):
     """Where the gateway's Matrix users live."""
 
     url: HttpUrl
     server_name: ServerName
-    mode: Literal["client"] = "client"
+    # client: each identity logs in and syncs; appservice: one registered application
+    # service receives every event and acts as each agent (see docs/appservice.md).
+    mode: Literal["client", "appservice"] = "client"
+    appservice: AppserviceConfig | None = None
     registration_shared_secret: Annotated[str | None, Field(repr=False)] = None
     registration_shared_secret_env: str | None = None
     # Each request's bound (a /sync long-poll: its timeout plus this); aiohttp's own is 300 s.
@@ -33,18 +75,14 @@ class HomeserverConfig(ConfigModel):
     # While the homeserver is down, how often one probe asks whether it answers again.
     probe_interval_s: PositiveFloat = 0.5
 
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode_available(cls, value: Any) -> Any:
-        if value == "appservice":
-            raise ValueError("appservice mode is not available yet; use 'client'")
-        return value
-
     @model_validator(mode="after")
     def _one_secret_source(self) -> HomeserverConfig:
         if self.registration_shared_secret and self.registration_shared_secret_env:
             msg = "set registration_shared_secret or registration_shared_secret_env, not both"
             raise ConfigProblems([(("registration_shared_secret_env",), msg)])
+        if self.mode == "appservice" and self.appservice is None:
+            # The defaults are complete: mode alone selects them.
+            object.__setattr__(self, "appservice", AppserviceConfig())
         return self
 
 

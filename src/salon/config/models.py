@@ -51,6 +51,7 @@ from salon.config.checks import (
 )
 from salon.config.deployment import (
     ApiConfig,
+    AppserviceConfig,
     DispatchConfig,
     HeartbeatConfig,
     HomeserverConfig,
@@ -80,6 +81,7 @@ __all__ = [
     "AccessConfig",
     "AgentConfig",
     "ApiConfig",
+    "AppserviceConfig",
     "BackendConfig",
     "ConfigModel",
     "ConfigProblems",

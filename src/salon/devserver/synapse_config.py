@@ -42,6 +42,8 @@ class SynapseSettings:
     """``None`` reuses the port of an earlier layout in ``data_dir``, else a free one."""
     rate_limit_overrides: dict[str, Any] | None = None
     """Merged over the relaxed ``rc_*`` blocks (top-level keys replace)."""
+    app_service_config_files: tuple[Path, ...] = ()
+    """Appservice registrations the homeserver loads (read at its start)."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def _homeserver_config(settings: SynapseSettings, layout: SynapseLayout) -> dict
         "presence": {"enabled": False},
         "bcrypt_rounds": 4,
     }
+    if settings.app_service_config_files:
+        config["app_service_config_files"] = [str(p) for p in settings.app_service_config_files]
     config.update(relaxed_rate_limits())
     config.update(settings.rate_limit_overrides or {})
     return config

@@ -23,8 +23,8 @@ from salon.gateway.registry import HostedAgents, make_hosted
 from salon.gateway.sessions import SESSION_STATE, START_JITTER_S
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.login import Authenticator
+from salon.matrix.source import IdentitySource
 from salon.matrix.space import SpaceManager
-from salon.matrix.sync import ClientSyncSource
 from salon.roster import Roster
 from salon.store import Store
 from salon.store.session_agents import SessionAgent
@@ -57,7 +57,7 @@ class LiveParts:
     store: Store
     auth: Authenticator
     spaces: SpaceManager
-    source: ClientSyncSource
+    source: IdentitySource
     supervisor: Supervisor
     runner: TurnRunner
     hosted: HostedAgents

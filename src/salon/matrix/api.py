@@ -33,7 +33,9 @@ class MatrixAPI:
 
     ``request_timeout_s`` bounds each request (a /sync long-poll: its own timeout
     plus this much); ``reachability``, shared by every identity of the homeserver,
-    hears of each outage and each answer (waiters wake when it is back).
+    hears of each outage and each answer (waiters wake when it is back);
+    ``as_user_id`` (appservice mode: ``access_token`` is the appservice's) masquerades
+    every request as that user.
     """
 
     reachability: Reachability | None = None
@@ -49,6 +51,7 @@ class MatrixAPI:
         policy: RetryPolicy | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         reachability: Reachability | None = None,
+        as_user_id: UserId | None = None,
     ) -> None:
         self.user_id = user_id
         self.base_url = base_url
@@ -63,6 +66,8 @@ class MatrixAPI:
             policy=policy,
             timeout=aiohttp.ClientTimeout(total=request_timeout_s),
             default_retry_count=0,
+            # Appservice mode: the appservice's token, acting as this user (?user_id=).
+            as_user_id=as_user_id,
         )
 
     @property

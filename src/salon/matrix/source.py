@@ -1,4 +1,5 @@
-"""The event-source seam: client mode (/sync per identity) now, appservice later.
+"""The event-source seam: client mode (/sync per identity) or appservice mode
+(transactions pushed by the homeserver, :mod:`salon.matrix.appservice`).
 
 An event source turns the homeserver into batches of typed events handed to an
 :class:`EventSink`. The source records its position (sync token, transaction
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite
 
 
@@ -80,3 +82,13 @@ class EventSource(Protocol):
 
     def status(self) -> list[LoopStatus]:
         """Per-identity loop state."""
+
+
+class IdentitySource(EventSource, Protocol):
+    """An event source that follows identities added and removed while running."""
+
+    async def add(self, api: MatrixAPI, timeout: float) -> None:
+        """Receive one more identity's events; returns once they flow."""
+
+    async def remove(self, user_id: UserId) -> None:
+        """Stop receiving an identity's events."""

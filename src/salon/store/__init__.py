@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salon.store.appservice import AppserviceTxns
 from salon.store.cron import CronRuns
 from salon.store.db import Database
 from salon.store.delegations import Delegations
@@ -37,6 +38,7 @@ class Store:
         self.cron = CronRuns(db)
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
+        self.appservice_txns = AppserviceTxns(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

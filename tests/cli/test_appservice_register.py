@@ -1,0 +1,57 @@
+"""`salon appservice register`: the registration file and the token env file."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from salon.cli.main import app
+
+CONFIG = """\
+homeserver:
+  url: http://127.0.0.1:8008
+  server_name: example.org
+  mode: appservice
+  appservice: {listen: "127.0.0.1:9111"}
+router: {localpart: salon}
+naming: {agent_localpart: "bot_{id}", agent_room_alias: "room-{id}"}
+agents:
+  echo: {backend: echo}
+  odd: {backend: echo, localpart: special}
+"""
+
+
+def test_register_writes_registration_and_private_env(tmp_path: Path) -> None:
+    config = tmp_path / "salon.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "registration.yaml"
+    result = CliRunner().invoke(app, ["appservice", "register", "-c", str(config), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(out.read_text())
+    env = dict(
+        line.split("=", 1) for line in (tmp_path / "registration.yaml.env").read_text().split()
+    )
+    assert env == {"SALON_AS_TOKEN": doc["as_token"], "SALON_HS_TOKEN": doc["hs_token"]}
+    assert doc["as_token"] != doc["hs_token"] and len(doc["as_token"]) >= 32
+    # Secrets never printed; both files owner-only.
+    assert doc["as_token"] not in result.output and doc["hs_token"] not in result.output
+    for path in (out, tmp_path / "registration.yaml.env"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert doc["url"] == "http://127.0.0.1:9111"
+    assert doc["sender_localpart"] == "salon"
+    assert doc["rate_limited"] is False
+    users = [n["regex"] for n in doc["namespaces"]["users"]]
+    assert all(n["exclusive"] for n in doc["namespaces"]["users"])
+    assert re.fullmatch(users[0], "@bot_echo:example.org")
+    assert not re.fullmatch(users[0], "@bob:example.org")
+    assert any(re.fullmatch(r, "@special:example.org") for r in users)
+    aliases = [n["regex"] for n in doc["namespaces"]["aliases"]]
+    assert any(re.fullmatch(r, "#room-echo:example.org") for r in aliases)
+    # Run again: refused, the tokens in use are kept.
+    again = CliRunner().invoke(app, ["appservice", "register", "-c", str(config), "-o", str(out)])
+    assert again.exit_code == 2
+    assert yaml.safe_load(out.read_text())["as_token"] == doc["as_token"]

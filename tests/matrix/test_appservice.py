@@ -1,0 +1,161 @@
+"""The appservice transaction endpoint, with a fake sink and transaction log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from salon.ids import UserId
+from salon.matrix.appservice import AppserviceSource
+from salon.matrix.events import InboundEvent, Invite
+
+ROUTER = UserId("@salon:localhost")
+AGENT = UserId("@salon_echo:localhost")
+TOKEN = "hs-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.admitted: list[tuple[UserId, list[str]]] = []
+        self.invites: list[Invite] = []
+        self.fail = False
+
+    async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
+        if self.fail:
+            raise RuntimeError("database is locked")
+        await asyncio.sleep(0.05)  # a store write takes time: the answer must wait for it
+        self.admitted.append((identity, [e.event_id for e in events]))
+
+    async def invited(self, invite: Invite) -> None:
+        self.invites.append(invite)
+
+
+class Txns:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def seen(self, txn_id: str) -> bool:
+        return txn_id in self.ids
+
+    async def record(self, txn_id: str) -> None:
+        self.ids.add(txn_id)
+
+
+def message(n: int, room: str = "!room:localhost", sender: str = "@bob:localhost") -> dict:
+    return {
+        "event_id": f"$e{n}",
+        "room_id": room,
+        "sender": sender,
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": f"hi {n}"},
+        "origin_server_ts": 1000 + n,
+    }
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[tuple[TestClient, Sink, Txns, AppserviceSource]]:
+    sink, txns = Sink(), Txns()
+    source = AppserviceSource(TOKEN, txns, router=ROUTER, owns=lambda u: u in (ROUTER, AGENT))
+    source._sink = sink  # started without a socket: the test client serves the app
+    async with TestClient(TestServer(source.app())) as client:
+        yield client, sink, txns, source
+
+
+async def test_events_admitted_before_200_and_txn_recorded(setup) -> None:
+    client, sink, txns, _ = setup
+    r = await client.put(
+        "/_matrix/app/v1/transactions/t1", json={"events": [message(1), message(2)]}, headers=AUTH
+    )
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e1", "$e2"])]
+    assert txns.ids == {"t1"}
+
+
+async def test_repeated_txn_answered_without_work(setup) -> None:
+    client, sink, txns, source = setup
+    txns.ids.add("t1")  # admitted before (e.g. before a restart)
+    r = await client.put(
+        "/_matrix/app/v1/transactions/t1", json={"events": [message(1)]}, headers=AUTH
+    )
+    assert r.status == 200
+    assert sink.admitted == []
+    assert source.repeats == 1
+
+
+async def test_failed_admit_answers_500_and_is_not_recorded(setup) -> None:
+    client, sink, txns, _ = setup
+    sink.fail = True
+    r = await client.put("/transactions/t2", json={"events": [message(3)]}, headers=AUTH)
+    assert r.status == 500
+    assert (await r.json())["errcode"] == "M_UNKNOWN"
+    assert txns.ids == set()
+    sink.fail = False  # the homeserver's retry goes through
+    r = await client.put("/transactions/t2", json={"events": [message(3)]}, headers=AUTH)
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e3"])]
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status", "errcode"),
+    [
+        ({"Authorization": "Bearer wrong"}, "", 403, "M_FORBIDDEN"),
+        ({}, "?access_token=wrong", 403, "M_FORBIDDEN"),
+        ({}, "", 401, "M_MISSING_TOKEN"),
+    ],
+)
+async def test_wrong_token_refused(setup, headers, query, status, errcode) -> None:
+    client, sink, txns, _ = setup
+    r = await client.put(
+        f"/_matrix/app/v1/transactions/t3{query}", json={"events": [message(4)]}, headers=headers
+    )
+    assert r.status == status
+    assert (await r.json())["errcode"] == errcode
+    assert sink.admitted == [] and txns.ids == set()
+
+
+async def test_legacy_query_token_accepted(setup) -> None:
+    client, sink, _, _ = setup
+    r = await client.put(f"/transactions/t4?access_token={TOKEN}", json={"events": [message(5)]})
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e5"])]
+
+
+async def test_bad_body_is_400(setup) -> None:
+    client, _, txns, _ = setup
+    r = await client.put("/_matrix/app/v1/transactions/t5", data="nope", headers=AUTH)
+    assert r.status == 400
+    assert txns.ids == set()
+
+
+async def test_user_query_ping_and_rooms(setup) -> None:
+    client, _, _, _ = setup
+    assert (await client.get(f"/_matrix/app/v1/users/{AGENT}", headers=AUTH)).status == 200
+    assert (await client.get("/_matrix/app/v1/users/@eve:localhost", headers=AUTH)).status == 404
+    assert (await client.get("/_matrix/app/v1/rooms/%23x:localhost", headers=AUTH)).status == 404
+    assert (await client.post("/_matrix/app/v1/ping", json={}, headers=AUTH)).status == 200
+    assert (await client.get(f"/_matrix/app/v1/users/{AGENT}")).status == 401
+
+
+async def test_invite_and_membership_pick_the_reader(setup) -> None:
+    client, sink, _, _ = setup
+    room = "!dm:localhost"
+    invite = {
+        "event_id": "$i",
+        "room_id": room,
+        "sender": "@bob:localhost",
+        "type": "m.room.member",
+        "state_key": AGENT,
+        "content": {"membership": "invite"},
+        "origin_server_ts": 1,
+    }
+    join = {**invite, "event_id": "$j", "sender": AGENT, "content": {"membership": "join"}}
+    events = [invite, join, message(6, room)]
+    r = await client.put("/_matrix/app/v1/transactions/t6", json={"events": events}, headers=AUTH)
+    assert r.status == 200
+    assert sink.invites == [Invite(room, UserId("@bob:localhost"), AGENT)]
+    # Until the agent joined, the router reads the room; after, the agent does.
+    assert sink.admitted == [(ROUTER, ["$i"]), (AGENT, ["$j", "$e6"])]

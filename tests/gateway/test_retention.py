@@ -192,6 +192,17 @@ async def test_decisions_invites_and_session_messages_by_age(store: Store) -> No
     assert [m.content for m in await store.sessions.messages("s1", "coder")] == ["new"]
 
 
+async def test_old_appservice_transaction_ids_go(store: Store) -> None:
+    for txn_id in ("old", "new"):
+        await store.appservice_txns.record(txn_id)
+    await age(store, "appservice_txns", "at", "txn_id = 'old'")
+
+    pruned = await sweep(store)
+    assert pruned["appservice_txns"] == 1
+    assert await keys(store, "SELECT txn_id FROM appservice_txns") == {"new"}
+    assert await store.appservice_txns.seen("new")
+
+
 async def test_deletes_run_in_batches_until_none_is_left(store: Store) -> None:
     await store.inbox.admit([_item(f"$e{i}") for i in range(7)])
     for i in range(7):

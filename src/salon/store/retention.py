@@ -78,6 +78,12 @@ RULES: dict[str, str] = {
         "DELETE FROM invites WHERE rowid IN (SELECT rowid FROM invites"
         f" WHERE state IN {ENDED_INVITES} AND updated_at < $1 LIMIT $2)"
     ),
+    # A transaction the homeserver had its answer to is never sent again; an unanswered
+    # one is retried within minutes, far inside the window.
+    "appservice_txns": (
+        "DELETE FROM appservice_txns WHERE txn_id IN (SELECT txn_id FROM appservice_txns"
+        " WHERE at < $1 LIMIT $2)"
+    ),
     "session_messages": (
         "DELETE FROM session_messages WHERE id IN (SELECT id FROM session_messages"
         " WHERE created_at < $1 LIMIT $2)"

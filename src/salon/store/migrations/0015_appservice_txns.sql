@@ -5,3 +5,5 @@ CREATE TABLE appservice_txns (
     txn_id TEXT PRIMARY KEY,
     at BIGINT NOT NULL
 );
+-- The retention janitor deletes old ids by this.
+CREATE INDEX appservice_txns_at ON appservice_txns (at);

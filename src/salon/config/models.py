@@ -51,6 +51,7 @@ from salon.config.checks import (
 )
 from salon.config.deployment import (
     ApiConfig,
+    ClusterConfig,
     DispatchConfig,
     HeartbeatConfig,
     HomeserverConfig,
@@ -81,6 +82,7 @@ __all__ = [
     "AgentConfig",
     "ApiConfig",
     "BackendConfig",
+    "ClusterConfig",
     "ConfigModel",
     "ConfigProblems",
     "DelegationConfig",
@@ -154,6 +156,7 @@ class SalonConfig(ConfigModel):
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    cluster: ClusterConfig = ClusterConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"

@@ -9,6 +9,7 @@ from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.invites import Invites
 from salon.store.kv import KV
+from salon.store.leases import Leases
 from salon.store.retention import Retention
 from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
@@ -37,6 +38,7 @@ class Store:
         self.cron = CronRuns(db)
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
+        self.leases = Leases(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

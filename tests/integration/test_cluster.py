@@ -115,9 +115,14 @@ async def test_two_gateways_answer_each_message_once_and_finish_a_killed_ones_wo
             for agent in AGENTS:
                 answers = await _replies_by_question(person, rooms[agent])
                 assert answers == {q: [q] for q in questions[agent]}
-    turns = await _turns(pg_url, "SELECT event_id, agent_id, state FROM turns")
+    turns = await _turns(pg_url, "SELECT event_id, agent_id, state, attempts FROM turns")
     assert len(turns) == len(AGENTS) * PER_AGENT
     assert {r["state"] for r in turns} == {"replied"}
+    # No turn ran twice: once each, but those the killed one held (run again once).
+    taken = {(r["event_id"], r["agent_id"]) for r in held}
+    attempts = {(r["event_id"], r["agent_id"]): r["attempts"] for r in turns}
+    assert {k: n for k, n in attempts.items() if k not in taken and n != 1} == {}
+    assert all(attempts[k] <= 2 for k in taken)
     assert taken_at is not None
     reclaim_s, all_s = taken_at - killed_at, finished_at - killed_at
     print(

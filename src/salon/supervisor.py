@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from salon.leadership import Leadership
 from salon.metrics import LOOPS_RESTARTING
 
 log = structlog.get_logger("salon.supervisor")
@@ -68,6 +69,8 @@ class Supervisor:
         self.pause = pause or _sleep
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.handles: dict[str, LoopHandle] = {}
+        # Work done for all processes sharing the store (the cluster loop sets it).
+        self.leadership = Leadership()
 
     def spawn(
         self,
@@ -76,9 +79,13 @@ class Supervisor:
         *,
         on_failure: Callable[[LoopHandle, BaseException], Awaitable[None]] | None = None,
         pause: Pause | None = None,
+        leader_only: bool = False,
     ) -> LoopHandle:
         """Start ``loop`` under supervision. ``on_failure`` runs before each restart;
-        ``pause`` (default: the supervisor's) waits out the backoff."""
+        ``pause`` (default: the supervisor's) waits out the backoff; ``leader_only``:
+        it runs only while this process leads (see :mod:`salon.leadership`)."""
+        if leader_only:
+            loop = self.leadership.only(loop)
         handle = LoopHandle(name)
         self.handles[name] = handle
         self._tasks[name] = asyncio.create_task(

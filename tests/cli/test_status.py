@@ -167,3 +167,29 @@ def test_status_shows_the_stores_size_on_disk(tmp_path: Path) -> None:
     assert match, result.stdout
     shown = float(match[1]) * (1000 if match[2] == "kB" else 1_000_000)
     assert abs(shown - size) <= 0.06 * size
+
+
+def test_status_reads_a_postgresql_store(tmp_path: Path, pg_url: str) -> None:
+    async def go() -> None:
+        store = await Store.open(pg_url)
+        try:
+            now = _now_ms()
+            await store.delegations.create(
+                _delegation("dlg-pg", DelegationDirection.OUT, "sent", now - 5_000)
+            )
+            await store.turns.admit("$turn", "echo", "!r:x", owner="gw-1", lease_until=now)
+            gateway = {"gateway": "salon", "pid": os.getpid(), "updated_ms": now}
+            await store.kv.set(GATEWAY_STATUS_KEY, json.dumps(gateway))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    config = tmp_path / "salon.yaml"
+    config.write_text(
+        f"agents: {{echo: {{backend: {{type: echo}}}}}}\nstore: {{url: '{pg_url}'}}\n"
+        f"data_dir: {tmp_path}\n"
+    )
+    result = runner.invoke(app, ["status", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "dlg-pg" in result.stdout and "$turn" in result.stdout
+    assert "running" in result.stdout and "not running" not in result.stdout

@@ -153,3 +153,20 @@ agents:
     )
     models = [getattr(a.backend, "model", None) for a in config.agents.values()]
     assert models == ["qwen2.5", "llama3"]
+
+
+def test_a_default_may_name_another_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        "agents: {echo: {backend: {type: echo}}}\n"
+        "store: {url: '${SALON_T_STORE:-sqlite:///${SALON_T_DIR:-/var/lib/salon}/s.db}'}\n",
+    )
+    monkeypatch.delenv("SALON_T_STORE", raising=False)
+    monkeypatch.delenv("SALON_T_DIR", raising=False)
+    assert load_config(path).store.url == "sqlite:////var/lib/salon/s.db"
+    monkeypatch.setenv("SALON_T_DIR", "/data")
+    assert load_config(path).store.url == "sqlite:////data/s.db"
+    monkeypatch.setenv("SALON_T_STORE", "postgresql://salon@db/salon")
+    assert load_config(path).store.url == "postgresql://salon@db/salon"

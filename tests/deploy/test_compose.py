@@ -69,3 +69,20 @@ def test_the_env_example_holds_no_values_for_secrets() -> None:
         key, _, value = line.partition("=")
         if SECRET_NAME.search(key):
             assert value == "", f"salon.env.example gives {key} a value"
+
+
+def test_salon_stores_in_the_compose_postgresql_once_it_is_healthy() -> None:
+    salon, postgres = services()["salon"], services()["postgres"]
+    assert salon["depends_on"]["postgres"]["condition"] == "service_healthy"
+    url = salon["environment"]["SALON_STORE_URL"]
+    assert url.startswith("postgresql://salon@postgres:5432/") and ":" not in url.split("@")[0][13:]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert postgres["env_file"] == ["postgres.env"]
+    assert "postgres-data" in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["volumes"]
+    # The password lives in the env files only, empty in their examples.
+    for example, key in (
+        ("postgres.env.example", "POSTGRES_PASSWORD"),
+        ("salon.env.example", "PGPASSWORD"),
+    ):
+        lines = (DEPLOY / example).read_text().splitlines()
+        assert f"{key}=" in lines, example

@@ -99,16 +99,16 @@ async def test_store_error_in_the_worker_is_survived(
 ) -> None:
     handler = Recorder()
     dispatcher = make_dispatcher(store, handler)
-    real_heads = store.inbox.room_heads
+    real_claim = store.inbox.claim
     failures = {"left": 2}
 
-    async def room_heads(limit: int = 100, *, per_room: int = 16) -> list[InboxRow]:
+    async def claim(owner: str, lease_ms: int, **kwargs: int) -> list[InboxRow]:
         if failures["left"]:
             failures["left"] -= 1
             raise StoreError("store read failed: database is locked")
-        return await real_heads(limit, per_room=per_room)
+        return await real_claim(owner, lease_ms, **kwargs)
 
-    monkeypatch.setattr(store.inbox, "room_heads", room_heads)
+    monkeypatch.setattr(store.inbox, "claim", claim)
     supervisor = Supervisor(Backoff(initial_s=0.01, max_s=0.05))
     handle = supervisor.spawn("dispatcher", dispatcher.run)
     try:

@@ -41,6 +41,7 @@ from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.bootstrap import Topology, bootstrap
+from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
 from salon.gateway.delegated_turns import Coordinator
 from salon.gateway.dispatcher import Dispatcher
@@ -64,6 +65,7 @@ from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.space import SpaceManager
 from salon.roster import Roster
 from salon.store import Store
+from salon.store.leases import Holder
 from salon.supervisor import Backoff
 from salon.turns.runner import TurnPolicy, TurnRunner
 from salon.turns.slots import SlotLimits, TurnSlots
@@ -101,6 +103,9 @@ async def assemble(
     store = await stack.enter_async_context(
         opened_store(plan.config.store.url, plan.config.store.pool_size)
     )
+    # Entered after the store, left before it closes: this process's claims go back
+    # once its turns and dispatcher stopped.
+    cluster = await stack.enter_async_context(clustering(store, holder_for(plan.config)))
     # The session agents still active run alongside the configured ones.
     config = await sessions.compose(store, plan.config)
     roster = Roster.from_config(config)
@@ -122,7 +127,9 @@ async def assemble(
         hosting(config, roster, where, backends, store, plan.name)
     )
     routes = await stack.enter_async_context(routing(config, roster))
-    runner = await stack.enter_async_context(running_turns(_runner(config, store, hosted)))
+    runner = await stack.enter_async_context(
+        running_turns(_runner(config, store, hosted, cluster.holder))
+    )
 
     # The handlers read the registry (or its views), never a copy of it.
     coordinator = Coordinator(
@@ -168,6 +175,7 @@ async def assemble(
         max_age_ms=max_age_ms(config.store),
         max_rooms=config.dispatch.max_rooms,
         per_room=config.dispatch.per_room,
+        holder=cluster.holder,
     )
     messages = MessageHandler(
         MessageContexts(store, roster, config.access, facts, voices, config.locale),
@@ -200,6 +208,9 @@ async def assemble(
     source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
+    supervisor.leadership = cluster.leadership
+    cluster.resume, cluster.wake = runner.resume_unfinished, dispatcher.wake
+    supervisor.spawn("cluster", cluster.run)
     loops = partial(loop_states, source, supervisor)
     supervisor.spawn("dispatcher", dispatcher.run)
     supervisor.spawn("cron", cron.run)
@@ -213,7 +224,7 @@ async def assemble(
     reloader = await stack.enter_async_context(
         reloading(Reloader(gateway, plan.load, watch=plan.watch), supervisor)
     )
-    supervisor.spawn("janitor", Janitor(store, reloader.request).run)
+    supervisor.spawn("janitor", Janitor(store, reloader.request).run, leader_only=True)
     start_retention(config.store, store, supervisor)
     if idle_s is not None:
         supervisor.spawn("visits", visits.run)
@@ -312,7 +323,7 @@ async def _rooms(
     return topology
 
 
-def _runner(config: SalonConfig, store: Store, hosted: HostedAgents) -> TurnRunner:
+def _runner(config: SalonConfig, store: Store, hosted: HostedAgents, holder: Holder) -> TurnRunner:
     replies, turns = config.replies, config.turns
     limits = StreamLimits(
         replies.edit_interval_s,
@@ -341,4 +352,5 @@ def _runner(config: SalonConfig, store: Store, hosted: HostedAgents) -> TurnRunn
         ),
         delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
         locale=config.locale,
+        holder=holder,
     )

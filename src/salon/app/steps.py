@@ -158,7 +158,7 @@ async def heartbeats(
     """Each hosted agent's heartbeat loop, told when its turns turn slow or end (the
     registry's teardown says offline, once the loops and the turns are over)."""
     for agent in hosted:
-        supervisor.spawn(f"heartbeat:{agent.agent_id}", agent.heartbeat.run)
+        supervisor.spawn(f"heartbeat:{agent.agent_id}", agent.heartbeat.run, leader_only=True)
 
     def on_slow(agent_id: AgentId) -> None:
         agent = hosted.get(agent_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from salon.cli import operator as ops
 from salon.cli.operator_file import OperatorFile
-from salon.cli.status import StatusReport, read_status
+from salon.cli.status import StatusReport, read_status, read_store_status
 
 
 def who(data_dir: Path) -> ops.WhoResult:
@@ -73,3 +73,8 @@ def delegate(data_dir: Path, task: str, *, frm: str, to: str, wait_s: float) -> 
 def status(db_path: Path) -> StatusReport:
     """Open delegations, turns in flight and the gateway's loops, from the store file."""
     return read_status(db_path)
+
+
+def status_at(url: str) -> StatusReport:
+    """The same, from a PostgreSQL store (``store.url``)."""
+    return asyncio.run(read_store_status(url))

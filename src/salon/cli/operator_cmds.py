@@ -185,6 +185,8 @@ def status(
         endpoint = _api(data_dir, api, api_token, verbose)
         if endpoint is not None:
             report = via_api.status(endpoint)
+        elif cfg is not None and not cfg.store.is_sqlite:
+            report = direct.status_at(cfg.store.url)  # PostgreSQL: through the store
         else:
             db_path = Path(cfg.store.sqlite_path) if cfg is not None else data_dir / "salon.db"
             report = direct.status(db_path)

@@ -152,6 +152,53 @@ def _json(text: object) -> object:
     return None
 
 
+_OPEN_DELEGATIONS = (
+    " FROM delegations WHERE id IN (SELECT id FROM delegations"
+    "   WHERE state NOT IN ('completed', 'failed', 'rejected', 'timeout'))"
+    " ORDER BY created_at"
+)
+_OPEN_TURNS = (
+    "SELECT event_id, agent_id, state, attempts, updated_at FROM turns"
+    " WHERE state IN ('admitted', 'running') ORDER BY updated_at"
+)
+
+
+async def read_store_status(url: str, *, now_ms: int | None = None) -> StatusReport:
+    """The report from a PostgreSQL store (``store.url``), through the store itself."""
+    from salon.store import Store
+
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    store = await Store.open(url, pool_size=1)
+    try:
+        db = store.db
+        cols = "id, direction, from_agent, to_agent, state, created_at, refs"
+        rows = [dict(r) for r in await db.fetchall(f"SELECT {cols}" + _OPEN_DELEGATIONS)]
+        turns = [
+            TurnRow(
+                r["event_id"],
+                r["agent_id"],
+                r["state"],
+                r["attempts"],
+                max(0, (now - r["updated_at"]) // 1000),
+            )
+            for r in await db.fetchall(_OPEN_TURNS)
+        ]
+        raw = await db.fetchval("SELECT value FROM kv WHERE key = $1", STATUS_KEY)
+        reload_raw = await db.fetchval("SELECT value FROM kv WHERE key = $1", RELOAD_STATUS_KEY)
+        size = await store.size_bytes()
+    finally:
+        await store.close()
+    gateway = None
+    with contextlib.suppress(ValueError, TypeError):
+        published = json.loads(raw)
+        if isinstance(published, dict):
+            gateway = gateway_info(published, now)
+    problems = reload_problems(None if reload_raw is None else (reload_raw,))
+    return StatusReport(
+        merge_delegations(rows, now), turns, gateway, problems=problems, store_bytes=size
+    )
+
+
 def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
     """Read the report; a clear error if there is no store yet."""
     if not db_path.exists():
@@ -168,9 +215,7 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
                 dict(r)
                 for r in db.execute(
                     f"SELECT id, direction, from_agent, to_agent, state, created_at{refs}"
-                    " FROM delegations WHERE id IN (SELECT id FROM delegations"
-                    "   WHERE state NOT IN ('completed', 'failed', 'rejected', 'timeout'))"
-                    " ORDER BY created_at"
+                    + _OPEN_DELEGATIONS
                 )
             ]
             turns = [
@@ -181,10 +226,7 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
                     attempts=r["attempts"],
                     age_s=max(0, (now - r["updated_at"]) // 1000),
                 )
-                for r in db.execute(
-                    "SELECT event_id, agent_id, state, attempts, updated_at FROM turns"
-                    " WHERE state IN ('admitted', 'running') ORDER BY updated_at"
-                )
+                for r in db.execute(_OPEN_TURNS)
             ]
             row = db.execute("SELECT value FROM kv WHERE key = ?", (STATUS_KEY,)).fetchone()
             reload_row = db.execute(

@@ -189,6 +189,17 @@ class DispatchConfig(ConfigModel):
     per_room: Annotated[int, Field(ge=1, le=1000)] = 16
 
 
+class ClusterConfig(ConfigModel):
+    """Several gateway processes on one PostgreSQL store and one homeserver: each
+    claims what it handles for ``lease_s`` seconds and extends its claims while it
+    lives; a dead process's claims are taken over once they run out."""
+
+    lease_s: Annotated[float, Field(ge=1, le=600)] = 10
+    # This process's owner id; a stable one resumes its own claims at once after a
+    # restart. Unique per process! Default: per process life (SQLite: "local").
+    instance: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
 class ShutdownConfig(ConfigModel):
     """How the gateway stops on SIGTERM/SIGINT: it takes no new turns, lets the
     running ones finish for up to ``drain_s`` seconds (0: none), then stops; a

@@ -52,6 +52,7 @@ from salon.config.checks import (
 from salon.config.deployment import (
     ApiConfig,
     AppserviceConfig,
+    ClusterConfig,
     DispatchConfig,
     HeartbeatConfig,
     HomeserverConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "ApiConfig",
     "AppserviceConfig",
     "BackendConfig",
+    "ClusterConfig",
     "ConfigModel",
     "ConfigProblems",
     "DelegationConfig",
@@ -156,6 +158,7 @@ class SalonConfig(ConfigModel):
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    cluster: ClusterConfig = ClusterConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"

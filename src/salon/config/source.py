@@ -13,7 +13,8 @@ from salon._exceptions import ConfigError
 from salon.config.base import Loc
 from salon.config.report import LineMap, join_errors, located
 
-_VAR_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A default may itself hold one ``${VAR}`` (``${A:-x/${B}/y}``), expanded in turn.
+_VAR_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^{}]|\{[^{}]*\})*))?\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -114,7 +115,9 @@ def _expand(match: re.Match[str], missing: list[str]) -> str:
     escaped, name, default = match.groups()
     if escaped:
         return match.group(0)[1:]
-    value = os.environ.get(name, default)
+    value = os.environ.get(name)
+    if value is None and default is not None:
+        return _VAR_RE.sub(functools.partial(_expand, missing=missing), default)
     if value is None:
         missing.append(name)
         return ""

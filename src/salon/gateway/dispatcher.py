@@ -27,6 +27,7 @@ from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
 from salon.roster import Roster
 from salon.store import Store
+from salon.store.leases import Holder
 from salon.store.records import InboxItem, InboxRow, InboxState, now_ms
 from salon.supervisor import LoopHandle
 from salon.turns.replies import TURN_KEY, hop_of
@@ -46,6 +47,9 @@ RETRY_MAX_MS = 60_000
 # a runaway bot conversation should not even fill the inbox.
 ADMIT_MAX_HOP = 16
 RECENT_IDS = 4096
+# A lone dispatcher's claims (a gateway passes its cluster's holder).
+SQLITE_OWNER = "local"
+DEFAULT_LEASE_MS = 10_000
 
 
 class Dispatcher:
@@ -62,10 +66,12 @@ class Dispatcher:
         max_age_ms: int | None = None,
         max_rooms: int = 32,
         per_room: int = 16,
+        holder: Holder | None = None,
     ) -> None:
         """``max_age_ms``: events older than this (by their own time) are not admitted:
         the retention janitor deletes inbox rows that old, so one may have been handled.
-        ``max_rooms``: rooms handled at once; ``per_room``: rows of one room read ahead."""
+        ``max_rooms``: rooms handled at once; ``per_room``: rows of one room read ahead;
+        ``holder``: this process's claims (rooms other processes hold are theirs)."""
         self.store = store
         self._max_age_ms = max_age_ms
         self.roster = roster
@@ -74,6 +80,7 @@ class Dispatcher:
         self._batch = batch
         self._max_rooms = max_rooms
         self._per_room = per_room
+        self.holder = holder or Holder(SQLITE_OWNER, DEFAULT_LEASE_MS)
         self._lanes: Lanes | None = None
         self._handlers: dict[str, EventHandler] = {}
         self._on_start: list[OnStart] = []
@@ -177,7 +184,12 @@ class Dispatcher:
                     raise lanes.failure
                 self._wake.clear()  # before reading, so an admit during the read is not missed
                 fresh = lanes.before_read()
-                rows = await self.store.inbox.room_heads(self._batch, per_room=self._per_room)
+                rows = await self.store.inbox.claim(
+                    self.holder.owner,
+                    self.holder.lease_ms,
+                    rooms=self._batch,
+                    per_room=self._per_room,
+                )
                 for row in rows:
                     lanes.offer(row, fresh)
                 lanes.after_read(fresh)

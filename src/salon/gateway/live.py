@@ -134,7 +134,9 @@ class LiveAgents:
         with contextlib.suppress(MatrixError):
             await leave_joined(parts.spaces.api, [room_id])
         await parts.source.add(api, timeout=60)
-        parts.supervisor.spawn(f"heartbeat:{agent_id}", hosted.require(agent_id).heartbeat.run)
+        parts.supervisor.spawn(
+            f"heartbeat:{agent_id}", hosted.require(agent_id).heartbeat.run, leader_only=True
+        )
         log.info("reload.agent_added", agent=agent_id, room_id=room_id)
 
     async def change(

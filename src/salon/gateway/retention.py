@@ -125,4 +125,4 @@ def start_retention(config: StoreConfig, store: Store, supervisor: Supervisor) -
         retention_days=config.retention_days,
         max_session_messages=config.max_session_messages,
     )
-    supervisor.spawn("retention", janitor.run)
+    supervisor.spawn("retention", janitor.run, leader_only=True)  # one process for all

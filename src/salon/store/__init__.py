@@ -10,6 +10,7 @@ from salon.store.identities import Identities
 from salon.store.inbox import Inbox
 from salon.store.invites import Invites
 from salon.store.kv import KV
+from salon.store.leases import Leases
 from salon.store.retention import Retention
 from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
@@ -39,6 +40,7 @@ class Store:
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
         self.appservice_txns = AppserviceTxns(db)
+        self.leases = Leases(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

@@ -53,6 +53,8 @@ def redact_url(url: str) -> str:
 class Database(ABC):
     """A store database: statements with ``$n`` placeholders, a write transaction."""
 
+    dialect: str  # "sqlite" or "postgres"
+
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Database:
         """Open (creating if needed) the store at ``url`` and run pending migrations:

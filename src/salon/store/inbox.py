@@ -87,6 +87,58 @@ class Inbox:
         )
         return [_row(r) for r in rows]
 
+    async def claim(
+        self, owner: str, lease_ms: int, *, rooms: int = 100, per_room: int = 16
+    ) -> list[InboxRow]:
+        """Claim due work for ``owner`` until now + ``lease_ms``: of up to ``rooms`` rooms
+        whose head (oldest pending event) nobody else holds, the first ``per_room``
+        events, in order. Returns them, this owner's earlier claims included.
+
+        A room is held through its head row: on PostgreSQL the head is locked ``FOR
+        UPDATE SKIP LOCKED`` (a concurrent claimer skips the room, and one that waited
+        re-reads the head's new owner); on SQLite the single writer serialises claims.
+        A room whose head waits for a retry is nobody's until it is due."""
+        now = now_ms()
+        lock = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgres" else ""
+        rows = await self._db.write_returning(
+            "UPDATE inbox SET owner = $1, lease_until = $2 WHERE event_id IN ("
+            " SELECT w.event_id FROM (SELECT event_id, room_id, received_at, origin_ts,"
+            "  ROW_NUMBER() OVER (PARTITION BY room_id"
+            "   ORDER BY received_at, origin_ts, event_id) AS nth"
+            "  FROM inbox WHERE state = 'new') AS w"
+            " WHERE w.nth <= $5 AND w.room_id IN ("
+            "  SELECT h.room_id FROM inbox h WHERE h.state = 'new' AND h.next_at <= $3"
+            "  AND (h.owner IS NULL OR h.owner = $1 OR h.lease_until < $3)"
+            "  AND NOT EXISTS (SELECT 1 FROM inbox e WHERE e.room_id = h.room_id"
+            "   AND e.state = 'new' AND (e.received_at < h.received_at"
+            "    OR (e.received_at = h.received_at AND (e.origin_ts < h.origin_ts"
+            "     OR (e.origin_ts = h.origin_ts AND e.event_id < h.event_id)))))"
+            f"  ORDER BY h.received_at, h.origin_ts, h.event_id LIMIT $4{lock}))"
+            " RETURNING *",
+            owner,
+            now + lease_ms,
+            now,
+            rooms,
+            per_room,
+        )
+        return sorted(
+            (_row(r) for r in rows),
+            key=lambda r: (r.received_at, r.item.origin_ts, r.item.event_id),
+        )
+
+    async def extend(self, owner: str, until: int) -> int:
+        """Extend ``owner``'s claims on pending events to ``until`` (its heartbeat)."""
+        return await self._db.execute(
+            "UPDATE inbox SET lease_until = $2 WHERE owner = $1 AND state = 'new'", owner, until
+        )
+
+    async def release(self, owner: str) -> int:
+        """Give up ``owner``'s claims on pending events (a clean stop): others take them."""
+        return await self._db.execute(
+            "UPDATE inbox SET owner = NULL, lease_until = 0 WHERE owner = $1 AND state = 'new'",
+            owner,
+        )
+
     async def next_due(self, *, after: int | None = None) -> int | None:
         """When the earliest deferred event is due again (ms), or None; ``after``: only
         events due later than that (those due already are being handled)."""

@@ -68,6 +68,7 @@ class TurnRecord:
     kind: str = "message"
     spec: str | None = None  # JSON of the turn's spec (how to run it again)
     output: str | None = None  # JSON of its finished outcome, once there is one
+    owner: str | None = None  # the gateway process holding it (see store.leases)
 
     @property
     def open(self) -> bool:

@@ -19,6 +19,7 @@ def _record(row: Row) -> TurnRecord:
         kind=row["kind"],
         spec=row["spec"],
         output=row["output"],
+        owner=row["owner"],
     )
 
 
@@ -43,16 +44,19 @@ class Turns:
         *,
         kind: str = "message",
         spec: str | None = None,
+        owner: str | None = None,
+        lease_until: int = 0,
     ) -> bool:
-        """Record that ``agent_id`` owes a turn for ``event_id`` (idempotent).
+        """Record that ``agent_id`` owes a turn for ``event_id`` (idempotent), held by
+        ``owner`` until ``lease_until`` (ms; see :meth:`claim`).
 
         Returns True if the row is new."""
         now = now_ms()
         return bool(
             await self._db.execute(
                 "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at,"
-                " kind, spec, created_at)"
-                " VALUES ($1, $2, $3, 'admitted', 0, $4, $5, $6, $4)"
+                " kind, spec, created_at, owner, lease_until)"
+                " VALUES ($1, $2, $3, 'admitted', 0, $4, $5, $6, $4, $7, $8)"
                 " ON CONFLICT (event_id, agent_id) DO NOTHING",
                 event_id,
                 agent_id,
@@ -60,18 +64,62 @@ class Turns:
                 now,
                 kind,
                 spec,
+                owner,
+                lease_until,
             )
         )
 
-    async def start(self, event_id: str, agent_id: str) -> TurnRecord | None:
-        """Move an open turn to running and count the attempt; None if it is already closed."""
+    async def claim(
+        self, event_id: str, agent_id: str, owner: str, lease_until: int
+    ) -> TurnRecord | None:
+        """Take an open turn for ``owner`` if nobody else holds it (no owner, ``owner``
+        itself, or a lease run out: a dead process's); None if it is closed or held."""
+        now = now_ms()
         rows = await self._db.write_returning(
-            "UPDATE turns SET state = 'running', attempts = attempts + 1, updated_at = $3"
+            "UPDATE turns SET owner = $3, lease_until = $4"
             " WHERE event_id = $1 AND agent_id = $2 AND state IN ('admitted', 'running')"
-            " RETURNING *",
+            " AND (owner IS NULL OR owner = $3 OR lease_until < $5) RETURNING *",
             event_id,
             agent_id,
-            now_ms(),
+            owner,
+            lease_until,
+            now,
+        )
+        return _record(rows[0]) if rows else None
+
+    async def extend(self, owner: str, until: int) -> int:
+        """Extend ``owner``'s open turns' leases to ``until`` (its heartbeat)."""
+        return await self._db.execute(
+            "UPDATE turns SET lease_until = $2"
+            " WHERE owner = $1 AND state IN ('admitted', 'running')",
+            owner,
+            until,
+        )
+
+    async def release_all(self, owner: str) -> int:
+        """Give up ``owner``'s open turns (a clean stop): another process resumes them."""
+        return await self._db.execute(
+            "UPDATE turns SET owner = NULL, lease_until = 0"
+            " WHERE owner = $1 AND state IN ('admitted', 'running')",
+            owner,
+        )
+
+    async def start(
+        self, event_id: str, agent_id: str, owner: str | None = None, lease_until: int = 0
+    ) -> TurnRecord | None:
+        """Move an open turn to running for ``owner`` and count the attempt; None if it
+        is already closed, or held by another live owner (it runs there)."""
+        now = now_ms()
+        rows = await self._db.write_returning(
+            "UPDATE turns SET state = 'running', attempts = attempts + 1, updated_at = $3,"
+            " owner = $4, lease_until = $5"
+            " WHERE event_id = $1 AND agent_id = $2 AND state IN ('admitted', 'running')"
+            " AND (owner IS NULL OR owner = $4 OR lease_until < $3) RETURNING *",
+            event_id,
+            agent_id,
+            now,
+            owner,
+            lease_until,
         )
         return _record(rows[0]) if rows else None
 
@@ -144,9 +192,14 @@ class Turns:
         )
         return None if value is None else int(value)
 
-    async def unfinished(self) -> list[TurnRecord]:
-        """Turns admitted or running: after a crash these are resumed."""
+    async def unfinished(self, owner: str | None = None) -> list[TurnRecord]:
+        """Turns admitted or running: after a crash these are resumed. With ``owner``:
+        only those it may claim (its own, nobody's, or a lease run out)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM turns WHERE state IN ('admitted', 'running') ORDER BY updated_at"
+            "SELECT * FROM turns WHERE state IN ('admitted', 'running')"
+            " AND (CAST($1 AS TEXT) IS NULL OR owner IS NULL OR owner = $1 OR lease_until < $2)"
+            " ORDER BY updated_at",
+            owner,
+            now_ms(),
         )
         return [_record(r) for r in rows]

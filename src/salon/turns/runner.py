@@ -35,10 +35,12 @@ from salon.metrics import (
     TURNS,
 )
 from salon.store import Store
+from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
+from salon.turns.resume import resume_claimable
 from salon.turns.signals import slow_signals
 from salon.turns.slots import TurnSlots
 from salon.turns.spec import (
@@ -75,6 +77,7 @@ class TurnRunner(TurnTasks):
         slots: TurnSlots | None = None,
         delivery: Delivery | None = None,
         locale: str = "en",
+        holder: Holder | None = None,
         delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None,
     ) -> None:
         self.store = store
@@ -85,6 +88,7 @@ class TurnRunner(TurnTasks):
         self.slots = slots or TurnSlots()
         self.delivery = delivery or Delivery()
         self.locale = locale
+        self.holder = holder  # this process's claims on turns (None: the only process)
         self.delegator_for = delegator_for
         self.outcomes = OutcomeSender(self.delivery, locale)
         self.watchers = Watchers()
@@ -108,8 +112,15 @@ class TurnRunner(TurnTasks):
         """Ledger the turn (idempotent) and run it; True if it was new."""
         if spec.agent_id not in self.agents:
             raise KeyError(f"agent {spec.agent_id!r} is not hosted here")
+        holder = self.holder
         new = await self.store.turns.admit(
-            spec.turn_id, spec.agent_id, spec.room_id, kind=spec.kind.value, spec=spec.to_json()
+            spec.turn_id,
+            spec.agent_id,
+            spec.room_id,
+            kind=spec.kind.value,
+            spec=spec.to_json(),
+            owner=None if holder is None else holder.owner,
+            lease_until=0 if holder is None else holder.until(),
         )
         self.launch(spec)
         return new
@@ -119,30 +130,9 @@ class TurnRunner(TurnTasks):
         return self.slots.refusal(spec.agent_id, spec.slot_sender or spec.sender)
 
     async def resume_unfinished(self) -> int:
-        """Relaunch the turns a crash or restart interrupted; returns how many."""
-        count = 0
-        for record in await self.store.turns.unfinished():
-            spec = self._spec_of(record)
-            if spec is not None and spec.kind is TurnKind.API:
-                # Its caller's connection died with the process: nobody to answer.
-                await self.store.turns.finish(
-                    spec.turn_id, spec.agent_id, TurnState.FAILED, error="interrupted"
-                )
-                continue
-            if spec is not None and spec.agent_id in self.agents:
-                self.launch(spec)
-                count += 1
-        return count
-
-    @staticmethod
-    def _spec_of(record: TurnRecord) -> TurnSpec | None:
-        if not record.spec:
-            return None  # a row from before specs were stored: nothing to run it from
-        try:
-            return TurnSpec.from_json(record.spec)
-        except ValueError:
-            log.warning("turn.bad_spec", turn=record.event_id, agent=record.agent_id)
-            return None
+        """Relaunch the turns a crash or restart interrupted (with several processes:
+        those no live process holds, see :mod:`salon.turns.resume`); returns how many."""
+        return await resume_claimable(self)
 
     # --- running ------------------------------------------------------------------
 
@@ -196,9 +186,15 @@ class TurnRunner(TurnTasks):
                     self.on_idle(spec.agent_id)
 
     async def _attempt(self, spec: TurnSpec) -> None:
-        record = await self.store.turns.start(spec.turn_id, spec.agent_id)
+        holder = self.holder
+        record = await self.store.turns.start(
+            spec.turn_id,
+            spec.agent_id,
+            None if holder is None else holder.owner,
+            0 if holder is None else holder.until(),
+        )
         if record is None:
-            return  # closed already: a replayed admission
+            return  # closed already (a replayed admission), or another process runs it
         self._began[spec.key] = time.monotonic()
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)

@@ -51,6 +51,7 @@ RESTART_SECTIONS = (
     "delegation",
     "locale",
     "dispatch",
+    "cluster",
 )
 # Sections a reload applies to the running gateway. Every section of ``SalonConfig`` is
 # in one list or the other (a test holds them to it), so none is silently ignored.

@@ -6,9 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from salon.ids import RoomId
+from salon.ids import EventId, RoomId
 from salon.turns.replies import ReplyTo
-from salon.turns.stream import ReplyStream, StreamLimits, split_message
+from salon.turns.stream import (
+    ReplyStream,
+    ReplyTarget,
+    ResumePoint,
+    StreamLimits,
+    split_message,
+)
 
 
 class Recorder:
@@ -24,7 +30,8 @@ class Recorder:
 
 
 def _stream(api: Recorder, agent: str, limits: StreamLimits, **kwargs: Any) -> ReplyStream:
-    return ReplyStream(api, RoomId("!r"), ReplyTo("$q"), agent, limits, txn_key="$q", **kwargs)  # type: ignore[arg-type]
+    target = ReplyTarget(RoomId("!r"), ReplyTo("$q"), agent, "$q")
+    return ReplyStream(api, target, limits, **kwargs)  # type: ignore[arg-type]
 
 
 async def _chunks(n: int, delay: float) -> AsyncIterator[str]:
@@ -79,7 +86,7 @@ async def test_a_resumed_reply_ends_on_the_final_edit() -> None:
     # A re-run after a crash cannot know what was shown last: it always sends the final
     # edit (same txn id as any earlier final), so that is the newest version shown.
     api = Recorder()
-    stream = _stream(api, "s", StreamLimits(), first_id="$first")
+    stream = _stream(api, "s", StreamLimits(), resume=ResumePoint(EventId("$first")))
     await stream.finish("complete text")
     ((_, content),) = api.sent
     assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$first"}
@@ -105,7 +112,8 @@ async def test_two_turns_with_the_same_text_send_different_first_messages() -> N
         yield "tick alpha"
 
     for turn in ("cron:alpha:tick:100", "cron:alpha:tick:104"):
-        stream = ReplyStream(api, RoomId("!r"), ReplyTo(), "alpha", StreamLimits(), txn_key=turn)  # type: ignore[arg-type]
+        target = ReplyTarget(RoomId("!r"), ReplyTo(), "alpha", turn)
+        stream = ReplyStream(api, target, StreamLimits())  # type: ignore[arg-type]
         await stream.finish(await stream.run(whole()))
     (_, first), (_, second) = api.sent
     assert first != second

@@ -54,7 +54,7 @@ from salon.turns.spec import (
     prepare_request,
     turn_request,
 )
-from salon.turns.stream import ReplyStream, StreamLimits
+from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint, StreamLimits
 from salon.turns.tasks import TurnKey, TurnTasks
 from salon.turns.watchers import Watchers
 
@@ -225,15 +225,11 @@ class TurnRunner(TurnTasks):
         first = EventId(record.reply_event_id) if record.reply_event_id else None
         return ReplyStream(
             self.apis[spec.agent_id],
-            spec.room_id,
-            spec.reply_to,
-            spec.agent_id,
+            ReplyTarget(spec.room_id, spec.reply_to, spec.agent_id, spec.turn_id),
             self.limits,
-            txn_key=spec.turn_id,
             delivery=self.delivery,
             on_first=on_first,
-            first_id=first,
-            resumed=record.attempts > 1,
+            resume=ResumePoint(first, rerun=record.attempts > 1),
         )
 
     async def _produce(

@@ -46,6 +46,26 @@ class StreamLimits:
     max_reply_chars: int = 20000  # the backend is stopped there and the reply cut
 
 
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where one turn's reply goes: the room, what it answers, whose voice it is, and
+    the turn's id, which its transaction ids derive from."""
+
+    room_id: RoomId
+    reply_to: ReplyTo
+    agent_id: str
+    txn_key: str
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What an earlier run of the same turn left: the first message's id, if the
+    ledger knows it, and whether this is a re-run at all."""
+
+    first_id: EventId | None = None
+    rerun: bool = False
+
+
 def split_message(text: str, limit: int) -> list[str]:
     """Cut ``text`` into pieces of at most ``limit`` chars, at a newline or space if possible."""
     pieces: list[str] = []
@@ -65,39 +85,35 @@ class ReplyStream:
     def __init__(
         self,
         api: MatrixAPI,
-        room_id: RoomId,
-        reply_to: ReplyTo,
-        agent_id: str,
+        target: ReplyTarget,
         limits: StreamLimits,
         *,
-        txn_key: str,
         delivery: Delivery | None = None,
         on_first: Callable[[EventId], Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        first_id: EventId | None = None,
-        resumed: bool = False,
+        resume: ResumePoint | None = None,
     ) -> None:
+        resume = resume or ResumePoint()
         self.api = api
-        self.room_id = room_id
-        self.reply_to = reply_to
-        self.agent_id = agent_id
+        self.room_id = target.room_id
+        self.reply_to = target.reply_to
+        self.agent_id = target.agent_id
         self.limits = limits
         self.delivery = delivery or Delivery()
         self.text = ""
         self.cut = False  # the reply reached max_reply_chars and was cut there
         # On a re-run the first message may exist already (the ledger knows its id).
-        self.first_id: EventId | None = first_id
+        self.first_id: EventId | None = resume.first_id
         self.edits_sent = 0
         self._shown: str | None = None
         self._last_send = 0.0
         self._on_first = on_first
-        self._clock = clock
+        self._clock: Callable[[], float] = time.monotonic  # a test may set its own
         self._first_chunk_at: float | None = None
         # A re-run cannot know what the crashed run showed last: it always ends on the
         # final edit, so that edit is the newest version a client shows.
-        self.resumed = resumed or first_id is not None
+        self.resumed = resume.rerun or resume.first_id is not None
         # What transaction ids derive from: the turn's id.
-        self.txn_key = txn_key
+        self.txn_key = target.txn_key
 
     async def run(self, chunks: AsyncIterator[str]) -> str:
         """Consume the backend stream, showing progress; returns the whole text."""

@@ -1,0 +1,73 @@
+"""Issue 14 §2: no constructor takes more than six parameters.
+
+Parameters that travel together belong in a small frozen dataclass named for
+what they are (limits, a policy, the services a command needs); this walk keeps
+it that way for every class under src/salon.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "salon"
+MAX_PARAMS = 6
+# Not yet regrouped (issue 14 §2 ran out of time): each still takes more than six.
+# Remove a name once its constructor is fixed; never add one.
+ALLOWED = {
+    "Gateway",
+    "Services",
+    "Dispatcher",
+    "MatrixAPI",
+    "AppserviceSource",
+    "AppserviceAuthenticator",
+    "Authenticator",
+    "ClientSyncSource",
+    "Router",
+    "TurnRunner",
+}
+
+
+def _param_count(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    args = fn.args
+    names = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    count = len(names) + (args.vararg is not None) + (args.kwarg is not None)
+    if names and names[0].arg in ("self", "cls"):
+        count -= 1
+    return count
+
+
+def wide_constructors(root: Path = SRC) -> list[str]:
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                if (
+                    isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and item.name == "__init__"
+                ):
+                    n = _param_count(item)
+                    if n > MAX_PARAMS and node.name not in ALLOWED:
+                        rel = path.relative_to(root.parent)
+                        found.append(f"{rel}:{item.lineno} {node.name} ({n})")
+    return found
+
+
+def test_no_constructor_over_six_parameters() -> None:
+    wide = wide_constructors()
+    listing = "\n".join(wide)
+    assert not wide, f"constructors over {MAX_PARAMS} parameters:\n{listing}"
+
+
+def test_the_allow_list_holds_only_wide_constructors() -> None:
+    # A fixed class must leave the list, or it could widen again unnoticed.
+    saved = set(ALLOWED)
+    ALLOWED.clear()
+    try:
+        wide = {line.split()[1] for line in wide_constructors()}
+    finally:
+        ALLOWED.update(saved)
+    assert saved <= wide, f"no longer wide, drop from ALLOWED: {sorted(saved - wide)}"

@@ -32,6 +32,7 @@ from salon.ids import AgentId
 from salon.routing.router import Router
 from salon.store import Store
 from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.settings import TurnSettings
 from salon.turns.slots import TurnSlots
 
 TOKEN = "unit-test-token"
@@ -114,7 +115,9 @@ async def rig_maker(tmp_path: Path) -> AsyncIterator[MakeRig]:
         }
         hs = FakeHomeserver(SERVER)
         apis = {CODER: hs.api(CODER_USER), WRITER: hs.api(WRITER_USER)}
-        runner = TurnRunner(store, runtimes, apis, policy=policy, slots=slots)
+        runner = TurnRunner(
+            store, runtimes, apis, settings=TurnSettings(policy=policy or TurnPolicy()), slots=slots
+        )
         ctx = ApiContext(
             gateway="unit",
             roster=roster,

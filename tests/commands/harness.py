@@ -11,6 +11,7 @@ from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 
 from salon.agents.tools import DelegationOutcome
 from salon.commands.chats import Chats
+from salon.commands.context import AgentViews, TurnHooks
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.coordination.delegation import DelegationManager
@@ -78,12 +79,14 @@ class Harness:
 
         handlers = CommandHandlers(
             store,
-            agents=[CODER, WRITER],
-            agent_apis=dict(agents),
-            models={"coder": "qwen2.5", "writer": "llama3"},
+            agents=AgentViews(
+                [CODER, WRITER], dict(agents), {"coder": "qwen2.5", "writer": "llama3"}
+            ),
             chats=Chats(store, router),
-            stop_in_room=stop_in_room,
-            session_key=lambda event, agent_id: f"agent:{agent_id}:matrix:{event.room_id}",
+            turns=TurnHooks(
+                stop_in_room,
+                lambda event, agent_id: f"agent:{agent_id}:matrix:{event.room_id}",
+            ),
             delegations=cast(DelegationManager, delegations),
         )
         harness = cls(store, hs, router, agents, handlers, delegations)

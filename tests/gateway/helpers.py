@@ -28,6 +28,7 @@ from salon.roster import Roster
 from salon.store import Store
 from salon.store.records import TurnRecord
 from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.settings import TurnSettings
 from salon.turns.slots import SlotLimits, TurnSlots
 from salon.turns.spec import TurnSpec
 from salon.turns.stream import StreamLimits
@@ -215,11 +216,13 @@ class TurnRig:
             self.store,
             {CODER: runtime},
             {CODER: self.agent_api},
-            limits=limits,
-            policy=policy,
+            settings=TurnSettings(
+                limits=limits or StreamLimits(),
+                policy=policy or TurnPolicy(),
+                # Short waits, so an outage in a test costs tens of milliseconds.
+                delivery=delivery or Delivery(initial_s=0.02, max_s=0.1),
+            ),
             slots=TurnSlots(slot_limits) if slot_limits else None,
-            # Short waits, so an outage in a test costs tens of milliseconds.
-            delivery=delivery or Delivery(initial_s=0.02, max_s=0.1),
         )
 
     async def message(self, body: str = "hello", sender: UserId = ALICE) -> TurnSpec:

@@ -37,6 +37,7 @@ from salon.app.steps import (
 )
 from salon.app.surface import serving_api
 from salon.commands.chats import Chats
+from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
@@ -59,7 +60,6 @@ from salon.gateway.sessions import Janitor
 from salon.gateway.visits import VisitEnder
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.delivery import Delivery
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.space import SpaceManager
@@ -67,9 +67,9 @@ from salon.roster import Roster
 from salon.store import Store
 from salon.store.leases import Holder
 from salon.supervisor import Backoff
-from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.runner import TurnRunner
+from salon.turns.settings import TurnSettings
 from salon.turns.slots import SlotLimits, TurnSlots
-from salon.turns.stream import StreamLimits
 from salon.turns.voices import RoomVoices, is_visit
 
 if TYPE_CHECKING:
@@ -142,16 +142,15 @@ async def assemble(
     )
     commands = CommandHandlers(
         store,
-        agents=hosted.members,
-        agent_apis=hosted.apis,
-        models=cast("Mapping[str, str]", hosted.models),
+        agents=AgentViews(hosted.members, hosted.apis, cast("Mapping[str, str]", hosted.models)),
         chats=Chats(store, router_api),
-        stop_in_room=runner.stop_in_room,
-        session_key=session_key,
+        turns=TurnHooks(runner.stop_in_room, session_key),
         delegations=coordinator.manager,
-        salon_users=[roster.router_user_id, *(m.user_id for m in roster)],
-        # The running config's: a reload's access changes apply to commands too.
-        is_admin=lambda user: gateway.config.access.is_admin(user),
+        roles=UserRoles(
+            [roster.router_user_id, *(m.user_id for m in roster)],
+            # The running config's: a reload's access changes apply to commands too.
+            is_admin=lambda user: gateway.config.access.is_admin(user),
+        ),
     )
     identities = Identities(router_api, hosted)
     facts = RoomFacts(identities, roster)
@@ -324,23 +323,12 @@ async def _rooms(
 
 
 def _runner(config: SalonConfig, store: Store, hosted: HostedAgents, holder: Holder) -> TurnRunner:
-    replies, turns = config.replies, config.turns
-    limits = StreamLimits(
-        replies.edit_interval_s,
-        replies.max_edits,
-        replies.max_message_chars,
-        max_reply_chars=turns.max_reply_chars,
-    )
+    turns = config.turns
     return TurnRunner(
         store,
         hosted.runtimes,
         hosted.apis,
-        limits=limits,
-        policy=TurnPolicy(
-            max_attempts=replies.max_attempts,
-            deadline_s=turns.deadline_s,
-            typing_after_s=replies.typing_after_s,
-        ),
+        settings=TurnSettings.from_config(config),
         slots=TurnSlots(
             SlotLimits(
                 turns.concurrency,
@@ -350,7 +338,5 @@ def _runner(config: SalonConfig, store: Store, hosted: HostedAgents, holder: Hol
                 turns.max_waiting_per_agent,
             )
         ),
-        delivery=Delivery(config.sync.backoff_initial_s / 10, config.sync.backoff_max_s),
-        locale=config.locale,
         holder=holder,
     )

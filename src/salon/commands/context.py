@@ -37,6 +37,34 @@ class Asked:
         return responses.text(key, self.locale, **values)
 
 
+@dataclass(frozen=True)
+class AgentViews:
+    """The hosted agents as commands see them: live views of the gateway's registry
+    (a reload changes what they show, never a copy held here)."""
+
+    members: Sequence[AgentInfo]
+    apis: Mapping[AgentId, MatrixAPI]
+    models: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TurnHooks:
+    """What commands ask of the turn pipeline: stop a room's turns (how many were
+    stopped), and the session key a message to an agent runs under."""
+
+    stop_in_room: Callable[[str], int]
+    session_key: Callable[[InboundEvent, str], str]
+
+
+@dataclass(frozen=True)
+class UserRoles:
+    """Who is who to commands: users of this and other gateways (agents, routers),
+    and who is an admin."""
+
+    salon_users: Collection[str] = ()
+    is_admin: Callable[[str], bool] = lambda _user: False
+
+
 class Services:
     """What the commands work with. State that must survive a restart goes to the store.
 
@@ -48,29 +76,26 @@ class Services:
         self,
         store: Store,
         *,
-        agents: Sequence[AgentInfo],
-        agent_apis: Mapping[AgentId, MatrixAPI],
-        models: Mapping[str, str],
+        agents: AgentViews,
         chats: Chats,
-        stop_in_room: Callable[[str], int],
-        session_key: Callable[[InboundEvent, str], str],
+        turns: TurnHooks,
         delegations: DelegationManager | None = None,
-        salon_users: Collection[str] = (),
-        is_admin: Callable[[str], bool] = lambda _user: False,
+        roles: UserRoles | None = None,
     ) -> None:
+        roles = roles or UserRoles()
         self.store = store
-        self.agents = agents  # a live view where the gateway reloads (see the registry)
-        self.agent_apis = agent_apis
-        self.models = models
+        self.agents = agents.members  # a live view where the gateway reloads (see the registry)
+        self.agent_apis = agents.apis
+        self.models = agents.models
         self.chats = chats
-        self.stop_in_room = stop_in_room
-        self.session_key = session_key
+        self.stop_in_room = turns.stop_in_room
+        self.session_key = turns.session_key
         self.delegations = delegations
-        self.is_admin = is_admin
+        self.is_admin = roles.is_admin
         # Senders whose messages `!why` does not explain: agents' replies are routed too.
         # ``salon_users`` adds users of other gateways (peers) to ours.
         self.salon_users = frozenset(
-            {a.user_id for a in agents} | {chats.router.user_id} | set(salon_users)
+            {a.user_id for a in agents.members} | {chats.router.user_id} | set(roles.salon_users)
         )
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}

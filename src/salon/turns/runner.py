@@ -27,7 +27,6 @@ from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.delivery import Delivery
 from salon.metrics import (
     FIRST_CHUNK_SECONDS,
     TURN_DEADLINES,
@@ -41,6 +40,7 @@ from salon.tasks import spawn
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
+from salon.turns.settings import TurnSettings
 from salon.turns.signals import slow_signals
 from salon.turns.slots import TurnSlots
 from salon.turns.spec import (
@@ -48,13 +48,13 @@ from salon.turns.spec import (
     Outcome,
     OutcomeState,
     TurnKind,
-    TurnPolicy,
     TurnSpec,
     deadline_of,
     prepare_request,
     turn_request,
 )
-from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint, StreamLimits
+from salon.turns.spec import TurnPolicy as TurnPolicy  # tests import it from here
+from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint
 from salon.turns.tasks import TurnKey, TurnTasks
 from salon.turns.watchers import Watchers
 
@@ -72,25 +72,23 @@ class TurnRunner(TurnTasks):
         agents: Mapping[AgentId, AgentRuntime],
         apis: Mapping[AgentId, MatrixAPI],
         *,
-        limits: StreamLimits | None = None,
-        policy: TurnPolicy | None = None,
+        settings: TurnSettings | None = None,
         slots: TurnSlots | None = None,
-        delivery: Delivery | None = None,
-        locale: str = "en",
         holder: Holder | None = None,
-        delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None,
     ) -> None:
+        settings = settings or TurnSettings()
         self.store = store
         self.agents = agents
         self.apis = apis
-        self.limits = limits or StreamLimits()
-        self.policy = policy or TurnPolicy()
+        self.limits = settings.limits
+        self.policy = settings.policy
         self.slots = slots or TurnSlots()
-        self.delivery = delivery or Delivery()
-        self.locale = locale
+        self.delivery = settings.delivery
+        self.locale = settings.locale
         self.holder = holder  # this process's claims on turns (None: the only process)
-        self.delegator_for = delegator_for
-        self.outcomes = OutcomeSender(self.delivery, locale)
+        # Set by the delegation wiring (gateway/delegated_turns.py), if delegation is on.
+        self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
+        self.outcomes = OutcomeSender(self.delivery, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
         # Told when an agent's turn turns out slow (publish "busy"), and when it has

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.gateway.helpers import ALICE, ROUTER, event, make_roster, open_store, sample
 
-from salon.gateway.dispatcher import Dispatcher
+from salon.gateway.dispatcher import Dispatcher, DispatchLimits
 from salon.gateway.retention import DAY_MS, RetentionJanitor
 from salon.store import Store
 from salon.store.delegations import DelegationDirection, DelegationPhase, DelegationRecord
@@ -257,7 +257,10 @@ async def test_sessions_stored_before_the_bound_are_trimmed_at_start(store: Stor
 async def test_events_older_than_the_window_are_not_admitted(store: Store) -> None:
     """An event whose inbox row may have been deleted must not be answered again."""
     dispatcher = Dispatcher(
-        store, roster=make_roster(), created_at={ROUTER: 0}, max_age_ms=30 * DAY_MS
+        store,
+        roster=make_roster(),
+        created_at={ROUTER: 0},
+        limits=DispatchLimits(max_age_ms=30 * DAY_MS),
     )
 
     async def handled(e: object) -> tuple[InboxState, str]:

@@ -45,7 +45,7 @@ from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
 from salon.gateway.delegated_turns import Coordinator
-from salon.gateway.dispatcher import Dispatcher
+from salon.gateway.dispatcher import Dispatcher, DispatchLimits
 from salon.gateway.handover import take_over_orphans
 from salon.gateway.identities import identity_specs, log_in_former, login_all
 from salon.gateway.invites import InviteJoiner
@@ -54,7 +54,7 @@ from salon.gateway.message_context import MessageContexts
 from salon.gateway.messages import MessageHandler, ReactionHandler, session_key
 from salon.gateway.registry import HostedAgents, Identities
 from salon.gateway.reload import Reloader
-from salon.gateway.retention import max_age_ms, start_retention
+from salon.gateway.retention import start_retention
 from salon.gateway.roomfacts import RoomFacts
 from salon.gateway.sessions import Janitor
 from salon.gateway.visits import VisitEnder
@@ -171,9 +171,7 @@ async def assemble(
         roster=roster,
         created_at=created_at,
         on_invite=invites.record,
-        max_age_ms=max_age_ms(config.store),
-        max_rooms=config.dispatch.max_rooms,
-        per_room=config.dispatch.per_room,
+        limits=DispatchLimits.from_config(config),
         holder=cluster.holder,
     )
     messages = MessageHandler(

@@ -17,11 +17,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import structlog
 
 from salon._exceptions import is_transient
+from salon.config.models import SalonConfig
 from salon.gateway.lanes import Lanes
+from salon.gateway.retention import max_age_ms
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
 from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
@@ -52,6 +55,27 @@ SQLITE_OWNER = "local"
 DEFAULT_LEASE_MS = 10_000
 
 
+@dataclass(frozen=True)
+class DispatchLimits:
+    """How much the dispatcher takes on. ``max_rooms``: rooms handled at once;
+    ``per_room``: rows of one room read ahead; ``batch``: rows read per pass;
+    ``max_age_ms``: events older than this (by their own time) are not admitted, as
+    the retention janitor deletes inbox rows that old, so one may have been handled."""
+
+    max_rooms: int = 32
+    per_room: int = 16
+    batch: int = 100
+    max_age_ms: int | None = None
+
+    @classmethod
+    def from_config(cls, config: SalonConfig) -> DispatchLimits:
+        return cls(
+            max_rooms=config.dispatch.max_rooms,
+            per_room=config.dispatch.per_room,
+            max_age_ms=max_age_ms(config.store),
+        )
+
+
 class Dispatcher:
     """Admits inbound events and dispatches them to handlers by type."""
 
@@ -62,24 +86,19 @@ class Dispatcher:
         roster: Roster,
         created_at: Mapping[UserId, int],
         on_invite: OnInvite | None = None,
-        batch: int = 100,
-        max_age_ms: int | None = None,
-        max_rooms: int = 32,
-        per_room: int = 16,
+        limits: DispatchLimits | None = None,
         holder: Holder | None = None,
     ) -> None:
-        """``max_age_ms``: events older than this (by their own time) are not admitted:
-        the retention janitor deletes inbox rows that old, so one may have been handled.
-        ``max_rooms``: rooms handled at once; ``per_room``: rows of one room read ahead;
-        ``holder``: this process's claims (rooms other processes hold are theirs)."""
+        """``holder``: this process's claims (rooms other processes hold are theirs)."""
+        limits = limits or DispatchLimits()
         self.store = store
-        self._max_age_ms = max_age_ms
+        self._max_age_ms = limits.max_age_ms
         self.roster = roster
         self._created_at = created_at
         self._on_invite = on_invite
-        self._batch = batch
-        self._max_rooms = max_rooms
-        self._per_room = per_room
+        self._batch = limits.batch
+        self._max_rooms = limits.max_rooms
+        self._per_room = limits.per_room
         self.holder = holder or Holder(SQLITE_OWNER, DEFAULT_LEASE_MS)
         self._lanes: Lanes | None = None
         self._handlers: dict[str, EventHandler] = {}

@@ -21,7 +21,6 @@ ALLOWED = {
     "AppserviceAuthenticator",
     "Authenticator",
     "ClientSyncSource",
-    "Router",
 }
 
 

@@ -9,13 +9,14 @@ from tests.routing.helpers import AGENTS, ROUTER_ID, ctx
 
 from salon._exceptions import ConfigError
 from salon.routing.hooks import NamedHook, SelectAgentHook, hook_name, load_hook
-from salon.routing.router import Reason, Router
+from salon.routing.router import Reason, Router, RoutingRules
 
 PLUGIN = "tests.routing.sample_hooks"
 
 
 def router(*hooks: SelectAgentHook, **kwargs: object) -> Router:
-    return Router(AGENTS, router_user_id=ROUTER_ID, hooks=hooks, **kwargs)  # type: ignore[arg-type]
+    rules = RoutingRules(hooks=hooks, **kwargs)  # type: ignore[arg-type]
+    return Router(AGENTS, router_user_id=ROUTER_ID, rules=rules)
 
 
 async def test_sync_hook_decides() -> None:

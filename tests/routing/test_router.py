@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,25 @@ from salon.config import parse_config
 from salon.roster import Roster
 from salon.routing.ai import AIRouter
 from salon.routing.context import Binding, MessageContext
-from salon.routing.router import Reason, RouteDecision, Router
+from salon.routing.router import Reason, RouteDecision, Router, RoutingRules
 from salon.routing.routes import RouteMatch, RouteRule
 
 LLM_ANSWER = '{"agent": "researcher", "reason": "llm"}'
 
 
+RULE_FIELDS = {f.name for f in fields(RoutingRules)}
+
+
 def full_router(ai: AIRouter | None = None, **overrides: Any) -> Router:
     """Every rule configured: a route for @bob, a hook on "bug", AI, default home."""
-    kwargs: dict[str, Any] = {
-        "router_user_id": ROUTER_ID,
+    rules: dict[str, Any] = {
         "routes": [RouteRule(RouteMatch(user="@bob:*"), "home")],
         "hooks": [sample_hooks.pick_coder],
-        "ai": ai,
         "default_agent": "home",
     }
-    return Router(AGENTS, **{**kwargs, **overrides})
+    rules.update({k: v for k, v in overrides.items() if k in RULE_FIELDS})
+    rest = {k: v for k, v in overrides.items() if k not in RULE_FIELDS}
+    return Router(AGENTS, router_user_id=ROUTER_ID, rules=RoutingRules(**rules), ai=ai, **rest)
 
 
 async def test_mention_beats_binding() -> None:
@@ -146,7 +150,7 @@ async def test_agent_sender_mentioning_another_agent() -> None:
 
 def test_unknown_default_agent_is_refused() -> None:
     with pytest.raises(ValueError, match="default_agent"):
-        Router(AGENTS, router_user_id=ROUTER_ID, default_agent="ghost")
+        Router(AGENTS, router_user_id=ROUTER_ID, rules=RoutingRules(default_agent="ghost"))
 
 
 CONFIG = """\

@@ -7,7 +7,7 @@ from tests.routing.helpers import AGENTS, ROUTER_ID, ctx
 
 from salon.config.models import RouteConfig
 from salon.routing.context import MessageContext
-from salon.routing.router import Reason, Router
+from salon.routing.router import Reason, Router, RoutingRules
 from salon.routing.routes import RouteMatch, RouteRule
 
 
@@ -67,7 +67,7 @@ async def test_first_matching_rule_wins_and_is_named() -> None:
         RouteRule(RouteMatch(server="example.org"), "researcher"),
         RouteRule(RouteMatch(server="*"), "coder"),
     ]
-    router = Router(AGENTS, router_user_id=ROUTER_ID, routes=routes)
+    router = Router(AGENTS, router_user_id=ROUTER_ID, rules=RoutingRules(routes=routes))
     decision = await router.route(ctx(sender="@carol:example.org"))
     assert (decision.agents, decision.reason, decision.detail) == (
         ("researcher",),
@@ -82,4 +82,8 @@ async def test_first_matching_rule_wins_and_is_named() -> None:
 
 def test_route_to_unknown_agent_is_refused() -> None:
     with pytest.raises(ValueError, match="routes\\[0\\]: unknown agent 'ghost'"):
-        Router(AGENTS, router_user_id=ROUTER_ID, routes=[RouteRule(RouteMatch(), "ghost")])
+        Router(
+            AGENTS,
+            router_user_id=ROUTER_ID,
+            rules=RoutingRules(routes=[RouteRule(RouteMatch(), "ghost")]),
+        )

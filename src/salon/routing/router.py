@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from salon.config.models import SalonConfig
     from salon.roster import Roster
 
-__all__ = ["HOOK_TIMEOUT_S", "Reason", "RouteDecision", "Router"]
+__all__ = ["HOOK_TIMEOUT_S", "Reason", "RouteDecision", "Router", "RoutingRules"]
 
 # An async hook that takes longer is skipped (a sync one cannot be interrupted).
 HOOK_TIMEOUT_S = 5.0
@@ -83,6 +83,17 @@ class RouteDecision:
     chat_owner: str | None = None
 
 
+@dataclass(frozen=True)
+class RoutingRules:
+    """The configured links of the chain: routes, hooks (and how long one may take),
+    and the agent that answers when nothing else picks one."""
+
+    routes: Sequence[RouteRule] = ()
+    hooks: Sequence[SelectAgentHook] = ()
+    default_agent: str | None = None
+    hook_timeout_s: float = HOOK_TIMEOUT_S
+
+
 class Router:
     """The routing chain over a fixed set of agents, routes, hooks and AI router."""
 
@@ -91,21 +102,20 @@ class Router:
         agents: Sequence[AgentInfo],
         *,
         router_user_id: str,
-        routes: Sequence[RouteRule] = (),
-        hooks: Sequence[SelectAgentHook] = (),
+        rules: RoutingRules | None = None,
         ai: AIRouter | None = None,
-        default_agent: str | None = None,
-        hook_timeout_s: float = HOOK_TIMEOUT_S,
         hop_limit: int = 3,
         peer_rooms: Mapping[str, str] | None = None,
     ) -> None:
+        rules = rules or RoutingRules()
+        default_agent = rules.default_agent
         self.agents = tuple(agents)
         self.router_user_id = router_user_id
-        self.routes = tuple(routes)
-        self.hooks = tuple(hooks)
+        self.routes = tuple(rules.routes)
+        self.hooks = tuple(rules.hooks)
         self.ai = ai
         self.default_agent = default_agent
-        self.hook_timeout_s = hook_timeout_s
+        self.hook_timeout_s = rules.hook_timeout_s
         self.hop_limit = hop_limit
         # Room alias → the peer agent (another gateway) whose room it is.
         self.peer_rooms = dict(peer_rooms or {})
@@ -126,10 +136,12 @@ class Router:
         return cls(
             roster.hosted(),
             router_user_id=roster.router_user_id,
-            routes=[RouteRule.from_config(rule) for rule in config.routes],
-            hooks=hooks,
+            rules=RoutingRules(
+                routes=[RouteRule.from_config(rule) for rule in config.routes],
+                hooks=hooks,
+                default_agent=config.default_agent,
+            ),
             ai=AIRouter.from_config(config.router) if config.router.model else None,
-            default_agent=config.default_agent,
             hop_limit=config.routing.hop_limit,
             peer_rooms={m.room_alias: m.agent_id for m in roster.peers()},
         )

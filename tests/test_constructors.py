@@ -20,7 +20,6 @@ ALLOWED = {
     "AppserviceSource",
     "AppserviceAuthenticator",
     "Authenticator",
-    "ClientSyncSource",
 }
 
 

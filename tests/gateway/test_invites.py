@@ -18,7 +18,7 @@ from salon.gateway.invites import InviteJoiner
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite
-from salon.matrix.sync import ClientSyncSource
+from salon.matrix.sync import ClientSyncSource, SyncSettings
 from salon.metrics import EVENTS_DROPPED
 from salon.store import Store
 from salon.store.invites import InviteRecord, InviteState
@@ -244,7 +244,9 @@ async def test_sync_token_advances_while_the_join_keeps_failing(store: Store) ->
 
     supervisor = Supervisor()
     supervisor.spawn("invites", joiner.run)
-    source = ClientSyncSource([cast(MatrixAPI, agent)], store.identities, startup_jitter_s=0)
+    source = ClientSyncSource(
+        [cast(MatrixAPI, agent)], store.identities, settings=SyncSettings(startup_jitter_s=0)
+    )
     await source.start(Sink())
     await asyncio.wait_for(agent.drained.wait(), 5)
     retried = await settled(store, "!r:x", lambda r: r.attempts >= 2)

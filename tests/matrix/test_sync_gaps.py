@@ -19,7 +19,7 @@ from salon._exceptions import ForbiddenError, MatrixConnectionError
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent, Invite
-from salon.matrix.sync import ClientSyncSource
+from salon.matrix.sync import ClientSyncSource, SyncSettings
 from salon.metrics import EVENTS_DROPPED, SYNC_BACKFILL_PAGES
 from salon.store import Store
 from salon.supervisor import Backoff
@@ -141,9 +141,8 @@ async def run(store: Store, hs: FakeHomeserver, sink: Sink | None = None, **kwar
     source = ClientSyncSource(
         [cast(MatrixAPI, hs)],
         store.identities,
-        startup_jitter_s=0,
+        settings=SyncSettings(startup_jitter_s=0, **kwargs),
         backoff=Backoff(initial_s=0.01, max_s=0.01),
-        **kwargs,
     )
     await source.start(sink)
     await asyncio.wait_for(hs.drained.wait(), 5)

@@ -19,7 +19,7 @@ from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
-from salon.matrix.sync import ClientSyncSource
+from salon.matrix.sync import ClientSyncSource, SyncSettings
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
@@ -81,13 +81,15 @@ def event_source(
     return ClientSyncSource(
         list(apis.values()),
         store.identities,
-        timeout_ms=config.sync.timeout_ms,
-        startup_jitter_s=0,  # the jitter was spent before logging in
+        settings=SyncSettings(
+            timeout_ms=config.sync.timeout_ms,
+            startup_jitter_s=0,  # the jitter was spent before logging in
+            timeline_limit=config.sync.timeline_limit,
+            page_size=config.sync.backfill_page_size,
+            cached_pages=config.sync.backfill_cached_pages,
+        ),
         backoff=backoff,
         reauth=auth.reauth,
-        page_size=config.sync.backfill_page_size,
-        cached_pages=config.sync.backfill_cached_pages,
-        timeline_limit=config.sync.timeline_limit,
     )
 
 

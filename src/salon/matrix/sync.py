@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -53,6 +54,19 @@ Reauth = Callable[[MatrixAPI], Awaitable[None]]
 log = structlog.get_logger("salon.sync")
 
 
+@dataclass(frozen=True)
+class SyncSettings:
+    """The knobs of the /sync loops: the long-poll timeout, the random pause before an
+    identity's first sync, events a room per /sync, and the gap backfill's page size
+    and how many pages it caches."""
+
+    timeout_ms: int = 30000
+    startup_jitter_s: float = 2.0
+    timeline_limit: int = 100
+    page_size: int = 100
+    cached_pages: int = 20
+
+
 class ClientSyncSource:
     """Feeds an :class:`EventSink` from ``/sync``, one loop per identity."""
 
@@ -61,21 +75,18 @@ class ClientSyncSource:
         apis: Sequence[MatrixAPI],
         positions: PositionStore,
         *,
-        timeout_ms: int = 30000,
-        startup_jitter_s: float = 2.0,
+        settings: SyncSettings | None = None,
         backoff: Backoff | None = None,
         reauth: Reauth | None = None,
-        page_size: int = 100,
-        cached_pages: int = 20,
-        timeline_limit: int = 100,
     ) -> None:
+        settings = settings or SyncSettings()
         self._apis = {api.user_id: api for api in apis}
         self._positions = positions
-        self._timeout_ms = timeout_ms
-        self._jitter_s = startup_jitter_s
+        self._timeout_ms = settings.timeout_ms
+        self._jitter_s = settings.startup_jitter_s
         self._reauth = reauth
-        self._gaps = GapFiller(page_size=page_size, cached_pages=cached_pages)
-        self._filter = sync_filter(timeline_limit)
+        self._gaps = GapFiller(page_size=settings.page_size, cached_pages=settings.cached_pages)
+        self._filter = sync_filter(settings.timeline_limit)
         self._sink: EventSink | None = None
         self._supervisor = Supervisor(backoff)
         self._ready: dict[UserId, asyncio.Event] = {u: asyncio.Event() for u in self._apis}

@@ -16,10 +16,6 @@ MAX_PARAMS = 6
 # Remove a name once its constructor is fixed; never add one.
 ALLOWED = {
     "Gateway",
-    "MatrixAPI",
-    "AppserviceSource",
-    "AppserviceAuthenticator",
-    "Authenticator",
 }
 
 

@@ -328,7 +328,7 @@ server_of_user: def(user_id: UserId | str) -> str
 """,
     "salon.matrix.api": """
 MatrixAPI: class(object)
-MatrixAPI.__init__: def(self, base_url: str, user_id: UserId, access_token: str, *, session: aiohttp.ClientSession, policy: RetryPolicy | None = None, request_timeout_s: float = 30.0, reachability: Reachability | None = None, as_user_id: UserId | None = None) -> None
+MatrixAPI.__init__: def(self, base_url: str, user_id: UserId, access_token: str, *, session: aiohttp.ClientSession, requests: RequestSettings | None = None, as_user_id: UserId | None = None) -> None
 MatrixAPI.access_token: property def(self) -> str
 MatrixAPI.create_filter: async def(self, definition: JSON) -> str
 MatrixAPI.create_room: async def(self, *, alias_localpart: str | None = None, name: str | None = None, topic: str | None = None, invite: Sequence[UserId] = (), initial_state: Sequence[JSON] = (), creation_content: JSON | None = None, power_level_override: JSON | None = None, preset: str = 'private_chat') -> RoomId

@@ -11,7 +11,7 @@ import pytest
 
 from salon._exceptions import RateLimitedError
 from salon.ids import UserId
-from salon.matrix.api import MatrixAPI
+from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.ratelimit import RetryPolicy
 from salon.metrics import RATE_LIMIT_WAITS
 
@@ -31,7 +31,7 @@ async def test_burst_of_sends_all_land_despite_429(strict_synapse: Any) -> None:
             UserId(creds.user_id),
             creds.access_token,
             session=session,
-            policy=RetryPolicy(max_retries=20, max_wait_s=5),
+            requests=RequestSettings(RetryPolicy(max_retries=20, max_wait_s=5)),
         )
         room_id = await api.create_room(name="burst")
         waits_before = RATE_LIMIT_WAITS._value.get()
@@ -61,7 +61,7 @@ async def test_out_of_retries_raises_salons_own_error(strict_synapse: Any) -> No
             UserId(creds.user_id),
             creds.access_token,
             session=session,
-            policy=RetryPolicy(max_retries=0),
+            requests=RequestSettings(RetryPolicy(max_retries=0)),
         )
         room_id = await api.create_room(name="no patience")
         with pytest.raises(RateLimitedError) as info:

@@ -17,7 +17,7 @@ from tests.agents.fakes import serve
 
 from salon._exceptions import MatrixConnectionError, NotFoundError, RateLimitedError
 from salon.ids import RoomAlias, RoomId, UserId
-from salon.matrix.api import MatrixAPI
+from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.delivery import Delivery
 from salon.matrix.reachability import Reachability
 from salon.metrics import OUTAGE_PROBES
@@ -48,7 +48,9 @@ async def test_a_homeserver_that_never_answers_fails_the_call_within_the_bound(
     silent: str,
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        api = MatrixAPI(silent, ME, "tok", session=session, request_timeout_s=0.5)
+        api = MatrixAPI(
+            silent, ME, "tok", session=session, requests=RequestSettings(request_timeout_s=0.5)
+        )
         started = time.monotonic()
         # wait_for only so that a regression fails here rather than after aiohttp's 300 s.
         with pytest.raises(MatrixConnectionError):
@@ -101,7 +103,13 @@ async def test_a_send_waiting_out_an_outage_goes_as_soon_as_the_homeserver_answe
     server, url, session = hs
     reach = Reachability(url, session, interval_s=0.05)
     apis = [
-        MatrixAPI(url, UserId(f"@bot{i}:localhost"), "tok", session=session, reachability=reach)
+        MatrixAPI(
+            url,
+            UserId(f"@bot{i}:localhost"),
+            "tok",
+            session=session,
+            requests=RequestSettings(reachability=reach),
+        )
         for i in range(5)
     ]
     server.down = True
@@ -130,7 +138,7 @@ async def test_a_send_waiting_out_an_outage_goes_as_soon_as_the_homeserver_answe
 async def test_no_outage_no_early_wake(hs: tuple[Switchable, str, aiohttp.ClientSession]) -> None:
     _server, url, session = hs
     reach = Reachability(url, session, interval_s=0.05)
-    api = MatrixAPI(url, ME, "tok", session=session, reachability=reach)
+    api = MatrixAPI(url, ME, "tok", session=session, requests=RequestSettings(reachability=reach))
     probes = OUTAGE_PROBES._value.get()
     # A refusal is an answer: no probe, and a wait after it is waited out in full.
     with pytest.raises(NotFoundError):
@@ -154,7 +162,7 @@ async def test_supervised_loops_restart_when_the_homeserver_answers_again(
 ) -> None:
     server, url, session = hs
     reach = Reachability(url, session, interval_s=0.05)
-    api = MatrixAPI(url, ME, "tok", session=session, reachability=reach)
+    api = MatrixAPI(url, ME, "tok", session=session, requests=RequestSettings(reachability=reach))
     supervisor = Supervisor(Backoff(initial_s=30, max_s=60), pause=reach.pause)
     synced = asyncio.Event()
 

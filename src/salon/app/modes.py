@@ -12,9 +12,9 @@ import aiohttp
 from salon.app.surface import api_secret
 from salon.config.models import HomeserverConfig, SalonConfig
 from salon.ids import UserId
-from salon.matrix.api import MatrixAPI
-from salon.matrix.appservice import AppserviceSource
-from salon.matrix.as_auth import AppserviceAuthenticator
+from salon.matrix.api import MatrixAPI, RequestSettings
+from salon.matrix.appservice import AppserviceSource, ListenAddress
+from salon.matrix.as_auth import AppserviceAuthenticator, AppserviceIdentity
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
@@ -36,6 +36,7 @@ def authenticator(
     """How each identity gets its :class:`MatrixAPI`."""
     hs = config.homeserver
     assert hs is not None
+    requests = RequestSettings(policy, hs.request_timeout_s, reachability)
     if hs.mode == "appservice":
         assert hs.appservice is not None
         as_token = api_secret(
@@ -47,21 +48,10 @@ def authenticator(
             hs.server_name,
             session,
             store.identities,
-            as_token,
-            policy,
-            sender=config.router_user_id(hs.server_name),
-            request_timeout_s=hs.request_timeout_s,
-            reachability=reachability,
+            AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
+            requests,
         )
-    return Authenticator(
-        hs.url,
-        hs.server_name,
-        session,
-        store.identities,
-        policy,
-        request_timeout_s=hs.request_timeout_s,
-        reachability=reachability,
-    )
+    return Authenticator(hs.url, hs.server_name, session, store.identities, requests)
 
 
 def event_source(
@@ -115,6 +105,5 @@ def appservice_source(
         router=router,
         owns=owns,
         apis=list(apis.values()),
-        host=hs.appservice.host,
-        port=hs.appservice.port,
+        listen=ListenAddress(hs.appservice.host, hs.appservice.port),
     )

@@ -6,6 +6,7 @@ Returns plain ids and dicts; raises only Salon errors.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -28,14 +29,23 @@ REQUEST_TIMEOUT_S = 30.0
 SESSION_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 
 
+@dataclass(frozen=True)
+class RequestSettings:
+    """How requests to one homeserver behave, the same for each of its identities:
+    rate-limit retries, the bound on each request (a /sync long-poll: its own timeout
+    plus this much), and the homeserver's shared :class:`Reachability`, which hears of
+    each outage and each answer (waiters wake when it is back)."""
+
+    policy: RetryPolicy | None = None
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    reachability: Reachability | None = None
+
+
 class MatrixAPI:
     """The client-server API as one Matrix user.
 
-    ``request_timeout_s`` bounds each request (a /sync long-poll: its own timeout
-    plus this much); ``reachability``, shared by every identity of the homeserver,
-    hears of each outage and each answer (waiters wake when it is back);
-    ``as_user_id`` (appservice mode: ``access_token`` is the appservice's) masquerades
-    every request as that user.
+    ``requests``: see :class:`RequestSettings`; ``as_user_id`` (appservice mode:
+    ``access_token`` is the appservice's) masquerades every request as that user.
     """
 
     reachability: Reachability | None = None
@@ -48,23 +58,22 @@ class MatrixAPI:
         access_token: str,
         *,
         session: aiohttp.ClientSession,
-        policy: RetryPolicy | None = None,
-        request_timeout_s: float = REQUEST_TIMEOUT_S,
-        reachability: Reachability | None = None,
+        requests: RequestSettings | None = None,
         as_user_id: UserId | None = None,
     ) -> None:
+        requests = requests or RequestSettings()
         self.user_id = user_id
         self.base_url = base_url
-        self.request_timeout_s = request_timeout_s
-        self.reachability = reachability
+        self.request_timeout_s = requests.request_timeout_s
+        self.reachability = requests.reachability
         # No mautrix-level retries (4 s, 8 s…): supervised loops and the turn runner
         # retry on their own terms, and shutdown must not hang on a dead server.
         self._http = RateLimitedHTTPAPI(
             base_url,
             access_token,
             client_session=session,
-            policy=policy,
-            timeout=aiohttp.ClientTimeout(total=request_timeout_s),
+            policy=requests.policy,
+            timeout=aiohttp.ClientTimeout(total=requests.request_timeout_s),
             default_retry_count=0,
             # Appservice mode: the appservice's token, acting as this user (?user_id=).
             as_user_id=as_user_id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -46,6 +47,14 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where the appservice listener binds (port 0: any free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9010
+
+
 class AppserviceSource:
     """Serves the application service API and feeds an :class:`EventSink`.
 
@@ -61,15 +70,15 @@ class AppserviceSource:
         router: UserId,
         owns: Callable[[str], bool],
         apis: Sequence[MatrixAPI] = (),
-        host: str = "127.0.0.1",
-        port: int = 9010,
+        listen: ListenAddress | None = None,
     ) -> None:
+        listen = listen or ListenAddress()
         self._hs_token = hs_token
         self._txns = txns
         self._router = router
         self._owns = owns
         self._apis = {api.user_id: api for api in apis}
-        self._host, self._port = host, port
+        self._host, self._port = listen.host, listen.port
         self.members = Members(router, owns)
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None

@@ -7,6 +7,8 @@ makes sure the user exists and hands back a :class:`MatrixAPI` masquerading as i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import aiohttp
 import structlog
 from mautrix.api import Method, Path
@@ -14,17 +16,24 @@ from mautrix.errors import MatrixStandardRequestError
 
 from salon._exceptions import AuthError
 from salon.ids import UserId, localpart_of_user
-from salon.matrix.api import REQUEST_TIMEOUT_S, MatrixAPI
+from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.errors import mapped
 from salon.matrix.http import RateLimitedHTTPAPI
 from salon.matrix.login import Authenticator, CredentialSource, CredentialStore
-from salon.matrix.ratelimit import RetryPolicy
-from salon.matrix.reachability import Reachability
 
 log = structlog.get_logger("salon.matrix.as_auth")
 
 # The answers to registering a user that exists already (ours, or the appservice's sender).
 _EXISTS = {"M_USER_IN_USE"}
+
+
+@dataclass(frozen=True)
+class AppserviceIdentity:
+    """Who the gateway is as an appservice: its token (``as_token``), and its
+    ``sender``, the user the homeserver made for it (the router)."""
+
+    as_token: str
+    sender: UserId
 
 
 class AppserviceAuthenticator(Authenticator):
@@ -36,24 +45,12 @@ class AppserviceAuthenticator(Authenticator):
         server_name: str,
         session: aiohttp.ClientSession,
         store: CredentialStore,
-        as_token: str,
-        policy: RetryPolicy | None = None,
-        *,
-        sender: UserId,
-        request_timeout_s: float = REQUEST_TIMEOUT_S,
-        reachability: Reachability | None = None,
+        appservice: AppserviceIdentity,
+        requests: RequestSettings | None = None,
     ) -> None:
-        super().__init__(
-            base_url,
-            server_name,
-            session,
-            store,
-            policy,
-            request_timeout_s=request_timeout_s,
-            reachability=reachability,
-        )
-        self._as_token = as_token
-        self._sender = sender
+        super().__init__(base_url, server_name, session, store, requests)
+        self._as_token = appservice.as_token
+        self._sender = sender = appservice.sender
         self._registered: set[UserId] = {sender}  # the homeserver makes the sender itself
 
     async def login(self, user_id: UserId, source: CredentialSource) -> MatrixAPI:
@@ -99,8 +96,6 @@ class AppserviceAuthenticator(Authenticator):
             user_id,
             self._as_token,
             session=self._session,
-            policy=self._policy,
-            request_timeout_s=self.request_timeout_s,
-            reachability=self.reachability,
+            requests=self.requests,
             as_user_id=None if user_id == self._sender else user_id,
         )

@@ -10,9 +10,7 @@ import structlog
 
 from salon._exceptions import AuthError, UnknownTokenError
 from salon.ids import UserId, localpart_of_user
-from salon.matrix.api import REQUEST_TIMEOUT_S, MatrixAPI
-from salon.matrix.ratelimit import RetryPolicy
-from salon.matrix.reachability import Reachability
+from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.registration import Credentials, login_with_password, register_or_login
 
 log = structlog.get_logger("salon.matrix.login")
@@ -48,18 +46,17 @@ class Authenticator:
         server_name: str,
         session: aiohttp.ClientSession,
         store: CredentialStore,
-        policy: RetryPolicy | None = None,
-        *,
-        request_timeout_s: float = REQUEST_TIMEOUT_S,
-        reachability: Reachability | None = None,
+        requests: RequestSettings | None = None,
     ) -> None:
+        requests = requests or RequestSettings()
         self.base_url = base_url
-        self.request_timeout_s = request_timeout_s
-        self.reachability = reachability
+        self.requests = requests
+        self.request_timeout_s = requests.request_timeout_s
+        self.reachability = requests.reachability
         self.server_name = server_name
         self._session = session
         self._store = store
-        self._policy = policy
+        self._policy = requests.policy
         self._sources: dict[UserId, CredentialSource] = {}
 
     async def login(self, user_id: UserId, source: CredentialSource) -> MatrixAPI:
@@ -139,7 +136,5 @@ class Authenticator:
             user_id,
             token,
             session=self._session,
-            policy=self._policy,
-            request_timeout_s=self.request_timeout_s,
-            reachability=self.reachability,
+            requests=self.requests,
         )

@@ -16,7 +16,7 @@ import yaml
 from mautrix.types import UserID
 from structlog.testing import capture_logs
 
-from salon.app.gateway import Gateway
+from salon.app.gateway import Gateway, ReloadSource
 from salon.config import load_config
 from salon.config.models import AccessConfig, SalonConfig
 from salon.metrics import EVENTS_DROPPED
@@ -158,7 +158,9 @@ async def test_a_reload_opening_access_applies_to_invitations_and_messages(
     data = admins_only(synapse, tmp_path, person.user_id).model_dump(mode="json")
     path = tmp_path / "salon.yaml"
     path.write_text(yaml.safe_dump(data))
-    gateway = await gateways(load_config(path), load=lambda: load_config(path), watch=path)
+    gateway = await gateways(
+        load_config(path), reload=ReloadSource(lambda: load_config(path), watch=path)
+    )
     store = gateway.store
     assert store is not None
     echo = str(gateway.config.agent_user_id("echo", synapse.server_name))

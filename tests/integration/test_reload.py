@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from salon.app.gateway import Gateway
+from salon.app.gateway import Gateway, ReloadSource
 from salon.config import load_config
 from salon.coordination.heartbeat import AGENT_STATE
 from salon.gateway.reload import RELOAD_STATUS_KEY
@@ -56,7 +56,9 @@ async def test_agents_come_and_go_while_running_and_a_broken_edit_is_refused(
     path = tmp_path / "salon.yaml"
     _write(path, data)
     gateway = await gateways(
-        load_config(path), invite=[person.user_id], load=lambda: load_config(path), watch=path
+        load_config(path),
+        invite=[person.user_id],
+        reload=ReloadSource(lambda: load_config(path), watch=path),
     )
     assert gateway.state is not None and gateway.store is not None
     server = synapse.server_name

@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -35,7 +36,17 @@ from salon.store import Store
 
 log = structlog.get_logger("salon.gateway")
 
-__all__ = ["Gateway", "GatewayState", "on_stop_signals"]
+__all__ = ["Gateway", "GatewayState", "ReloadSource", "on_stop_signals"]
+
+
+@dataclass(frozen=True)
+class ReloadSource:
+    """Where a reload (SIGHUP, `salon reload`, or the file changing) reads the config:
+    ``load`` reads it again, ``watch`` is the file whose changes trigger one. Without
+    ``load`` the running config never changes."""
+
+    load: Callable[[], SalonConfig] | None = None
+    watch: Path | None = None
 
 
 class Gateway:
@@ -48,16 +59,15 @@ class Gateway:
         invite: Sequence[UserId] = (),
         name: str | None = None,
         ready_timeout_s: float = 60.0,
-        load: Callable[[], SalonConfig] | None = None,
-        watch: Path | None = None,
+        reload: ReloadSource | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> None:
-        """``load`` reads the config again (a reload: SIGHUP, `salon reload`, or the file
-        ``watch`` changing); without it the running config never changes. ``secrets``:
+        """``reload``: see :class:`ReloadSource`. ``secrets``:
         values of variables the config names, given here instead of in the environment
         (which every backend and child process would inherit)."""
         if config.homeserver is None:
             raise ValueError("config.homeserver is required")
+        reload = reload or ReloadSource()
         self.name = name or socket.gethostname()
         self._plan = Plan(
             config=config,  # as written (before session agents)
@@ -66,8 +76,8 @@ class Gateway:
             ready_timeout_s=ready_timeout_s,
             # Without a way to read the file again, a reload re-applies the config the
             # gateway started with (session agents still come and go).
-            load=load or (lambda: config),
-            watch=watch,
+            load=reload.load or (lambda: config),
+            watch=reload.watch,
             secrets=dict(secrets or {}),
         )
         self.sessions = SessionAgents()

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from salon.app.gateway import Gateway, on_stop_signals
+from salon.app.gateway import Gateway, ReloadSource, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.config.models import SalonConfig
@@ -34,7 +34,7 @@ async def serve(
     ``watch``: how to read the config again, and the file whose changes reload it.
     """
     stop = stop or asyncio.Event()
-    gateway = gateway or Gateway(config, load=load, watch=watch)
+    gateway = gateway or Gateway(config, reload=ReloadSource(load, watch))
     # The first signal drains running turns (shutdown.drain_s); a second stops at once.
     on_stop_signals(stop, gateway.stop_now)
     graceful = False

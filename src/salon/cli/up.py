@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from salon._exceptions import DevServerError
-from salon.app.gateway import Gateway, GatewayState, on_stop_signals
+from salon.app.gateway import Gateway, GatewayState, ReloadSource, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
@@ -341,8 +341,9 @@ async def up(
         gateway = Gateway(
             cfg,
             invite=[UserId(creds.user_id)],
-            load=reload_config if config_path is not None else None,
-            watch=config_path,
+            reload=ReloadSource(
+                reload_config if config_path is not None else None, watch=config_path
+            ),
             secrets={
                 API_TOKEN_ENV: api_token,
                 OPERATOR_TOKEN_ENV: creds.access_token,

@@ -68,7 +68,9 @@ def gateways_missing() -> str | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--part", default="cost,hosting", help=f"comma-separated of {PARTS}")
-    parser.add_argument("--messages", type=int, default=2000, help="cost: measured messages per side")
+    parser.add_argument(
+        "--messages", type=int, default=2000, help="cost: measured messages per side"
+    )
     parser.add_argument("--warmup", type=int, default=100, help="cost: uncounted messages per side")
     parser.add_argument("--clients", type=int, default=32, help="cost: messages in flight")
     parser.add_argument("--cost-agents", type=int, default=10, help="cost: echo agents")
@@ -77,7 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25, help="cost: functions in the profile's top")
     parser.add_argument("--agents", default="10,100", help="hosting: comma-separated agent counts")
     parser.add_argument("--mode", choices=("client", "appservice"), default="client")
-    parser.add_argument("--roundtrips", type=int, default=20, help="hosting: round trips per agent measured")
+    parser.add_argument(
+        "--roundtrips", type=int, default=20, help="hosting: round trips per agent measured"
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="hosting: keep Synapse here")
     args = parser.parse_args(argv)
     args.part = [p.strip() for p in args.part.split(",") if p.strip()]

@@ -65,7 +65,11 @@ class WatchedHomeserver(FakeHomeserver):
         return LeanFakeMatrixAPI(user_id, self, device_id=device_id)
 
     def append(
-        self, room: FakeRoom, sender: str, etype: str, content: dict[str, Any],
+        self,
+        room: FakeRoom,
+        sender: str,
+        etype: str,
+        content: dict[str, Any],
         state_key: str | None = None,
     ) -> EventId:
         event_id = super().append(room, sender, etype, content, state_key)
@@ -124,8 +128,13 @@ def cost_config(data_dir: Path, agents: int) -> SalonConfig:
             },
             "access": {"allowed_users": [f"@*:{SERVER}"]},
             "sync": {"startup_jitter_s": 0},
-            "turns": {"concurrency": SLOTS, "per_agent": SLOTS, "per_sender": SLOTS,
-                      "max_waiting_per_sender": 4096, "max_waiting_per_agent": 4096},
+            "turns": {
+                "concurrency": SLOTS,
+                "per_agent": SLOTS,
+                "per_sender": SLOTS,
+                "max_waiting_per_sender": 4096,
+                "max_waiting_per_agent": 4096,
+            },
             "store": {"url": f"sqlite:///{data_dir / 'salon-cost.db'}"},
             "data_dir": str(data_dir / "data"),
         }
@@ -188,7 +197,9 @@ class Driver:
         }
 
 
-async def baseline_rooms(hs: WatchedHomeserver, agents: int) -> tuple[list[tuple[RoomId, UserId]], Deliver]:
+async def baseline_rooms(
+    hs: WatchedHomeserver, agents: int
+) -> tuple[list[tuple[RoomId, UserId]], Deliver]:
     """Rooms of bare echo bots, and the hand-over that answers there at once."""
     person = hs.api(PERSON)
     bots: dict[UserId, FakeMatrixAPI] = {}
@@ -336,8 +347,15 @@ async def run_cost(
 
 def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Rounds of one side as one: medians of the per-round figures."""
-    keys = ("p50_ms", "p95_ms", "mean_ms", "messages_per_s", "cpu_ms_per_message",
-            "loop_cpu_ms_per_message", "messages_per_cpu_s")
+    keys = (
+        "p50_ms",
+        "p95_ms",
+        "mean_ms",
+        "messages_per_s",
+        "cpu_ms_per_message",
+        "loop_cpu_ms_per_message",
+        "messages_per_cpu_s",
+    )
     merged: dict[str, Any] = {k: round(statistics.median(r[k] for r in rounds), 3) for k in keys}
     merged["max_ms"] = max(r["max_ms"] for r in rounds)
     merged["messages"] = sum(r["messages"] for r in rounds)

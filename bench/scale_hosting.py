@@ -39,6 +39,9 @@ from salon.ids import AgentId, UserId
 from salon.matrix.registration import register_with_shared_secret
 
 
+REQUEST_TIMEOUT_S = 300.0
+
+
 def rss_mb() -> float:
     """This process's resident set size in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -49,7 +52,14 @@ def rss_mb() -> float:
 
 def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonConfig:
     """``agents`` echo agents (``echo``, ``idle0`` … as in roundtrip.py's config)."""
-    return salon_config(layout, data_dir, extra_agents=agents - 1)
+    config = salon_config(layout, data_dir, extra_agents=agents - 1)
+    # At 100 agents on 2 shared cores Synapse, busy with ~10,000 invitations, took more
+    # than the default 30 s to answer one join, and the cold start failed on it.
+    hs = config.homeserver
+    assert hs is not None
+    return config.model_copy(
+        update={"homeserver": hs.model_copy(update={"request_timeout_s": REQUEST_TIMEOUT_S})}
+    )
 
 
 async def baseline(
@@ -138,6 +148,7 @@ async def one_count(
         out["baseline_provision_s"] = round(
             await baseline(layout, http, n, operator.creds.user_id), 2
         )
+        console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
         config = hosting_config(layout, data_dir, n)
         rss_before = rss_mb()
         console.print(f"{n} agents: Salon cold start …")
@@ -145,6 +156,7 @@ async def one_count(
         started = time.perf_counter()
         state = await gateway.start()
         out["salon_cold_start_s"] = round(time.perf_counter() - started, 2)
+        console.print(f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s")
         out["rss_online_mb"] = rss_mb()
         out["rss_growth_mb"] = round(out["rss_online_mb"] - rss_before, 1)
         out["provision_ratio"] = round(out["salon_cold_start_s"] / out["baseline_provision_s"], 2)

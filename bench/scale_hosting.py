@@ -38,7 +38,6 @@ from salon.devserver.synapse import SynapseLayout
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import register_with_shared_secret
 
-
 REQUEST_TIMEOUT_S = 300.0
 
 

@@ -33,7 +33,7 @@ from mautrix.client import ClientAPI
 from mautrix.types import RoomAlias, RoomID, UserID
 
 from salon.app.gateway import Gateway
-from salon.config.models import SalonConfig
+from salon.config.models import SalonConfig, TurnsConfig
 from salon.devserver.synapse import SynapseLayout
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import register_with_shared_secret
@@ -56,8 +56,20 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
     # than the default 30 s to answer one join, and the cold start failed on it.
     hs = config.homeserver
     assert hs is not None
+    # One operator asks every agent at once: wide slots, or the per-sender bounds answer
+    # "busy" (as they should for one person sending a hundred messages at once).
+    wide = TurnsConfig(
+        concurrency=4096,
+        per_agent=64,
+        per_sender=4096,
+        max_waiting_per_sender=4096,
+        max_waiting_per_agent=4096,
+    )
     return config.model_copy(
-        update={"homeserver": hs.model_copy(update={"request_timeout_s": REQUEST_TIMEOUT_S})}
+        update={
+            "homeserver": hs.model_copy(update={"request_timeout_s": REQUEST_TIMEOUT_S}),
+            "turns": wide,
+        }
     )
 
 
@@ -155,9 +167,12 @@ async def one_count(
         started = time.perf_counter()
         state = await gateway.start()
         out["salon_cold_start_s"] = round(time.perf_counter() - started, 2)
-        console.print(f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s")
         out["rss_online_mb"] = rss_mb()
         out["rss_growth_mb"] = round(out["rss_online_mb"] - rss_before, 1)
+        console.print(
+            f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s,"
+            f" RSS {out['rss_online_mb']} MB (+{out['rss_growth_mb']} MB)"
+        )
         out["provision_ratio"] = round(out["salon_cold_start_s"] / out["baseline_provision_s"], 2)
         ids = list(state.topology.agent_rooms)
         rooms = [str(state.topology.agent_rooms[AgentId(a)]) for a in ids]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import re
 import sqlite3
 import threading
@@ -65,7 +66,10 @@ def _store_error(what: str, e: sqlite3.Error) -> StoreError:
     return StoreError(f"{what}: {e}", transient=transient)
 
 
+@functools.lru_cache(maxsize=1024)
 def _sqlite_sql(sql: str) -> str:
+    # Cached: the store's statements are a few hundred constant texts, and the regex
+    # ran on each of the ~30 statements of every message (bench/scale.py --part cost).
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -69,8 +69,10 @@ class TurnSpec:
 
     def to_json(self) -> str:
         """The spec as stored in the ledger."""
-        data = asdict(self)
+        # Field by field, not asdict(): its deep copy took ~0.1 ms of every turn.
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
         data["kind"] = self.kind.value
+        data["reply_to"] = {f.name: getattr(self.reply_to, f.name) for f in _REPLY_FIELDS}
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -96,6 +98,10 @@ class TurnSpec:
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e
+
+
+_SPEC_FIELDS = fields(TurnSpec)
+_REPLY_FIELDS = fields(ReplyTo)
 
 
 class OutcomeState(StrEnum):

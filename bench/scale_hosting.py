@@ -1,0 +1,218 @@
+"""Hosting N agents against a throwaway Synapse: provisioning, memory, restart, reach.
+
+For each agent count, in one run (``bench/scale.py --part hosting``):
+
+1. **Baseline**: a raw mautrix client (``ClientAPI``, no Salon) does the work Salon's
+   cold start does on the homeserver: register the router and N users (shared secret,
+   as Salon does), set their display names; the router creates the Space (inviting
+   the operator) and the lobby (inviting the agents); each user creates its own room
+   with an alias and invites the operator and the other agents (Salon invites every
+   other agent into each agent room as a possible visitor), joins the lobby; the
+   router lists each room in the Space, each user names the Space its room's parent;
+   then every identity syncs once. Same concurrency as Salon (all users at once).
+2. **Salon cold**: a fresh gateway with N ``echo`` agents, ``Gateway.start()`` until it
+   returns (every identity logged in, rooms and Space entries made, each synced once).
+   RSS of this process once all are online (and its growth over the start).
+3. **Salon warm**: the gateway stopped and started again on the same store; the
+   time from the start until every agent has answered one message in its room.
+4. Round trips to agent #1 and to agent #N, alternating, ``roundtrips`` each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from common import Operator, console, register, salon_config, summary
+from mautrix.api import HTTPAPI
+from mautrix.client import ClientAPI
+from mautrix.types import RoomAlias, RoomID, UserID
+
+from salon.app.gateway import Gateway
+from salon.config.models import SalonConfig, TurnsConfig
+from salon.devserver.synapse import SynapseLayout
+from salon.ids import AgentId, UserId
+from salon.matrix.registration import register_with_shared_secret
+
+REQUEST_TIMEOUT_S = 300.0
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonConfig:
+    """``agents`` echo agents (``echo``, ``idle0`` … as in roundtrip.py's config)."""
+    config = salon_config(layout, data_dir, extra_agents=agents - 1)
+    # At 100 agents on 2 shared cores Synapse, busy with ~10,000 invitations, took more
+    # than the default 30 s to answer one join, and the cold start failed on it.
+    hs = config.homeserver
+    assert hs is not None
+    # One operator asks every agent at once: wide slots, or the per-sender bounds answer
+    # "busy" (as they should for one person sending a hundred messages at once).
+    wide = TurnsConfig(
+        concurrency=4096,
+        per_agent=64,
+        per_sender=4096,
+        max_waiting_per_sender=4096,
+        max_waiting_per_agent=4096,
+    )
+    return config.model_copy(
+        update={
+            "homeserver": hs.model_copy(update={"request_timeout_s": REQUEST_TIMEOUT_S}),
+            "turns": wide,
+        }
+    )
+
+
+async def baseline(
+    layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str
+) -> float:
+    """The same homeserver work with a raw mautrix client; seconds taken."""
+    ns = secrets.token_hex(3)
+    started = time.perf_counter()
+
+    async def client(localpart: str) -> ClientAPI:
+        creds = await register_with_shared_secret(
+            http,
+            layout.base_url,
+            layout.registration_shared_secret,
+            localpart,
+            secrets.token_urlsafe(16),
+        )
+        api = ClientAPI(
+            UserID(creds.user_id),
+            api=HTTPAPI(layout.base_url, creds.access_token, client_session=http),
+        )
+        await api.set_displayname(localpart)
+        return api
+
+    router, *users = await asyncio.gather(
+        client(f"raw-{ns}"), *(client(f"raw-{ns}_a{i}") for i in range(n))
+    )
+    space = await router.create_room(
+        alias_localpart=f"raw-{ns}",
+        name="Space",
+        invitees=[UserID(operator)],
+        creation_content={"type": "m.space"},
+    )
+    lobby = await router.create_room(
+        alias_localpart=f"raw-{ns}-lobby",
+        name="Lobby",
+        invitees=[UserID(operator), *(u.mxid for u in users)],
+    )
+    server = layout.server_name
+
+    async def agent_room(api: ClientAPI, i: int) -> RoomID:
+        room = await api.create_room(
+            alias_localpart=f"raw-{ns}-a{i}",
+            name=f"Agent {i}",
+            topic="an agent's room",
+        )
+        await api.join_room(RoomAlias(f"#raw-{ns}-lobby:{server}"), servers=[server])
+        for invitee in [UserID(operator), *(u.mxid for u in users if u is not api)]:
+            await api.invite_user(room, invitee)
+        return room
+
+    rooms = await asyncio.gather(*(agent_room(api, i) for i, api in enumerate(users)))
+    await router.send_state_event(space, "m.space.child", {"via": [server]}, state_key=lobby)
+    for api, room in zip(users, rooms, strict=True):
+        await router.send_state_event(space, "m.space.child", {"via": [server]}, state_key=room)
+        await api.send_state_event(room, "m.space.parent", {"via": [server]}, state_key=space)
+    await asyncio.gather(*(api.sync(timeout=0) for api in [router, *users]))
+    return time.perf_counter() - started
+
+
+async def answers_all(operator: Operator, rooms: list[str]) -> float:
+    """One message to every agent room at once; seconds until the last reply."""
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            operator.roundtrip(room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}")
+            for i, room in enumerate(rooms)
+        )
+    )
+    return time.perf_counter() - started
+
+
+async def one_count(
+    layout: SynapseLayout, data_dir: Path, n: int, roundtrips: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"agents": n}
+    # Provisioning 100 agents queues thousands of invites in Synapse: a request may wait
+    # longer than aiohttp's default 5 minutes.
+    slow = aiohttp.ClientTimeout(total=1800)
+    async with (
+        aiohttp.ClientSession(timeout=slow) as op_http,
+        aiohttp.ClientSession(timeout=slow) as http,
+    ):
+        operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
+        console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
+        out["baseline_provision_s"] = round(
+            await baseline(layout, http, n, operator.creds.user_id), 2
+        )
+        console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
+        config = hosting_config(layout, data_dir, n)
+        rss_before = rss_mb()
+        console.print(f"{n} agents: Salon cold start …")
+        gateway = Gateway(config, invite=[UserId(operator.creds.user_id)], ready_timeout_s=600)
+        started = time.perf_counter()
+        state = await gateway.start()
+        out["salon_cold_start_s"] = round(time.perf_counter() - started, 2)
+        out["rss_online_mb"] = rss_mb()
+        out["rss_growth_mb"] = round(out["rss_online_mb"] - rss_before, 1)
+        console.print(
+            f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s,"
+            f" RSS {out['rss_online_mb']} MB (+{out['rss_growth_mb']} MB)"
+        )
+        out["provision_ratio"] = round(out["salon_cold_start_s"] / out["baseline_provision_s"], 2)
+        ids = list(state.topology.agent_rooms)
+        rooms = [str(state.topology.agent_rooms[AgentId(a)]) for a in ids]
+        await asyncio.gather(*(operator.join(r) for r in rooms))
+        await operator.start_sync(rooms)
+        try:
+            out["first_answers_all_s"] = round(await answers_all(operator, rooms), 2)
+            console.print(f"{n} agents: Salon warm restart …")
+            await gateway.stop()
+            gateway = Gateway(config, invite=[UserId(operator.creds.user_id)], ready_timeout_s=600)
+            started = time.perf_counter()
+            await gateway.start()
+            out["warm_start_s"] = round(time.perf_counter() - started, 2)
+            await answers_all(operator, rooms)
+            out["warm_until_all_answer_s"] = round(time.perf_counter() - started, 2)
+            first, last = rooms[0], rooms[-1]
+            samples: dict[str, list[float]] = {"agent_1": [], f"agent_{n}": []}
+            for i in range(roundtrips):
+                pair = [("agent_1", first), (f"agent_{n}", last)]
+                for name, room in pair if i % 2 == 0 else reversed(pair):
+                    samples[name].append(await operator.roundtrip(room, f"rt {i}", name))
+            out["roundtrip"] = {k: summary(v) for k, v in samples.items()}
+            out["roundtrip_ratio_p50"] = round(
+                out["roundtrip"][f"agent_{n}"]["p50_ms"] / out["roundtrip"]["agent_1"]["p50_ms"], 3
+            )
+        finally:
+            await operator.stop()
+            await gateway.stop()
+    console.print(f"{n} agents: {out}")
+    return out
+
+
+async def run_hosting(
+    layout: SynapseLayout, data_dir: Path, counts: list[int], mode: str, roundtrips: int
+) -> dict[str, Any]:
+    """Each agent count in turn, on the same Synapse (fresh users and rooms each time)."""
+    results = []
+    for n in counts:
+        started = time.perf_counter()
+        result = await one_count(layout, data_dir, n, roundtrips)
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        results.append(result)
+    return {"mode": mode, "runs": results}

@@ -1,0 +1,53 @@
+"""A turn's session messages are added, and the session trimmed, in one atomic trip
+to the store: it runs after every reply, and a transaction of five or six trips
+(holding every reader back meanwhile) was a measured share of each message's cost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from salon.store import Store
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_append_and_trim_are_one_trip_no_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.sessions.max_messages = 3
+    db = store.sessions._db
+    trips: list[str] = []
+    batch, transaction = db.batch, db.transaction
+
+    async def counted_batch(statements: Any) -> list[int]:
+        trips.append("batch")
+        return await batch(statements)
+
+    def counted_transaction() -> Any:
+        trips.append("transaction")
+        return transaction()
+
+    await store.sessions.append_turn("s", "coder", "$t0", [("user", "q0", 1)])
+    monkeypatch.setattr(db, "batch", counted_batch)
+    monkeypatch.setattr(db, "transaction", counted_transaction)
+    for n in range(1, 4):
+        await store.sessions.append_turn(
+            "s", "coder", f"$t{n}", [("user", f"q{n}", 1), ("assistant", f"a{n}", 1)]
+        )
+    assert trips == ["batch"] * 3
+    kept = await store.sessions.messages("s", "coder")
+    # The newest 3 messages, whole turns: $t3's two, and $t2 cut whole.
+    assert [(m.turn_id, m.content) for m in kept] == [("$t3", "q3"), ("$t3", "a3")]
+    # A replayed turn adds nothing.
+    await store.sessions.append_turn("s", "coder", "$t3", [("user", "q3", 1)])
+    assert len(await store.sessions.messages("s", "coder")) == 2

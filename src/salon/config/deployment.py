@@ -20,7 +20,23 @@ from salon.config.base import (
 )
 
 
-class AppserviceConfig(ConfigModel):
+class Listening(ConfigModel):
+    """A section with a ``listen: host:port`` address (the API, the appservice)."""
+
+    listen: str
+
+    @property
+    def host(self) -> str:
+        """The address to listen on (brackets of an IPv6 literal removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to listen on (0: any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class AppserviceConfig(Listening):
     """The gateway as an application service (``homeserver.mode: appservice``): the
     homeserver pushes events to ``listen`` and every agent acts through one token.
 
@@ -42,16 +58,6 @@ class AppserviceConfig(ConfigModel):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"must be host:port, e.g. 127.0.0.1:9010, got {value!r}")
         return value
-
-    @property
-    def host(self) -> str:
-        """The address to listen on."""
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        """The port to listen on (0: any free port)."""
-        return int(self.listen.rpartition(":")[2])
 
     @property
     def public_url(self) -> str:
@@ -248,7 +254,7 @@ class StoreConfig(ConfigModel):
         return self.url.removeprefix("sqlite:///")
 
 
-class ApiConfig(ConfigModel):
+class ApiConfig(Listening):
     """The gateway's HTTP server: admin API, OpenAI-compatible API, metrics, health.
 
     Off unless configured. Every route but ``/healthz`` needs ``Authorization:
@@ -288,13 +294,3 @@ class ApiConfig(ConfigModel):
                 raise ValueError(f"a host name or name:port, e.g. salon.example.com, got {entry!r}")
             names.append(name)
         return names
-
-    @property
-    def host(self) -> str:
-        """The address to listen on (brackets of an IPv6 literal removed)."""
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        """The port to listen on."""
-        return int(self.listen.rpartition(":")[2])

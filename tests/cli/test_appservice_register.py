@@ -55,3 +55,31 @@ def test_register_writes_registration_and_private_env(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["appservice", "register", "-c", str(config), "-o", str(out)])
     assert again.exit_code == 2
     assert yaml.safe_load(out.read_text())["as_token"] == doc["as_token"]
+
+
+def test_a_registration_over_a_readable_file_is_never_readable_by_others(
+    tmp_path: Path,
+) -> None:
+    from salon.devserver.appservice import write_private
+
+    path = tmp_path / "registration.yaml"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    write_private(path, "as_token: secret\n")
+    assert path.read_text() == "as_token: secret\n"
+    assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["registration.yaml"]  # no temp left
+
+
+def test_a_link_in_the_registrations_place_gets_no_tokens(tmp_path: Path) -> None:
+    from salon.devserver.appservice import write_private
+
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("old\n")
+    elsewhere.chmod(0o644)
+    path = tmp_path / "registration.yaml"
+    path.symlink_to(elsewhere)
+    write_private(path, "as_token: secret\n")
+    # The old write followed the link: the tokens landed in a world-readable file.
+    assert elsewhere.read_text() == "old\n"
+    assert not path.is_symlink() and path.read_text() == "as_token: secret\n"

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from salon.ids import UserId
-from salon.matrix.appservice import AppserviceSource
+from salon.matrix.appservice import AppserviceSource, txn_key
 from salon.matrix.events import InboundEvent, Invite
 
 ROUTER = UserId("@salon:localhost")
@@ -72,18 +72,30 @@ async def test_events_admitted_before_200_and_txn_recorded(setup) -> None:
     )
     assert r.status == 200
     assert sink.admitted == [(ROUTER, ["$e1", "$e2"])]
-    assert txns.ids == {"t1"}
+    assert txns.ids == {txn_key(TOKEN, "t1")}
 
 
 async def test_repeated_txn_answered_without_work(setup) -> None:
     client, sink, txns, source = setup
-    txns.ids.add("t1")  # admitted before (e.g. before a restart)
+    txns.ids.add(txn_key(TOKEN, "t1"))  # admitted before (e.g. before a restart)
     r = await client.put(
         "/_matrix/app/v1/transactions/t1", json={"events": [message(1)]}, headers=AUTH
     )
     assert r.status == 200
     assert sink.admitted == []
     assert source.repeats == 1
+
+
+async def test_a_new_registrations_first_transaction_is_not_taken_for_an_old_one(
+    setup,
+) -> None:
+    client, sink, txns, _ = setup
+    txns.ids.add(txn_key("an older registration's token", "t1"))  # the same number, before
+    r = await client.put(
+        "/_matrix/app/v1/transactions/t1", json={"events": [message(1)]}, headers=AUTH
+    )
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e1"])]
 
 
 async def test_failed_admit_answers_500_and_is_not_recorded(setup) -> None:

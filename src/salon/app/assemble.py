@@ -90,7 +90,7 @@ class Plan:
     watch: Path | None  # the file whose changes reload it
     # Values of variables the config names, given instead of the environment (which
     # every backend and child process would inherit).
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 async def assemble(

@@ -80,10 +80,17 @@ def registration(config: SalonConfig, as_token: str, hs_token: str) -> dict[str,
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (it holds both tokens)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+    # A new file, owner-only from its first byte, renamed over the old one: an existing
+    # file's looser mode (or a link in its place) never sees the tokens.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_registration(

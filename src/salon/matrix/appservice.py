@@ -13,6 +13,7 @@ keeps seen ids only in memory and answers before its handlers finish.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,13 @@ class ListenAddress:
 
     host: str = "127.0.0.1"
     port: int = 9010
+
+
+def txn_key(hs_token: str, txn_id: str) -> str:
+    """How a transaction id is kept: under its registration's token (hashed). The
+    homeserver numbers transactions per registration and starts again at 1 for a new
+    one, so a new registration's "1" is never taken for an old one already admitted."""
+    return f"{hashlib.sha256(hs_token.encode()).hexdigest()[:16]}:{txn_id}"
 
 
 class AppserviceSource:
@@ -156,7 +164,8 @@ class AppserviceSource:
         token = token or request.query.get("access_token")
         if not token:
             return _error(401, "M_MISSING_TOKEN", "no homeserver token")
-        if not hmac.compare_digest(token.encode(), self._hs_token.encode()):
+        given = token.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, self._hs_token.encode()):
             EVENTS_DROPPED.labels(reason="appservice_forbidden").inc()
             log.warning("appservice.forbidden", path=request.path)
             return _error(403, "M_FORBIDDEN", "wrong homeserver token")
@@ -164,7 +173,7 @@ class AppserviceSource:
         return response
 
     async def _transaction(self, request: web.Request) -> web.Response:
-        txn_id = request.match_info["txn_id"]
+        txn_id = txn_key(self._hs_token, request.match_info["txn_id"])
         try:
             body = await request.json()
         except ValueError:

@@ -7,7 +7,7 @@ makes sure the user exists and hands back a :class:`MatrixAPI` masquerading as i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import structlog
@@ -32,7 +32,7 @@ class AppserviceIdentity:
     """Who the gateway is as an appservice: its token (``as_token``), and its
     ``sender``, the user the homeserver made for it (the router)."""
 
-    as_token: str
+    as_token: str = field(repr=False)  # never in a log line or a traceback's repr
     sender: UserId
 
 

@@ -19,7 +19,6 @@ from contextlib import AbstractAsyncContextManager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from salon._exceptions import StoreError
 
@@ -41,13 +40,20 @@ def is_postgres_url(url: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` without its password, for logs and errors.
+
+    Not by ``urlsplit``: a password with a raw ``/``, ``#`` or ``?`` in it makes it
+    find none. Whatever lies between the scheme and the last ``@`` is credentials;
+    a ``password=`` in the query is masked too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    at = rest.rfind("@")
+    if at >= 0:
+        user = rest[:at].partition(":")[0]
+        rest = f"{user}:***@{rest[at + 1 :]}"
+    return f"{scheme}://" + re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
 
 
 class Database(ABC):

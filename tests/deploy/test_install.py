@@ -28,7 +28,7 @@ def _user() -> pwd.struct_passwd:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    pytest.skip("running as root and no unprivileged user (postgres, nobody) to run as")
+    pytest.fail("running as root and no unprivileged user (postgres, nobody) to run as")
 
 
 def _tree(path: Path) -> set[str]:

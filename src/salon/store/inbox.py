@@ -71,22 +71,6 @@ class Inbox:
         )
         return [_row(r) for r in rows]
 
-    async def room_heads(self, limit: int = 100, *, per_room: int = 16) -> list[InboxRow]:
-        """Like :meth:`pending`, for handling rooms side by side: at most ``per_room``
-        events of each room (so one busy room does not hide the others), and none of
-        a room whose earlier event waits for a retry (a room's events keep their order)."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER"
-            " (PARTITION BY room_id ORDER BY received_at, origin_ts) AS nth"
-            " FROM inbox WHERE state = 'new' AND next_at <= $2 AND room_id NOT IN"
-            " (SELECT room_id FROM inbox WHERE state = 'new' AND next_at > $2))"
-            " WHERE nth <= $3 ORDER BY received_at, origin_ts LIMIT $1",
-            limit,
-            now_ms(),
-            per_room,
-        )
-        return [_row(r) for r in rows]
-
     async def claim(
         self, owner: str, lease_ms: int, *, rooms: int = 100, per_room: int = 16
     ) -> list[InboxRow]:

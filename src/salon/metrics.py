@@ -72,3 +72,14 @@ CONFIG_RELOADS = Counter(
 RETENTION_PRUNED = Counter(
     "salon_retention_pruned_total", "Rows the retention janitor deleted", ["table"]
 )
+DECRYPTION_FAILURES = Counter(
+    "salon_decryption_failures_total",
+    "Encrypted events given up on (key never arrived, bad ciphertext…), by identity",
+    ["identity", "reason"],
+)
+UNDECRYPTABLE_WAITING = Gauge(
+    "salon_undecryptable_waiting", "Encrypted events waiting for their room key", ["identity"]
+)
+ONE_TIME_KEYS = Gauge(
+    "salon_one_time_keys", "One-time keys the homeserver holds for a device", ["identity"]
+)

@@ -9,12 +9,14 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from salon.app.crypto_key import crypto_settings
 from salon.app.surface import api_secret
 from salon.config.models import HomeserverConfig, SalonConfig
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.appservice import AppserviceSource, ListenAddress
 from salon.matrix.as_auth import AppserviceAuthenticator, AppserviceIdentity
+from salon.matrix.crypto import DeviceCrypto
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
@@ -51,7 +53,12 @@ def authenticator(
             AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
             requests,
         )
-    return Authenticator(hs.url, hs.server_name, session, store.identities, requests)
+    auth = Authenticator(hs.url, hs.server_name, session, store.identities, requests)
+    if config.encryption.enabled:
+        # Each identity gets its one durable device before its first sync or send.
+        settings = crypto_settings(config, secrets)
+        auth.on_login = lambda api: DeviceCrypto.attach(api, store.crypto, settings)
+    return auth
 
 
 def event_source(

@@ -206,6 +206,17 @@ class ClusterConfig(ConfigModel):
     instance: Annotated[str | None, Field(min_length=1, max_length=200)] = None
 
 
+class EncryptionConfig(ConfigModel):
+    """End-to-end encryption (client mode): each identity's device keys live in the
+    store, pickled with a key read from the secret named by ``pickle_key_env`` or,
+    without one, from ``<data_dir>/crypto.key`` (made owner-only on first start)."""
+
+    enabled: bool = True
+    pickle_key_env: str | None = None
+    # An encrypted event whose room key has not come by then is dropped (logged, counted).
+    undecryptable_wait_s: PositiveFloat = 600
+
+
 class ShutdownConfig(ConfigModel):
     """How the gateway stops on SIGTERM/SIGINT: it takes no new turns, lets the
     running ones finish for up to ``drain_s`` seconds (0: none), then stops; a

@@ -54,6 +54,7 @@ from salon.config.deployment import (
     AppserviceConfig,
     ClusterConfig,
     DispatchConfig,
+    EncryptionConfig,
     HeartbeatConfig,
     HomeserverConfig,
     IdentityCredentials,
@@ -90,6 +91,7 @@ __all__ = [
     "DelegationConfig",
     "DispatchConfig",
     "EchoBackend",
+    "EncryptionConfig",
     "EntryPoint",
     "HeartbeatConfig",
     "HomeserverConfig",
@@ -160,6 +162,7 @@ class SalonConfig(ConfigModel):
     dispatch: DispatchConfig = DispatchConfig()
     cluster: ClusterConfig = ClusterConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.
     data_dir: str = "salon-data"
     teams: dict[str, TeamConfig] = Field(default_factory=dict)

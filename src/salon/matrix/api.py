@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from mautrix.api import Method, Path
@@ -41,6 +41,14 @@ class RequestSettings:
     reachability: Reachability | None = None
 
 
+class RoomEncryptor(Protocol):
+    """What end-to-end encryption an identity's sends go through (see
+    :mod:`salon.matrix.crypto`)."""
+
+    async def encrypt(self, room_id: RoomId, event_type: str, content: JSON) -> tuple[str, JSON]:
+        """(type, content) to send: ``m.room.encrypted`` in an encrypted room, else as is."""
+
+
 class MatrixAPI:
     """The client-server API as one Matrix user.
 
@@ -50,6 +58,9 @@ class MatrixAPI:
 
     reachability: Reachability | None = None
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    # Set once the identity has a device with keys: every room event it sends goes
+    # through send_event, and so is encrypted there when the room is encrypted.
+    crypto: RoomEncryptor | None = None
 
     def __init__(
         self,
@@ -165,7 +176,10 @@ class MatrixAPI:
     async def send_event(
         self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str
     ) -> EventId:
-        """Send a room event. The same ``txn_id`` twice yields one event (homeserver dedup)."""
+        """Send a room event, encrypted in an encrypted room (when the identity has a
+        device). The same ``txn_id`` twice yields one event (homeserver dedup)."""
+        if self.crypto is not None and event_type != "m.room.encrypted":
+            event_type, content = await self.crypto.encrypt(room_id, event_type, content)
         path = Path.v3.rooms[room_id].send[event_type][txn_id]
         data = await self._call(f"send {event_type}", Method.PUT, path, content)
         return EventId(data["event_id"])
@@ -291,3 +305,31 @@ class MatrixAPI:
         if typing:
             body["timeout"] = timeout_ms
         await self._call("typing", Method.PUT, Path.v3.rooms[room_id].typing[self.user_id], body)
+
+    async def device_id(self) -> str | None:
+        """The device the token belongs to (None for an appservice's own token)."""
+        data = await self._call("whoami", Method.GET, Path.v3.account.whoami)
+        device = data.get("device_id")
+        return device if isinstance(device, str) else None
+
+    async def upload_keys(self, body: JSON) -> dict[str, int]:
+        """Publish device and one-time keys; returns the one-time keys held, by algorithm."""
+        data = await self._call("upload keys", Method.POST, Path.v3.keys.upload, body)
+        counts = data.get("one_time_key_counts")
+        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
+
+    async def query_keys(self, users: Sequence[str]) -> JSON:
+        """The device keys of ``users`` (``device_keys``: user → device → keys)."""
+        body: JSON = {"device_keys": {u: [] for u in users}}
+        return await self._call("query keys", Method.POST, Path.v3.keys.query, body)
+
+    async def claim_keys(self, devices: Mapping[str, Sequence[str]]) -> JSON:
+        """Claim one signed one-time key of each of ``devices`` (user → device ids)."""
+        wanted = {u: {d: "signed_curve25519" for d in ds} for u, ds in devices.items()}
+        body = {"one_time_keys": wanted}
+        return await self._call("claim keys", Method.POST, Path.v3.keys.claim, body)
+
+    async def send_to_device(self, event_type: str, messages: JSON, *, txn_id: str) -> None:
+        """Send to-device events (``messages``: user → device → content)."""
+        path = Path.v3.sendToDevice[event_type][txn_id]
+        await self._call(f"send to-device {event_type}", Method.PUT, path, {"messages": messages})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,7 +39,11 @@ class CredentialStore(Protocol):
 
 class Authenticator:
     """Turns identities into authenticated :class:`MatrixAPI` handles, all sharing
-    one request bound and one :class:`Reachability` of the homeserver."""
+    one request bound and one :class:`Reachability` of the homeserver.
+    ``on_login`` (client mode: the identity's encryption device) runs on each
+    handle ``login`` returns."""
+
+    on_login: Callable[[MatrixAPI], Awaitable[object]] | None = None
 
     def __init__(
         self,
@@ -62,6 +67,15 @@ class Authenticator:
     async def login(self, user_id: UserId, source: CredentialSource) -> MatrixAPI:
         """An API handle for ``user_id``, reusing a stored token while it still works."""
         self._sources[user_id] = source
+        api = await self._stored(user_id)
+        if api is None:
+            creds = await self._fresh(user_id, source)
+            api = self._api(user_id, creds.access_token)
+        if self.on_login is not None:
+            await self.on_login(api)
+        return api
+
+    async def _stored(self, user_id: UserId) -> MatrixAPI | None:
         _, token = await self._store.load_credentials(user_id)
         if token:
             api = self._api(user_id, token)
@@ -70,8 +84,7 @@ class Authenticator:
                     return api
             except UnknownTokenError:
                 log.info("login.token_expired", user_id=user_id)
-        creds = await self._fresh(user_id, source)
-        return self._api(user_id, creds.access_token)
+        return None
 
     async def reauth(self, api: MatrixAPI) -> None:
         """Replace a token the homeserver stopped accepting (the handle is updated in place).

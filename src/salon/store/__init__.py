@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from salon.store.appservice import AppserviceTxns
 from salon.store.cron import CronRuns
+from salon.store.crypto import CryptoStore
 from salon.store.db import Database
 from salon.store.delegations import Delegations
 from salon.store.identities import Identities
@@ -41,6 +42,7 @@ class Store:
         self.retention = Retention(db)
         self.appservice_txns = AppserviceTxns(db)
         self.leases = Leases(db)
+        self.crypto = CryptoStore(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

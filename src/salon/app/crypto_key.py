@@ -1,0 +1,36 @@
+"""The key every identity's encryption secrets are pickled with in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+
+from salon.app.surface import api_secret
+from salon.config.models import SalonConfig
+from salon.matrix.crypto import CryptoSettings
+from salon.store.db import PRIVATE_FILE_MODE, ensure_private_dir
+
+KEY_FILE = "crypto.key"
+
+
+def crypto_settings(config: SalonConfig, given: Mapping[str, str]) -> CryptoSettings:
+    """From the secret ``encryption.pickle_key_env`` names, else ``<data_dir>/crypto.key``
+    (32 random bytes, owner-only, made on first start and kept: losing it loses every
+    identity's device)."""
+    secret = api_secret(config.encryption.pickle_key_env, "encryption.pickle_key_env", given)
+    wait_s = config.encryption.undecryptable_wait_s
+    if secret is not None:
+        return CryptoSettings(hashlib.sha256(secret.encode()).digest(), wait_s)
+    data_dir = Path(config.data_dir)
+    ensure_private_dir(data_dir)
+    path = data_dir / KEY_FILE
+    with suppress(FileExistsError):
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32))
+    path.chmod(PRIVATE_FILE_MODE)
+    return CryptoSettings(hashlib.sha256(path.read_text().strip().encode()).digest(), wait_s)

@@ -1,0 +1,330 @@
+"""One identity's device: its keys, fed by the sync loop, used by every send.
+
+Everything an identity sends goes through :meth:`MatrixAPI.send_event`, which
+asks :meth:`DeviceCrypto.encrypt`; the sync loop hands each /sync answer to
+:meth:`DeviceCrypto.process_sync` (to-device keys, one-time key counts, device
+and membership changes) and every timeline event to :meth:`DeviceCrypto.decrypt`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import vodozemac
+
+from salon._exceptions import MatrixError, NotFoundError
+from salon.ids import RoomId, UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto.keys import JSON, MEGOLM, Device, device_keys, one_time_keys, parse_device
+from salon.matrix.crypto.megolm import (
+    Outbound,
+    Undecryptable,
+    encrypted_content,
+    open_event,
+    share_key,
+)
+from salon.matrix.crypto.olm import Olm, OwnDevice
+from salon.matrix.events import InboundEvent, parse_event
+from salon.metrics import DECRYPTION_FAILURES, ONE_TIME_KEYS, UNDECRYPTABLE_WAITING
+from salon.store.crypto import CryptoStore
+
+log = structlog.get_logger("salon.matrix.crypto")
+
+
+@dataclass(frozen=True)
+class CryptoSettings:
+    """The pickle key (32 bytes) every secret is stored under, and how long an
+    event waits for its room key before it is dropped."""
+
+    pickle_key: bytes
+    undecryptable_wait_s: float = 600.0
+
+
+class CryptoSetupError(MatrixError):
+    """The identity's stored keys cannot be used (wrong pickle key, no device)."""
+
+
+class DeviceCrypto:
+    """End-to-end encryption for one identity (client mode)."""
+
+    def __init__(
+        self, api: MatrixAPI, store: CryptoStore, me: OwnDevice, settings: CryptoSettings
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.me = me
+        self.olm = Olm(me, store)
+        self.settings = settings
+        self.one_time_keys = 0
+        self._lock = asyncio.Lock()  # one change of sessions at a time
+        self._encryption: dict[str, JSON | None] = {}  # room → m.room.encryption (None: plain)
+        self._members: dict[str, set[str]] = {}
+        self._devices: dict[str, list[Device]] = {}
+
+    @property
+    def device_id(self) -> str:
+        return self.me.device_id
+
+    @classmethod
+    async def attach(
+        cls, api: MatrixAPI, store: CryptoStore, settings: CryptoSettings
+    ) -> DeviceCrypto:
+        """Load (or make and publish) the identity's device keys and hook them into
+        ``api``'s sends. The same device id keeps the same keys across restarts."""
+        device_id = await api.device_id()
+        if not device_id:
+            raise CryptoSetupError(f"{api.user_id} has no device to hold encryption keys")
+        stored = await store.account(api.user_id)
+        published = False
+        if stored is not None and stored[0] == device_id:
+            try:
+                account = vodozemac.Account.from_pickle(stored[1], settings.pickle_key)
+            except vodozemac.PickleException as e:
+                raise CryptoSetupError(
+                    f"the encryption keys of {api.user_id} do not open with this pickle key"
+                    " (was the key file or secret changed?)"
+                ) from e
+            published = stored[2]
+        else:
+            if stored is not None:
+                log.warning("crypto.device_replaced", user=api.user_id, old=stored[0])
+                await store.forget_sessions(api.user_id)
+            account = vodozemac.Account()
+
+        async def save(published: bool = True) -> None:
+            pickle = account.pickle(settings.pickle_key)
+            await store.save_account(api.user_id, device_id, pickle, published)
+
+        me = OwnDevice(api.user_id, device_id, account, settings.pickle_key, save)
+        crypto = cls(api, store, me, settings)
+        if not published:
+            await crypto._publish(with_device_keys=True)
+        api.crypto = crypto
+        log.info("crypto.ready", user=api.user_id, device=device_id, new=not published)
+        return crypto
+
+    async def _publish(self, *, with_device_keys: bool = False, held: int = 0) -> None:
+        account = self.me.account
+        wanted = account.max_number_of_one_time_keys // 2 - held
+        if wanted > 0:
+            account.generate_one_time_keys(wanted)
+        body: JSON = {"one_time_keys": one_time_keys(account, self.me.user_id, self.device_id)}
+        if with_device_keys:
+            body["device_keys"] = device_keys(account, self.me.user_id, self.device_id)
+        # Saved before the upload: keys the server has must never be lost here.
+        if with_device_keys:
+            await self._save_unpublished()
+        else:
+            await self.me.save()
+        counts = await self.api.upload_keys(body)
+        account.mark_keys_as_published()
+        await self.me.save()
+        self.one_time_keys = counts.get("signed_curve25519", 0)
+        ONE_TIME_KEYS.labels(identity=self.me.user_id).set(self.one_time_keys)
+
+    async def _save_unpublished(self) -> None:
+        pickle = self.me.account.pickle(self.settings.pickle_key)
+        await self.store.save_account(self.me.user_id, self.device_id, pickle, False)
+
+    # --- receiving ----------------------------------------------------------------
+
+    async def process_sync(self, data: Mapping[str, Any]) -> list[InboundEvent]:
+        """Take in one /sync answer's key material; returns waiting events that a
+        newly arrived room key opened (decrypted, oldest first)."""
+        async with self._lock:
+            self._note_changes(data)
+            counts = data.get("device_one_time_keys_count")
+            if isinstance(counts, dict):
+                held = int(counts.get("signed_curve25519") or 0)
+                self.one_time_keys = held
+                ONE_TIME_KEYS.labels(identity=self.me.user_id).set(held)
+                if held < self.me.account.max_number_of_one_time_keys // 4:
+                    await self._publish(held=held)
+            opened: list[tuple[str, str]] = []
+            to_device = (data.get("to_device") or {}).get("events") or []
+            for event in to_device:
+                if isinstance(event, dict) and event.get("type") == "m.room.encrypted":
+                    key = await self._receive(str(event.get("sender")), event.get("content"))
+                    if key is not None:
+                        opened.append(key)
+        retried: list[InboundEvent] = []
+        for room_id, session_id in opened:
+            for text in await self.store.pending_for(self.me.user_id, room_id, session_id):
+                raw = json.loads(text)
+                await self.store.drop_pending(self.me.user_id, str(raw.get("event_id")))
+                retried.extend(await self.decrypt([_parsed(raw, room_id, UserId(self.me.user_id))]))
+        await self._expire()
+        return retried
+
+    def _note_changes(self, data: Mapping[str, Any]) -> None:
+        lists = data.get("device_lists") or {}
+        for user in [*(lists.get("changed") or []), *(lists.get("left") or [])]:
+            self._devices.pop(user, None)
+        for room_id, room in ((data.get("rooms") or {}).get("join") or {}).items():
+            events = [
+                *((room.get("state") or {}).get("events") or []),
+                *((room.get("timeline") or {}).get("events") or []),
+            ]
+            for event in events:
+                kind = event.get("type") if isinstance(event, dict) else None
+                if kind == "m.room.encryption" and isinstance(event.get("content"), dict):
+                    self._encryption[room_id] = event["content"]
+                elif kind == "m.room.member":
+                    self._members.pop(room_id, None)
+
+    async def _receive(self, sender: str, content: Any) -> tuple[str, str] | None:
+        payload = await self.olm.decrypt(sender, content)
+        if payload is None or payload.type != "m.room_key":
+            return None
+        key = payload.content
+        room_id, session_id = key.get("room_id"), key.get("session_id")
+        if key.get("algorithm") != MEGOLM or not isinstance(room_id, str):
+            return None
+        try:
+            session = vodozemac.InboundGroupSession(
+                vodozemac.SessionKey(str(key.get("session_key")))
+            )
+        except ValueError:
+            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
+            return None
+        if session.session_id != session_id:
+            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
+            return None
+        await self.store.add_inbound_group(
+            self.me.user_id,
+            room_id,
+            session_id,
+            (payload.sender_key, payload.signing_key),
+            session.pickle(self.settings.pickle_key),
+        )
+        log.debug("crypto.room_key", sender=sender, room_id=room_id, session_id=session_id)
+        return room_id, session_id
+
+    async def decrypt(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
+        """``events`` with encrypted ones opened; one whose key has not arrived is kept
+        aside (and retried when it does), one that can never open is dropped."""
+        result: list[InboundEvent] = []
+        for event in events:
+            if event.type != "m.room.encrypted":
+                result.append(event)
+                continue
+            session_id = event.content.get("session_id")
+            if event.content.get("algorithm") != MEGOLM or not isinstance(session_id, str):
+                self._failed(event.event_id, event.room_id, "unknown_algorithm")
+                continue
+            found = await self.store.inbound_group(self.me.user_id, event.room_id, session_id)
+            if found is None:
+                await self.store.add_pending(
+                    self.me.user_id, event.event_id, event.room_id, session_id, event.to_json()
+                )
+                log.info("crypto.waiting_for_key", event_id=event.event_id, room_id=event.room_id)
+                continue
+            try:
+                opened = open_event(event.raw, event.room_id, found[2], self.settings.pickle_key)
+            except Undecryptable as e:
+                self._failed(event.event_id, event.room_id, e.reason)
+                continue
+            parsed = parse_event(opened, event.room_id, UserId(self.me.user_id))
+            if parsed is not None:
+                result.append(parsed)
+        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+        return result
+
+    async def waiting(self) -> int:
+        """Events waiting for their room key."""
+        return await self.store.pending_count(self.me.user_id)
+
+    async def _expire(self) -> None:
+        cutoff = int((time.time() - self.settings.undecryptable_wait_s) * 1000)
+        for event_id, room_id in await self.store.pending_older_than(self.me.user_id, cutoff):
+            await self.store.drop_pending(self.me.user_id, event_id)
+            self._failed(event_id, room_id, "key_never_arrived")
+        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+
+    def _failed(self, event_id: str, room_id: str, reason: str) -> None:
+        DECRYPTION_FAILURES.labels(identity=self.me.user_id, reason=reason).inc()
+        log.warning(
+            "crypto.undecryptable_dropped", event_id=event_id, room_id=room_id, reason=reason
+        )
+
+    # --- sending ------------------------------------------------------------------
+
+    async def encrypt(self, room_id: RoomId, event_type: str, content: JSON) -> tuple[str, JSON]:
+        """(type, content) to send: Megolm-encrypted in an encrypted room."""
+        settings = await self._room_encryption(room_id)
+        if settings is None:
+            return event_type, content
+        async with self._lock:
+            members = await self._room_members(room_id)
+            devices = await self._devices_of(members)
+            outbound = await self._outbound(room_id, settings, members)
+            fresh = [d for d in devices if d.key not in outbound.shared_with]
+            if fresh:
+                await share_key(self.api, self.olm, room_id, outbound, fresh)
+            result = encrypted_content(self.olm, outbound, room_id, event_type, content)
+            await self.store.save_outbound_group(
+                self.me.user_id, room_id, *outbound.to_row(self.settings.pickle_key)
+            )
+        return "m.room.encrypted", result
+
+    async def _outbound(self, room_id: str, settings: JSON, members: set[str]) -> Outbound:
+        row = await self.store.outbound_group(self.me.user_id, room_id)
+        if row is not None:
+            outbound = Outbound.from_row(row, self.settings.pickle_key)
+            if not outbound.expired(settings) and not outbound.departed(members):
+                return outbound
+            log.info("crypto.rotating", user=self.me.user_id, room_id=room_id)
+        outbound = Outbound(vodozemac.GroupSession())
+        # Our own copy, so this identity reads its own messages back.
+        inbound = vodozemac.InboundGroupSession(outbound.session.session_key)
+        await self.store.add_inbound_group(
+            self.me.user_id,
+            room_id,
+            outbound.session.session_id,
+            (self.me.curve25519, self.me.ed25519),
+            inbound.pickle(self.settings.pickle_key),
+        )
+        return outbound
+
+    async def _room_encryption(self, room_id: str) -> JSON | None:
+        if room_id not in self._encryption:
+            try:
+                state = await self.api.get_state_event(RoomId(room_id), "m.room.encryption")
+            except NotFoundError:
+                state = None
+            self._encryption[room_id] = state if state and state.get("algorithm") else None
+        return self._encryption[room_id]
+
+    async def _room_members(self, room_id: str) -> set[str]:
+        if room_id not in self._members:
+            memberships = await self.api.memberships(RoomId(room_id))
+            self._members[room_id] = {u for u, m in memberships.items() if m in ("join", "invite")}
+        return self._members[room_id]
+
+    async def _devices_of(self, users: set[str]) -> list[Device]:
+        unknown = [u for u in users if u not in self._devices]
+        if unknown:
+            answer = await self.api.query_keys(unknown)
+            by_user = answer.get("device_keys") or {}
+            for user in unknown:
+                entries = by_user.get(user) or {}
+                devices = [parse_device(user, d, keys) for d, keys in entries.items()]
+                self._devices[user] = [d for d in devices if d is not None]
+        return [
+            d
+            for u in sorted(users)
+            for d in self._devices.get(u, [])
+            if not (d.user_id == self.me.user_id and d.device_id == self.device_id)
+        ]
+
+
+def _parsed(raw: Mapping[str, Any], room_id: str, me: UserId) -> InboundEvent:
+    event = parse_event(raw, room_id, me)
+    assert event is not None  # it was parsed once before it was kept
+    return event

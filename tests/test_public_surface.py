@@ -330,8 +330,10 @@ server_of_user: def(user_id: UserId | str) -> str
 MatrixAPI: class(object)
 MatrixAPI.__init__: def(self, base_url: str, user_id: UserId, access_token: str, *, session: aiohttp.ClientSession, requests: RequestSettings | None = None, as_user_id: UserId | None = None) -> None
 MatrixAPI.access_token: property def(self) -> str
+MatrixAPI.claim_keys: async def(self, devices: Mapping[str, Sequence[str]]) -> JSON
 MatrixAPI.create_filter: async def(self, definition: JSON) -> str
 MatrixAPI.create_room: async def(self, *, alias_localpart: str | None = None, name: str | None = None, topic: str | None = None, invite: Sequence[UserId] = (), initial_state: Sequence[JSON] = (), creation_content: JSON | None = None, power_level_override: JSON | None = None, preset: str = 'private_chat') -> RoomId
+MatrixAPI.device_id: async def(self) -> str | None
 MatrixAPI.get_state: async def(self, room_id: RoomId) -> list[JSON]
 MatrixAPI.get_state_event: async def(self, room_id: RoomId, event_type: str, state_key: str = '') -> JSON | None
 MatrixAPI.invite: async def(self, room_id: RoomId, user_id: UserId) -> None
@@ -342,13 +344,16 @@ MatrixAPI.leave: async def(self, room_id: RoomId) -> None
 MatrixAPI.memberships: async def(self, room_id: RoomId) -> dict[UserId, str]
 MatrixAPI.messages: async def(self, room_id: RoomId, *, limit: int = 20, direction: str = 'b', since: str | None = None) -> JSON
 MatrixAPI.mute_notifications: async def(self) -> None
+MatrixAPI.query_keys: async def(self, users: Sequence[str]) -> JSON
 MatrixAPI.resolve_alias: async def(self, alias: RoomAlias) -> tuple[RoomId, list[str]]
 MatrixAPI.send_event: async def(self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str) -> EventId
 MatrixAPI.send_state: async def(self, room_id: RoomId, event_type: str, content: JSON, state_key: str = '') -> EventId
+MatrixAPI.send_to_device: async def(self, event_type: str, messages: JSON, *, txn_id: str) -> None
 MatrixAPI.set_access_token: def(self, token: str) -> None
 MatrixAPI.set_displayname: async def(self, name: str) -> None
 MatrixAPI.set_typing: async def(self, room_id: RoomId, typing: bool, timeout_ms: int = 30000) -> None
 MatrixAPI.sync: async def(self, since: str | None, *, timeout_ms: int, filter_id: str | None = None) -> JSON
+MatrixAPI.upload_keys: async def(self, body: JSON) -> dict[str, int]
 MatrixAPI.whoami: async def(self) -> UserId
 """,
     "salon.turns.spec": """

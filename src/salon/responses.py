@@ -100,6 +100,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "turns_busy": (
             "⏳ {label} is busy with too many waiting messages; please try again shortly."
         ),
+        "attachment_too_large": (
+            "📎 {name} is too large ({size} bytes or more; the limit is {limit} bytes), "
+            "so {label} did not get it. Send a smaller file, or a link."
+        ),
+        "attachment_failed": (
+            "📎 {name} could not be fetched ({reason}), so {label} did not get it."
+        ),
         "nobody_notice": (
             "No agent answers here. Mention an agent by name, choose one with !agent "
             "and start a chat with !new, or write in an agent's own room."
@@ -207,6 +214,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "delegate_usage": "Использование: !delegate <агент> <задача>, в комнате агента.",
         "turns_busy": (
             "⏳ {label} занят: слишком много сообщений ждёт ответа; попробуйте чуть позже."
+        ),
+        "attachment_too_large": (
+            "📎 Файл {name} слишком большой ({size} байт или больше; предел — {limit} байт), "
+            "поэтому {label} его не получил. Пришлите файл поменьше или ссылку."
+        ),
+        "attachment_failed": (
+            "📎 Файл {name} не удалось получить ({reason}), {label} его не получил."
         ),
         "nobody_notice": (
             "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
+from salon.agents.attachments import AttachmentWire
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.modes import authenticator, event_source
@@ -41,6 +42,7 @@ from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
@@ -182,6 +184,13 @@ async def assemble(
         agent_apis=hosted.apis,
         on_visit=visits.use,
     )
+    messages.attachments = AttachmentFetcher(
+        config.attachments,
+        lambda agent_id: runner.agents[agent_id].profile.home,
+        hosted.apis,
+        config.locale,
+    )
+    runner.wire = AttachmentWire(config.attachments.inline_max_bytes)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
     dispatcher.add_event_handler("m.room.message", messages)

@@ -52,6 +52,7 @@ from salon.config.checks import (
 from salon.config.deployment import (
     ApiConfig,
     AppserviceConfig,
+    AttachmentsConfig,
     ClusterConfig,
     DispatchConfig,
     HeartbeatConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "AgentConfig",
     "ApiConfig",
     "AppserviceConfig",
+    "AttachmentsConfig",
     "BackendConfig",
     "ClusterConfig",
     "ConfigModel",
@@ -158,6 +160,7 @@ class SalonConfig(ConfigModel):
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     cluster: ClusterConfig = ClusterConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     # Agent home dirs (<data_dir>/agents/<id>/SOUL.md …); relative to the config file.

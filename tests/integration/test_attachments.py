@@ -1,0 +1,165 @@
+"""Files people send reach the agent: downloaded through the authenticated media API
+of the real Synapse (plain and encrypted), stored in the agent's home, described by
+the echo backend; an oversized file gets a notice and nothing is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from salon.agents.attachments import Attachment
+from salon.app.gateway import Gateway
+from salon.metrics import ATTACHMENTS
+from salon.store.records import InboxState
+from salon.turns.spec import TurnSpec
+
+from .conftest import Person, salon_config
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+async def _echo_room(person: Person, config: Any, server: str) -> str:
+    return await person.join(f"#{config.agent_room_alias_localpart('echo')}:{server}")
+
+
+async def _send(person: Person, room_id: str, content: dict[str, Any]) -> str:
+    return await person.say(room_id, content.pop("body"), **content)
+
+
+async def _stored(gateway: Gateway, event_id: str) -> tuple[Attachment, ...]:
+    assert gateway.store is not None
+    row = await gateway.store.turns.get(event_id, "echo")
+    assert row is not None
+    return TurnSpec.from_json(row.spec).attachments
+
+
+async def test_a_file_and_a_captioned_image_reach_the_echo_agent(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config = salon_config(synapse, tmp_path, data_dir=str(tmp_path / "data"))
+    gateway = await gateways(config, invite=[person.user_id])
+    room_id = await _echo_room(person, config, synapse.server_name)
+
+    pdf = b"%PDF-1.4 not really a pdf\n" * 40
+    mxc = await person.api.upload_media(pdf, mime_type="application/pdf", filename="report.pdf")
+    info = {"mimetype": "application/pdf", "size": len(pdf)}
+    asked = await _send(
+        person, room_id, {"msgtype": "m.file", "body": "report.pdf", "url": mxc, "info": info}
+    )
+    reply = await person.wait_reply(room_id, asked)
+    assert reply["content"]["body"] == f"[attachment: report.pdf application/pdf {len(pdf)} bytes]"
+    (stored,) = await _stored(gateway, asked)
+    assert stored.path.read_bytes() == pdf  # kept in the agent's home, whole
+    assert stored.path.is_relative_to(tmp_path / "data" / "agents" / "echo" / "attachments")
+
+    # An image with a caption: the caption is the text, the image its attachment.
+    mxc = await person.api.upload_media(PNG, mime_type="image/png", filename="dot.png")
+    asked = await _send(
+        person,
+        room_id,
+        {
+            "msgtype": "m.image",
+            "body": "what is this?",
+            "filename": "dot.png",
+            "url": mxc,
+            "info": {"mimetype": "image/png", "size": len(PNG), "w": 1, "h": 1},
+        },
+    )
+    reply = await person.wait_reply(room_id, asked)
+    assert (
+        reply["content"]["body"]
+        == f"what is this?\n[attachment: dot.png image/png {len(PNG)} bytes]"
+    )
+
+
+async def test_an_encrypted_file_is_checked_and_decrypted(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    config = salon_config(synapse, tmp_path, data_dir=str(tmp_path / "data"))
+    gateway = await gateways(config, invite=[person.user_id])
+    room_id = await _echo_room(person, config, synapse.server_name)
+
+    plain = os.urandom(3000)
+    key, iv = os.urandom(32), os.urandom(8) + b"\0" * 8  # the spec's 64-bit counter
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    cipher = encryptor.update(plain) + encryptor.finalize()
+    mxc = await person.api.upload_media(cipher, mime_type="application/octet-stream")
+
+    def unpadded(raw: bytes, urlsafe: bool = False) -> str:
+        enc = base64.urlsafe_b64encode(raw) if urlsafe else base64.b64encode(raw)
+        return enc.decode().rstrip("=")
+
+    file = {
+        "v": "v2",
+        "url": mxc,
+        "iv": unpadded(iv),
+        "hashes": {"sha256": unpadded(hashlib.sha256(cipher).digest())},
+        "key": {
+            "kty": "oct",
+            "alg": "A256CTR",
+            "ext": True,
+            "key_ops": ["encrypt", "decrypt"],
+            "k": unpadded(key, urlsafe=True),
+        },
+    }
+    info = {"mimetype": "audio/ogg", "size": len(plain)}
+    asked = await _send(
+        person, room_id, {"msgtype": "m.audio", "body": "voice.ogg", "file": file, "info": info}
+    )
+    reply = await person.wait_reply(room_id, asked)
+    assert reply["content"]["body"] == f"[attachment: voice.ogg audio/ogg {len(plain)} bytes]"
+    (stored,) = await _stored(gateway, asked)
+    assert stored.path.read_bytes() == plain
+
+    # The same file with a wrong hash is refused, not decrypted: a notice, a reason.
+    bad = {**file, "hashes": {"sha256": unpadded(hashlib.sha256(b"other").digest())}}
+    asked = await _send(
+        person, room_id, {"msgtype": "m.file", "body": "tampered.bin", "file": bad, "info": {}}
+    )
+    notice = await person.wait_reply(room_id, asked)
+    assert notice["content"]["msgtype"] == "m.notice"
+    assert "tampered.bin could not be fetched" in notice["content"]["body"]
+    assert gateway.store is not None
+    row = await gateway.store.inbox.get(asked)
+    assert row is not None and row.reason is not None
+    assert row.reason.startswith("attachment_failed")
+    assert await gateway.store.turns.get(asked, "echo") is None
+
+
+async def test_an_oversized_file_gets_a_notice_and_nothing_is_stored(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    data_dir = tmp_path / "data"
+    config = salon_config(
+        synapse, tmp_path, data_dir=str(data_dir), attachments={"max_bytes": 1000}
+    )
+    gateway = await gateways(config, invite=[person.user_id])
+    assert gateway.store is not None
+    room_id = await _echo_room(person, config, synapse.server_name)
+    big = os.urandom(5000)
+    mxc = await person.api.upload_media(big, mime_type="application/zip", filename="big.zip")
+    before = ATTACHMENTS.labels(outcome="too_large")._value.get()
+    # No size in `info`: the cap is found while downloading, and the part is removed.
+    asked = await _send(person, room_id, {"msgtype": "m.file", "body": "big.zip", "url": mxc})
+    notice = await person.wait_reply(room_id, asked)
+    assert notice["content"]["msgtype"] == "m.notice"
+    assert "big.zip is too large" in notice["content"]["body"]
+    assert "the limit is 1000 bytes" in notice["content"]["body"]
+    deadline = asyncio.get_running_loop().time() + 10
+    while (row := await gateway.store.inbox.get(asked)) is None or row.state is InboxState.NEW:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+    assert (row.state, row.reason) == (InboxState.DONE, "attachment_too_large")
+    assert ATTACHMENTS.labels(outcome="too_large")._value.get() == before + 1
+    assert await gateway.store.turns.get(asked, "echo") is None  # no turn ran
+    stored = data_dir / "agents" / "echo" / "attachments"
+    assert not [p for p in stored.rglob("*") if p.is_file()]  # not even a part

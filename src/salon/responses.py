@@ -250,6 +250,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
 API_ERRORS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "a valid 'Authorization: Bearer <token>' header is required"),
     "not_found": (404, "no such route: {path}"),
+    "link_invalid": (403, "this attachment link is invalid or has expired"),
     "agent_not_found": (404, "no agent {agent!r} (known: {known})"),
     "model_not_found": (404, "the model {model!r} does not exist (known: {known})"),
     "room_not_found": (404, "no room {room!r}"),

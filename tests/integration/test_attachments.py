@@ -12,7 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from tests.agents.fakes import serve
 
 from salon.agents.attachments import Attachment
 from salon.app.gateway import Gateway
@@ -20,6 +24,7 @@ from salon.metrics import ATTACHMENTS
 from salon.store.records import InboxState
 from salon.turns.spec import TurnSpec
 
+from . import plugins
 from .conftest import Person, salon_config
 
 PNG = base64.b64decode(
@@ -163,3 +168,68 @@ async def test_an_oversized_file_gets_a_notice_and_nothing_is_stored(
     assert await gateway.store.turns.get(asked, "echo") is None  # no turn ran
     stored = data_dir / "agents" / "echo" / "attachments"
     assert not [p for p in stored.rglob("*") if p.is_file()]  # not even a part
+
+
+async def test_a_python_backend_gets_the_image_bytes_and_mime_type(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    entry = {"type": "python", "entry": "tests.integration.plugins:recorder"}
+    config = salon_config(
+        synapse, tmp_path, data_dir=str(tmp_path / "data"), agents={"echo": {"backend": entry}}
+    )
+    await gateways(config, invite=[person.user_id])
+    room_id = await _echo_room(person, config, synapse.server_name)
+    mxc = await person.api.upload_media(PNG, mime_type="image/png", filename="dot.png")
+    content = {
+        "msgtype": "m.image",
+        "body": "dot.png",
+        "url": mxc,
+        "info": {"mimetype": "image/png"},
+    }
+    asked = await _send(person, room_id, content)
+    assert (await person.wait_reply(room_id, asked))["content"]["body"] == "recorded 1 file(s)"
+    (request,) = plugins.RECORDED.pop(config.agents["echo"].id)
+    (image,) = request.attachments
+    assert (image.name, image.mime_type, image.size) == ("dot.png", "image/png", len(PNG))
+    assert image.read() == PNG
+    assert request.text == ""  # no caption
+
+
+async def test_an_http_backend_fetches_a_big_file_by_its_link(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    person: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fetched: list[tuple[int, bytes, str]] = []
+
+    async def turn(request: web.Request) -> web.Response:
+        body = await request.json()
+        (entry,) = body["attachments"]
+        async with aiohttp.ClientSession() as session, session.get(entry["url"]) as got:
+            fetched.append((got.status, await got.read(), got.headers["Content-Type"]))
+        return web.json_response({"reply": f"v{body['v']} {entry['name']} {entry['size']}"})
+
+    app = web.Application()
+    app.router.add_post("/agent", turn)
+    monkeypatch.setenv("SALON_TEST_ATTACH_TOKEN", "t0k3n-" + os.urandom(4).hex())
+    async with serve(app) as url:
+        backend = {"type": "http", "base_url": f"{url}/agent", "stream": False}
+        config = salon_config(
+            synapse,
+            tmp_path,
+            data_dir=str(tmp_path / "data"),
+            agents={"echo": {"backend": backend}},
+            attachments={"inline_max_bytes": 100},
+            api={"listen": "127.0.0.1:0", "token_env": "SALON_TEST_ATTACH_TOKEN"},
+        )
+        await gateways(config, invite=[person.user_id])
+        room_id = await _echo_room(person, config, synapse.server_name)
+        data = os.urandom(2000)
+        mxc = await person.api.upload_media(data, mime_type="application/pdf", filename="a.pdf")
+        content = {"msgtype": "m.file", "body": "a.pdf", "url": mxc}
+        asked = await _send(person, room_id, {**content, "info": {"mimetype": "application/pdf"}})
+        reply = await person.wait_reply(room_id, asked)
+    assert reply["content"]["body"] == "v2 a.pdf 2000"
+    assert fetched == [(200, data, "application/pdf")]

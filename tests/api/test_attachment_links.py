@@ -57,7 +57,8 @@ async def test_tampered_expired_and_escaping_links_are_refused(
     assert url is not None
     token = url.rsplit("/", 1)[1]
     body, _, signature = token.partition(".")
-    forged = linker.token({"p": "../../etc/passwd", "n": "x", "m": "text/plain", "e": 2**40})
+    (tmp_path / "secret.txt").write_text("no")  # beside the agents' homes, not in them
+    forged = linker.token({"p": "../secret.txt", "n": "x", "m": "text/plain", "e": 2**40})
     stale = linker.token(
         {"p": "echo/attachments/s/ev-résumé.pdf", "n": "x", "m": "x/y", "e": int(time.time()) - 1}
     )
@@ -67,7 +68,6 @@ async def test_tampered_expired_and_escaping_links_are_refused(
         assert response.status == 403, bad
         assert (await response.json())["error"]["code"] == "link_invalid"
     # A file outside the agents' homes never gets a link.
-    (tmp_path / "secret.txt").write_text("no")
     outside = Attachment("secret.txt", "text/plain", 2, tmp_path / "secret.txt")
     assert linker.link(outside) is None
     assert AttachmentLinker(linker.root).link(attachment) is None  # no server: no link

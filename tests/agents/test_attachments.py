@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 from salon.agents.attachments import Attachment, chat_content
 from salon.agents.backend import TurnRequest
 from salon.agents.echo import EchoBackend
+from salon.agents.profile import AgentProfile
+from salon.agents.runtime import AgentRuntime
 from salon.ids import AgentId, RoomId
 from salon.turns.spec import TurnKind, TurnSpec, turn_request
 
@@ -68,3 +71,30 @@ def test_the_ledgered_spec_keeps_the_attachments(tmp_path: Path) -> None:
     # Turns ledgered before attachments existed read back with none.
     old = spec.to_json().replace(',"attachments":[', ',"x":[')
     assert TurnSpec.from_json(old).attachments == ()
+
+
+class _Sessions:
+    def __init__(self) -> None:
+        self.appended: list[list[tuple[str, str, int]]] = []
+
+    async def chat_id(self, session_key: str, agent_id: str) -> str:
+        return "1"
+
+    async def messages(self, session_key: str, agent_id: str) -> list[Any]:
+        return []
+
+    async def append_turn(
+        self, session_key: str, agent_id: str, turn_id: str, messages: list[tuple[str, str, int]]
+    ) -> None:
+        self.appended.append(messages)
+
+
+async def test_the_session_remembers_which_files_came(tmp_path: Path) -> None:
+    _, pdf = _files(tmp_path)
+    sessions = _Sessions()
+    profile = AgentProfile(AgentId("echo"), "Echo", "", tmp_path)
+    runtime = AgentRuntime(profile, EchoBackend(), sessions)
+    await runtime.record(_request("read this", (pdf,)), "$t", "done")
+    ((user, assistant),) = sessions.appended
+    assert user[:2] == ("user", "read this\n[attachment: a.pdf application/pdf 6 bytes]")
+    assert assistant[:2] == ("assistant", "done")

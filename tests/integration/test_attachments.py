@@ -20,12 +20,15 @@ from tests.agents.fakes import serve
 
 from salon.agents.attachments import Attachment
 from salon.app.gateway import Gateway
+from salon.config.models import SalonConfig
 from salon.metrics import ATTACHMENTS
 from salon.store.records import InboxState
 from salon.turns.spec import TurnSpec
 
+from ..conftest import register_user
 from . import plugins
 from .conftest import Person, salon_config
+from .test_appservice import SECRETS, as_setup  # noqa: F401  (a fixture)
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -233,3 +236,28 @@ async def test_an_http_backend_fetches_a_big_file_by_its_link(
         reply = await person.wait_reply(room_id, asked)
     assert reply["content"]["body"] == "v2 a.pdf 2000"
     assert fetched == [(200, data, "application/pdf")]
+
+
+@pytest.fixture
+def appservice_setup(as_setup: tuple[Any, SalonConfig]) -> tuple[Any, SalonConfig]:  # noqa: F811
+    """A Synapse with an appservice registration, and the config in appservice mode."""
+    return as_setup
+
+
+async def test_in_appservice_mode_the_agent_downloads_as_itself(
+    appservice_setup: tuple[Any, SalonConfig],
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    hs, config = appservice_setup
+    config = config.model_copy(update={"data_dir": str(tmp_path / "data")})
+    person = Person(await register_user(hs), hs.base_url, http)
+    await gateways(config, invite=[person.user_id], secrets=SECRETS)
+    room_id = await person.join(f"#{config.agent_room_alias_localpart('echo')}:localhost")
+    mxc = await person.api.upload_media(PNG, mime_type="image/png", filename="dot.png")
+    info = {"mimetype": "image/png", "size": len(PNG)}
+    content = {"msgtype": "m.image", "body": "dot.png", "url": mxc, "info": info}
+    asked = await _send(person, room_id, content)
+    reply = await person.wait_reply(room_id, asked)
+    assert reply["content"]["body"] == f"[attachment: dot.png image/png {len(PNG)} bytes]"

@@ -192,7 +192,7 @@ TurnRequest.session_key: str
 TurnRequest.chat_id: str
 TurnRequest.persona: str | None
 TurnRequest.history: tuple[ChatMessage, ...]
-TurnRequest.attachments: tuple[Mapping[str, Any], ...]
+TurnRequest.attachments: tuple[Attachment, ...]
 TurnRequest.metadata: Mapping[str, Any]
 TurnRequest.for_user: str | None
 TurnRequest.messages: def(self) -> list[ChatMessage]
@@ -345,6 +345,7 @@ MatrixAPI.memberships: async def(self, room_id: RoomId) -> dict[UserId, str]
 MatrixAPI.messages: async def(self, room_id: RoomId, *, limit: int = 20, direction: str = 'b', since: str | None = None) -> JSON
 MatrixAPI.mute_notifications: async def(self) -> None
 MatrixAPI.query_keys: async def(self, users: Sequence[str]) -> JSON
+MatrixAPI.raw_request_parts: def(self) -> tuple[aiohttp.ClientSession, str, dict[str, str], JSON]
 MatrixAPI.resolve_alias: async def(self, alias: RoomAlias) -> tuple[RoomId, list[str]]
 MatrixAPI.send_event: async def(self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str) -> EventId
 MatrixAPI.send_state: async def(self, room_id: RoomId, event_type: str, content: JSON, state_key: str = '') -> EventId
@@ -373,6 +374,7 @@ TurnSpec.stateless: bool
 TurnSpec.history: tuple[tuple[str, str], ...]
 TurnSpec.slot_sender: str | None
 TurnSpec.for_user: str | None
+TurnSpec.attachments: tuple[Attachment, ...]
 TurnSpec.from_json: classmethod def(cls, raw: str) -> TurnSpec
 TurnSpec.key: property def(self) -> tuple[str, AgentId]
 TurnSpec.to_json: def(self) -> str

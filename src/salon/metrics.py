@@ -19,6 +19,11 @@ SYNC_BACKFILL_PAGES = Counter(
     "salon_sync_backfill_pages_total", "/messages pages read to fill sync gaps (re-reads included)"
 )
 INVITES = Counter("salon_invites_total", "Invitation outcomes", ["outcome"])
+ATTACHMENTS = Counter(
+    "salon_attachments_total",
+    "Files of media messages: stored, reused (a re-run), too_large, failed",
+    ["outcome"],
+)
 OUTAGE_WAITS = Counter(
     "salon_outage_waits_total", "Sends retried because the homeserver was unreachable or failing"
 )

@@ -100,6 +100,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "turns_busy": (
             "⏳ {label} is busy with too many waiting messages; please try again shortly."
         ),
+        "attachment_too_large": (
+            "📎 {name} is too large ({size} bytes or more; the limit is {limit} bytes), "
+            "so {label} did not get it. Send a smaller file, or a link."
+        ),
+        "attachment_failed": (
+            "📎 {name} could not be fetched ({reason}), so {label} did not get it."
+        ),
         "nobody_notice": (
             "No agent answers here. Mention an agent by name, choose one with !agent "
             "and start a chat with !new, or write in an agent's own room."
@@ -208,6 +215,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "turns_busy": (
             "⏳ {label} занят: слишком много сообщений ждёт ответа; попробуйте чуть позже."
         ),
+        "attachment_too_large": (
+            "📎 Файл {name} слишком большой ({size} байт или больше; предел — {limit} байт), "
+            "поэтому {label} его не получил. Пришлите файл поменьше или ссылку."
+        ),
+        "attachment_failed": (
+            "📎 Файл {name} не удалось получить ({reason}), {label} его не получил."
+        ),
         "nobody_notice": (
             "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "
             "командой !agent и начните чат через !new или напишите в комнату агента."
@@ -236,6 +250,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
 API_ERRORS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "a valid 'Authorization: Bearer <token>' header is required"),
     "not_found": (404, "no such route: {path}"),
+    "link_invalid": (403, "this attachment link is invalid or has expired"),
     "agent_not_found": (404, "no agent {agent!r} (known: {known})"),
     "model_not_found": (404, "the model {model!r} does not exist (known: {known})"),
     "room_not_found": (404, "no room {room!r}"),

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from tests.agents.fakes import FakeAgentService, serve, unused_port
 
-from salon._exceptions import ConfigError
+from salon._exceptions import BackendError, ConfigError
+from salon.agents.attachments import Attachment, AttachmentWire, wire_context
 from salon.agents.backend import ChatMessage, TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
 from salon.agents.http_backend import (
@@ -38,7 +41,6 @@ REQUEST = TurnRequest(
     chat_id="42",
     persona="You are kind.",
     history=(ChatMessage("user", "hello"), ChatMessage("assistant", "hi!")),
-    attachments=({"kind": "image", "name": "cat.png", "mimetype": "image/png", "size": 1234},),
     for_user="@alice:localhost",
 )
 
@@ -72,14 +74,17 @@ async def collect(backend: HttpAgentBackend, request: TurnRequest = REQUEST) -> 
 
 
 async def test_json_reply_and_request_body(
-    service: tuple[FakeAgentService, str], make_backend: Any
+    service: tuple[FakeAgentService, str], make_backend: Any, tmp_path: Path
 ) -> None:
     server, url = service
-    assert await collect(make_backend(url)) == ["Bonjour!"]
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG meow")
+    cat = Attachment("cat.png", "image/png", 9, tmp_path / "cat.png")
+    request = replace(REQUEST, attachments=(cat,))
+    assert await collect(make_backend(url), request) == ["Bonjour!"]
     [received] = server.requests
     assert received.path == "/agent"
     assert received.body == {
-        "v": 1,
+        "v": 2,
         "agent": "helper",
         "user": "@alice:localhost",
         "for_user": "@alice:localhost",
@@ -92,13 +97,54 @@ async def test_json_reply_and_request_body(
         ],
         "persona": "You are kind.",
         "attachments": [
-            {"kind": "image", "name": "cat.png", "mimetype": "image/png", "size": 1234}
+            {
+                "name": "cat.png",
+                "mime_type": "image/png",
+                "size": 9,
+                "data": base64.b64encode(b"\x89PNG meow").decode(),
+            }
         ],
     }
-    assert received.body == wire_request(REQUEST)
+    assert received.body == wire_request(request)
     assert received.headers["Accept"] == "text/event-stream, application/json"
     assert received.headers["Content-Type"] == "application/json"
     assert "Authorization" not in received.headers
+
+
+class _Links:
+    def link(self, attachment: Attachment) -> str | None:
+        return f"http://127.0.0.1:8765/v1/attachments/t0k3n-{attachment.name}"
+
+
+async def test_a_file_over_the_inline_limit_goes_as_a_link_or_is_left_out(
+    service: tuple[FakeAgentService, str], make_backend: Any, tmp_path: Path
+) -> None:
+    server, url = service
+    (tmp_path / "big.pdf").write_bytes(b"%" * 2000)
+    big = Attachment("big.pdf", "application/pdf", 2000, tmp_path / "big.pdf")
+    request = replace(REQUEST, attachments=(big,))
+    with wire_context(AttachmentWire(1000, _Links())):
+        await collect(make_backend(url), request)
+    with wire_context(AttachmentWire(1000)):
+        await collect(make_backend(url), request)
+    linked, left_out = (r.body["attachments"][0] for r in server.requests)
+    assert linked == {
+        "name": "big.pdf",
+        "mime_type": "application/pdf",
+        "size": 2000,
+        "url": "http://127.0.0.1:8765/v1/attachments/t0k3n-big.pdf",
+    }
+    assert "data" not in left_out and "url" not in left_out
+    assert left_out["omitted"].startswith("too large")
+
+
+async def test_an_attachment_gone_from_disk_fails_the_turn_clearly(
+    service: tuple[FakeAgentService, str], make_backend: Any, tmp_path: Path
+) -> None:
+    _, url = service
+    gone = Attachment("gone.txt", "text/plain", 3, tmp_path / "gone.txt")
+    with pytest.raises(BackendError, match="cannot read an attachment"):
+        await collect(make_backend(url), replace(REQUEST, attachments=(gone,)))
 
 
 async def test_a_delegated_task_says_whom_it_is_for(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from tests.agents.conftest import KEY_ENV
 from tests.agents.fakes import FakeOpenAI, unused_port
 
 from salon._exceptions import BackendError
+from salon.agents.attachments import Attachment
 from salon.agents.backend import ChatMessage, TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
 from salon.agents.openai_backend import PLACEHOLDER_API_KEY, OpenAIChatBackend
@@ -57,6 +60,24 @@ async def test_sends_messages_model_options_and_key(
         {"role": "assistant", "content": "first answer"},
         {"role": "user", "content": "and now?"},
     ]
+
+
+async def test_images_go_as_image_parts_only_to_a_model_that_takes_them(
+    fake: tuple[FakeOpenAI, str], make_backend: Any, tmp_path: Path
+) -> None:
+    server, url = fake
+    (tmp_path / "dot.png").write_bytes(b"\x89PNG")
+    image = Attachment("dot.png", "image/png", 4, tmp_path / "dot.png")
+    request = replace(REQUEST, text="what is it?", attachments=(image,))
+    await collect(make_backend(url, images=True), request)
+    await collect(make_backend(url), request)  # images: false, the default
+    seeing, blind = (r.body["messages"] for r in server.requests)
+    assert seeing[:-1] == blind[:-1]  # only the new message differs
+    assert seeing[-1]["content"] == [
+        {"type": "text", "text": "what is it?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
+    ]
+    assert blind[-1]["content"] == "what is it?\n[attachment: dot.png image/png 4 bytes]"
 
 
 async def test_without_key_sends_placeholder_and_no_unset_options(

@@ -173,3 +173,16 @@ def fails_midway(agent_id: str, options: Mapping[str, Any]) -> Stream:
         raise BackendError("fell over midway")
 
     return stream
+
+
+RECORDED: dict[str, list[TurnRequest]] = {}
+
+
+def recorder(agent_id: str, options: Mapping[str, Any]) -> Stream:
+    """Keeps every request it gets (``RECORDED[agent_id]``) and says how many files came."""
+
+    async def stream(request: TurnRequest) -> AsyncIterator[str]:
+        RECORDED.setdefault(agent_id, []).append(request)
+        yield f"recorded {len(request.attachments)} file(s)"
+
+    return stream

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from salon.agents.attachments import Attachment
 from salon.ids import AgentId
 
 Role = Literal["system", "user", "assistant"]
@@ -32,6 +33,9 @@ class TurnRequest:
     delegation is for. None when the turn is for nobody in particular (an agent's
     message, a cron run, an operator's delegation). A backend that keeps anything
     per person keys it by this field, never by who the text claims to be for.
+
+    ``attachments`` are the files sent with the message, already stored on disk;
+    ``text`` is then the caption ("" when there is none).
     """
 
     agent_id: AgentId
@@ -41,7 +45,7 @@ class TurnRequest:
     chat_id: str
     persona: str | None = None
     history: tuple[ChatMessage, ...] = ()
-    attachments: tuple[Mapping[str, Any], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     for_user: str | None = None
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from salon._exceptions import BackendError
+from salon.agents.attachments import describe_all
 from salon.agents.backend import TurnRequest
 
 
@@ -18,9 +19,10 @@ class EchoBackend:
         self.fail_on = fail_on
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
-        """Yield the echo in one chunk."""
+        """Yield the echo in one chunk, then a line describing each attachment."""
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_on and self.fail_on in request.text:
             raise BackendError(f"echo backend told to fail on {self.fail_on!r}")
-        yield f"{self.prefix}{request.text}"
+        text = f"{self.prefix}{request.text}" if request.text or not request.attachments else ""
+        yield describe_all(text, request.attachments)

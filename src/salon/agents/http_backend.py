@@ -20,15 +20,19 @@ from typing import Any
 import aiohttp
 
 from salon._exceptions import BackendError, ConfigError
+from salon.agents.attachments import AttachmentWire, current_wire
 from salon.agents.backend import TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
 from salon.config.models import HttpBackend as HttpConfig
 
-WIRE_VERSION = 1
+# 2: ``attachments`` filled: name, mime_type, size, and ``data`` (base64) or ``url``.
+WIRE_VERSION = 2
 
 
-def wire_request(request: TurnRequest) -> dict[str, Any]:
-    """The JSON body posted to an upstream agent service for one turn."""
+def wire_request(request: TurnRequest, wire: AttachmentWire | None = None) -> dict[str, Any]:
+    """The JSON body posted to an upstream agent service for one turn (blocking when
+    it inlines files: call it in a thread then). ``wire``: default the turn's own."""
+    wire = wire or current_wire()
     return {
         "v": WIRE_VERSION,
         "agent": str(request.agent_id),
@@ -39,7 +43,7 @@ def wire_request(request: TurnRequest) -> dict[str, Any]:
         "text": request.text,
         "history": [{"role": m.role, "content": m.content} for m in request.history],
         "persona": request.persona,
-        "attachments": [dict(a) for a in request.attachments],
+        "attachments": [wire.wire(a) for a in request.attachments],
     }
 
 
@@ -223,7 +227,12 @@ class HttpAgentBackend:
     async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
         """Yield the service's reply (one chunk for JSON, deltas for SSE)."""
         try:
-            body = json.dumps(wire_request(request))
+            if request.attachments:  # files are read (and base64-encoded) off the loop
+                body = json.dumps(await asyncio.to_thread(wire_request, request, current_wire()))
+            else:
+                body = json.dumps(wire_request(request))
+        except OSError as exc:
+            raise BackendError(f"cannot read an attachment for {self.url}: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise BackendError(f"cannot encode the turn for {self.url}: {exc}") from exc
         headers = {**self._headers, "Content-Type": "application/json"}

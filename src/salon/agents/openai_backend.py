@@ -34,6 +34,7 @@ import openai
 import structlog
 
 from salon._exceptions import BackendError
+from salon.agents.attachments import chat_content
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_delegator
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
@@ -183,6 +184,10 @@ class OpenAIChatBackend:
         messages: list[dict[str, Any]] = [
             {"role": m.role, "content": m.content} for m in request.messages()
         ]
+        if request.attachments:  # the new message is last: its files go with it
+            messages[-1]["content"] = await asyncio.to_thread(
+                chat_content, request.text, request.attachments, self.config.images
+            )
         rounds = 0
         last_shown = ""  # the last text chunk yielded, to separate the responses' texts
         while True:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import structlog
 
+from salon.agents.attachments import describe_all
 from salon.agents.backend import Backend, ChatMessage, TurnRequest
 from salon.agents.context import agent_context
 from salon.agents.history import estimate_tokens, trim_history
@@ -92,8 +93,10 @@ class AgentRuntime:
                     yield chunk
 
     async def record(self, request: TurnRequest, turn_id: str, reply: str) -> None:
-        """Add the message and the reply to the session (once per turn)."""
-        messages = [("user", request.text, estimate_tokens(request.text))]
+        """Add the message and the reply to the session (once per turn); files sent with
+        it are kept as their description lines (the model sees later that they came)."""
+        text = describe_all(request.text, request.attachments)
+        messages = [("user", text, estimate_tokens(text))]
         if reply:
             messages.append(("assistant", reply, estimate_tokens(reply)))
         await self.sessions.append_turn(request.session_key, self.agent_id, turn_id, messages)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
+from salon.api.attachment_links import AttachmentLinker
 from salon.coordination.delegation import DelegationManager
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
@@ -49,6 +50,8 @@ class ApiContext:
     homeserver_ok: Callable[[], Awaitable[bool]] | None = None
     # Starts a session agent: (template, ttl_s, idle_s, name) → its id, once it runs.
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
+    # Serves the short-lived links http backends get to big attachments.
+    links: AttachmentLinker | None = None
 
     async def api_in(self, room_id: str) -> MatrixAPI:
         """Who of ours is a member of ``room_id`` and reads or invites there: the agent

@@ -11,7 +11,9 @@ bearer token, and JSON bodies sent as JSON.
   ``unsupported_media_type``): a cross-site form or ``text/plain`` post is refused.
 
 ``/healthz`` passes all three: a container health check calls it by any name, and
-it tells nothing but "alive".
+it tells nothing but "alive". ``/v1/attachments/<token>`` needs no bearer token: the
+signed, short-lived token in its path is the credential
+(:mod:`salon.api.attachment_links`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from aiohttp.typedefs import Middleware
 from salon.api.server import Handler, json_error
 
 OPEN_PATHS = frozenset({"/healthz"})
+# A link to an attachment carries its own signed, short-lived token instead.
+OPEN_PREFIXES = ("/v1/attachments/",)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPE = "application/json"
@@ -41,7 +45,7 @@ def auth_middleware(token: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
+        if request.path not in OPEN_PATHS and not request.path.startswith(OPEN_PREFIXES):
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
             good = hmac.compare_digest(_secret_bytes(value.strip()), expected)

@@ -22,7 +22,8 @@ DOCUMENT: JSON = {
         "title": "Salon gateway",
         "version": __version__,
         "description": "Admin API, OpenAI-compatible API, health and metrics of one Salon "
-        "gateway. Every route but `/healthz` needs `Authorization: Bearer <token>` and a "
+        "gateway. Every route but `/healthz` and attachment links needs "
+        "`Authorization: Bearer <token>` and a "
         "`Host` naming this server (or an `api.allowed_hosts` entry); request bodies are "
         "`application/json`. "
         'Errors are `{"error": {"code", "message", "type"}}` with a stable code.',
@@ -31,6 +32,7 @@ DOCUMENT: JSON = {
         {"name": "admin", "description": "What the `salon` CLI does, over HTTP."},
         {"name": "openai", "description": "OpenAI-compatible: agents as models."},
         {"name": "health", "description": "Liveness, readiness and metrics."},
+        {"name": "backends", "description": "What http backends fetch: attachment links."},
     ],
     "security": [{"bearer": []}],
     "paths": PATHS,

@@ -59,6 +59,33 @@ PATHS: JSON = {
             },
         }
     },
+    "/v1/attachments/{token}": {
+        "get": {
+            "tags": ["backends"],
+            "summary": "A file a person sent, by the short-lived link an http backend got",
+            "description": "The signed token in the path is the credential (no bearer token);"
+            " it names one file and expires after `attachments.link_ttl_s`.",
+            "operationId": "attachment",
+            "security": OPEN,
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "path",
+                    "required": True,
+                    "schema": STR,
+                    "example": "x.y",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file, with its mime type.",
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "403": _error("An invalid or expired link (`link_invalid`)."),
+                "421": BAD_HOST,
+            },
+        }
+    },
     "/readyz": {
         "get": {
             "tags": ["health"],

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
+from salon.agents.attachments import AttachmentWire
+from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.modes import authenticator, event_source
@@ -41,6 +43,7 @@ from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
@@ -182,6 +185,16 @@ async def assemble(
         agent_apis=hosted.apis,
         on_visit=visits.use,
     )
+    messages.attachments = AttachmentFetcher(
+        config.attachments,
+        lambda agent_id: runner.agents[agent_id].profile.home,
+        hosted.apis,
+        config.locale,
+    )
+    # Links to big files for http backends: served by the API, when there is one.
+    links = AttachmentLinker(Path(config.data_dir) / "agents", config.attachments.link_ttl_s)
+    inline_max = config.attachments.inline_max_bytes
+    runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
     dispatcher.add_event_handler("m.room.message", messages)
@@ -243,10 +256,12 @@ async def assemble(
             loops=loops,
             locale=config.locale,
             spawn=gateway.spawn_session,
+            links=links,
         )
         api = await stack.enter_async_context(
             serving_api(config.api, hs.url, session, context, plan.secrets)
         )
+        links.base_url = api.url
     homeserver = Homeserver(session, auth, spaces, source)
     live = LiveAgents(
         LiveParts(

@@ -48,6 +48,9 @@ class OpenAIBackend(ConfigModel):
     max_tool_rounds: PositiveInt = 4
     # Calls beyond this in one round are not run; the model gets an error result for each.
     max_tool_calls_per_round: PositiveInt = 8
+    # The model takes images: files people send that are images go to it as image
+    # content parts. Off: the model gets a one-line note for each file instead.
+    images: bool = False
 
     @model_validator(mode="before")
     @classmethod

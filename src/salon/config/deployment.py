@@ -195,6 +195,19 @@ class DispatchConfig(ConfigModel):
     per_room: Annotated[int, Field(ge=1, le=1000)] = 16
 
 
+class AttachmentsConfig(ConfigModel):
+    """Files people send (``m.image``, ``m.file``, ``m.audio``, ``m.video``): each is
+    downloaded into the agent's home dir before its turn and handed to the backend."""
+
+    # A bigger file is not downloaded (nor kept in part): the sender is told so.
+    max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    # ``http`` backends get a file up to this size inline (base64), a bigger one as a
+    # link to the API server (when one is configured); 0: always a link.
+    inline_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024
+    # How long such a link works.
+    link_ttl_s: Annotated[float, Field(ge=10, le=86400)] = 600
+
+
 class ClusterConfig(ConfigModel):
     """Several gateway processes on one PostgreSQL store and one homeserver: each
     claims what it handles for ``lease_s`` seconds and extends its claims while it

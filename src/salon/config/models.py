@@ -52,6 +52,7 @@ from salon.config.checks import (
 from salon.config.deployment import (
     ApiConfig,
     AppserviceConfig,
+    AttachmentsConfig,
     ClusterConfig,
     DispatchConfig,
     EncryptionConfig,
@@ -84,6 +85,7 @@ __all__ = [
     "AgentConfig",
     "ApiConfig",
     "AppserviceConfig",
+    "AttachmentsConfig",
     "BackendConfig",
     "ClusterConfig",
     "ConfigModel",
@@ -160,6 +162,7 @@ class SalonConfig(ConfigModel):
     replies: RepliesConfig = RepliesConfig()
     turns: TurnsConfig = TurnsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     cluster: ClusterConfig = ClusterConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     encryption: EncryptionConfig = EncryptionConfig()

@@ -9,6 +9,7 @@ carries the decision out.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import structlog
 
@@ -17,11 +18,13 @@ from salon._exceptions import MatrixError, is_transient
 from salon.commands.handlers import Asked, CommandHandlers
 from salon.commands.parser import parse_command
 from salon.config.models import AccessConfig
+from salon.gateway.attachments import AttachmentFetcher, Refused, turn_text
 from salon.gateway.message_context import Handled, Message, MessageContexts
 from salon.gateway.visits import VisitUse, no_visit
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
+from salon.matrix.media import MediaError, MediaRef, parse_media
 from salon.matrix.membership import join_or_be_invited
 from salon.metrics import EVENTS_DROPPED
 from salon.roster import Roster
@@ -54,7 +57,7 @@ def message_turn(event: InboundEvent, agent_id: AgentId, *, by_agent: bool = Fal
         sender=event.sender,
         # A person's message is worked on for that person; an agent's for nobody.
         for_user=None if by_agent else event.sender,
-        text=event.body,
+        text=turn_text(event),
         session_key=session_key(event, agent_id),
         reply_to=ReplyTo.event(event),
     )
@@ -82,12 +85,22 @@ class MessageHandler:
         self.runner = runner
         self.agent_apis = agent_apis
         self.on_visit = on_visit
+        # Downloads media messages' files (set by the composition root; None: a file
+        # is passed on as its name only).
+        self.attachments: AttachmentFetcher | None = None
 
     async def __call__(self, event: InboundEvent) -> Handled:
         message = await self.contexts.gather(event)
         if not isinstance(message, Message):
             return message  # not handled, and why
-        if message.sender_agent is None and await self._command(message):
+        media: MediaRef | MediaError | None
+        try:
+            media = parse_media(event.content) if self.attachments is not None else None
+        except MediaError as e:
+            media = e  # told to the sender per agent chosen, below
+        # A file's name is never a command (a caption may still be one).
+        commandable = not isinstance(media, MediaError) and (media is None or media.caption)
+        if message.sender_agent is None and commandable and await self._command(message):
             return InboxState.DONE, "command"
         decision = await self.router.route(await self.contexts.routing(message))
         await self.store.decisions.record(
@@ -115,20 +128,44 @@ class MessageHandler:
             await self.router_says(event, text, message.voice)
         elif not decision.agents and decision.router_addressed and message.sender_agent is None:
             await self.router_says(event, responses.text("nobody_notice", locale), message.voice)
-        busy: str | None = None
+        note: str | None = None
         for agent_id in decision.agents:
             member = self.roster.get(agent_id)
             if member is None or not member.hosted:
                 continue
             turn = message_turn(event, member.agent_id, by_agent=message.sender_agent is not None)
             if (refused := self.runner.refusal(turn)) is not None:
-                busy = busy or f"busy: {refused}"  # too many wait already: say so, queue none
+                note = note or f"busy: {refused}"  # too many wait already: say so, queue none
                 text = responses.text("turns_busy", locale, label=member.label)
                 await self.router_says(event, text, message.voice)
                 continue
             await self._bring(member.agent_id, event, message.voice)
+            if media is not None:
+                attached = await self._attach(turn, media, member.label, message)
+                if isinstance(attached, Refused):
+                    note = note or attached.reason
+                    continue
+                turn = attached
             await self.runner.submit(turn)
-        return InboxState.DONE, busy or decision.reason.value
+        return InboxState.DONE, note or decision.reason.value
+
+    async def _attach(
+        self, turn: TurnSpec, media: MediaRef | MediaError, label: str, message: Message
+    ) -> TurnSpec | Refused:
+        """``turn`` with the message's file stored for its agent, or why it has none
+        (told to the sender; an outage is raised, so the event is tried again)."""
+        assert self.attachments is not None
+        event = message.event
+        try:
+            if isinstance(media, MediaError):
+                raise media
+            stored = await self.attachments.fetch(media, event, turn.agent_id, turn.session_key)
+        except MatrixError as e:
+            name = media.name if isinstance(media, MediaRef) else event.body or "file"
+            refused = self.attachments.refusal(e, name, label, message.locale)
+            await self.router_says(event, refused.notice, message.voice)
+            return refused
+        return replace(turn, attachments=(stored,))
 
     async def _command(self, message: Message) -> bool:
         """A person's command (or the number answering `!load`): answered here."""

@@ -53,6 +53,7 @@ RESTART_SECTIONS = (
     "dispatch",
     "cluster",
     "encryption",
+    "attachments",
 )
 # Sections a reload applies to the running gateway. Every section of ``SalonConfig`` is
 # in one list or the other (a test holds them to it), so none is silently ignored.

@@ -95,6 +95,13 @@ class MatrixAPI:
         """The token requests are made with."""
         return str(self._http.token)
 
+    def raw_request_parts(self) -> tuple[aiohttp.ClientSession, str, dict[str, str], JSON]:
+        """Session, base URL, headers and query of a request made outside mautrix
+        (a media download streamed to disk) as this user."""
+        headers = {"Authorization": f"Bearer {self.access_token}"}
+        as_user = self._http.as_user_id
+        return self._http.session, self.base_url, headers, {"user_id": as_user} if as_user else {}
+
     def set_access_token(self, token: str) -> None:
         """Swap in a new token after a re-login; everyone holding this object follows."""
         self._http.token = token

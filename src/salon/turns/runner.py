@@ -22,6 +22,7 @@ import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
+from salon.agents.attachments import AttachmentWire, wire_context
 from salon.agents.context import delegator_context, lending_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
@@ -99,6 +100,8 @@ class TurnRunner(TurnTasks):
         self.after_close: dict[TurnKind, AfterClose] = {}
         # And what happens once any turn closed (delegation results it left behind).
         self.closed_hooks: list[AfterClose] = []
+        # How http backends get the turns' files (the composition root sets it).
+        self.wire = AttachmentWire()
         self._running: dict[AgentId, int] = {}
         super().__init__()
         self._started: dict[TurnKey, bool] = {}  # holds its slots (no longer queued)
@@ -258,7 +261,7 @@ class TurnRunner(TurnTasks):
             request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator):
+            with delegator_context(delegator), wire_context(self.wire):
                 began = time.monotonic()
 
                 def first_chunk() -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from salon.agents.attachments import Attachment
 from salon.agents.backend import ChatMessage, Role, TurnRequest
 from salon.agents.runtime import AgentRuntime
 from salon.ids import AgentId, RoomId
@@ -61,6 +62,9 @@ class TurnSpec:
     # a report → its delegation's. None: for nobody in particular (an agent's message,
     # cron, the API). Backends read it as ``TurnRequest.for_user``, never from the text.
     for_user: str | None = None
+    # Files sent with the message, downloaded before the turn was ledgered: stored
+    # with it, so a re-run after a crash hands the backend the very same files.
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def key(self) -> tuple[str, AgentId]:
@@ -73,6 +77,7 @@ class TurnSpec:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in _SPEC_FIELDS}
         data["kind"] = self.kind.value
         data["reply_to"] = {f.name: getattr(self.reply_to, f.name) for f in _REPLY_FIELDS}
+        data["attachments"] = [a.to_json() for a in self.attachments]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -95,6 +100,7 @@ class TurnSpec:
                 history=tuple((str(r), str(c)) for r, c in data.get("history") or ()),
                 slot_sender=data.get("slot_sender"),
                 for_user=data.get("for_user"),
+                attachments=tuple(Attachment.from_json(a) for a in data.get("attachments") or ()),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a turn spec: {e}") from e
@@ -155,6 +161,7 @@ def turn_request(spec: TurnSpec) -> TurnRequest:
         session_key=spec.session_key,
         chat_id="",
         for_user=spec.for_user,
+        attachments=spec.attachments,
     )
 
 

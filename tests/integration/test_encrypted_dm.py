@@ -192,3 +192,43 @@ async def test_an_event_whose_key_never_arrives_is_dropped_and_counted(
         await asyncio.sleep(0.2)
     assert await store.crypto.pending_count(echo) == 0
     assert failures(echo) == before + 1  # one drop, one count: no retry loop
+
+
+async def test_an_encrypted_file_in_an_encrypted_dm_reaches_the_agent(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    nio_person: NioPerson,
+) -> None:
+    """The whole way an Element user sends a file: encrypted event, encrypted media."""
+    data_dir = tmp_path / "data"
+    config = salon_config(synapse, tmp_path, sync={"timeout_ms": 1000}, data_dir=str(data_dir))
+    await gateways(config)
+    echo = str(config.agent_user_id("echo", synapse.server_name))
+    room_id = await open_dm(nio_person, echo)
+    data = b"minutes of the meeting\n" * 40
+    uploaded, keys = await nio_person.client.upload(
+        lambda *_: data,
+        content_type="application/octet-stream",
+        encrypt=True,
+        filesize=len(data),
+    )
+    assert keys is not None, uploaded
+    content = {
+        "msgtype": "m.file",
+        "body": "minutes.txt",
+        "info": {"mimetype": "text/plain", "size": len(data)},
+        "file": {"url": uploaded.content_uri, **keys},
+    }
+    await nio_person.client.room_send(
+        room_id, "m.room.message", content, ignore_unverified_devices=True
+    )
+    line = f"[attachment: minutes.txt text/plain {len(data)} bytes]"
+    await nio_person.until(
+        lambda: any(line in e.body for e in nio_person.replies_from(echo)),
+        "the echo agent's description of the encrypted file",
+    )
+    reply = next(e for e in nio_person.replies_from(echo) if line in e.body)
+    assert reply.decrypted
+    stored = list((data_dir / "agents" / "echo" / "attachments").rglob("*-minutes.txt"))
+    assert [p.read_bytes() for p in stored] == [data]

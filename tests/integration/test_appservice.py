@@ -11,7 +11,6 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -20,28 +19,11 @@ import yaml
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
-from salon.devserver.appservice import write_registration
-from salon.devserver.synapse import free_port
 
 from ..conftest import TestHomeserver, register_user
-from .conftest import Person, salon_config
+from .conftest import Person
+from .modes import SECRETS, TOKENS, appservice_deployment
 from .test_crash import _replies_by_question, running
-
-TOKENS = ("as-token-" + "a" * 24, "hs-token-" + "b" * 24)
-SECRETS = {"SALON_AS_TOKEN": TOKENS[0], "SALON_HS_TOKEN": TOKENS[1]}
-
-
-def appservice_config(tmp_path: Path, port: int, hs: Any, **overrides: Any) -> SalonConfig:
-    """The test's config in appservice mode on ``hs`` (a placeholder before it runs)."""
-    config = salon_config(hs, tmp_path, **overrides)
-    data = config.model_dump(mode="json", exclude_none=True)
-    data["homeserver"] = {
-        "url": hs.base_url,
-        "server_name": hs.server_name,
-        "mode": "appservice",
-        "appservice": {"listen": f"127.0.0.1:{port}"},
-    }
-    return SalonConfig.model_validate(data)
 
 
 @pytest.fixture
@@ -49,17 +31,8 @@ def as_setup(
     tmp_path: Path, synapse_factory: Callable[..., TestHomeserver]
 ) -> tuple[TestHomeserver, SalonConfig]:
     """A Synapse with the registration of a config in appservice mode, and that config."""
-    port = free_port()
-    placeholder = SimpleNamespace(base_url="http://127.0.0.1:9", server_name="localhost")
-    draft = appservice_config(
-        tmp_path, port, SimpleNamespace(**vars(placeholder), shared_secret="")
-    )
-    registration = tmp_path / "registration.yaml"
-    write_registration(draft, registration, tmp_path / "registration.env", TOKENS)
-    hs = synapse_factory(app_service_config_files=(registration,))
-    data = draft.model_dump(mode="json", exclude_none=True)
-    data["homeserver"]["url"] = hs.base_url
-    return hs, SalonConfig.model_validate(data)
+    deployment = appservice_deployment(tmp_path, synapse_factory)
+    return deployment.hs, deployment.base
 
 
 async def _person(hs: TestHomeserver, http: aiohttp.ClientSession) -> Person:

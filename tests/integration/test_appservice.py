@@ -19,6 +19,7 @@ import yaml
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
+from salon.matrix.appservice import AppserviceSource
 
 from ..conftest import TestHomeserver, register_user
 from .conftest import Person
@@ -41,6 +42,12 @@ async def _person(hs: TestHomeserver, http: aiohttp.ClientSession) -> Person:
 
 async def _agent_room(person: Person, config: SalonConfig, agent: str) -> str:
     return await person.join(f"#{config.agent_room_alias_localpart(agent)}:localhost")
+
+
+def _source(gateway: Gateway) -> AppserviceSource:
+    source = gateway._running.homeserver.source if gateway._running else None
+    assert isinstance(source, AppserviceSource)
+    return source
 
 
 def _rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -115,16 +122,21 @@ async def test_replayed_transaction_is_answered_without_work(
         assert r.status == 200
         # Admitted before the answer: the row is there the moment the 200 is.
         assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-1'")
-    async with http.put(url, json={"events": [event(2)]}, headers=headers) as r:
+    repeated = {"events": [*notices, event(1)]}
+    async with http.put(url, json=repeated, headers=headers) as r:
         assert r.status == 200
-    assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-2'") == []
-    # Also after a restart: the transaction id is durable.
+    assert _source(gateway).repeats == 1
+    # Also after a restart: the transaction is durable.
     await gateway.stop()
-    await gateways(config, invite=[person.user_id], secrets=SECRETS)
-    async with http.put(url, json={"events": [event(3)]}, headers=headers) as r:
+    gateway = await gateways(config, invite=[person.user_id], secrets=SECRETS)
+    async with http.put(url, json=repeated, headers=headers) as r:
         assert r.status == 200
+    assert _source(gateway).repeats == 1
     assert _rows(db, "SELECT event_id FROM inbox WHERE event_id LIKE '$replayed-%'") == [
         ("$replayed-1",)
+    ]
+    assert _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-1:%'") == [
+        (1,)
     ]
     # A wrong homeserver token is refused, and nothing is admitted.
     bad = {"Authorization": "Bearer not-the-token"}
@@ -132,7 +144,8 @@ async def test_replayed_transaction_is_answered_without_work(
         assert r.status == 403
         assert (await r.json())["errcode"] == "M_FORBIDDEN"
     assert (
-        _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-9'")[0][0] == 0
+        _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-9:%'")[0][0]
+        == 0
     )
     # The one replayed event got its one turn.
     deadline = time.monotonic() + 20

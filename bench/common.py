@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -250,9 +250,13 @@ async def register(session: aiohttp.ClientSession, layout: SynapseLayout, role: 
 def run_bench(
     data_dir_arg: Path | None,
     measure: Callable[[SynapseLayout, Path], Awaitable[dict[str, Any]]],
+    app_services: Callable[[SynapseLayout, Path], Sequence[Path]] | None = None,
 ) -> int:
     """Start a throwaway Synapse (in ``data_dir_arg`` or a temp dir), run ``measure``
-    against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted)."""
+    against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted).
+
+    ``app_services`` writes appservice registrations for the server about to start and
+    returns their paths: Synapse loads them at start."""
     salon_log.configure("warning")
     # Ctrl-C works even when started in the background (SIGINT inherited as ignored),
     # and SIGTERM takes the same path: the gateway and Synapse are stopped.
@@ -268,7 +272,13 @@ def run_bench(
             else:
                 data_dir = data_dir_arg.resolve()
                 data_dir.mkdir(parents=True, exist_ok=True)
-            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=free_port()))
+            port = free_port()
+            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=port))
+            if app_services is not None:
+                files = tuple(app_services(layout, data_dir))
+                layout = write_synapse_config(
+                    SynapseSettings(data_dir=data_dir, port=port, app_service_config_files=files)
+                )
             synapse = SynapseProcess(layout)
             stack.callback(synapse.stop)
             started = time.perf_counter()

@@ -6,10 +6,14 @@ sends messages one at a time to each and measures send → reply seen, with its
 own ``/sync`` long-poll loop. Prints one JSON object on stdout; progress goes to
 stderr.
 
+``--mode appservice`` runs the gateway as an application service, and the
+baseline is then a bare mautrix ``AppService`` echoing through its bot (see
+``as_baseline.py``): Synapse starts with both registrations and pushes both.
+
 Usage::
 
     .venv/bin/python bench/roundtrip.py [--messages N] [--warmup W] [--extra-agents K]
-        [--data-dir DIR]
+        [--mode client|appservice] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+from as_baseline import EchoAppservice
 from common import (
     BenchError,
     Operator,
@@ -54,9 +59,9 @@ from mautrix.types import (
 from mautrix.util.logging import TraceLogger
 
 from salon.app.gateway import Gateway
-from salon.devserver.synapse import (
-    SynapseLayout,
-)
+from salon.config.models import SalonConfig
+from salon.devserver.appservice import write_registration
+from salon.devserver.synapse import SynapseLayout, free_port
 from salon.ids import AgentId, UserId
 from salon.matrix.registration import Credentials
 
@@ -113,7 +118,44 @@ class EchoBot:
         self.client.stop()
 
 
+def bot_mxid(bot: EchoBot | EchoAppservice) -> str:
+    """The baseline's user id (invited to its room)."""
+    return str(bot.client.mxid) if isinstance(bot, EchoBot) else bot.mxid
+
+
 # --- the run ---------------------------------------------------------------------
+
+
+class Appservices:
+    """Appservice mode: Salon's registration and the baseline appservice's, written
+    before Synapse starts (it loads registrations at start only)."""
+
+    def __init__(self, extra_agents: int) -> None:
+        self.extra_agents = extra_agents
+        self.config: SalonConfig | None = None
+        self.baseline: EchoAppservice | None = None
+        self.secrets: dict[str, str] = {}
+
+    def register(self, layout: SynapseLayout, data_dir: Path) -> list[Path]:
+        """Write both registrations; returns their paths."""
+        data = salon_config(layout, data_dir, self.extra_agents).model_dump(
+            mode="json", exclude_none=True
+        )
+        data["homeserver"] = {
+            "url": layout.base_url,
+            "server_name": layout.server_name,
+            "mode": "appservice",
+            "appservice": {"listen": f"127.0.0.1:{free_port()}"},
+        }
+        self.config = config = SalonConfig.model_validate(data)
+        assert config.homeserver is not None and config.homeserver.appservice is not None
+        tokens = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        appservice = config.homeserver.appservice
+        self.secrets = {appservice.as_token_env: tokens[0], appservice.hs_token_env: tokens[1]}
+        salon_file = data_dir / "salon-registration.yaml"
+        write_registration(config, salon_file, data_dir / "salon-registration.env", tokens)
+        self.baseline = EchoAppservice(layout, data_dir, _mautrix_logger("appservice"))
+        return [salon_file, self.baseline.write_registration(data_dir / "baseline-as.yaml")]
 
 
 async def run(
@@ -123,14 +165,21 @@ async def run(
     warmup: int,
     blocks: int,
     extra_agents: int = 0,
+    appservices: Appservices | None = None,
 ) -> dict[str, Any]:
     """Set up both contenders, measure them alternately, return the result object."""
     async with aiohttp.ClientSession() as op_http, aiohttp.ClientSession() as bot_http:
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
-        bot = EchoBot(await register(bot_http, layout, "bot"), layout.base_url, bot_http)
-        gateway = Gateway(
-            salon_config(layout, data_dir, extra_agents), invite=[UserId(operator.creds.user_id)]
-        )
+        invite = [UserId(operator.creds.user_id)]
+        if appservices is None:
+            bot: EchoBot | EchoAppservice = EchoBot(
+                await register(bot_http, layout, "bot"), layout.base_url, bot_http
+            )
+            gateway = Gateway(salon_config(layout, data_dir, extra_agents), invite=invite)
+        else:
+            assert appservices.config is not None and appservices.baseline is not None
+            bot = appservices.baseline
+            gateway = Gateway(appservices.config, invite=invite, secrets=appservices.secrets)
         cleanups: list[Callable[[], Awaitable[None]]] = []
         try:
             started = time.perf_counter()
@@ -142,14 +191,17 @@ async def run(
             await operator.join(salon_room)
             console.print(f"Salon gateway ready ({time.perf_counter() - started:.1f} s)")
 
-            bot_room = await operator.create_room([bot.client.mxid])
+            bot_room = await operator.create_room([bot_mxid(bot)])
 
             async def stop_bot() -> None:
-                bot.stop()
+                if isinstance(bot, EchoBot):
+                    bot.stop()
+                else:
+                    await bot.stop()
 
             cleanups.append(stop_bot)
             await bot.start(bot_room)
-            console.print("mautrix echo bot ready")
+            console.print(f"mautrix echo {'bot' if appservices is None else 'appservice'} ready")
 
             cleanups.append(operator.stop)
             await operator.start_sync([salon_room, bot_room])
@@ -185,6 +237,12 @@ async def run(
     salon = summary(samples["salon"])
     base = summary(samples["baseline_mautrix"])
     return {
+        "mode": "client" if appservices is None else "appservice",
+        "baseline": (
+            "mautrix Client echo bot (logged in, /sync)"
+            if appservices is None
+            else "mautrix AppService echo bot (transactions pushed by Synapse)"
+        ),
         "messages": messages,
         "extra_agents": extra_agents,
         "salon": salon,
@@ -214,6 +272,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="keep Synapse and the store here (default: a temp dir, removed at the end)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("client", "appservice"),
+        default="client",
+        help="Salon's homeserver mode; the baseline is a mautrix bot of the same kind",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.warmup < 0 or args.blocks < 1 or args.extra_agents < 0:
         parser.error("--messages and --blocks must be >= 1, --warmup and --extra-agents >= 0")
@@ -223,11 +287,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; JSON on stdout, exit status 0, 1 (failure) or 130 (interrupted)."""
     args = parse_args(argv)
+    appservices = Appservices(args.extra_agents) if args.mode == "appservice" else None
     return run_bench(
         args.data_dir,
         lambda layout, data_dir: run(
-            layout, data_dir, args.messages, args.warmup, args.blocks, args.extra_agents
+            layout,
+            data_dir,
+            args.messages,
+            args.warmup,
+            args.blocks,
+            args.extra_agents,
+            appservices,
         ),
+        appservices.register if appservices is not None else None,
     )
 
 

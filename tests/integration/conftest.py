@@ -158,3 +158,14 @@ async def gateways() -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
     for gateway in started:
         if gateway.state is not None:
             await gateway.stop()
+
+
+@pytest.fixture(params=["client", "appservice"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The test once per homeserver mode (see ``modes.py``): the same scenario must
+    hold in both."""
+    from .modes import appservice_deployment, client_deployment
+
+    if request.param == "client":
+        return client_deployment(tmp_path, request.getfixturevalue("synapse"))
+    return appservice_deployment(tmp_path, request.getfixturevalue("synapse_factory"))

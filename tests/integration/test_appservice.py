@@ -11,7 +11,6 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -20,28 +19,12 @@ import yaml
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
-from salon.devserver.appservice import write_registration
-from salon.devserver.synapse import free_port
+from salon.matrix.appservice import AppserviceSource
 
 from ..conftest import TestHomeserver, register_user
-from .conftest import Person, salon_config
+from .conftest import Person
+from .modes import SECRETS, TOKENS, appservice_deployment
 from .test_crash import _replies_by_question, running
-
-TOKENS = ("as-token-" + "a" * 24, "hs-token-" + "b" * 24)
-SECRETS = {"SALON_AS_TOKEN": TOKENS[0], "SALON_HS_TOKEN": TOKENS[1]}
-
-
-def appservice_config(tmp_path: Path, port: int, hs: Any, **overrides: Any) -> SalonConfig:
-    """The test's config in appservice mode on ``hs`` (a placeholder before it runs)."""
-    config = salon_config(hs, tmp_path, **overrides)
-    data = config.model_dump(mode="json", exclude_none=True)
-    data["homeserver"] = {
-        "url": hs.base_url,
-        "server_name": hs.server_name,
-        "mode": "appservice",
-        "appservice": {"listen": f"127.0.0.1:{port}"},
-    }
-    return SalonConfig.model_validate(data)
 
 
 @pytest.fixture
@@ -49,17 +32,8 @@ def as_setup(
     tmp_path: Path, synapse_factory: Callable[..., TestHomeserver]
 ) -> tuple[TestHomeserver, SalonConfig]:
     """A Synapse with the registration of a config in appservice mode, and that config."""
-    port = free_port()
-    placeholder = SimpleNamespace(base_url="http://127.0.0.1:9", server_name="localhost")
-    draft = appservice_config(
-        tmp_path, port, SimpleNamespace(**vars(placeholder), shared_secret="")
-    )
-    registration = tmp_path / "registration.yaml"
-    write_registration(draft, registration, tmp_path / "registration.env", TOKENS)
-    hs = synapse_factory(app_service_config_files=(registration,))
-    data = draft.model_dump(mode="json", exclude_none=True)
-    data["homeserver"]["url"] = hs.base_url
-    return hs, SalonConfig.model_validate(data)
+    deployment = appservice_deployment(tmp_path, synapse_factory)
+    return deployment.hs, deployment.base
 
 
 async def _person(hs: TestHomeserver, http: aiohttp.ClientSession) -> Person:
@@ -68,6 +42,12 @@ async def _person(hs: TestHomeserver, http: aiohttp.ClientSession) -> Person:
 
 async def _agent_room(person: Person, config: SalonConfig, agent: str) -> str:
     return await person.join(f"#{config.agent_room_alias_localpart(agent)}:localhost")
+
+
+def _source(gateway: Gateway) -> AppserviceSource:
+    source = gateway._running.homeserver.source if gateway._running else None
+    assert isinstance(source, AppserviceSource)
+    return source
 
 
 def _rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -142,16 +122,21 @@ async def test_replayed_transaction_is_answered_without_work(
         assert r.status == 200
         # Admitted before the answer: the row is there the moment the 200 is.
         assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-1'")
-    async with http.put(url, json={"events": [event(2)]}, headers=headers) as r:
+    repeated = {"events": [*notices, event(1)]}
+    async with http.put(url, json=repeated, headers=headers) as r:
         assert r.status == 200
-    assert _rows(db, "SELECT event_id FROM inbox WHERE event_id = '$replayed-2'") == []
-    # Also after a restart: the transaction id is durable.
+    assert _source(gateway).repeats == 1
+    # Also after a restart: the transaction is durable.
     await gateway.stop()
-    await gateways(config, invite=[person.user_id], secrets=SECRETS)
-    async with http.put(url, json={"events": [event(3)]}, headers=headers) as r:
+    gateway = await gateways(config, invite=[person.user_id], secrets=SECRETS)
+    async with http.put(url, json=repeated, headers=headers) as r:
         assert r.status == 200
+    assert _source(gateway).repeats == 1
     assert _rows(db, "SELECT event_id FROM inbox WHERE event_id LIKE '$replayed-%'") == [
         ("$replayed-1",)
+    ]
+    assert _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-1:%'") == [
+        (1,)
     ]
     # A wrong homeserver token is refused, and nothing is admitted.
     bad = {"Authorization": "Bearer not-the-token"}
@@ -159,7 +144,8 @@ async def test_replayed_transaction_is_answered_without_work(
         assert r.status == 403
         assert (await r.json())["errcode"] == "M_FORBIDDEN"
     assert (
-        _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-9'")[0][0] == 0
+        _rows(db, "SELECT count(*) FROM appservice_txns WHERE txn_id LIKE '%:replay-9:%'")[0][0]
+        == 0
     )
     # The one replayed event got its one turn.
     deadline = time.monotonic() + 20

@@ -1,4 +1,6 @@
-"""Delegation between agents over a real Synapse: results, notices, refusals, teams."""
+"""Delegation between agents over a real Synapse: results, notices, refusals, teams.
+
+The core scenarios run in both homeserver modes (the `deployment` fixture)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from hypothesis import strategies as st
 from mautrix.api import Method
 from mautrix.api import Path as MxPath
@@ -20,6 +23,7 @@ from salon.coordination.protocol import REQUEST, STATUS
 from salon.matrix.api import MatrixAPI
 
 from .conftest import Person, salon_config
+from .modes import Deployment
 from .test_agent_runtime import _final_text
 
 PLUGINS = "tests.integration.plugins"
@@ -93,12 +97,15 @@ def _request(delegation_id: str, **over: Any) -> dict[str, Any]:
 
 
 async def test_delegation_result_reaches_the_final_answer_with_notices(
-    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+    deployment: Deployment,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
 ) -> None:
-    config = salon_config(synapse, tmp_path, agents=_agents())
-    gateway = await gateways(config, invite=[person.user_id])
+    person = await deployment.person(http)
+    config = deployment.config(agents=_agents())
+    gateway = await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
     assert gateway.state is not None
-    server = synapse.server_name
+    server = deployment.hs.server_name
     room = await person.join(f"#{config.agent_room_alias_localpart('alpha')}:{server}")
     asked = await person.say(room, "hello")
     assert await _final_text(person, room, asked) == "alpha got: beta says task: hello"
@@ -116,13 +123,16 @@ async def test_delegation_result_reaches_the_final_answer_with_notices(
 
 
 async def test_refusals_hop_limit_cycle_forgery_and_garbage(
-    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+    deployment: Deployment,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
 ) -> None:
-    config = salon_config(synapse, tmp_path, agents=_agents())
-    gateway = await gateways(config, invite=[person.user_id])
+    person = await deployment.person(http)
+    config = deployment.config(agents=_agents())
+    gateway = await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
     assert gateway.state is not None
     alpha_api = gateway.state.agent_apis["alpha"]
-    server = synapse.server_name
+    server = deployment.hs.server_name
     beta_room = await person.join(f"#{config.agent_room_alias_localpart('beta')}:{server}")
     await alpha_api.join(beta_room)  # type: ignore[arg-type]
 
@@ -204,8 +214,11 @@ async def test_offline_target_fails_at_once_without_a_request(
 
 
 async def test_teams_collaborate_and_coordinate(
-    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+    deployment: Deployment,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
 ) -> None:
+    person = await deployment.person(http)
     agents = {
         "xavier": {"backend": {"type": "echo", "prefix": "X:"}},
         "yvonne": {"backend": {"type": "echo", "prefix": "Y:"}},
@@ -221,9 +234,9 @@ async def test_teams_collaborate_and_coordinate(
         "crowd": {"agents": ["xavier", "yvonne"], "mode": "collaborate", "lead": "yvonne"},
         "squad": {"agents": ["boss", "xavier"], "mode": "coordinate", "lead": "boss"},
     }
-    config = salon_config(synapse, tmp_path, agents=agents, teams=teams)
-    await gateways(config, invite=[person.user_id])
-    server = synapse.server_name
+    config = deployment.config(agents=agents, teams=teams)
+    await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
+    server = deployment.hs.server_name
 
     crowd = await person.join(f"#{config.agent_room_alias_localpart('crowd')}:{server}")
     asked = await person.say(crowd, "ideas?")

@@ -1,4 +1,6 @@
-"""Routing and `!` commands on a real Synapse, as a person would use them."""
+"""Routing and `!` commands on a real Synapse, as a person would use them.
+
+The command scenarios run in both homeserver modes (the `deployment` fixture)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from salon.app.gateway import Gateway
 
 from .conftest import Person, salon_config
+from .modes import Deployment
 
 
 async def _router_answer(person: Person, room_id: str, asked: str, sender: str) -> str:
@@ -99,11 +104,14 @@ async def test_declarative_route_and_nobody_notice(
 
 
 async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
-    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+    deployment: Deployment,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
 ) -> None:
-    config = salon_config(synapse, tmp_path)
-    gateway = await gateways(config, invite=[person.user_id])
-    server = synapse.server_name
+    person = await deployment.person(http)
+    config = deployment.base
+    gateway = await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
+    server = deployment.hs.server_name
     router = f"@{config.router.localpart}:{server}"
     lobby = await person.join(f"#{config.naming.lobby_alias}:{server}")
 
@@ -142,7 +150,7 @@ async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
 
     # After a restart: selection and binding are still there.
     await gateway.stop()
-    await gateways(config, invite=[person.user_id])
+    await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
     listing = await _router_answer(person, lobby, await person.say(lobby, "!agent"), router)
     assert re.search(r"→\s*1\.?\s*Echo|→.*Echo", listing), listing
     await _router_answer(person, lobby, await person.say(lobby, "!agent parrot"), router)
@@ -169,11 +177,14 @@ async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
 
 
 async def test_save_load_reset_context_and_unknown_command(
-    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+    deployment: Deployment,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
 ) -> None:
-    config = salon_config(synapse, tmp_path)
-    await gateways(config, invite=[person.user_id])
-    server = synapse.server_name
+    person = await deployment.person(http)
+    config = deployment.base
+    await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
+    server = deployment.hs.server_name
     # In an agent's own room the agent answers commands: the router is not a member.
     router = config.agent_user_id("echo", server)
     room = await person.join(f"#{config.agent_room_alias_localpart('echo')}:{server}")

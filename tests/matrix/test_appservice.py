@@ -72,12 +72,12 @@ async def test_events_admitted_before_200_and_txn_recorded(setup) -> None:
     )
     assert r.status == 200
     assert sink.admitted == [(ROUTER, ["$e1", "$e2"])]
-    assert txns.ids == {txn_key(TOKEN, "t1")}
+    assert txns.ids == {txn_key(TOKEN, "t1", [message(1), message(2)])}
 
 
 async def test_repeated_txn_answered_without_work(setup) -> None:
     client, sink, txns, source = setup
-    txns.ids.add(txn_key(TOKEN, "t1"))  # admitted before (e.g. before a restart)
+    txns.ids.add(txn_key(TOKEN, "t1", [message(1)]))  # admitted before (e.g. a restart)
     r = await client.put(
         "/_matrix/app/v1/transactions/t1", json={"events": [message(1)]}, headers=AUTH
     )
@@ -90,12 +90,27 @@ async def test_a_new_registrations_first_transaction_is_not_taken_for_an_old_one
     setup,
 ) -> None:
     client, sink, txns, _ = setup
-    txns.ids.add(txn_key("an older registration's token", "t1"))  # the same number, before
+    txns.ids.add(txn_key("an older registration's token", "t1", [message(1)]))  # the same
     r = await client.put(
         "/_matrix/app/v1/transactions/t1", json={"events": [message(1)]}, headers=AUTH
     )
     assert r.status == 200
     assert sink.admitted == [(ROUTER, ["$e1"])]
+
+
+async def test_a_reused_id_with_other_events_is_a_new_transaction(setup) -> None:
+    """Synapse on SQLite numbers transactions from 1 again after a restart: the same id
+    with other events is admitted, not answered as a repeat (its events would be lost)."""
+    client, sink, _, source = setup
+    url = "/_matrix/app/v1/transactions/1"
+    r = await client.put(url, json={"events": [message(1)]}, headers=AUTH)
+    assert r.status == 200
+    r = await client.put(url, json={"events": [message(2)]}, headers=AUTH)  # after a restart
+    assert r.status == 200
+    r = await client.put(url, json={"events": [message(2)]}, headers=AUTH)  # its retry
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e1"]), (ROUTER, ["$e2"])]
+    assert source.repeats == 1 and source.transactions == 2
 
 
 async def test_failed_admit_answers_500_and_is_not_recorded(setup) -> None:

@@ -3,11 +3,12 @@ server (Matrix application service API, ``/_matrix/app/v1``).
 
 Every event of a transaction is admitted durably into the inbox (through the same
 :class:`~salon.matrix.source.EventSink` the client-mode sync loops feed) before the
-transaction is answered 200, and then its id is recorded: a transaction seen again,
-also after a restart, is answered 200 without work. A failure to admit answers 500,
-so the homeserver sends it again (Synapse retries with backoff, one transaction in
-flight, up to 100 events each). mautrix's own handler is not used for this: it
-keeps seen ids only in memory and answers before its handlers finish.
+transaction is answered 200, and then it is recorded (its id and its events' ids):
+a transaction seen again, also after a restart, is answered 200 without work. A
+failure to admit answers 500, so the homeserver sends it again (Synapse retries
+with backoff, one transaction in flight, up to 100 events each). mautrix's own
+handler is not used for this: it keeps seen ids only in memory and answers before
+its handlers finish.
 """
 
 from __future__ import annotations
@@ -56,11 +57,17 @@ class ListenAddress:
     port: int = 9010
 
 
-def txn_key(hs_token: str, txn_id: str) -> str:
-    """How a transaction id is kept: under its registration's token (hashed). The
-    homeserver numbers transactions per registration and starts again at 1 for a new
-    one, so a new registration's "1" is never taken for an old one already admitted."""
-    return f"{hashlib.sha256(hs_token.encode()).hexdigest()[:16]}:{txn_id}"
+def txn_key(hs_token: str, txn_id: str, events: Sequence[object]) -> str:
+    """How a transaction is kept: its id under its registration's token (hashed), and
+    a digest of its events' ids. The homeserver numbers transactions per registration
+    and starts again at 1 for a new one; Synapse on SQLite also starts again after a
+    restart (the next id is one past the highest *unsent* one, usually none). A retry
+    carries the same events under the same id, so only that is answered without work;
+    a reused id with other events is a new transaction (the inbox ignores an event
+    admitted before, so admitting one twice is harmless; dropping one is not)."""
+    ids = "\n".join(str(e.get("event_id")) for e in events if isinstance(e, dict))
+    digest = hashlib.sha256(ids.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{hashlib.sha256(hs_token.encode()).hexdigest()[:16]}:{txn_id}:{digest}"
 
 
 class AppserviceSource:
@@ -173,7 +180,6 @@ class AppserviceSource:
         return response
 
     async def _transaction(self, request: web.Request) -> web.Response:
-        txn_id = txn_key(self._hs_token, request.match_info["txn_id"])
         try:
             body = await request.json()
         except ValueError:
@@ -181,6 +187,7 @@ class AppserviceSource:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             return _error(400, "M_BAD_JSON", "events: a list is required")
+        txn_id = txn_key(self._hs_token, request.match_info["txn_id"], events)
         # One at a time: the membership map follows the transactions' order.
         async with self._lock:
             try:

@@ -18,6 +18,11 @@ SYNC_BACKFILLED = Counter(
 SYNC_BACKFILL_PAGES = Counter(
     "salon_sync_backfill_pages_total", "/messages pages read to fill sync gaps (re-reads included)"
 )
+CATCHUP_ROOMS = Counter(
+    "salon_appservice_catchup_rooms_total",
+    "Rooms checked for events the homeserver never pushed: current, walked, marked, failed",
+    ["outcome"],
+)
 INVITES = Counter("salon_invites_total", "Invitation outcomes", ["outcome"])
 ATTACHMENTS = Counter(
     "salon_attachments_total",

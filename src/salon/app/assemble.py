@@ -21,7 +21,7 @@ from salon.agents.attachments import AttachmentWire
 from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
-from salon.app.modes import authenticator, event_source
+from salon.app.modes import authenticator, event_source, follow_outages
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -216,6 +216,7 @@ async def assemble(
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
     # /sync per identity, or the appservice's listener (homeserver.mode).
     source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
+    follow_outages(source, hs_up)
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership

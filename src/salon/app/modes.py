@@ -16,6 +16,7 @@ from salon.ids import UserId
 from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.appservice import AppserviceSource, ListenAddress
 from salon.matrix.as_auth import AppserviceAuthenticator, AppserviceIdentity
+from salon.matrix.as_catchup import CatchUp
 from salon.matrix.crypto import DeviceCrypto
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
@@ -106,7 +107,7 @@ def appservice_source(
     def owns(user_id: str) -> bool:
         return user_id == router or roster.hosted_agent_of(user_id) is not None
 
-    return AppserviceSource(
+    source = AppserviceSource(
         hs_token,
         store.appservice_txns,
         router=router,
@@ -114,3 +115,12 @@ def appservice_source(
         apis=list(apis.values()),
         listen=ListenAddress(hs.appservice.host, hs.appservice.port),
     )
+    # Events the homeserver never pushed are read back at start and after an outage.
+    source.catchup = CatchUp(store.identities, router)
+    return source
+
+
+def follow_outages(source: IdentitySource, reachability: Reachability) -> None:
+    """An appservice source catches up whenever the homeserver answers again."""
+    if isinstance(source, AppserviceSource):
+        reachability.listeners.append(source.outage)

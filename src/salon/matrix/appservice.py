@@ -9,6 +9,11 @@ failure to admit answers 500, so the homeserver sends it again (Synapse retries
 with backoff, one transaction in flight, up to 100 events each). mautrix's own
 handler is not used for this: it keeps seen ids only in memory and answers before
 its handlers finish.
+
+With a :class:`~salon.matrix.as_catchup.CatchUp` set (``catchup``), each room's
+newest pushed event is kept as its mark, and the rooms are read back to their
+marks at start and after an outage (:meth:`AppserviceSource.catch_up`): what the
+homeserver never pushed is admitted then.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import structlog
 from aiohttp import web
 
 from salon._exceptions import MatrixError
-from salon.ids import UserId
+from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.as_catchup import CatchUp
 from salon.matrix.as_events import Members, split
 from salon.matrix.source import EventSink, LoopStatus
 from salon.metrics import EVENTS_DROPPED
@@ -101,6 +107,7 @@ class AppserviceSource:
         self.transactions = 0  # admitted (not counting repeats)
         self.repeats = 0
         self.last_error: str | None = None
+        self.catchup: CatchUp | None = None
 
     # --- the EventSource seam -------------------------------------------------
 
@@ -114,6 +121,29 @@ class AppserviceSource:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Read every joined room back to its mark in the background (at start, and
+        when the homeserver answers again after an outage)."""
+        if self.catchup is None or self._sink is None:
+            return
+        rooms = {}
+        for room_id, joined in self.members.rooms.items():
+            api = self._apis.get(self.members.reader(room_id)) if joined else None
+            if api is not None:
+                rooms[RoomId(room_id)] = api
+        self.catchup.start(rooms, self._sink)
+
+    def outage(self, down: bool) -> None:
+        """The homeserver stopped answering (events may be lost: marks are held) or
+        answers again (catch up)."""
+        if self.catchup is None:
+            return
+        if down:
+            self.catchup.hold()
+        elif self._runner is not None:
+            self.catch_up()
 
     @property
     def port(self) -> int:
@@ -128,6 +158,8 @@ class AppserviceSource:
 
     async def stop(self) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""
+        if self.catchup is not None:
+            await self.catchup.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -197,6 +229,8 @@ class AppserviceSource:
                     return web.json_response({})
                 await self._admit(events)
                 await self._txns.record(txn_id)
+                if self.catchup is not None:
+                    await self.catchup.pushed(events)
             except Exception as e:  # the homeserver retries: nothing is lost
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("appservice.admit_failed", txn_id=txn_id, error=self.last_error)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import aiohttp
 import structlog
@@ -57,6 +58,8 @@ class Reachability:
         self._back = asyncio.Event()
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+        # Told True when the homeserver is found down, False when it answers again.
+        self.listeners: list[Callable[[bool], None]] = []
 
     @property
     def down(self) -> bool:
@@ -82,6 +85,14 @@ class Reachability:
         log.info("homeserver.back", url=self.url)
         back, self._back = self._back, asyncio.Event()
         back.set()
+        self._tell(False)
+
+    def _tell(self, down: bool) -> None:
+        for listener in self.listeners:
+            try:
+                listener(down)
+            except Exception as e:  # one listener's bug must not stop the others
+                log.warning("homeserver.listener_failed", error=f"{type(e).__name__}: {e}")
 
     async def pause(self, delay_s: float, error: BaseException | None = None) -> bool:
         """Wait ``delay_s``, or less if the homeserver answers again meanwhile (only
@@ -107,6 +118,7 @@ class Reachability:
             if not self._down:
                 self._down = True
                 log.warning("homeserver.down", url=self.url)
+                self._tell(True)
             await asyncio.sleep(self.interval_s)
 
     async def _probe_once(self) -> bool:

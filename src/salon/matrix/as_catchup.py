@@ -104,11 +104,6 @@ class CatchUp:
             return
         self._task = asyncio.create_task(self._runs(dict(rooms), sink), name="appservice-catchup")
 
-    async def wait(self) -> None:
-        """Until the catch-up running now (if any) is over."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
-
     async def stop(self) -> None:
         """Cancel a running catch-up (its marks stay where they were)."""
         if self._task is not None:

@@ -154,38 +154,35 @@ async def run_gateways(
             await operator.start_sync(rooms)
             asked: dict[str, str] = {}  # event id -> room
             waits: list[asyncio.Future[tuple[float, str]]] = []
-
-            async def ask(room: str, texts: list[str]) -> None:
-                for text in texts:  # one room's messages in order, rooms side by side
-                    event_id = await operator.send(room, text)
-                    asked[event_id] = room
-                    waits.append(operator._waiter(event_id))
-
-            texts = [f"m{n}" for n in range(messages)]
-            await asyncio.gather(
-                *(ask(room, texts[i :: len(rooms)]) for i, room in enumerate(rooms))
-            )
-            console.print(f"{messages} messages sent")
-            pid = first.proc.pid
-            owner, until = None, time.perf_counter() + 60
-            while owner is None:  # the first gateway's owner id (it took some work)
-                if time.perf_counter() > until:
-                    raise RuntimeError("the first gateway took no work")
-                found = await _rows(pg_url, "SELECT DISTINCT owner FROM turns")
-                owner = next(
-                    (str(r["owner"]) for r in found if f"-{pid}-" in (r["owner"] or "")), None
-                )
-                await asyncio.sleep(0.05)
             half = asyncio.Event()
 
             def answered(_: object) -> None:
                 if sum(w.done() for w in waits) >= messages // 2:
                     half.set()
 
-            for wait in waits:
-                wait.add_done_callback(answered)
-            answered(None)
-            await half.wait()
+            async def ask(room: str, texts: list[str]) -> None:
+                for text in texts:  # one room's messages in order, rooms side by side
+                    event_id = await operator.send(room, text)
+                    asked[event_id] = room
+                    waits.append(operator._waiter(event_id))
+                    waits[-1].add_done_callback(answered)
+
+            texts = [f"m{n}" for n in range(messages)]
+            sending = asyncio.gather(
+                *(ask(room, texts[i :: len(rooms)]) for i, room in enumerate(rooms))
+            )
+            # Killed once half are answered (the rest may still be being sent).
+            await asyncio.wait(
+                [sending, asyncio.ensure_future(half.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            if sending.done():
+                await sending  # its error, if any
+                await half.wait()
+            pid = first.proc.pid
+            found = await _rows(pg_url, "SELECT DISTINCT owner FROM turns")
+            owner = next((str(r["owner"]) for r in found if f"-{pid}-" in (r["owner"] or "")), None)
+            if owner is None:
+                raise RuntimeError("the first gateway took no work")
             first.stop(signal.SIGKILL)
             killed = time.perf_counter()
             answered_at_kill = sum(w.done() for w in waits)
@@ -227,6 +224,8 @@ async def run_gateways(
                     claimed_s = claimed_s if claimed_s is not None else finished_s
                     break
                 await asyncio.sleep(0.05)
+            await sending  # went on meanwhile
+            console.print(f"{messages} messages sent")
             await asyncio.wait_for(asyncio.gather(*waits), max(1.0, deadline - time.perf_counter()))
             all_answered_s = time.perf_counter() - killed
             await asyncio.sleep(3)  # room for a duplicate to show up, if there were one

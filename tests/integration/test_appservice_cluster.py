@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from aiohttp import web
 from salon.config.models import SalonConfig
 from salon.devserver.appservice import write_registration
 from salon.devserver.synapse import free_port
+from salon.store.kv import GATEWAY_STATUS_KEY
 
 from ..conftest import TestHomeserver, register_user
 from .conftest import Person, salon_config
@@ -101,6 +103,11 @@ async def _rows(pg_url: str, sql: str) -> list[Any]:
         await conn.close()
 
 
+async def _status_pid(pg_url: str) -> int:
+    rows = await _rows(pg_url, f"SELECT value FROM kv WHERE key = '{GATEWAY_STATUS_KEY}'")
+    return int(json.loads(rows[0]["value"])["pid"])
+
+
 def _base(tmp_path: Path, pg_url: str) -> dict[str, Any]:
     """The settings both gateways share (one namespace, drawn once)."""
     placeholder = SimpleNamespace(
@@ -167,6 +174,12 @@ async def test_two_appservice_gateways_behind_one_url_answer_each_message_once(
             await asyncio.to_thread(first.wait_ready)  # the proxy serves meanwhile
             with running(paths[1]) as second:
                 await asyncio.to_thread(second.wait_ready)
+                # One process (the leader, the first) publishes the status for all.
+                publishers = set()
+                for _ in range(14):  # over more than two publishing periods (5 s)
+                    publishers.add(await _status_pid(pg_url))
+                    await asyncio.sleep(0.5)
+                assert publishers == {first.proc.pid}, publishers
                 for agent in AGENTS:
                     alias = f"#{config.agent_room_alias_localpart(agent)}:localhost"
                     rooms[agent] = await person.join(alias)

@@ -11,8 +11,11 @@ Parts (``--part``, comma-separated; default ``cost,hosting``):
   gateway RSS once all are online, cold provisioning vs a raw mautrix client doing the
   same registrations, room creations and joins, warm restart until every agent
   answers, and the round trip to agent #N vs agent #1. See ``bench/scale_hosting.py``.
-- ``gateways``: two gateways on one PostgreSQL, one killed with -9 halfway (a hook:
-  reported as not available until the gateway can share an inbox).
+- ``gateways``: two ``salon run`` processes on one throwaway PostgreSQL and a throwaway
+  Synapse, ``--messages`` messages over ``--gw-agents`` echo agents, the first gateway
+  killed with -9 once half are answered: replies per message (exactly one each) and
+  the time from the kill until the other finished the killed one's claimed work. See
+  ``bench/scale_gateways.py``.
 
 Prints one JSON object on stdout; progress on stderr.
 
@@ -21,6 +24,7 @@ Usage::
     .venv/bin/python bench/scale.py --part cost --messages 2000 --profile
     .venv/bin/python bench/scale.py --part hosting --agents 10,100
     .venv/bin/python bench/scale.py --part hosting --mode appservice --agents 1000
+    .venv/bin/python bench/scale.py --part gateways --messages 200 --gw-agents 20
 """
 
 from __future__ import annotations
@@ -60,15 +64,6 @@ def appservice_missing() -> str | None:
     return "appservice mode exists, but bench/scale_hosting.py does not drive it yet"
 
 
-def gateways_missing() -> str | None:
-    """Why two gateways on PostgreSQL cannot be measured in this tree, or None."""
-    from salon.store.inbox import Inbox
-
-    if not any(hasattr(Inbox, name) for name in ("claim", "claim_heads", "lease")):
-        return "the inbox has no claims yet (several gateways on one database not built yet)"
-    return "the two-gateway run is not written yet (a hook: claims exist now)"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--part", default="cost,hosting", help=f"comma-separated of {PARTS}")
@@ -87,6 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--roundtrips", type=int, default=20, help="hosting: round trips per agent measured"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="hosting: keep Synapse here")
+    parser.add_argument("--gw-agents", type=int, default=20, help="gateways: echo agents")
+    parser.add_argument(
+        "--lease-s", type=float, default=10.0, help="gateways: cluster.lease_s (the default)"
+    )
     args = parser.parse_args(argv)
     args.part = [p.strip() for p in args.part.split(",") if p.strip()]
     if not args.part or any(p not in PARTS for p in args.part):
@@ -133,6 +132,34 @@ def hosting_part(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def gateways_part(args: argparse.Namespace) -> dict[str, Any]:
+    """Two gateways on one throwaway PostgreSQL (``--messages`` as given, e.g. 200)."""
+    from scale_gateways import run_gateways
+    from tests import pg_server
+
+    out: dict[str, Any] = {}
+    server = pg_server.start()
+    try:
+
+        async def measure(layout: Any, data_dir: Path) -> dict[str, Any]:
+            return await run_gateways(
+                layout,
+                data_dir,
+                server.fresh_url(),
+                agents=args.gw_agents,
+                messages=args.messages,
+                lease_s=args.lease_s,
+            )
+
+        with contextlib.redirect_stdout(_Capture(out)):
+            status = run_bench(args.data_dir, measure)
+    finally:
+        server.stop()
+    if status != 0:
+        raise SystemExit(status)
+    return out
+
+
 class _Capture:
     """Takes the one JSON line :func:`common.run_bench` prints."""
 
@@ -161,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             elif part == "hosting":
                 result["hosting"] = hosting_part(args)
             else:
-                why = gateways_missing()
-                result["gateways"] = {"status": "not available", "reason": why}
+                result["gateways"] = gateways_part(args)
     except KeyboardInterrupt:
         console.print("interrupted", style="red")
         return 130

@@ -39,6 +39,11 @@ TURN_DEADLINES = Counter("salon_turn_deadlines_total", "Turns cut off by their d
 OUTAGE_PROBES = Counter(
     "salon_outage_probes_total", "Requests made to learn whether a down homeserver answers again"
 )
+CLAIM_LOST = Counter(
+    "salon_claim_lost_total",
+    "Writes refused because another gateway process holds the claim now (a lease ran out)",
+    ["what"],
+)
 INBOX_DEFERRED = Counter(
     "salon_inbox_deferred_total", "Inbox events left pending after a transient error"
 )

@@ -220,16 +220,19 @@ async def assemble(
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership
-    cluster.resume, cluster.wake = runner.resume_unfinished, dispatcher.wake
+    cluster.resume, cluster.wake = runner.resume_unfinished, partial(_wake, dispatcher, invites)
     supervisor.spawn("cluster", cluster.run)
     loops = partial(loop_states, source, supervisor)
     supervisor.spawn("dispatcher", dispatcher.run)
     supervisor.spawn("cron", cron.run)
-    supervisor.spawn("invites", invites.run)
+    # One process joins invitations, ends visits and publishes the status for all
+    # (any records an invitation; the leader's joiner finds it at the next beat).
+    supervisor.spawn("invites", invites.run, leader_only=True)
     await coordinator.start(supervisor)
     supervisor.spawn(
         "status",
         status_publisher(store, plan.name, loops, access=lambda: gateway.config.access.describe()),
+        leader_only=True,
     )
     await stack.enter_async_context(heartbeats(hosted, supervisor, runner))
     reloader = await stack.enter_async_context(
@@ -238,7 +241,7 @@ async def assemble(
     supervisor.spawn("janitor", Janitor(store, reloader.request).run, leader_only=True)
     start_retention(config.store, store, supervisor)
     if idle_s is not None:
-        supervisor.spawn("visits", visits.run)
+        supervisor.spawn("visits", visits.run, leader_only=True)
 
     rooms_now = replace(topology, agent_rooms=hosted.rooms)
     api = None
@@ -293,6 +296,13 @@ async def assemble(
         api=api,
         live=live,
     )
+
+
+def _wake(dispatcher: Dispatcher, invites: InviteJoiner) -> None:
+    """At each cluster beat: read the inbox and the invitations again (another process
+    may have admitted or recorded something)."""
+    dispatcher.wake()
+    invites.wake()
 
 
 def _retry(config: SalonConfig) -> RetryPolicy:

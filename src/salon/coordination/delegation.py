@@ -316,10 +316,25 @@ class DelegationManager:
                     record, DelegationOutcome(False, f"[TIMEOUT] {record.to_agent}")
                 )
 
+    async def settle_ended(self) -> int:
+        """Hand the waiters here the outcomes of delegations that ended elsewhere: with
+        several gateway processes, another may have read the answer (it claimed the
+        target room) or expired it. Returns how many were handed over."""
+        handed = 0
+        for id in list(self._waiting):
+            record = await self.store.delegations.get(id, direction=OUT)
+            if record is not None and record.terminal and id in self._waiting:
+                await self.store.delegations.mark_reinjected(id)
+                handed += self._settle(id, outcome_of(record))
+        return handed
+
     async def run_deadlines(self, handle: object, every_s: float = 1.0) -> None:
-        """A supervised loop enforcing deadlines."""
+        """A supervised loop enforcing deadlines (every process: ending one is atomic,
+        so the notice and the hand-back happen once) and collecting outcomes for this
+        process's waiters that another process recorded."""
         while True:
             await self.expire()
+            await self.settle_ended()
             getattr(handle, "healthy", lambda: None)()
             await asyncio.sleep(every_s)
 

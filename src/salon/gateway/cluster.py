@@ -2,9 +2,10 @@
 
 Each process claims what it handles (inbox rooms, open turns) under its owner id
 for ``cluster.lease_s`` seconds; this loop is its heartbeat: it extends those
-claims, holds or seeks the ``leader`` lease (the janitors and the agents'
-heartbeats run in the leader only), claims open turns whose owner died, and
-wakes the dispatcher so rooms a dead owner held are claimed again. A process
+claims, holds or seeks the ``leader`` lease (the janitors, the agents'
+heartbeats, the invitation joiner, the visit ender and the status publisher run
+in the leader only), claims open turns whose owner died, and wakes the
+dispatcher (and the joiner) so what another process admitted is seen. A process
 killed with -9 stops beating; once its leases run out (within ``lease_s``) the
 others finish its work. A clean stop gives every claim back at once.
 """

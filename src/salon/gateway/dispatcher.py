@@ -27,7 +27,7 @@ from salon.gateway.lanes import Lanes
 from salon.gateway.retention import max_age_ms
 from salon.ids import UserId
 from salon.matrix.events import InboundEvent, Invite, parse_event
-from salon.metrics import EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
+from salon.metrics import CLAIM_LOST, EVENTS_ADMITTED, EVENTS_DROPPED, INBOX_DEFERRED
 from salon.roster import Roster
 from salon.store import Store
 from salon.store.leases import Holder
@@ -233,18 +233,22 @@ class Dispatcher:
         return True if self._lanes is None else await self._lanes.idle(timeout_s, interrupt)
 
     async def _handle_row(self, row: InboxRow) -> bool:
-        """Handle and mark one row; False if it was deferred for a retry."""
+        """Handle and mark one row; False if it was deferred for a retry, or another
+        process holds it now (the room's later rows are its too)."""
         item = row.item
+        owner = self.holder.owner
+        # Our claim may have run out while the row waited (a pause, a slow store) and
+        # another process claimed the room since: then it is that one's to handle.
+        if not await self.store.inbox.hold(item.event_id, owner, self.holder.until()):
+            return await self._lost(item, "hold")
         event = _event_of(item)
         if event is None:
             EVENTS_DROPPED.labels(reason="malformed").inc()
             log.warning("inbox.malformed", event_id=item.event_id)
-            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "malformed")
-            return True
+            return await self._close(item, InboxState.DROPPED, "malformed")
         handler = self._handlers.get(event.type)
         if handler is None:
-            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, "no handler")
-            return True
+            return await self._close(item, InboxState.DROPPED, "no handler")
         try:
             state, reason = await handler(event)
         except Exception as e:
@@ -254,15 +258,29 @@ class Dispatcher:
                 log.warning(
                     "inbox.deferred", event_id=item.event_id, error=str(e), retry_in_ms=delay
                 )
-                await self.store.inbox.defer(item.event_id, next_at=now_ms() + delay, error=str(e))
+                next_at = now_ms() + delay
+                if not await self.store.inbox.defer(
+                    item.event_id, next_at=next_at, error=str(e), owner=owner
+                ):
+                    await self._lost(item, "defer")
                 return False
             EVENTS_DROPPED.labels(reason="error").inc()
             log.exception("inbox.handle_failed", event_id=item.event_id)
             reason = f"error: {type(e).__name__}: {e}"[:500]
-            await self.store.inbox.mark(item.event_id, InboxState.DROPPED, reason)
+            return await self._close(item, InboxState.DROPPED, reason)
+        return await self._close(item, state, reason)
+
+    async def _close(self, item: InboxItem, state: InboxState, reason: str) -> bool:
+        """Mark a row handled or dropped, if this process still holds it."""
+        if await self.store.inbox.mark(item.event_id, state, reason, owner=self.holder.owner):
             return True
-        await self.store.inbox.mark(item.event_id, state, reason)
-        return True
+        return await self._lost(item, "mark")
+
+    async def _lost(self, item: InboxItem, step: str) -> bool:
+        """Another process claimed the row after this one's lease ran out: write nothing."""
+        CLAIM_LOST.labels(what=f"inbox_{step}").inc()
+        log.warning("inbox.claim_lost", event_id=item.event_id, room_id=item.room_id, step=step)
+        return False
 
     async def load_event(self, event_id: str) -> InboundEvent | None:
         """An admitted event, from the inbox."""

@@ -63,8 +63,13 @@ class InviteJoiner:
         log.debug("invite.recorded", user=invite.invited, room_id=invite.room_id)
         self._wake.set()
 
+    def wake(self) -> None:
+        """Look for due invitations now (another process may have recorded one)."""
+        self._wake.set()
+
     async def run(self, handle: LoopHandle) -> None:
-        """Join pending invitations until cancelled (for ``Supervisor.spawn``)."""
+        """Join pending invitations until cancelled (for ``Supervisor.spawn``; with
+        several processes on one store, the leader's only: see the cluster)."""
         while True:
             self._wake.clear()  # before reading, so a record() meanwhile is not missed
             due = await self._store.invites.due(now_ms())

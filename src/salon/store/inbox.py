@@ -134,14 +134,36 @@ class Inbox:
             )
         return None if value is None else int(value)
 
-    async def defer(self, event_id: str, *, next_at: int, error: str) -> None:
-        """Leave an entry pending after a transient failure, to be tried at ``next_at``."""
-        await self._db.execute(
-            "UPDATE inbox SET attempts = attempts + 1, next_at = $2, last_error = $3"
-            " WHERE event_id = $1 AND state = 'new'",
-            event_id,
-            next_at,
-            error,
+    async def defer(
+        self, event_id: str, *, next_at: int, error: str, owner: str | None = None
+    ) -> bool:
+        """Leave an entry pending after a transient failure, to be tried at ``next_at``.
+        With ``owner``: only while it holds the entry (False: another process claimed it
+        since, and nothing was written)."""
+        return bool(
+            await self._db.execute(
+                "UPDATE inbox SET attempts = attempts + 1, next_at = $2, last_error = $3"
+                " WHERE event_id = $1 AND state = 'new'"
+                " AND (CAST($4 AS TEXT) IS NULL OR owner = $4)",
+                event_id,
+                next_at,
+                error,
+                owner,
+            )
+        )
+
+    async def hold(self, event_id: str, owner: str, until: int) -> bool:
+        """Confirm ``owner`` still holds a pending entry (extending it to ``until``), just
+        before handling it: False if it is handled, or another process claimed it after
+        this one's lease ran out (a pause, a slow store)."""
+        return bool(
+            await self._db.execute(
+                "UPDATE inbox SET lease_until = $3"
+                " WHERE event_id = $1 AND state = 'new' AND owner = $2",
+                event_id,
+                owner,
+                until,
+            )
         )
 
     async def count(self, state: InboxState) -> int:
@@ -155,17 +177,28 @@ class Inbox:
         row = await self._db.fetchone("SELECT * FROM inbox WHERE event_id = $1", event_id)
         return None if row is None else _row(row)
 
-    async def mark(self, event_id: str, state: InboxState, reason: str | None = None) -> None:
-        """Close an entry as handled or dropped (with why).
+    async def mark(
+        self,
+        event_id: str,
+        state: InboxState,
+        reason: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> bool:
+        """Close an entry as handled or dropped (with why); with ``owner``: only while it
+        holds the entry (False: another process claimed it since, nothing was written).
 
         A dropped event's content is cleared at once: it was never acted on, and it may
         come from someone who does not use the agents (an unauthorised sender, a room
         we only share). Its id, sender, room, type and reason stay for the audit."""
-        await self._db.execute(
-            "UPDATE inbox SET state = $2, reason = $3,"
-            " event_json = CASE WHEN $2 = 'dropped' THEN '' ELSE event_json END"
-            " WHERE event_id = $1",
-            event_id,
-            state.value,
-            reason,
+        return bool(
+            await self._db.execute(
+                "UPDATE inbox SET state = $2, reason = $3,"
+                " event_json = CASE WHEN $2 = 'dropped' THEN '' ELSE event_json END"
+                " WHERE event_id = $1 AND (CAST($4 AS TEXT) IS NULL OR owner = $4)",
+                event_id,
+                state.value,
+                reason,
+                owner,
+            )
         )

@@ -131,18 +131,24 @@ class Turns:
         *,
         reply_event_id: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """Close a turn as replied, failed or stopped."""
-        await self._db.execute(
-            "UPDATE turns SET state = $3, reply_event_id = COALESCE($4, reply_event_id),"
-            " error = $5, updated_at = $6"
-            " WHERE event_id = $1 AND agent_id = $2",
-            event_id,
-            agent_id,
-            state.value,
-            reply_event_id,
-            error,
-            now_ms(),
+        owner: str | None = None,
+    ) -> bool:
+        """Close a turn as replied, failed or stopped; with ``owner``: only while it holds
+        the turn (False: another process claimed it since, nothing was written)."""
+        return bool(
+            await self._db.execute(
+                "UPDATE turns SET state = $3, reply_event_id = COALESCE($4, reply_event_id),"
+                " error = $5, updated_at = $6"
+                " WHERE event_id = $1 AND agent_id = $2"
+                " AND (CAST($7 AS TEXT) IS NULL OR owner = $7)",
+                event_id,
+                agent_id,
+                state.value,
+                reply_event_id,
+                error,
+                now_ms(),
+                owner,
+            )
         )
 
     async def set_output(self, event_id: str, agent_id: str, output: str) -> None:

@@ -55,7 +55,7 @@ async def resume_claimable(runner: TurnRunner) -> int:
         if spec.kind is TurnKind.API:
             # Its caller's connection died with the process: nobody to answer.
             await store.turns.finish(
-                spec.turn_id, spec.agent_id, TurnState.FAILED, error="interrupted"
+                spec.turn_id, spec.agent_id, TurnState.FAILED, error="interrupted", owner=owner
             )
             continue
         runner.launch(spec)

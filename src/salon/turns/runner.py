@@ -38,6 +38,7 @@ from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
+from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
@@ -149,8 +150,8 @@ class TurnRunner(TurnTasks):
                         # A bug, not weather: never loop on it; close the turn if possible.
                         log.exception("turn.store_failed", turn=spec.turn_id)
                         with contextlib.suppress(StoreError):
-                            await self.store.turns.finish(
-                                spec.turn_id, spec.agent_id, TurnState.FAILED, error=str(e)
+                            await finish_held(
+                                self.store, self.holder, spec.key, TurnState.FAILED, error=str(e)
                             )
                         return
                     # The store is busy or failing: not the turn's fault. Give the attempt
@@ -167,9 +168,8 @@ class TurnRunner(TurnTasks):
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            await self.store.turns.finish(
-                spec.turn_id, spec.agent_id, TurnState.STOPPED, error="stopped before it ran"
-            )
+            stopped, why = TurnState.STOPPED, "stopped before it ran"
+            await finish_held(self.store, self.holder, spec.key, stopped, error=why)
             TURNS.labels(agent=spec.agent_id, state=TurnState.STOPPED.value).inc()
         finally:
             self._started.pop(spec.key, None)
@@ -370,9 +370,11 @@ class TurnRunner(TurnTasks):
             runtime = self.agents[spec.agent_id]
             await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
         state = TurnState(outcome.state.value)
-        await self.store.turns.finish(
-            spec.turn_id, spec.agent_id, state, reply_event_id=reply_id, error=outcome.error
+        closed = await finish_held(
+            self.store, self.holder, spec.key, state, reply_event_id=reply_id, error=outcome.error
         )
+        if not closed:
+            return  # another process holds the turn now: its close is that one's
         TURNS.labels(agent=spec.agent_id, state=state.value).inc()
         began = self._began.pop(spec.key, None)
         if began is not None:

@@ -39,6 +39,11 @@ class _Stored(Protocol):
     def turn_id(self) -> str | None: ...
 
 
+def reads_history(backend: Backend) -> bool:
+    """Whether ``backend`` looks at a request's history and chat id (see Backend)."""
+    return bool(getattr(backend, "reads_history", True))
+
+
 class AgentRuntime:
     """Runs turns for one agent through its backend, with its persona and history."""
 
@@ -69,6 +74,8 @@ class AgentRuntime:
         if history is not None:
             turns = [[m] for m in history]
             chat_id = ""
+        elif not reads_history(self.backend):
+            turns, chat_id = [], ""  # it would not look at them: read nothing
         else:
             stored = await self.sessions.messages(request.session_key, self.agent_id)
             turns = [

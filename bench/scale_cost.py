@@ -296,6 +296,7 @@ async def run_cost(
         return {UserId(s.user_id): hs.api(s.user_id) for s in specs}
 
     assemble_module.login_all = login_all  # type: ignore[assignment]
+
     def event_source(config: Any, roster: Any, apis: Any, store: Any, *args: Any) -> Any:
         return HandOver(list(apis.values()), store.identities)
 

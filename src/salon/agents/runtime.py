@@ -39,9 +39,10 @@ class _Stored(Protocol):
     def turn_id(self) -> str | None: ...
 
 
-def reads_history(backend: Backend) -> bool:
-    """Whether ``backend`` looks at a request's history and chat id (see Backend)."""
-    return bool(getattr(backend, "reads_history", True))
+def reads_context(backend: Backend) -> bool:
+    """Whether ``backend`` looks at a request's persona, history and chat id (see
+    :class:`~salon.agents.backend.Backend`)."""
+    return bool(getattr(backend, "reads_context", True))
 
 
 class AgentRuntime:
@@ -70,12 +71,12 @@ class AgentRuntime:
 
         ``history`` given: a stateless turn that brings its own conversation (an API
         call); no session is read, and there is no chat id."""
+        if not reads_context(self.backend):
+            return request  # it would not look at them: read nothing
         persona = self.profile.persona()
         if history is not None:
             turns = [[m] for m in history]
             chat_id = ""
-        elif not reads_history(self.backend):
-            turns, chat_id = [], ""  # it would not look at them: read nothing
         else:
             stored = await self.sessions.messages(request.session_key, self.agent_id)
             turns = [

@@ -3,10 +3,11 @@
 One aiosqlite connection serves the process (one thread, statements in order). A
 ``transaction()`` spans several of them, so while one is open the connection is
 inside it: another task's read would see its uncommitted rows (or rows a rollback
-then undoes). Reads therefore wait while another task's transaction is open. Otherwise
-(nearly always) a read waits for nothing, not even a single write in progress (one
-statement is atomic on the connection's thread): it is queued there at once, ahead of
-any transaction that begins later, so it costs nothing.
+then undoes), and its writes would fall inside it. Other tasks' statements therefore
+wait while a transaction is open. Otherwise (nearly always) a read or write waits for
+nothing, not even another write in progress (one statement, or one ``batch``, is
+atomic on the connection's thread): it is queued there at once, ahead of any
+transaction that begins later, so it costs nothing.
 (A second, read-only connection would also see only committed rows, but not for an
 in-memory store, and would add a thread and a file handle per store for little.)
 
@@ -185,10 +186,20 @@ class SqliteDatabase(Database):
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; returns the number of rows changed."""
-        if self._in_tx():
-            return await self._execute(sql, args)
-        async with self._lock:
-            return await self._execute(sql, args)
+        if not self._in_tx():
+            await self._no_other_tx()
+        return await self._execute(sql, args)
+
+    async def _no_other_tx(self) -> None:
+        """Wait until no other task's transaction is open; the caller's statement is then
+        queued on the connection's thread before anything else can begin one.
+
+        One statement (or a batch, one job on that thread) is atomic there, so writes
+        need no lock of their own: taking one held each write back until the one before
+        it came back, a round trip apiece, on the path of every message."""
+        # Checked again on waking: the next transaction may have begun.
+        while not self._no_tx.is_set():
+            await self._no_tx.wait()
 
     async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
@@ -220,28 +231,25 @@ class SqliteDatabase(Database):
 
         if self._in_tx():
             raise StoreError("batch() cannot run inside transaction()")
-        async with self._lock:
-            try:
-                # aiosqlite runs ``run`` on its own thread with the raw connection.
-                return await self._conn._execute(run, self._conn._conn)
-            except sqlite3.Error as e:
-                raise _store_error("store write failed", e) from e
+        await self._no_other_tx()
+        try:
+            # aiosqlite runs ``run`` on its own thread with the raw connection.
+            return await self._conn._execute(run, self._conn._conn)
+        except sqlite3.Error as e:
+            raise _store_error("store write failed", e) from e
 
     async def write_returning(self, sql: str, *args: Any) -> Sequence[Row]:
         """Run one writing statement with ``RETURNING``; returns its rows (one trip)."""
-        if self._in_tx():
-            return await self._fetch(sql, args, "store write failed")
-        async with self._lock:
-            return await self._fetch(sql, args, "store write failed")
+        if not self._in_tx():
+            await self._no_other_tx()
+        return await self._fetch(sql, args, "store write failed")
 
     async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
         """All rows of a query: committed ones, or this task's own transaction's."""
         if not self._in_tx():
             # Another task's transaction is open on the shared connection: wait until
-            # it ends, never reading its uncommitted rows. (Checked again on waking: the
-            # next transaction may have begun.)
-            while not self._no_tx.is_set():
-                await self._no_tx.wait()
+            # it ends, never reading its uncommitted rows.
+            await self._no_other_tx()
         # Queued on the connection's thread now (no await before), ahead of any
         # transaction that begins later.
         return await self._fetch(sql, args, "store read failed")

@@ -1,7 +1,8 @@
-"""SQLite writes take no lock of their own: each is queued on the connection's thread
-at once (a lock held each write back until the one before it came back, a round trip
-apiece on the path of every message). Another task's open transaction still holds
-them back, and its rollback never takes them with it."""
+"""SQLite writes take no lock of their own, and the statements issued in one pass of
+the event loop go to the connection's thread in one trip (a lock held each write back
+until the one before it came back, a trip apiece on the path of every message). Each
+still runs on its own; another task's open transaction still holds them back, and its
+rollback never takes them with it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from salon._exceptions import StoreError
 from salon.store import Store
 from salon.store.sqlite import SqliteDatabase
 
@@ -34,27 +37,58 @@ def sqlite_db(store: Store) -> SqliteDatabase:
     return store.db
 
 
-async def test_concurrent_writes_are_queued_together(store: Store) -> None:
+async def test_concurrent_statements_go_to_the_thread_together(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements of several tasks issued together: one trip, none waiting for another."""
     db = sqlite_db(store)
     held = threading.Event()
     # Keep the connection's thread busy, so whatever is queued behind it stays queued.
     blocker = asyncio.ensure_future(db._conn._execute(held.wait, 5))
-    writes = [
-        asyncio.create_task(db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", f"k{n}", "v"))
-        for n in range(3)
+    trips: list[int] = []
+    execute = db._conn._execute
+
+    def counted(fn: Any, *args: Any) -> Any:
+        if len(args) == 2 and isinstance(args[1], list):
+            trips.append(len(args[1]))  # (connection, jobs)
+        return execute(fn, *args)
+
+    monkeypatch.setattr(db._conn, "_execute", counted)
+    statements = [
+        *(
+            db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", f"k{n}", "v")
+            for n in range(3)
+        ),
+        db.batch([("DELETE FROM kv WHERE key = $1", ("k0",))]),
+        db.fetchall("SELECT value FROM kv WHERE key = $1", "k1"),
     ]
-    writes.append(asyncio.create_task(db.batch([("DELETE FROM kv WHERE key = $1", ("k0",))])))
+    tasks = [asyncio.ensure_future(s) for s in statements]
     try:
         for _ in range(200):  # up to 2 s: they are queued at once, or never
-            if db._conn._tx.qsize() >= 4:
+            if sum(trips) >= 5:
                 break
             await asyncio.sleep(0.01)
-        assert db._conn._tx.qsize() == 4, "each write waited for the one before it"
+        assert trips == [5], "statements waited for one another, or went one trip apiece"
     finally:
         held.set()
         await blocker
-    assert await asyncio.gather(*writes) == [1, 1, 1, [1]]
+    counts = await asyncio.gather(*tasks)
+    assert counts[:4] == [1, 1, 1, [1]]
+    assert [tuple(r) for r in counts[4]] == [("v",)]  # in order: after the insert of k1
     assert await store.kv.get("k0") is None and await store.kv.get("k2") == "v"
+
+
+async def test_a_failing_statement_fails_alone(store: Store) -> None:
+    db = sqlite_db(store)
+    results = await asyncio.gather(
+        db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", "a", "1"),
+        db.execute("INSERT INTO no_such_table (x) VALUES ($1)", 1),
+        db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", "b", "2"),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 1
+    assert isinstance(results[1], StoreError) and "no_such_table" in str(results[1])
+    assert await store.kv.get("a") == "1" and await store.kv.get("b") == "2"
 
 
 async def test_a_write_waits_for_another_tasks_transaction_and_outlives_its_rollback(

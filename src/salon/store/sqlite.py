@@ -23,7 +23,7 @@ import functools
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from salon.store.db import (
     sqlite_path,
     sqlite_size_bytes,
 )
+from salon.store.sqlite_jobs import Job, Kind, Result, batch, counted, fetched, rollback, run_jobs
 
 log = structlog.get_logger("salon.store")
 
@@ -86,6 +87,8 @@ class SqliteDatabase(Database):
         # Set while no transaction() is open: reads of other tasks wait for it.
         self._no_tx = asyncio.Event()
         self._no_tx.set()
+        # Jobs for the connection's thread, gathered in one loop pass (see _submit).
+        self._queued: list[tuple[Job, asyncio.Future[Any]]] = []
 
     @classmethod
     async def connect(cls, url: str) -> SqliteDatabase:
@@ -148,7 +151,47 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         """Close the connection."""
+        self._flush()
         await self._conn.close()
+
+    def _submit(self, job: Job) -> Awaitable[Any]:
+        """Queue ``job`` for the connection's thread; its result (or error) comes back.
+
+        The jobs submitted during one pass of the event loop go to the thread in one
+        trip, in order, their writes under one commit (see :mod:`.sqlite_jobs`): a
+        trip and a commit per statement were most of the store's cost per message."""
+        future = asyncio.get_running_loop().create_future()
+        self._queued.append((job, future))
+        if len(self._queued) == 1:
+            future.get_loop().call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        jobs = [job for job, _ in queued]
+        futures = [future for _, future in queued]
+        trip = self._conn._execute(run_jobs, self._conn._conn, jobs)
+
+        def settle(done: asyncio.Future[list[Result]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                error = (
+                    StoreError("store connection failed") if done.cancelled() else done.exception()
+                )
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)  # type: ignore[arg-type]
+                return
+            for future, (ok, value) in zip(futures, done.result(), strict=True):
+                if future.done():
+                    continue  # its caller gave up (cancelled); the statement ran anyway
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+        asyncio.ensure_future(trip).add_done_callback(settle)
 
     async def size_bytes(self) -> int:
         """The bytes the store takes on disk: the database file and its WAL."""
@@ -180,7 +223,7 @@ class SqliteDatabase(Database):
             raise StoreError("reclaim() cannot run inside transaction()")
         async with self._lock:
             try:
-                return await self._conn._execute(run, self._conn._conn)
+                return int(await self._submit(Job(run, "raw")))
             except sqlite3.Error as e:
                 raise _store_error("store reclaim failed", e) from e
 
@@ -203,10 +246,10 @@ class SqliteDatabase(Database):
 
     async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
-            cur = await self._conn.execute(_sqlite_sql(sql), args)
+            kind: Kind = "raw" if self._in_tx() else "write"
+            return int(await self._submit(counted(_sqlite_sql(sql), args, kind)))
         except sqlite3.Error as e:
             raise _store_error("store write failed", e) from e
-        return cur.rowcount
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Run writes atomically in one trip to the database thread; returns each one's
@@ -215,26 +258,11 @@ class SqliteDatabase(Database):
         if not statements:
             return []
         prepared = [(_sqlite_sql(sql), tuple(args)) for sql, args in statements]
-
-        def run(conn: sqlite3.Connection) -> list[int]:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                counts = [conn.execute(sql, args).rowcount for sql, args in prepared]
-                conn.execute("COMMIT")
-            except BaseException:
-                # Also when COMMIT itself failed: a transaction left open would swallow
-                # every later write of this shared connection.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return counts
-
         if self._in_tx():
             raise StoreError("batch() cannot run inside transaction()")
         await self._no_other_tx()
         try:
-            # aiosqlite runs ``run`` on its own thread with the raw connection.
-            return await self._conn._execute(run, self._conn._conn)
+            return list(await self._submit(batch(prepared)))
         except sqlite3.Error as e:
             raise _store_error("store write failed", e) from e
 
@@ -242,7 +270,7 @@ class SqliteDatabase(Database):
         """Run one writing statement with ``RETURNING``; returns its rows (one trip)."""
         if not self._in_tx():
             await self._no_other_tx()
-        return await self._fetch(sql, args, "store write failed")
+        return await self._fetch(sql, args, "store write failed", writes=True)
 
     async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
         """All rows of a query: committed ones, or this task's own transaction's."""
@@ -254,11 +282,14 @@ class SqliteDatabase(Database):
         # transaction that begins later.
         return await self._fetch(sql, args, "store read failed")
 
-    async def _fetch(self, sql: str, args: tuple[Any, ...], what: str) -> Sequence[Row]:
+    async def _fetch(
+        self, sql: str, args: tuple[Any, ...], what: str, *, writes: bool = False
+    ) -> Sequence[Row]:
         try:
             # One trip to the database thread (execute + fetch + close would be three):
             # reads sit on the path of every reply.
-            return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
+            kind: Kind = "raw" if self._in_tx() else ("write" if writes else "read")
+            return list(await self._submit(fetched(_sqlite_sql(sql), args, kind)))
         except sqlite3.Error as e:
             raise _store_error(what, e) from e
 
@@ -269,15 +300,14 @@ class SqliteDatabase(Database):
             token = _IN_TX.set((self, asyncio.current_task()))
             self._no_tx.clear()
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                await self._submit(counted("BEGIN IMMEDIATE", (), "raw"))
                 try:
                     yield self
-                    await self._conn.execute("COMMIT")
+                    await self._submit(counted("COMMIT", (), "raw"))
                 except BaseException:
                     # Also when COMMIT failed: never leave the shared connection inside
                     # a transaction (later writes would be swallowed by it).
-                    if self._conn.in_transaction:
-                        await self._conn.execute("ROLLBACK")
+                    await self._submit(Job(rollback, "raw"))
                     raise
             except sqlite3.Error as e:
                 raise _store_error("store transaction failed", e) from e

@@ -109,3 +109,10 @@ async def test_a_write_waits_for_another_tasks_transaction_and_outlives_its_roll
     assert await writer == 1
     assert await store.kv.get("w") == "kept"
     assert await store.kv.get("tx") is None
+
+
+async def test_a_statement_after_close_fails_instead_of_hanging(tmp_path: Path) -> None:
+    opened = await Store.open(f"sqlite:///{tmp_path / 'closed.db'}")
+    await opened.close()
+    with pytest.raises(ValueError, match="no active connection"):
+        await asyncio.wait_for(opened.kv.get("k"), 2)

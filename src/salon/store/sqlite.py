@@ -172,7 +172,14 @@ class SqliteDatabase(Database):
             return
         jobs = [job for job, _ in queued]
         futures = [future for _, future in queued]
-        trip = self._conn._execute(run_jobs, self._conn._conn, jobs)
+        try:
+            raw = self._conn._conn
+        except ValueError as e:  # closed: every caller hears so (none is left waiting)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        trip = self._conn._execute(run_jobs, raw, jobs)
 
         def settle(done: asyncio.Future[list[Result]]) -> None:
             if done.cancelled() or done.exception() is not None:

@@ -290,13 +290,17 @@ async def run_cost(
 ) -> dict[str, Any]:
     """Baseline and Salon, alternating; then (``profile``) one more Salon pass under cProfile."""
     hs = WatchedHomeserver()
-    originals = (assemble_module.login_all, assemble_module.ClientSyncSource)
+    originals = (assemble_module.login_all, assemble_module.event_source)
 
     async def login_all(auth: Any, specs: Any, **kwargs: Any) -> Any:
         return {UserId(s.user_id): hs.api(s.user_id) for s in specs}
 
     assemble_module.login_all = login_all  # type: ignore[assignment]
-    assemble_module.ClientSyncSource = HandOver  # type: ignore[assignment,misc]
+
+    def event_source(config: Any, roster: Any, apis: Any, store: Any, *args: Any) -> Any:
+        return HandOver(list(apis.values()), store.identities)
+
+    assemble_module.event_source = event_source  # type: ignore[assignment]
     tmp = tempfile.TemporaryDirectory(prefix="salon-cost-", ignore_cleanup_errors=True)
     gateway = Gateway(cost_config(Path(tmp.name), agents), invite=[PERSON], name="bench")
     try:
@@ -341,7 +345,7 @@ async def run_cost(
         return out
     finally:
         await gateway.stop()
-        assemble_module.login_all, assemble_module.ClientSyncSource = originals  # type: ignore[misc]
+        assemble_module.login_all, assemble_module.event_source = originals  # type: ignore[misc]
         tmp.cleanup()
 
 

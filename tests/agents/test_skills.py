@@ -18,6 +18,12 @@ from salon.agents.skills import MAX_SKILLS_BYTES, SkillSet, skills
 from salon.ids import AgentId
 
 
+class ContextReader(EchoBackend):
+    """Echo, but as a backend that reads persona and history (echo itself reads none)."""
+
+    reads_context = True
+
+
 def profile(
     home: Path, persona: str | None = None, skill_set: SkillSet | None = None
 ) -> AgentProfile:
@@ -165,7 +171,7 @@ def bare(text: str) -> TurnRequest:
 async def test_the_backend_gets_persona_and_skills_as_one_system_message(tmp_path: Path) -> None:
     write_skill(tmp_path, "a.md", "Skill A.")
     coder = profile(tmp_path, "You write code.")
-    runtime = AgentRuntime(coder, EchoBackend(), _Sessions())
+    runtime = AgentRuntime(coder, ContextReader(), _Sessions())
 
     request = await runtime.prepare(bare("hi"))
 

@@ -37,7 +37,7 @@ from salon.gateway.delegated_turns import Coordinator
 from salon.store import Store
 from salon.store.delegations import DelegationPhase
 from salon.store.records import TurnState
-from salon.turns.spec import TurnKind
+from salon.turns.spec import Outcome, OutcomeState, TurnKind
 
 DELEGATION_ID = stable_id(ORIGIN_EVENT, "coder", "writer", TASK)
 
@@ -223,6 +223,36 @@ async def test_result_left_behind_by_a_closing_turn_is_reported_when_it_closes(
     count = await store.db.fetchval("SELECT COUNT(*) FROM turns WHERE kind = 'report'")
     assert count == 1
     assert backend.calls == 2, "the re-run and one report turn"
+
+
+async def test_a_turn_of_an_agent_that_may_delegate_to_nobody_reads_no_delegations(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing can be owed to it: no store read as its turn closes (one a turn saved)."""
+    rig = await TurnRig.start(store, tmp_path, ScriptedBackend(chunks=("hi",)))
+    coordinator = Coordinator(
+        make_config(),
+        store,
+        roster=make_roster(),
+        agent_apis={CODER: rig.agent_api},
+        agent_rooms={},
+        runner=rig.runner,
+    )
+    reads: list[str] = []
+
+    async def undelivered_from(origin_event: str, from_agent: str) -> list[Any]:
+        reads.append(from_agent)
+        return []
+
+    monkeypatch.setattr(store.delegations, "undelivered_from", undelivered_from)
+    spec = await rig.message("hello")
+    closed = Outcome(OutcomeState.REPLIED, "hi")
+    coordinator.manager.can_delegate_to = {CODER: []}
+    await coordinator.turn_closed(spec, closed)
+    assert reads == []
+    coordinator.manager.can_delegate_to = {CODER: [WRITER]}
+    await coordinator.turn_closed(spec, closed)
+    assert reads == [CODER]
 
 
 # --- the waiting turn's slots ----------------------------------------------------------

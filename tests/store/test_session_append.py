@@ -51,3 +51,27 @@ async def test_append_and_trim_are_one_trip_no_transaction(
     # A replayed turn adds nothing.
     await store.sessions.append_turn("s", "coder", "$t3", [("user", "q3", 1)])
     assert len(await store.sessions.messages("s", "coder")) == 2
+
+
+async def test_a_chat_id_is_read_from_the_store_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allocated chat ids never change (no sessions row is deleted or updated): a turn
+    reads its session's from memory, where two store reads a turn went before."""
+    first = await store.sessions.chat_id("s", "coder")
+    db = store.sessions._db
+    reads: list[str] = []
+    fetchall = db.fetchall
+
+    async def counted(sql: str, *args: Any) -> Any:
+        reads.append(sql)
+        return await fetchall(sql, *args)
+
+    monkeypatch.setattr(db, "fetchall", counted)
+    assert await store.sessions.chat_id("s", "coder") == first
+    await store.sessions.append_turn("s", "coder", "$t1", [("user", "q1", 1)])
+    assert reads == []
+    # Another process (its own Sessions) reads the same id from the store.
+    other = type(store.sessions)(db)
+    assert await other.chat_id("s", "coder") == first
+    assert len(reads) == 1

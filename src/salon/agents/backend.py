@@ -56,7 +56,13 @@ class TurnRequest:
 
 
 class Backend(Protocol):
-    """Produces the reply to a turn as a stream of text chunks."""
+    """Produces the reply to a turn as a stream of text chunks.
+
+    A backend may set a class attribute ``reads_context = False`` when it never looks
+    at the request's ``persona``, ``history`` or ``chat_id``: its turns then read no
+    persona file and no session from the store (the turn is still recorded in the
+    session). Absent, it counts as True.
+    """
 
     def stream(self, request: TurnRequest) -> AsyncIterator[str]:
         """Yield the reply in order; raise BackendError on failure."""

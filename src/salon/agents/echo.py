@@ -13,6 +13,11 @@ from salon.agents.backend import TurnRequest
 class EchoBackend:
     """Echoes the message (with an optional prefix); ``fail_on`` text makes it fail."""
 
+    # It answers from the message alone: no turn reads its persona or its session's
+    # history for it (400 rows a turn were most of Salon's own cost per message,
+    # bench/scale.py --part cost).
+    reads_context = False
+
     def __init__(self, *, prefix: str = "", delay_s: float = 0.0, fail_on: str | None = None):
         self.prefix = prefix
         self.delay_s = delay_s

@@ -40,6 +40,12 @@ class _Stored(Protocol):
     def turn_id(self) -> str | None: ...
 
 
+def reads_context(backend: Backend) -> bool:
+    """Whether ``backend`` looks at a request's persona, history and chat id (see
+    :class:`~salon.agents.backend.Backend`)."""
+    return bool(getattr(backend, "reads_context", True))
+
+
 class AgentRuntime:
     """Runs turns for one agent through its backend, with its persona and history."""
 
@@ -66,6 +72,8 @@ class AgentRuntime:
 
         ``history`` given: a stateless turn that brings its own conversation (an API
         call); no session is read, and there is no chat id."""
+        if not reads_context(self.backend):
+            return request  # it would not look at them: read nothing
         persona = self.profile.persona()
         if history is not None:
             turns = [[m] for m in history]

@@ -200,7 +200,12 @@ class Coordinator:
 
     async def turn_closed(self, spec: TurnSpec, outcome: Outcome) -> None:
         """A turn closed: a result it was owed but never took (its re-run after a crash
-        asked differently, or not at all) is reported now, not at some later start."""
+        asked differently, or not at all) is reported now, not at some later start.
+
+        An agent that may delegate to nobody asked nothing: no store read for its turns
+        (one a turn saved; results of targets since removed go at the next start)."""
+        if not self.manager.targets(spec.agent_id):
+            return
         for record in await self.store.delegations.undelivered_from(spec.turn_id, spec.agent_id):
             await self.manager.deliver_late(record)
 

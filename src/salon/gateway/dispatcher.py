@@ -50,6 +50,10 @@ RETRY_MAX_MS = 60_000
 # a runaway bot conversation should not even fill the inbox.
 ADMIT_MAX_HOP = 16
 RECENT_IDS = 4096
+# How long the earliest deferred row's due time, once read, is taken as known (unless
+# this process defers one): one read a second, not one per pass. A row another process
+# deferred and then gave up is seen at most this late.
+DUE_RECHECK_MS = 1000
 # A lone dispatcher's claims (a gateway passes its cluster's holder).
 SQLITE_OWNER = "local"
 DEFAULT_LEASE_MS = 10_000
@@ -107,6 +111,8 @@ class Dispatcher:
         self._handling = asyncio.Event()  # clear while paused (shutting down)
         self._handling.set()
         self._recent: dict[str, None] = {}  # event ids admitted lately, oldest first
+        self._due: int | None = None  # the earliest deferred row's due time, as last read
+        self._due_read_at: int | None = None  # when (ms) it was read; None: read it again
 
     def add_event_handler(self, event_type: str, handler: EventHandler) -> None:
         """Handle events of ``event_type`` (only those types are admitted at all)."""
@@ -215,7 +221,7 @@ class Dispatcher:
                 handle.healthy()
                 # Rows due now are in lanes (a lane that ends wakes this loop); wait for
                 # the next admit, or for the earliest deferred row to come due.
-                due = await self.store.inbox.next_due(after=now_ms())
+                due = await self._next_due()
                 timeout = None if due is None else max((due - now_ms()) / 1000, 0.01)
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
                 # that lands as the wake fires (an admit or pause during shutdown).
@@ -224,6 +230,16 @@ class Dispatcher:
                         await self._wake.wait()
         finally:
             await lanes.close()
+
+    async def _next_due(self) -> int | None:
+        """When the earliest deferred row is due: read again when this process deferred
+        one, the known time passed, or the last read is :data:`DUE_RECHECK_MS` old."""
+        now = now_ms()
+        read_at, due = self._due_read_at, self._due
+        if read_at is None or now - read_at >= DUE_RECHECK_MS or (due is not None and due <= now):
+            self._due_read_at = now  # before the read: a deferral during it reads again
+            self._due = due = await self.store.inbox.next_due(after=now)
+        return due
 
     async def settle(
         self, timeout_s: float | None = None, interrupt: asyncio.Event | None = None
@@ -238,8 +254,10 @@ class Dispatcher:
         item = row.item
         owner = self.holder.owner
         # Our claim may have run out while the row waited (a pause, a slow store) and
-        # another process claimed the room since: then it is that one's to handle.
-        if not await self.store.inbox.hold(item.event_id, owner, self.holder.until()):
+        # another process claimed the room since: then it is that one's to handle. A
+        # lone SQLite process has nobody to lose it to, and saves the write.
+        lone = owner == SQLITE_OWNER
+        if not lone and not await self.store.inbox.hold(item.event_id, owner, self.holder.until()):
             return await self._lost(item, "hold")
         event = _event_of(item)
         if event is None:
@@ -263,6 +281,7 @@ class Dispatcher:
                     item.event_id, next_at=next_at, error=str(e), owner=owner
                 ):
                     await self._lost(item, "defer")
+                self._due_read_at = None  # the earliest due time may have changed
                 return False
             EVENTS_DROPPED.labels(reason="error").inc()
             log.exception("inbox.handle_failed", event_id=item.event_id)

@@ -14,6 +14,8 @@ from salon.store.records import now_ms
 MAX_LOADED = 400
 # Messages a session keeps by default (store.max_session_messages): what a turn reads.
 MAX_STORED = MAX_LOADED
+# Chat ids kept in memory (a few hundred bytes each), the oldest dropped first.
+CACHED_CHAT_IDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,22 @@ class Sessions:
         self._db = db
         # Messages a session keeps (the newest; None: all). The gateway sets it.
         self.max_messages = max_messages
+        # Chat ids known to be allocated. A sessions row is never deleted nor changed,
+        # so a cached id stays true (in every process): two reads a turn saved.
+        self._chat_ids: dict[str, str] = {}
 
     async def chat_id(self, session_key: str, agent_id: str) -> str:
         """The session's platform chat id, allocated once from a durable sequence."""
+        known = self._chat_ids.get(session_key)
+        if known is not None:
+            return known
+        chat_id = await self._allocate(session_key, agent_id)
+        if len(self._chat_ids) >= CACHED_CHAT_IDS:
+            del self._chat_ids[next(iter(self._chat_ids))]  # the oldest entry
+        self._chat_ids[session_key] = chat_id
+        return chat_id
+
+    async def _allocate(self, session_key: str, agent_id: str) -> str:
         existing = await self._db.fetchval(
             "SELECT chat_id FROM sessions WHERE session_key = $1", session_key
         )

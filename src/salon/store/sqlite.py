@@ -3,10 +3,11 @@
 One aiosqlite connection serves the process (one thread, statements in order). A
 ``transaction()`` spans several of them, so while one is open the connection is
 inside it: another task's read would see its uncommitted rows (or rows a rollback
-then undoes). Reads therefore wait while another task's transaction is open. Otherwise
-(nearly always) a read waits for nothing, not even a single write in progress (one
-statement is atomic on the connection's thread): it is queued there at once, ahead of
-any transaction that begins later, so it costs nothing.
+then undoes), and its writes would fall inside it. Other tasks' statements therefore
+wait while a transaction is open. Otherwise (nearly always) a read or write waits for
+nothing, not even another write in progress (one statement, or one ``batch``, is
+atomic on the connection's thread): it is queued there at once, ahead of any
+transaction that begins later, so it costs nothing.
 (A second, read-only connection would also see only committed rows, but not for an
 in-memory store, and would add a thread and a file handle per store for little.)
 
@@ -22,7 +23,7 @@ import functools
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from salon.store.db import (
     sqlite_path,
     sqlite_size_bytes,
 )
+from salon.store.sqlite_jobs import Job, Kind, Result, batch, counted, fetched, rollback, run_jobs
 
 log = structlog.get_logger("salon.store")
 
@@ -85,6 +87,8 @@ class SqliteDatabase(Database):
         # Set while no transaction() is open: reads of other tasks wait for it.
         self._no_tx = asyncio.Event()
         self._no_tx.set()
+        # Jobs for the connection's thread, gathered in one loop pass (see _submit).
+        self._queued: list[tuple[Job, asyncio.Future[Any]]] = []
 
     @classmethod
     async def connect(cls, url: str) -> SqliteDatabase:
@@ -147,7 +151,54 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         """Close the connection."""
+        self._flush()
         await self._conn.close()
+
+    def _submit(self, job: Job) -> Awaitable[Any]:
+        """Queue ``job`` for the connection's thread; its result (or error) comes back.
+
+        The jobs submitted during one pass of the event loop go to the thread in one
+        trip, in order, their writes under one commit (see :mod:`.sqlite_jobs`): a
+        trip and a commit per statement were most of the store's cost per message."""
+        future = asyncio.get_running_loop().create_future()
+        self._queued.append((job, future))
+        if len(self._queued) == 1:
+            future.get_loop().call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        jobs = [job for job, _ in queued]
+        futures = [future for _, future in queued]
+        try:
+            raw = self._conn._conn
+        except ValueError as e:  # closed: every caller hears so (none is left waiting)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        trip = self._conn._execute(run_jobs, raw, jobs)
+
+        def settle(done: asyncio.Future[list[Result]]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                error = (
+                    StoreError("store connection failed") if done.cancelled() else done.exception()
+                )
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)  # type: ignore[arg-type]
+                return
+            for future, (ok, value) in zip(futures, done.result(), strict=True):
+                if future.done():
+                    continue  # its caller gave up (cancelled); the statement ran anyway
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+        asyncio.ensure_future(trip).add_done_callback(settle)
 
     async def size_bytes(self) -> int:
         """The bytes the store takes on disk: the database file and its WAL."""
@@ -179,23 +230,33 @@ class SqliteDatabase(Database):
             raise StoreError("reclaim() cannot run inside transaction()")
         async with self._lock:
             try:
-                return await self._conn._execute(run, self._conn._conn)
+                return int(await self._submit(Job(run, "raw")))
             except sqlite3.Error as e:
                 raise _store_error("store reclaim failed", e) from e
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; returns the number of rows changed."""
-        if self._in_tx():
-            return await self._execute(sql, args)
-        async with self._lock:
-            return await self._execute(sql, args)
+        if not self._in_tx():
+            await self._no_other_tx()
+        return await self._execute(sql, args)
+
+    async def _no_other_tx(self) -> None:
+        """Wait until no other task's transaction is open; the caller's statement is then
+        queued on the connection's thread before anything else can begin one.
+
+        One statement (or a batch, one job on that thread) is atomic there, so writes
+        need no lock of their own: taking one held each write back until the one before
+        it came back, a round trip apiece, on the path of every message."""
+        # Checked again on waking: the next transaction may have begun.
+        while not self._no_tx.is_set():
+            await self._no_tx.wait()
 
     async def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
-            cur = await self._conn.execute(_sqlite_sql(sql), args)
+            kind: Kind = "raw" if self._in_tx() else "write"
+            return int(await self._submit(counted(_sqlite_sql(sql), args, kind)))
         except sqlite3.Error as e:
             raise _store_error("store write failed", e) from e
-        return cur.rowcount
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Run writes atomically in one trip to the database thread; returns each one's
@@ -204,53 +265,38 @@ class SqliteDatabase(Database):
         if not statements:
             return []
         prepared = [(_sqlite_sql(sql), tuple(args)) for sql, args in statements]
-
-        def run(conn: sqlite3.Connection) -> list[int]:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                counts = [conn.execute(sql, args).rowcount for sql, args in prepared]
-                conn.execute("COMMIT")
-            except BaseException:
-                # Also when COMMIT itself failed: a transaction left open would swallow
-                # every later write of this shared connection.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return counts
-
         if self._in_tx():
             raise StoreError("batch() cannot run inside transaction()")
-        async with self._lock:
-            try:
-                # aiosqlite runs ``run`` on its own thread with the raw connection.
-                return await self._conn._execute(run, self._conn._conn)
-            except sqlite3.Error as e:
-                raise _store_error("store write failed", e) from e
+        await self._no_other_tx()
+        try:
+            return list(await self._submit(batch(prepared)))
+        except sqlite3.Error as e:
+            raise _store_error("store write failed", e) from e
 
     async def write_returning(self, sql: str, *args: Any) -> Sequence[Row]:
         """Run one writing statement with ``RETURNING``; returns its rows (one trip)."""
-        if self._in_tx():
-            return await self._fetch(sql, args, "store write failed")
-        async with self._lock:
-            return await self._fetch(sql, args, "store write failed")
+        if not self._in_tx():
+            await self._no_other_tx()
+        return await self._fetch(sql, args, "store write failed", writes=True)
 
     async def fetchall(self, sql: str, *args: Any) -> Sequence[Row]:
         """All rows of a query: committed ones, or this task's own transaction's."""
         if not self._in_tx():
             # Another task's transaction is open on the shared connection: wait until
-            # it ends, never reading its uncommitted rows. (Checked again on waking: the
-            # next transaction may have begun.)
-            while not self._no_tx.is_set():
-                await self._no_tx.wait()
+            # it ends, never reading its uncommitted rows.
+            await self._no_other_tx()
         # Queued on the connection's thread now (no await before), ahead of any
         # transaction that begins later.
         return await self._fetch(sql, args, "store read failed")
 
-    async def _fetch(self, sql: str, args: tuple[Any, ...], what: str) -> Sequence[Row]:
+    async def _fetch(
+        self, sql: str, args: tuple[Any, ...], what: str, *, writes: bool = False
+    ) -> Sequence[Row]:
         try:
             # One trip to the database thread (execute + fetch + close would be three):
             # reads sit on the path of every reply.
-            return list(await self._conn.execute_fetchall(_sqlite_sql(sql), args))
+            kind: Kind = "raw" if self._in_tx() else ("write" if writes else "read")
+            return list(await self._submit(fetched(_sqlite_sql(sql), args, kind)))
         except sqlite3.Error as e:
             raise _store_error(what, e) from e
 
@@ -261,15 +307,14 @@ class SqliteDatabase(Database):
             token = _IN_TX.set((self, asyncio.current_task()))
             self._no_tx.clear()
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                await self._submit(counted("BEGIN IMMEDIATE", (), "raw"))
                 try:
                     yield self
-                    await self._conn.execute("COMMIT")
+                    await self._submit(counted("COMMIT", (), "raw"))
                 except BaseException:
                     # Also when COMMIT failed: never leave the shared connection inside
                     # a transaction (later writes would be swallowed by it).
-                    if self._conn.in_transaction:
-                        await self._conn.execute("ROLLBACK")
+                    await self._submit(Job(rollback, "raw"))
                     raise
             except sqlite3.Error as e:
                 raise _store_error("store transaction failed", e) from e

@@ -93,6 +93,19 @@ def _render_status(report: StatusReport) -> None:
             "-" if t.age_s is None else _duration(t.age_s),
         )
     console.print(table)
+    if gw is not None and gw.devices:
+        table = Table(
+            "identity", "device", "one-time keys", "waiting", "failures", title="encryption"
+        )
+        for d in gw.devices:
+            table.add_row(
+                escape(d.identity),
+                escape(d.device_id),
+                str(d.one_time_keys),
+                str(d.waiting),
+                str(d.failures),
+            )
+        console.print(table)
     if gw is not None and gw.running:
         table = Table("loop", "restarts", "backing off", "last error", title="restarting loops")
         for loop in gw.loops:

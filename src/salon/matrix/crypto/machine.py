@@ -62,6 +62,8 @@ class DeviceCrypto:
         self.olm = Olm(me, store)
         self.settings = settings
         self.one_time_keys = 0
+        self.waiting_now = 0  # events waiting for their room key (as last counted)
+        self.failures = 0  # encrypted events given up on since start
         self._lock = asyncio.Lock()  # one change of sessions at a time
         self._encryption: dict[str, JSON | None] = {}  # room → m.room.encryption (None: plain)
         self._members: dict[str, set[str]] = {}
@@ -71,9 +73,18 @@ class DeviceCrypto:
     def device_id(self) -> str:
         return self.me.device_id
 
+    # False for an identity that never syncs (the operator the API sends as): nothing
+    # tells it of new members, devices or encryption, so each send looks them up.
+    follows_sync: bool = True
+
     @classmethod
     async def attach(
-        cls, api: MatrixAPI, store: CryptoStore, settings: CryptoSettings
+        cls,
+        api: MatrixAPI,
+        store: CryptoStore,
+        settings: CryptoSettings,
+        *,
+        follows_sync: bool = True,
     ) -> DeviceCrypto:
         """Load (or make and publish) the identity's device keys and hook them into
         ``api``'s sends. The same device id keeps the same keys across restarts."""
@@ -103,6 +114,7 @@ class DeviceCrypto:
 
         me = OwnDevice(api.user_id, device_id, account, settings.pickle_key, save)
         crypto = cls(api, store, me, settings)
+        crypto.follows_sync = follows_sync
         if not published:
             await crypto._publish(with_device_keys=True)
         api.crypto = crypto
@@ -233,8 +245,23 @@ class DeviceCrypto:
             parsed = parse_event(opened, event.room_id, UserId(self.me.user_id))
             if parsed is not None:
                 result.append(parsed)
-        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+        await self._count_waiting()
         return result
+
+    async def open_past(self, raw: Mapping[str, Any], room_id: str) -> JSON | None:
+        """An event read back from the room's history, decrypted with a room key this
+        identity holds (its own, or one shared with it); None if it cannot be."""
+        content = raw.get("content") or {}
+        session_id = content.get("session_id")
+        if content.get("algorithm") != MEGOLM or not isinstance(session_id, str):
+            return None
+        found = await self.store.inbound_group(self.me.user_id, room_id, session_id)
+        if found is None:
+            return None
+        try:
+            return open_event(raw, room_id, found[2], self.settings.pickle_key)
+        except Undecryptable:
+            return None
 
     async def waiting(self) -> int:
         """Events waiting for their room key."""
@@ -245,9 +272,24 @@ class DeviceCrypto:
         for event_id, room_id in await self.store.pending_older_than(self.me.user_id, cutoff):
             await self.store.drop_pending(self.me.user_id, event_id)
             self._failed(event_id, room_id, "key_never_arrived")
-        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+        await self._count_waiting()
+
+    async def _count_waiting(self) -> None:
+        self.waiting_now = await self.waiting()
+        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(self.waiting_now)
+
+    def report(self) -> JSON:
+        """This device as `salon status` shows it (counts as of the last sync)."""
+        return {
+            "identity": self.me.user_id,
+            "device_id": self.device_id,
+            "one_time_keys": self.one_time_keys,
+            "undecryptable_waiting": self.waiting_now,
+            "decryption_failures": self.failures,
+        }
 
     def _failed(self, event_id: str, room_id: str, reason: str) -> None:
+        self.failures += 1
         DECRYPTION_FAILURES.labels(identity=self.me.user_id, reason=reason).inc()
         log.warning(
             "crypto.undecryptable_dropped", event_id=event_id, room_id=room_id, reason=reason
@@ -257,6 +299,8 @@ class DeviceCrypto:
 
     async def encrypt(self, room_id: RoomId, event_type: str, content: JSON) -> tuple[str, JSON]:
         """(type, content) to send: Megolm-encrypted in an encrypted room."""
+        if not self.follows_sync:
+            self._forget(room_id)
         settings = await self._room_encryption(room_id)
         if settings is None:
             return event_type, content
@@ -272,6 +316,11 @@ class DeviceCrypto:
                 self.me.user_id, room_id, *outbound.to_row(self.settings.pickle_key)
             )
         return "m.room.encrypted", result
+
+    def _forget(self, room_id: str) -> None:
+        self._encryption.pop(room_id, None)
+        self._members.pop(room_id, None)
+        self._devices.clear()
 
     async def _outbound(self, room_id: str, settings: JSON, members: set[str]) -> Outbound:
         row = await self.store.outbound_group(self.me.user_id, room_id)

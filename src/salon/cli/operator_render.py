@@ -97,13 +97,13 @@ def _render_status(report: StatusReport) -> None:
         table = Table(
             "identity", "device", "one-time keys", "waiting", "failures", title="encryption"
         )
-        for d in gw.devices:
+        for device in gw.devices:
             table.add_row(
-                escape(d.identity),
-                escape(d.device_id),
-                str(d.one_time_keys),
-                str(d.waiting),
-                str(d.failures),
+                escape(device.identity),
+                escape(device.device_id),
+                str(device.one_time_keys),
+                str(device.waiting),
+                str(device.failures),
             )
         console.print(table)
     if gw is not None and gw.running:

@@ -22,6 +22,7 @@ from salon._exceptions import MatrixError, NotFoundError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto.keys import JSON, MEGOLM, Device, device_keys, one_time_keys, parse_device
+from salon.matrix.crypto.keyshare import forward_wanted, request_key, room_key
 from salon.matrix.crypto.megolm import (
     Outbound,
     Undecryptable,
@@ -192,31 +193,19 @@ class DeviceCrypto:
 
     async def _receive(self, sender: str, content: Any) -> tuple[str, str] | None:
         payload = await self.olm.decrypt(sender, content)
-        if payload is None or payload.type != "m.room_key":
-            return None
-        key = payload.content
-        room_id, session_id = key.get("room_id"), key.get("session_id")
-        if key.get("algorithm") != MEGOLM or not isinstance(room_id, str):
-            return None
-        try:
-            session = vodozemac.InboundGroupSession(
-                vodozemac.SessionKey(str(key.get("session_key")))
-            )
-        except ValueError:
-            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
-            return None
-        if session.session_id != session_id:
-            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
-            return None
-        await self.store.add_inbound_group(
-            self.me.user_id,
-            room_id,
-            session_id,
-            (payload.sender_key, payload.signing_key),
-            session.pickle(self.settings.pickle_key),
-        )
-        log.debug("crypto.room_key", sender=sender, room_id=room_id, session_id=session_id)
-        return room_id, session_id
+        key = room_key(payload) if payload is not None else None
+        if key is None:
+            return None  # requests for our keys among them: never answered (keyshare)
+        me = self.me.user_id
+        if key.forwarded:
+            waiting = await self.store.pending_for(me, key.room_id, key.session_id)
+            if not forward_wanted(me, sender, [json.loads(t) for t in waiting]):
+                log.warning("crypto.forwarded_key_refused", sender=sender, room_id=key.room_id)
+                return None
+        pickle = key.session.pickle(self.settings.pickle_key)
+        await self.store.add_inbound_group(me, key.room_id, key.session_id, key.keys, pickle)
+        log.debug("crypto.room_key", sender=sender, room_id=key.room_id, forwarded=key.forwarded)
+        return key.room_id, key.session_id
 
     async def decrypt(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
         """``events`` with encrypted ones opened; one whose key has not arrived is kept
@@ -232,9 +221,16 @@ class DeviceCrypto:
                 continue
             found = await self.store.inbound_group(self.me.user_id, event.room_id, session_id)
             if found is None:
+                me = self.me.user_id
+                # The first event of a session to wait asks for its key, once.
+                first = not await self.store.pending_for(me, event.room_id, session_id)
                 await self.store.add_pending(
-                    self.me.user_id, event.event_id, event.room_id, session_id, event.to_json()
+                    me, event.event_id, event.room_id, session_id, event.to_json()
                 )
+                if first and self.api is not None:
+                    await request_key(
+                        self.api, self.device_id, event.sender, event.room_id, event.content
+                    )
                 log.info("crypto.waiting_for_key", event_id=event.event_id, room_id=event.room_id)
                 continue
             try:

@@ -21,6 +21,7 @@ import vodozemac
 from salon._exceptions import MatrixError, NotFoundError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto.cross_signing import cross_sign
 from salon.matrix.crypto.keys import JSON, MEGOLM, Device, device_keys, one_time_keys, parse_device
 from salon.matrix.crypto.keyshare import forward_wanted, request_key, room_key
 from salon.matrix.crypto.megolm import (
@@ -119,6 +120,11 @@ class DeviceCrypto:
         if not published:
             await crypto._publish(with_device_keys=True)
         api.crypto = crypto
+        try:
+            await cross_sign(api, store, me, settings.pickle_key)
+        except MatrixError as e:
+            # The device works unsigned; clients show a warning on its messages.
+            log.warning("crypto.cross_signing_failed", user=api.user_id, error=str(e))
         log.info("crypto.ready", user=api.user_id, device=device_id, new=not published)
         return crypto
 

@@ -13,9 +13,20 @@ import aiohttp
 import vodozemac
 
 from salon.app.gateway import Gateway
+from salon.ids import UserId
+from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto.cross_signing import CrossSigningKeys, cross_sign, public_key
+from salon.matrix.crypto.olm import OwnDevice
 from salon.matrix.registration import Credentials
+from salon.store import Store
 
 from .conftest import salon_config
+
+KEY = b"k" * 32
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _verify(signed: dict[str, Any], user_id: str, public: str) -> None:
@@ -64,3 +75,26 @@ async def test_each_device_is_cross_signed_by_its_owner_across_a_restart(
     await gateways(config)
     # The same keys and device after a restart: nothing new for clients to trust.
     assert await chain() == (master, device_id)
+
+
+async def test_keys_set_up_in_a_client_are_left_alone(
+    synapse: Any,
+    tmp_path: Path,
+    new_user: Callable[..., Awaitable[Credentials]],
+    http: aiohttp.ClientSession,
+) -> None:
+    """An account that already has cross-signing keys (set up in Element, say) keeps
+    them: Synapse asks for interactive auth, and Salon does not reset them."""
+    creds = await new_user()
+    api = MatrixAPI(synapse.base_url, UserId(creds.user_id), creds.access_token, session=http)
+    theirs = CrossSigningKeys.new()
+    await api.upload_signing_keys(theirs.upload_body(creds.user_id))  # first: no auth
+    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        device = OwnDevice(creds.user_id, creds.device_id, vodozemac.Account(), KEY, _nothing)
+        assert not await cross_sign(api, store.crypto, device, KEY)
+    finally:
+        await store.close()
+    keys = await _query(http, synapse.base_url, creds.access_token, creds.user_id)
+    [master] = keys["master_keys"][creds.user_id]["keys"].values()
+    assert master == public_key(theirs.master)  # still theirs

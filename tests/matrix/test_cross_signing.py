@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 from tests.matrix.test_crypto import KEY, own
 
+from salon._exceptions import UnknownTokenError
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto.cross_signing import (
     CrossSigningKeys,
@@ -110,3 +111,16 @@ async def test_the_store_keeps_the_keys_on_both_backends(store_url: str) -> None
         assert await store.crypto.cross_signing(USER) == (("m", "s", "u"), "DEV")
     finally:
         await store.close()
+
+
+async def test_keys_set_up_elsewhere_are_never_replaced(store: Store) -> None:
+    class Guarded(KeysApi):
+        async def upload_signing_keys(self, body: dict[str, Any]) -> None:
+            # Synapse's answer when the account has other keys: interactive auth.
+            raise UnknownTokenError("upload signing keys: 401", http_status=401)
+
+    api = Guarded()
+    assert not await cross_sign(cast(MatrixAPI, api), store.crypto, own(USER, "DEV1"), KEY)
+    assert api.signatures == []  # nothing signed with keys the homeserver does not have
+    row = await store.crypto.cross_signing(USER)
+    assert row is not None and row[1] is None  # to be tried again at the next start

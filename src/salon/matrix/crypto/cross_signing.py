@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 import vodozemac
 
+from salon._exceptions import UnknownTokenError
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto.keys import JSON, canonical, device_keys
 from salon.matrix.crypto.olm import OwnDevice
@@ -101,9 +102,11 @@ async def cross_sign(
     """Make (the first time), publish and use the identity's cross-signing keys to
     sign its device; whether it signed now (False: this device was signed already).
 
+    Keys the account already has from elsewhere are never replaced (that takes the
+    account's password and resets the identity people verified): logged, unsigned.
+
     Raises:
-        MatrixError: the homeserver refused (it holds other keys for the identity:
-            replacing them needs the account's password).
+        MatrixError: the homeserver refused otherwise, or could not be reached.
     """
     user = me.user_id
     row = await store.cross_signing(user)
@@ -117,7 +120,19 @@ async def cross_sign(
         await store.save_cross_signing(user, keys.pickles(pickle_key), None)
     if row is None or row[1] is None:
         # Uploading the same keys again (a crash after the upload) is a no-op there.
-        await api.upload_signing_keys(keys.upload_body(user))
+        try:
+            await api.upload_signing_keys(keys.upload_body(user))
+        except UnknownTokenError:
+            # 401 asking for interactive auth: the account has other cross-signing
+            # keys (set up in a client, or by a store since lost). Replacing them
+            # would reset a person's verified identity: never done unasked.
+            log.warning(
+                "crypto.cross_signing_exists",
+                user=user,
+                hint="the account has other cross-signing keys; its device stays unsigned"
+                " until they are reset in a client",
+            )
+            return False
     unsigned = {
         k: v for k, v in device_keys(me.account, user, me.device_id).items() if k != "signatures"
     }

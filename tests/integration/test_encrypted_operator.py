@@ -60,6 +60,13 @@ async def test_the_api_posts_as_the_operator_encrypted(
     sent = nio_person.replies_from(operator.user_id)[0]
     assert sent.body == "sealed by the operator"
     assert sent.decrypted, "the operator's message went out in plaintext"
+    # Read back through the API: decrypted with the keys the room's agent holds.
+    status, read = await api.get("/api/v1/rooms/echo/messages?limit=2")
+    assert status == 200, read
+    assert [m["body"] for m in read["messages"]] == [
+        "sealed by the operator",
+        body["reply"]["text"],
+    ]
     store = api.gateway.store
     assert store is not None
     account = await store.crypto.account(operator.user_id)

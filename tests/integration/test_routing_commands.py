@@ -101,7 +101,8 @@ async def test_declarative_route_and_nobody_notice(
 async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
     synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
 ) -> None:
-    config = salon_config(synapse, tmp_path)
+    # A plain (non-encrypting) person: the `!new` chat is made unencrypted.
+    config = salon_config(synapse, tmp_path, encryption={"rooms": "none"})
     gateway = await gateways(config, invite=[person.user_id])
     server = synapse.server_name
     router = f"@{config.router.localpart}:{server}"

@@ -355,6 +355,8 @@ MatrixAPI.set_displayname: async def(self, name: str) -> None
 MatrixAPI.set_typing: async def(self, room_id: RoomId, typing: bool, timeout_ms: int = 30000) -> None
 MatrixAPI.sync: async def(self, since: str | None, *, timeout_ms: int, filter_id: str | None = None) -> JSON
 MatrixAPI.upload_keys: async def(self, body: JSON) -> dict[str, int]
+MatrixAPI.upload_signatures: async def(self, signed: JSON) -> JSON
+MatrixAPI.upload_signing_keys: async def(self, body: JSON) -> None
 MatrixAPI.whoami: async def(self) -> UserId
 """,
     "salon.turns.spec": """

@@ -9,9 +9,11 @@ import pytest
 from tests.api.rig import AUTH, ApiRig, rig_and_client
 from tests.api.test_admin_delegations import _record
 from tests.api.test_admin_routes import Client
-from tests.gateway.helpers import CODER
+from tests.gateway.helpers import ALICE, CODER, CODER_USER
+from tests.matrix.test_crypto import KEY, own
 
 from salon.api.context import LoopState
+from salon.matrix.crypto import CryptoSettings, DeviceCrypto
 from salon.store.delegations import DelegationPhase
 
 
@@ -52,3 +54,33 @@ async def test_status_shows_one_line_per_delegation_turns_loops_and_reachability
     rig.homeserver_up = False
     body = await (await client.get("/api/v1/status", headers=AUTH)).json()
     assert body["homeserver"]["ok"] is False
+
+
+async def test_status_lists_the_encryption_device_of_each_identity(
+    rc: tuple[ApiRig, Client],
+) -> None:
+    rig, client = rc
+    body = await (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert body["encryption"] == []  # no identity has a device (encryption off)
+    settings = CryptoSettings(KEY)
+    coder = DeviceCrypto(None, rig.store.crypto, own(CODER_USER, "CODERDEV"), settings)  # type: ignore[arg-type]
+    coder.one_time_keys, coder.failures = 50, 1
+    rig.agents[CODER].crypto = coder
+    rig.operator.crypto = DeviceCrypto(None, rig.store.crypto, own(ALICE, "OPDEV"), settings)  # type: ignore[arg-type]
+    body = await (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert body["encryption"] == [
+        {
+            "identity": ALICE,
+            "device_id": "OPDEV",
+            "one_time_keys": 0,
+            "undecryptable_waiting": 0,
+            "decryption_failures": 0,
+        },
+        {
+            "identity": CODER_USER,
+            "device_id": "CODERDEV",
+            "one_time_keys": 50,
+            "undecryptable_waiting": 0,
+            "decryption_failures": 1,
+        },
+    ]

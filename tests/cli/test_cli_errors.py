@@ -13,8 +13,9 @@ from salon.cli import pidfile
 from salon.cli.main import app
 from salon.cli.operator_file import OperatorFile
 from salon.devserver.synapse import free_port
-from salon.ids import UserId
+from salon.ids import RoomAlias, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import room_encryption_state
 
 from ..conftest import register_user, unique_localpart
 
@@ -41,7 +42,9 @@ def test_commands_without_operator_file_say_how_to_start(tmp_path: Path) -> None
     assert "salon up" in result.output
 
 
-def _operator_file(synapse: Any, tmp_path: Path) -> tuple[OperatorFile, str]:
+def _operator_file(
+    synapse: Any, tmp_path: Path, *, encrypted: bool = False
+) -> tuple[OperatorFile, str]:
     async def setup() -> tuple[OperatorFile, str]:
         creds = await register_user(synapse)
         alias_localpart = unique_localpart("silent")
@@ -49,7 +52,11 @@ def _operator_file(synapse: Any, tmp_path: Path) -> tuple[OperatorFile, str]:
             api = MatrixAPI(
                 synapse.base_url, UserId(creds.user_id), creds.access_token, session=session
             )
-            await api.create_room(alias_localpart=alias_localpart, name="nobody home")
+            await api.create_room(
+                alias_localpart=alias_localpart,
+                name="nobody home",
+                initial_state=[room_encryption_state()] if encrypted else [],
+            )
         alias = f"#{alias_localpart}:{synapse.server_name}"
         op = OperatorFile(
             homeserver_url=synapse.base_url,
@@ -74,6 +81,23 @@ def test_send_times_out_with_a_clear_message(synapse: Any, tmp_path: Path) -> No
     )
     assert result.exit_code == 1
     assert "no reply within 1.5 s" in result.output
+
+
+def test_send_refuses_to_post_in_clear_into_an_encrypted_room(synapse: Any, tmp_path: Path) -> None:
+    """Without the gateway's API the CLI has no device: it says so and sends nothing."""
+    op, alias = _operator_file(synapse, tmp_path, encrypted=True)
+    result = runner.invoke(app, ["send", "--data-dir", str(tmp_path), "--to", "ghost", "hi"])
+    assert result.exit_code == 2, result.output
+    assert "is encrypted" in result.output and "gateway's API" in result.output
+
+    async def sent() -> list[str]:
+        async with aiohttp.ClientSession() as session:
+            api = MatrixAPI(op.homeserver_url, UserId(op.user_id), op.access_token, session=session)
+            room_id, _ = await api.resolve_alias(RoomAlias(alias))
+            page = await api.messages(room_id, limit=50)
+            return [e["type"] for e in page.get("chunk") or [] if "state_key" not in e]
+
+    assert asyncio.run(sent()) == []  # no message of any kind
 
 
 def test_send_to_unknown_agent_lists_the_known_ones(synapse: Any, tmp_path: Path) -> None:

@@ -193,3 +193,19 @@ def test_status_reads_a_postgresql_store(tmp_path: Path, pg_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "dlg-pg" in result.stdout and "$turn" in result.stdout
     assert "running" in result.stdout and "not running" not in result.stdout
+
+
+def test_status_shows_each_identitys_encryption_device(tmp_path: Path) -> None:
+    device = {
+        "identity": "@salon_echo:localhost",
+        "device_id": "ECHODEVICE",
+        "one_time_keys": 49,
+        "undecryptable_waiting": 2,
+        "decryption_failures": 3,
+    }
+    published = {"gateway": "salon", "pid": os.getpid(), "updated_ms": _now_ms()}
+    _populate(tmp_path, {**published, "encryption": [device]})
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.stdout.splitlines() if "ECHODEVICE" in line]
+    assert re.search(r"@salon_echo:localhost\s.*ECHODEVICE\s.*49\s.*2\s.*3", line), line

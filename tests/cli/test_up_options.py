@@ -122,7 +122,7 @@ def test_the_stopped_line_carries_the_restart_command(
         def stop(self) -> None:
             pass
 
-    async def failing_register(layout: Any, localpart: str) -> Any:
+    async def failing_register(layout: Any, localpart: str, device_id: Any = None) -> Any:
         raise up_module.DevServerError("registration failed")
 
     monkeypatch.setattr(up_module, "SynapseProcess", FakeSynapse)

@@ -47,7 +47,7 @@ async def run_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check: Check) 
         def stop(self) -> None:
             pass
 
-    async def register(layout: Any, localpart: str) -> Credentials:
+    async def register(layout: Any, localpart: str, device_id: Any = None) -> Credentials:
         return Credentials("@operator:localhost", OPERATOR_TOKEN, "DEV")
 
     class FakeGateway:

@@ -18,7 +18,7 @@ from salon.cli import via_api
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import AgentRow, Message, Reply, WhoResult
 from salon.cli.operator_file import OperatorFile
-from salon.cli.status import DelegationRow, LoopRow, StatusReport, TurnRow
+from salon.cli.status import DelegationRow, DeviceRow, LoopRow, StatusReport, TurnRow
 from salon.coordination.heartbeat import AgentStatus
 from salon.devserver.synapse import free_port
 
@@ -238,6 +238,15 @@ def test_status_as_the_store_path_reports_it(fake: FakeApi, endpoint: via_api.En
             "loops_ok": False,
             "store": {"ok": True},
             "homeserver": {"ok": False, "error": "no answer"},
+            "encryption": [
+                {
+                    "identity": "@salon:localhost",
+                    "device_id": "ROUTERDEV",
+                    "one_time_keys": 50,
+                    "undecryptable_waiting": 1,
+                    "decryption_failures": 2,
+                }
+            ],
         },
     )
     report = via_api.status(endpoint)
@@ -247,6 +256,7 @@ def test_status_as_the_store_path_reports_it(fake: FakeApi, endpoint: via_api.En
     assert (report.gateway.name, report.gateway.pid, report.gateway.running) == ("host", 4242, True)
     assert report.gateway.loops == [LoopRow("sync:@salon:localhost", 2, True, "boom")]
     assert report.problems == ["homeserver: no answer"]
+    assert report.gateway.devices == [DeviceRow("@salon:localhost", "ROUTERDEV", 50, 1, 2)]
     assert isinstance(report, StatusReport) and report.api_url == fake.url
 
 

@@ -115,3 +115,15 @@ async def test_another_command_makes_another_room(h: Harness) -> None:
     chats = await h.store.rooms.chats_of(ALICE)
     assert sorted(c.name or "" for c in chats) == ["Chat 1", "Chat 2"]
     assert len(_chat_rooms(h)) == 2
+
+
+@pytest.mark.parametrize("encrypted", [True, False])
+async def test_a_new_chat_is_created_encrypted_when_asked(h: Harness, encrypted: bool) -> None:
+    room = await _ready(h)
+    h.handlers.chats.encrypted = encrypted
+    await h.ask(room, "!new", event_id="$new1")
+    [chat] = await h.store.rooms.chats_of(ALICE)
+    state = h.hs.room(chat.room_id).state
+    assert (("m.room.encryption", "") in state) is encrypted
+    if encrypted:
+        assert state[("m.room.encryption", "")]["content"]["algorithm"] == "m.megolm.v1.aes-sha2"

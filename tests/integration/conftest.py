@@ -25,6 +25,8 @@ from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
 from salon.matrix.registration import Credentials
 
+from .nio_person import nio_person  # noqa: F401  (a fixture: an encrypting person)
+
 
 class Person:
     """A human at a Matrix client (mautrix's plain ClientAPI, not Salon's code)."""

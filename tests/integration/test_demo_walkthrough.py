@@ -69,6 +69,9 @@ def demo_config(synapse: Any, tmp_path: Path) -> SalonConfig:
     }
     teams = {t: team.model_dump(mode="json", exclude_none=True) for t, team in demo.teams.items()}
     sections = {"agents": agents, "teams": teams, "default_agent": demo.default_agent}
+    # The tour's people are plain (non-encrypting) clients: its `!new` chat is made
+    # unencrypted here (test_encrypted_chats walks the encrypted default).
+    sections["encryption"] = {"rooms": "none"}
     config = salon_config(synapse, tmp_path, data_dir=str(tmp_path / "data"), **sections)
     # salon_config adds its own test agents to ours; keep only the demo's.
     return SalonConfig.model_validate({**dict(config), **sections})

@@ -199,7 +199,8 @@ async def test_a_router_left_in_a_chat_leaves_at_the_next_start(
     synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
 ) -> None:
     """`!new` chats from older versions had the router in them, as a third member."""
-    config = salon_config(synapse, tmp_path)
+    # A plain (non-encrypting) person: the chat is made unencrypted.
+    config = salon_config(synapse, tmp_path, encryption={"rooms": "none"})
     first = await gateways(config, invite=[person.user_id])
     assert first.state is not None
     server = synapse.server_name
@@ -222,7 +223,8 @@ async def test_rooms_of_an_agent_removed_while_down_are_taken_over_at_start(
 ) -> None:
     """Its own room and its `!new` chat hold only it and people; with the agent gone and
     the router not brought in, commands and messages there went unanswered."""
-    config = salon_config(synapse, tmp_path)
+    # A plain (non-encrypting) person: the chat is made unencrypted.
+    config = salon_config(synapse, tmp_path, encryption={"rooms": "none"})
     first = await gateways(config, invite=[person.user_id])
     assert first.state is not None
     server = synapse.server_name

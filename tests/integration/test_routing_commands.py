@@ -109,7 +109,8 @@ async def test_agent_then_new_then_reply_then_stale_gate_and_restart(
     http: aiohttp.ClientSession,
 ) -> None:
     person = await deployment.person(http)
-    config = deployment.base
+    # A plain (non-encrypting) person: the `!new` chat is made unencrypted.
+    config = deployment.config(encryption={"rooms": "none"})
     gateway = await gateways(config, invite=[person.user_id], secrets=deployment.secrets)
     server = deployment.hs.server_name
     router = f"@{config.router.localpart}:{server}"

@@ -15,6 +15,7 @@ from salon.api.bodies import JSON, invalid
 from salon.api.server import CONTEXT
 from salon.ids import RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import DeviceCrypto
 
 MAX_READ_LIMIT = 200
 READ_SCAN_LIMIT = 2000  # events looked at for one read or one reply lookup, at most
@@ -33,6 +34,9 @@ async def events_back(api: MatrixAPI, room_id: RoomId, page_size: int) -> AsyncI
         chunk = page.get("chunk") or []
         for event in chunk:
             scanned += 1
+            if event.get("type") == "m.room.encrypted" and isinstance(api.crypto, DeviceCrypto):
+                # Read back in clear with the keys the reading identity holds.
+                event = await api.crypto.open_past(event, room_id) or event
             yield event
         end = page.get("end")
         if not chunk or not end or end == token:

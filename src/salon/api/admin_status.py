@@ -13,6 +13,7 @@ from aiohttp import web
 from salon.api.bodies import JSON
 from salon.api.health import check_homeserver, check_loops, check_store, loop_view, open_by_id
 from salon.api.server import CONTEXT
+from salon.matrix.crypto import device_reports
 from salon.store.records import now_ms
 
 
@@ -54,5 +55,7 @@ async def status(request: web.Request) -> web.Response:
             "store": store_check,
             "store_size_bytes": size,
             "homeserver": homeserver_check,
+            # Each identity's encryption device (router, agents, the operator).
+            "encryption": device_reports(ctx.identities()),
         }
     )

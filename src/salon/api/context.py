@@ -53,6 +53,11 @@ class ApiContext:
     # Serves the short-lived links http backends get to big attachments.
     links: AttachmentLinker | None = None
 
+    def identities(self) -> list[MatrixAPI]:
+        """Every identity the gateway acts as: the router, the agents, the operator."""
+        found = [self.router_api, *self.agent_apis.values()]
+        return [*found, self.operator] if self.operator is not None else found
+
     async def api_in(self, room_id: str) -> MatrixAPI:
         """Who of ours is a member of ``room_id`` and reads or invites there: the agent
         in its own room or a `!new` chat (the router stays out of those), the router

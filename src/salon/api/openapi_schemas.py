@@ -170,6 +170,17 @@ SCHEMAS: JSON = {
             "last_error": NULL_STR,
         },
     },
+    "Device": {
+        "type": "object",
+        "description": "An identity's end-to-end encryption device.",
+        "properties": {
+            "identity": STR,
+            "device_id": STR,
+            "one_time_keys": {**INT, "description": "One-time keys the homeserver holds"},
+            "undecryptable_waiting": {**INT, "description": "Events waiting for a room key"},
+            "decryption_failures": {**INT, "description": "Events given up on since start"},
+        },
+    },
     "Check": {
         "type": "object",
         "required": ["ok"],
@@ -210,6 +221,7 @@ SCHEMAS: JSON = {
             "store": ref("Check"),
             "store_size_bytes": {**INT, "description": "The store's size on disk (file + WAL)"},
             "homeserver": ref("Check"),
+            "encryption": {"type": "array", "items": ref("Device")},
         },
     },
     "Readiness": {

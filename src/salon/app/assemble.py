@@ -21,6 +21,7 @@ from salon.agents.attachments import AttachmentWire
 from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
+from salon.app.crypto_key import operator_device
 from salon.app.modes import authenticator, event_source, follow_outages
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
@@ -146,7 +147,7 @@ async def assemble(
     commands = CommandHandlers(
         store,
         agents=AgentViews(hosted.members, hosted.apis, cast("Mapping[str, str]", hosted.models)),
-        chats=Chats(store, router_api),
+        chats=Chats(store, router_api, encrypted=config.encryption.encrypts("chat")),
         turns=TurnHooks(runner.stop_in_room, session_key),
         delegations=coordinator.manager,
         roles=UserRoles(
@@ -231,7 +232,13 @@ async def assemble(
     await coordinator.start(supervisor)
     supervisor.spawn(
         "status",
-        status_publisher(store, plan.name, loops, access=lambda: gateway.config.access.describe()),
+        status_publisher(
+            store,
+            plan.name,
+            loops,
+            access=lambda: gateway.config.access.describe(),
+            identities=lambda: [router_api, *hosted.apis.values()],
+        ),
         leader_only=True,
     )
     await stack.enter_async_context(heartbeats(hosted, supervisor, runner))
@@ -263,7 +270,14 @@ async def assemble(
             links=links,
         )
         api = await stack.enter_async_context(
-            serving_api(config.api, hs.url, session, context, plan.secrets)
+            serving_api(
+                config.api,
+                hs.url,
+                session,
+                context,
+                plan.secrets,
+                operator_device(config, store.crypto, plan.secrets),
+            )
         )
         links.base_url = api.url
     homeserver = Homeserver(session, auth, spaces, source)

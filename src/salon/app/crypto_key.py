@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 
 from salon.app.surface import api_secret
 from salon.config.models import SalonConfig
-from salon.matrix.crypto import CryptoSettings
+from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import CryptoSettings, DeviceCrypto
+from salon.store.crypto import CryptoStore
 from salon.store.db import PRIVATE_FILE_MODE, ensure_private_dir
 
 KEY_FILE = "crypto.key"
@@ -34,3 +36,15 @@ def crypto_settings(config: SalonConfig, given: Mapping[str, str]) -> CryptoSett
             file.write(secrets.token_hex(32))
     path.chmod(PRIVATE_FILE_MODE)
     return CryptoSettings(hashlib.sha256(path.read_text().strip().encode()).digest(), wait_s)
+
+
+def operator_device(
+    config: SalonConfig, store: CryptoStore, given: Mapping[str, str]
+) -> Callable[[MatrixAPI], Awaitable[object]] | None:
+    """How the operator the API sends as gets its device (None: encryption is off):
+    a durable one like every identity's, so its sends into encrypted rooms are
+    encrypted. It never syncs, so each send looks the room's members up anew."""
+    if not config.encryption.enabled:
+        return None
+    settings = crypto_settings(config, given)
+    return lambda api: DeviceCrypto.attach(api, store, settings, follows_sync=False)

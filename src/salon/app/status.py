@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 
 from salon.api.context import LoopState
+from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import device_reports
 from salon.matrix.source import EventSource
 from salon.store import Store
 from salon.store.kv import GATEWAY_STATUS_KEY
@@ -34,10 +36,11 @@ def status_publisher(
     gateway: str,
     loops: Callable[[], list[LoopState]],
     access: Callable[[], str],
+    identities: Callable[[], Iterable[MatrixAPI]] = tuple,
     every_s: float = 5.0,
 ) -> Callable[[LoopHandle], Awaitable[None]]:
-    """The supervised loop keeping the loops' state in the store, where `salon status`
-    reads it."""
+    """The supervised loop keeping the loops' state (and the ``identities``'
+    encryption devices) in the store, where `salon status` reads it."""
 
     async def publish(handle: LoopHandle) -> None:
         while True:
@@ -47,6 +50,7 @@ def status_publisher(
                 "pid": os.getpid(),
                 "updated_ms": now_ms(),
                 "access": access(),  # who may reach the agents
+                "encryption": device_reports(identities()),
             }
             await store.kv.set(GATEWAY_STATUS_KEY, json.dumps({**status, "loops": states}))
             handle.healthy()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -42,9 +42,11 @@ async def serving_api(
     session: aiohttp.ClientSession,
     context: ApiContext,
     given: Mapping[str, str],
+    device: Callable[[MatrixAPI], Awaitable[object]] | None = None,
 ) -> AsyncIterator[ApiServer]:
     """The HTTP API over ``context`` (the running gateway, as the API sees it),
-    listening until the step ends."""
+    listening until the step ends. ``device`` gives the operator its encryption
+    device (its sends into encrypted rooms are then encrypted)."""
     # Never an open API: without `token_env`, a random token for this run (`salon run`
     # writes it to <data_dir>/api.json, where the CLI finds it).
     token = api_secret(config.token_env, "api.token_env", given) or secrets.token_urlsafe(32)
@@ -56,6 +58,16 @@ async def serving_api(
         operator = MatrixAPI(
             homeserver_url, UserId(config.operator_user_id), operator_token, session=session
         )
+        if device is not None:
+            try:
+                await device(operator)
+            except MatrixError as e:
+                # Never a plaintext fallback: without its device it would post in clear.
+                raise ConfigError(
+                    f"api.operator_user_id: {config.operator_user_id} cannot get an"
+                    f" encryption device: {e}",
+                    path="api.operator_user_id",
+                ) from e
     router_api = context.router_api
 
     async def homeserver_ok() -> bool:

@@ -31,6 +31,17 @@ class ReplyTimeout(SalonError):
     """No reply arrived in time."""
 
 
+class EncryptedRoom(SalonError):
+    """The CLI on its own has no encryption device: it posts nothing in clear there."""
+
+    def __init__(self, alias: str) -> None:
+        super().__init__(
+            f"{alias} is encrypted and the CLI has no encryption device of its own: send"
+            " through the running gateway's API (it holds the operator's device; `salon send`"
+            " uses it when the gateway runs with an `api:` section, as `salon up` does)"
+        )
+
+
 class HomeserverUnreachable(SalonError):
     """The homeserver of ``operator.json`` does not answer."""
 
@@ -103,6 +114,11 @@ class OperatorClient:
             await self.api.join(room_id, servers)
         return room_id
 
+    async def encrypted(self, room_id: RoomId) -> bool:
+        """Whether the room is end-to-end encrypted."""
+        state = await self.api.get_state_event(room_id, "m.room.encryption")
+        return bool(state and state.get("algorithm"))
+
     def agent_alias(self, agent: str) -> str:
         """The room alias of an agent, or a clear error naming the known agents."""
         try:
@@ -164,6 +180,8 @@ class OperatorClient:
     ) -> tuple[str, Reply | None]:
         """Post ``text``; with ``wait_s``, wait that long for the final reply and return it."""
         room_id = await self.room(alias)
+        if await self.encrypted(room_id):
+            raise EncryptedRoom(alias)
         room_filter = json.dumps(
             {
                 "presence": {"types": []},

@@ -52,3 +52,14 @@ class OperatorFile(BaseModel):
             f.write(self.model_dump_json(indent=2))
         tmp.replace(path)
         return path
+
+
+def previous_device(data_dir: Path, localpart: str) -> str | None:
+    """The device the operator ``localpart`` had at the last `salon up` in
+    ``data_dir``: logging in to it again keeps one encryption device across runs."""
+    try:
+        op = OperatorFile.load(data_dir)
+    except ConfigError:
+        return None
+    same = op.user_id.lower().startswith(f"@{localpart.lower()}:")
+    return op.device_id or None if same else None

@@ -93,6 +93,19 @@ def _render_status(report: StatusReport) -> None:
             "-" if t.age_s is None else _duration(t.age_s),
         )
     console.print(table)
+    if gw is not None and gw.devices:
+        table = Table(
+            "identity", "device", "one-time keys", "waiting", "failures", title="encryption"
+        )
+        for device in gw.devices:
+            table.add_row(
+                escape(device.identity),
+                escape(device.device_id),
+                str(device.one_time_keys),
+                str(device.waiting),
+                str(device.failures),
+            )
+        console.print(table)
     if gw is not None and gw.running:
         table = Table("loop", "restarts", "backing off", "last error", title="restarting loops")
         for loop in gw.loops:

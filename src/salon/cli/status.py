@@ -60,6 +60,34 @@ class LoopRow:
 
 
 @dataclass(frozen=True)
+class DeviceRow:
+    """One identity's end-to-end encryption device."""
+
+    identity: str
+    device_id: str
+    one_time_keys: int
+    waiting: int  # encrypted events waiting for their room key
+    failures: int  # encrypted events given up on since the gateway started
+
+
+def device_rows(raw: object) -> list[DeviceRow]:
+    """The ``encryption`` list of a status (published, or from the API)."""
+    rows = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            rows.append(
+                DeviceRow(
+                    identity=str(item.get("identity", "?")),
+                    device_id=str(item.get("device_id", "?")),
+                    one_time_keys=int(item.get("one_time_keys") or 0),
+                    waiting=int(item.get("undecryptable_waiting") or 0),
+                    failures=int(item.get("decryption_failures") or 0),
+                )
+            )
+    return rows
+
+
+@dataclass(frozen=True)
 class GatewayInfo:
     """The gateway's last published status, and whether it is still running."""
 
@@ -69,6 +97,7 @@ class GatewayInfo:
     running: bool
     loops: list[LoopRow] = field(default_factory=list)
     access: str | None = None  # who may reach the agents (AccessConfig.describe)
+    devices: list[DeviceRow] = field(default_factory=list)  # encryption, per identity
 
     def age_s(self, now_ms: int | None = None) -> int:
         """Seconds since the gateway last refreshed its status."""
@@ -112,7 +141,8 @@ def gateway_info(raw: dict[str, Any], now_ms: int) -> GatewayInfo:
     ]
     access = raw.get("access")
     access = access if isinstance(access, str) else None
-    return GatewayInfo(str(raw.get("gateway", "?")), pid, updated, running, loops, access)
+    devices = device_rows(raw.get("encryption"))
+    return GatewayInfo(str(raw.get("gateway", "?")), pid, updated, running, loops, access, devices)
 
 
 def merge_delegations(rows: list[dict[str, Any]], now_ms: int) -> list[DelegationRow]:

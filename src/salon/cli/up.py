@@ -21,7 +21,7 @@ from salon.app.gateway import Gateway, GatewayState, ReloadSource, on_stop_signa
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
 from salon.cli.operator import OperatorClient
-from salon.cli.operator_file import OperatorFile
+from salon.cli.operator_file import OperatorFile, previous_device
 from salon.cli.up_appservice import local_appservice
 from salon.config import load_config
 from salon.config.models import ApiConfig, AppserviceConfig, HomeserverConfig, SalonConfig
@@ -133,8 +133,11 @@ def api_config(port: int, operator_user_id: str, *, tries: int = API_PORT_TRIES)
     )
 
 
-async def register_operator(layout: SynapseLayout, localpart: str) -> Credentials:
-    """Create (or log in) the operator account for the person at the keyboard."""
+async def register_operator(
+    layout: SynapseLayout, localpart: str, device_id: str | None = None
+) -> Credentials:
+    """Create (or log in) the operator account for the person at the keyboard; on
+    ``device_id`` (the last run's) when given, so its encryption device stays one."""
     async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
         return await register_or_login(
             session,
@@ -144,6 +147,7 @@ async def register_operator(layout: SynapseLayout, localpart: str) -> Credential
             layout.server_name,
             admin=True,
             displayname="Operator",
+            device_id=device_id,
         )
 
 
@@ -319,7 +323,8 @@ async def up(
         started = True
         console.print(f"[green]✓[/] Synapse is up on {layout.base_url} (logs: {layout.log_file})")
         with console.status("Registering the operator account…"):
-            creds = await register_operator(layout, operator)
+            device = previous_device(data_dir, operator)
+            creds = await register_operator(layout, operator, device)
         console.print(f"[green]✓[/] Operator {creds.user_id}")
         # An explicit --api-port is that port or nothing; the default moves on if taken.
         tries = API_PORT_TRIES if api_port is None else 1

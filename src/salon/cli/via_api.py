@@ -25,6 +25,7 @@ import aiohttp
 
 from salon._exceptions import ConfigError, SalonError
 from salon.cli import operator as ops
+from salon.cli import status as status_report
 from salon.cli.api_file import FILENAME, ApiFile
 from salon.cli.status import DelegationRow, GatewayInfo, LoopRow, StatusReport, TurnRow
 from salon.coordination.heartbeat import AgentStatus
@@ -380,6 +381,7 @@ def status(endpoint: Endpoint) -> StatusReport:
         running=True,  # it answered
         loops=loops,
         access=answer.get("access") if isinstance(answer.get("access"), str) else None,
+        devices=status_report.device_rows(answer.get("encryption")),
     )
     size = answer.get("store_size_bytes")
     return StatusReport(

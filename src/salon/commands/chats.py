@@ -16,6 +16,7 @@ import structlog
 from salon import responses
 from salon.ids import RoomId, UserId, server_of_user
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import room_encryption_state
 from salon.store import Store
 from salon.store.records import RoomKind
 
@@ -49,9 +50,10 @@ class Chats:
     finishes the room it started instead of making a second one.
     """
 
-    def __init__(self, store: Store, router: MatrixAPI) -> None:
+    def __init__(self, store: Store, router: MatrixAPI, *, encrypted: bool = False) -> None:
         self.store = store
         self.router = router
+        self.encrypted = encrypted  # chats are created end-to-end encrypted
         self.server = server_of_user(router.user_id)
 
     async def personal_space(self, user_id: str, locale: str) -> RoomId:
@@ -110,7 +112,10 @@ class Chats:
             room_id = await self.router.create_room(
                 name=name,
                 invite=[UserId(user_id), UserId(agent_user)],
-                initial_state=[_state(CHAT_MARKER, marker)],
+                initial_state=[
+                    _state(CHAT_MARKER, marker),
+                    *([room_encryption_state()] if self.encrypted else []),
+                ],
                 power_level_override={"users": {user_id: 50, agent_user: 50}},
                 preset="private_chat",
             )

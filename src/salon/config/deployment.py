@@ -228,6 +228,17 @@ class EncryptionConfig(ConfigModel):
     pickle_key_env: str | None = None
     # An encrypted event whose room key has not come by then is dropped (logged, counted).
     undecryptable_wait_s: PositiveFloat = 600
+    # Which rooms Salon creates itself are created encrypted: none; `new` (the `!new`
+    # chats); all (chats, agent rooms and the lobby). Spaces never are. Rooms that
+    # exist already stay as they are (encryption cannot be turned off in a room).
+    rooms: Literal["none", "new", "all"] = "new"
+
+    def encrypts(self, room: Literal["chat", "shared"]) -> bool:
+        """Whether a room Salon creates is created encrypted: a `!new` chat, or a
+        shared room (an agent's own room, the lobby). Never with encryption off."""
+        if not self.enabled or self.rooms == "none":
+            return False
+        return self.rooms == "all" or room == "chat"
 
 
 class ShutdownConfig(ConfigModel):

@@ -14,6 +14,7 @@ from salon.config.models import SalonConfig
 from salon.gateway.visits import visitors_leave
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto import room_encryption_state
 from salon.matrix.space import RoomSpec, SpaceManager
 from salon.store import Store
 from salon.store.records import RoomKind
@@ -32,6 +33,12 @@ class Topology:
     # At start: the rooms bootstrap found or made; while running, the hosted agents'
     # registry's view of them (a reload adds and removes rooms there).
     agent_rooms: Mapping[AgentId, RoomId]
+
+
+def _encryption(config: SalonConfig) -> list[dict[str, object]]:
+    """The initial state that makes a shared room (lobby, agent room) encrypted, when
+    ``encryption.rooms`` is ``all``."""
+    return [room_encryption_state()] if config.encryption.encrypts("shared") else []
 
 
 async def _ensure_joined(api: MatrixAPI, rooms: list[RoomId], via: str) -> None:
@@ -79,6 +86,7 @@ async def bootstrap(
             name=responses.text("lobby_name", locale),
             topic=responses.text("lobby_topic", locale),
             invite=[*agent_users, *invitees],
+            initial_state=_encryption(config),
         )
     )
     await store.rooms.upsert(
@@ -167,6 +175,7 @@ async def ensure_agent_room(
             # The agent owns its room: it keeps its heartbeat state event there. (When
             # it creates the room it is the creator; older rooms the router created.)
             power_users={api.user_id: 100},
+            initial_state=_encryption(config),
         )
     )
     await _ensure_joined(api, [room_id, lobby_id], spaces.server_name)

@@ -340,3 +340,16 @@ class MatrixAPI:
         """Send to-device events (``messages``: user → device → content)."""
         path = Path.v3.sendToDevice[event_type][txn_id]
         await self._call(f"send to-device {event_type}", Method.PUT, path, {"messages": messages})
+
+    async def upload_signing_keys(self, body: JSON) -> None:
+        """Publish cross-signing keys (``master_key``, ``self_signing_key``, …). The
+        first upload needs no interactive auth (MSC3967); a replacement does."""
+        path = Path.v3.keys.device_signing.upload
+        await self._call("upload signing keys", Method.POST, path, body)
+
+    async def upload_signatures(self, signed: JSON) -> JSON:
+        """Publish signatures of keys (user → key id → signed object); the answer's
+        ``failures`` says which were refused."""
+        return await self._call(
+            "upload signatures", Method.POST, Path.v3.keys.signatures.upload, signed
+        )

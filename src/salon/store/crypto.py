@@ -39,6 +39,32 @@ class CryptoStore:
             1 if published else 0,
         )
 
+    async def cross_signing(self, user_id: str) -> tuple[tuple[str, str, str], str | None] | None:
+        """((master, self-signing, user-signing) pickles, the device last signed)."""
+        row = await self._db.fetchone(
+            "SELECT master, self_signing, user_signing, signed_device"
+            " FROM crypto_cross_signing WHERE user_id = $1",
+            user_id,
+        )
+        if row is None:
+            return None
+        return (str(row[0]), str(row[1]), str(row[2])), None if row[3] is None else str(row[3])
+
+    async def save_cross_signing(
+        self, user_id: str, pickles: tuple[str, str, str], signed_device: str | None
+    ) -> None:
+        """Store the cross-signing keys, and which device they signed (None: none yet)."""
+        await self._db.execute(
+            "INSERT INTO crypto_cross_signing"
+            " (user_id, master, self_signing, user_signing, signed_device)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET"
+            " master = excluded.master, self_signing = excluded.self_signing,"
+            " user_signing = excluded.user_signing, signed_device = excluded.signed_device",
+            user_id,
+            *pickles,
+            signed_device,
+        )
+
     async def forget_sessions(self, user_id: str) -> None:
         """Drop every session of an identity whose account was replaced."""
         for table in ("crypto_olm_sessions", "crypto_outbound_groups", "crypto_inbound_groups"):

@@ -16,6 +16,12 @@ MEGOLM = "m.megolm.v1.aes-sha2"
 JSON = dict[str, Any]
 
 
+def room_encryption_state() -> JSON:
+    """The ``m.room.encryption`` state event (Megolm, the spec's default rotation) a
+    room is created with to be encrypted."""
+    return {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+
+
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no spaces, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

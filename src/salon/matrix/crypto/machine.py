@@ -21,7 +21,9 @@ import vodozemac
 from salon._exceptions import MatrixError, NotFoundError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.crypto.cross_signing import cross_sign
 from salon.matrix.crypto.keys import JSON, MEGOLM, Device, device_keys, one_time_keys, parse_device
+from salon.matrix.crypto.keyshare import forward_wanted, request_key, room_key
 from salon.matrix.crypto.megolm import (
     Outbound,
     Undecryptable,
@@ -62,6 +64,8 @@ class DeviceCrypto:
         self.olm = Olm(me, store)
         self.settings = settings
         self.one_time_keys = 0
+        self.waiting_now = 0  # events waiting for their room key (as last counted)
+        self.failures = 0  # encrypted events given up on since start
         self._lock = asyncio.Lock()  # one change of sessions at a time
         self._encryption: dict[str, JSON | None] = {}  # room → m.room.encryption (None: plain)
         self._members: dict[str, set[str]] = {}
@@ -71,9 +75,18 @@ class DeviceCrypto:
     def device_id(self) -> str:
         return self.me.device_id
 
+    # False for an identity that never syncs (the operator the API sends as): nothing
+    # tells it of new members, devices or encryption, so each send looks them up.
+    follows_sync: bool = True
+
     @classmethod
     async def attach(
-        cls, api: MatrixAPI, store: CryptoStore, settings: CryptoSettings
+        cls,
+        api: MatrixAPI,
+        store: CryptoStore,
+        settings: CryptoSettings,
+        *,
+        follows_sync: bool = True,
     ) -> DeviceCrypto:
         """Load (or make and publish) the identity's device keys and hook them into
         ``api``'s sends. The same device id keeps the same keys across restarts."""
@@ -103,9 +116,15 @@ class DeviceCrypto:
 
         me = OwnDevice(api.user_id, device_id, account, settings.pickle_key, save)
         crypto = cls(api, store, me, settings)
+        crypto.follows_sync = follows_sync
         if not published:
             await crypto._publish(with_device_keys=True)
         api.crypto = crypto
+        try:
+            await cross_sign(api, store, me, settings.pickle_key)
+        except MatrixError as e:
+            # The device works unsigned; clients show a warning on its messages.
+            log.warning("crypto.cross_signing_failed", user=api.user_id, error=str(e))
         log.info("crypto.ready", user=api.user_id, device=device_id, new=not published)
         return crypto
 
@@ -180,31 +199,19 @@ class DeviceCrypto:
 
     async def _receive(self, sender: str, content: Any) -> tuple[str, str] | None:
         payload = await self.olm.decrypt(sender, content)
-        if payload is None or payload.type != "m.room_key":
-            return None
-        key = payload.content
-        room_id, session_id = key.get("room_id"), key.get("session_id")
-        if key.get("algorithm") != MEGOLM or not isinstance(room_id, str):
-            return None
-        try:
-            session = vodozemac.InboundGroupSession(
-                vodozemac.SessionKey(str(key.get("session_key")))
-            )
-        except ValueError:
-            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
-            return None
-        if session.session_id != session_id:
-            log.warning("crypto.bad_room_key", sender=sender, room_id=room_id)
-            return None
-        await self.store.add_inbound_group(
-            self.me.user_id,
-            room_id,
-            session_id,
-            (payload.sender_key, payload.signing_key),
-            session.pickle(self.settings.pickle_key),
-        )
-        log.debug("crypto.room_key", sender=sender, room_id=room_id, session_id=session_id)
-        return room_id, session_id
+        key = room_key(payload) if payload is not None else None
+        if key is None:
+            return None  # requests for our keys among them: never answered (keyshare)
+        me = self.me.user_id
+        if key.forwarded:
+            waiting = await self.store.pending_for(me, key.room_id, key.session_id)
+            if not forward_wanted(me, sender, [json.loads(t) for t in waiting]):
+                log.warning("crypto.forwarded_key_refused", sender=sender, room_id=key.room_id)
+                return None
+        pickle = key.session.pickle(self.settings.pickle_key)
+        await self.store.add_inbound_group(me, key.room_id, key.session_id, key.keys, pickle)
+        log.debug("crypto.room_key", sender=sender, room_id=key.room_id, forwarded=key.forwarded)
+        return key.room_id, key.session_id
 
     async def decrypt(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
         """``events`` with encrypted ones opened; one whose key has not arrived is kept
@@ -220,9 +227,16 @@ class DeviceCrypto:
                 continue
             found = await self.store.inbound_group(self.me.user_id, event.room_id, session_id)
             if found is None:
+                me = self.me.user_id
+                # The first event of a session to wait asks for its key, once.
+                first = not await self.store.pending_for(me, event.room_id, session_id)
                 await self.store.add_pending(
-                    self.me.user_id, event.event_id, event.room_id, session_id, event.to_json()
+                    me, event.event_id, event.room_id, session_id, event.to_json()
                 )
+                if first and self.api is not None:
+                    await request_key(
+                        self.api, self.device_id, event.sender, event.room_id, event.content
+                    )
                 log.info("crypto.waiting_for_key", event_id=event.event_id, room_id=event.room_id)
                 continue
             try:
@@ -233,8 +247,23 @@ class DeviceCrypto:
             parsed = parse_event(opened, event.room_id, UserId(self.me.user_id))
             if parsed is not None:
                 result.append(parsed)
-        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+        await self._count_waiting()
         return result
+
+    async def open_past(self, raw: Mapping[str, Any], room_id: str) -> JSON | None:
+        """An event read back from the room's history, decrypted with a room key this
+        identity holds (its own, or one shared with it); None if it cannot be."""
+        content = raw.get("content") or {}
+        session_id = content.get("session_id")
+        if content.get("algorithm") != MEGOLM or not isinstance(session_id, str):
+            return None
+        found = await self.store.inbound_group(self.me.user_id, room_id, session_id)
+        if found is None:
+            return None
+        try:
+            return open_event(raw, room_id, found[2], self.settings.pickle_key)
+        except Undecryptable:
+            return None
 
     async def waiting(self) -> int:
         """Events waiting for their room key."""
@@ -245,9 +274,24 @@ class DeviceCrypto:
         for event_id, room_id in await self.store.pending_older_than(self.me.user_id, cutoff):
             await self.store.drop_pending(self.me.user_id, event_id)
             self._failed(event_id, room_id, "key_never_arrived")
-        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(await self.waiting())
+        await self._count_waiting()
+
+    async def _count_waiting(self) -> None:
+        self.waiting_now = await self.waiting()
+        UNDECRYPTABLE_WAITING.labels(identity=self.me.user_id).set(self.waiting_now)
+
+    def report(self) -> JSON:
+        """This device as `salon status` shows it (counts as of the last sync)."""
+        return {
+            "identity": self.me.user_id,
+            "device_id": self.device_id,
+            "one_time_keys": self.one_time_keys,
+            "undecryptable_waiting": self.waiting_now,
+            "decryption_failures": self.failures,
+        }
 
     def _failed(self, event_id: str, room_id: str, reason: str) -> None:
+        self.failures += 1
         DECRYPTION_FAILURES.labels(identity=self.me.user_id, reason=reason).inc()
         log.warning(
             "crypto.undecryptable_dropped", event_id=event_id, room_id=room_id, reason=reason
@@ -257,6 +301,8 @@ class DeviceCrypto:
 
     async def encrypt(self, room_id: RoomId, event_type: str, content: JSON) -> tuple[str, JSON]:
         """(type, content) to send: Megolm-encrypted in an encrypted room."""
+        if not self.follows_sync:
+            self._forget(room_id)
         settings = await self._room_encryption(room_id)
         if settings is None:
             return event_type, content
@@ -272,6 +318,11 @@ class DeviceCrypto:
                 self.me.user_id, room_id, *outbound.to_row(self.settings.pickle_key)
             )
         return "m.room.encrypted", result
+
+    def _forget(self, room_id: str) -> None:
+        self._encryption.pop(room_id, None)
+        self._members.pop(room_id, None)
+        self._devices.clear()
 
     async def _outbound(self, room_id: str, settings: JSON, members: set[str]) -> Outbound:
         row = await self.store.outbound_group(self.me.user_id, room_id)

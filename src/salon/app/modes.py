@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aiohttp
+import structlog
 
 from salon.app.crypto_key import crypto_settings
 from salon.app.surface import api_secret
@@ -17,6 +18,7 @@ from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.appservice import AppserviceSource, ListenAddress
 from salon.matrix.as_auth import AppserviceAuthenticator, AppserviceIdentity
 from salon.matrix.crypto import DeviceCrypto
+from salon.matrix.crypto.appservice import REQUIREMENTS, attach_appservice_device
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
@@ -25,6 +27,8 @@ from salon.matrix.sync import ClientSyncSource, SyncSettings
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
+
+log = structlog.get_logger("salon.app.modes")
 
 
 def authenticator(
@@ -45,7 +49,7 @@ def authenticator(
             hs.appservice.as_token_env, "homeserver.appservice.as_token_env", secrets
         )
         assert as_token is not None
-        return AppserviceAuthenticator(
+        as_auth = AppserviceAuthenticator(
             hs.url,
             hs.server_name,
             session,
@@ -53,6 +57,11 @@ def authenticator(
             AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
             requests,
         )
+        if config.encryption.enabled:
+            as_settings = crypto_settings(config, secrets)
+            log.info("crypto.appservice_needs", homeserver=hs.url, needs=REQUIREMENTS)
+            as_auth.on_login = lambda api: attach_appservice_device(api, store.crypto, as_settings)
+        return as_auth
     auth = Authenticator(hs.url, hs.server_name, session, store.identities, requests)
     if config.encryption.enabled:
         # Each identity gets its one durable device before its first sync or send.
@@ -106,7 +115,7 @@ def appservice_source(
     def owns(user_id: str) -> bool:
         return user_id == router or roster.hosted_agent_of(user_id) is not None
 
-    return AppserviceSource(
+    source = AppserviceSource(
         hs_token,
         store.appservice_txns,
         router=router,
@@ -114,3 +123,5 @@ def appservice_source(
         apis=list(apis.values()),
         listen=ListenAddress(hs.appservice.host, hs.appservice.port),
     )
+    source.appservice_id = hs.appservice.id
+    return source

@@ -26,6 +26,7 @@ from salon._exceptions import MatrixError
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.as_events import Members, split
+from salon.matrix.as_keys import TransactionKeys
 from salon.matrix.source import EventSink, LoopStatus
 from salon.metrics import EVENTS_DROPPED
 
@@ -67,8 +68,11 @@ class AppserviceSource:
     """Serves the application service API and feeds an :class:`EventSink`.
 
     ``owns`` says whether a user id is one of ours (answers the user query);
-    ``apis`` are the identities whose joined rooms are asked once at start.
+    ``apis`` are the identities whose joined rooms are asked once at start;
+    ``appservice_id`` (its registration's id), when set, is pinged once listening.
     """
+
+    appservice_id: str | None = None
 
     def __init__(
         self,
@@ -88,6 +92,7 @@ class AppserviceSource:
         self._apis = {api.user_id: api for api in apis}
         self._host, self._port = listen.host, listen.port
         self.members = Members(router, owns)
+        self._keys = TransactionKeys(self._apis)
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -107,6 +112,23 @@ class AppserviceSource:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
+        await self._ping_homeserver()
+
+    async def _ping_homeserver(self, attempts: int = 5, pause_s: float = 1.0) -> None:
+        # A homeserver that found us down holds transactions back (Synapse: backing off
+        # for up to minutes) and meanwhile drops to-device messages, room keys among
+        # them; a ping makes it retry at once. Synapse fails a ping that races its own
+        # retry ("AlreadyCalled"): pinged again, the next one wins.
+        api = self._apis.get(self._router)
+        if self.appservice_id is None or api is None:
+            return
+        for attempt in range(1, attempts + 1):
+            try:
+                await api.ping_appservice(self.appservice_id)
+                return
+            except MatrixError as e:
+                log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
+            await asyncio.sleep(pause_s)
 
     @property
     def port(self) -> int:
@@ -188,7 +210,7 @@ class AppserviceSource:
                     self.repeats += 1
                     log.debug("appservice.repeat", txn_id=txn_id)
                     return web.json_response({})
-                await self._admit(events)
+                await self._admit(events, body)
                 await self._txns.record(txn_id)
             except Exception as e:  # the homeserver retries: nothing is lost
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -198,13 +220,20 @@ class AppserviceSource:
         self.last_error = None
         return web.json_response({})
 
-    async def _admit(self, events: list[Any]) -> None:
+    async def _admit(self, events: list[Any], body: dict[str, Any]) -> None:
         sink = self._sink
         if sink is None:
             raise RuntimeError("the appservice source is not started")
         txn = split(events, self.members)
+        readers = {identity for identity, _ in txn.batches}
+        # Keys first: events of this transaction (or kept from before) may need them.
+        for identity, opened in await self._keys.take(body, readers):
+            await sink.admit(identity, opened)
         for identity, batch in txn.batches:
-            await sink.admit(identity, batch)
+            # Opened before admission; one whose key has not come is kept in the store.
+            batch = await self._keys.open(identity, batch)
+            if batch:
+                await sink.admit(identity, batch)
         for invite in txn.invites:
             try:
                 await sink.invited(invite)

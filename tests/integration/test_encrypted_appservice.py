@@ -5,28 +5,55 @@ reads and answers in an encrypted DM, and keeps that device across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from nio import AsyncClient, AsyncClientConfig
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
+from salon.devserver.appservice import write_registration
+from salon.devserver.synapse import free_port
 
 from ..conftest import TestHomeserver, register_user
-from .test_appservice import SECRETS, as_setup
-from .test_encrypted_dm import NioPerson, open_dm
+from .test_appservice import SECRETS, TOKENS, appservice_config, as_setup
+from .test_encrypted_dm import NioPerson, failures, open_dm
 
 __all__ = ["as_setup"]  # the fixture, used here
 
 
 @pytest.fixture
-async def as_person(
-    as_setup: tuple[TestHomeserver, SalonConfig], tmp_path: Path
-) -> AsyncIterator[NioPerson]:
-    hs, _ = as_setup
+def bare_as_setup(
+    tmp_path: Path, synapse_factory: Callable[..., TestHomeserver]
+) -> tuple[TestHomeserver, SalonConfig]:
+    """As ``as_setup``, on a Synapse without the experimental appservice extensions
+    (no to-device messages or key counts in transactions), and a short key wait."""
+    port = free_port()
+    placeholder = SimpleNamespace(base_url="http://127.0.0.1:9", server_name="localhost")
+    draft = appservice_config(
+        tmp_path,
+        port,
+        SimpleNamespace(**vars(placeholder), shared_secret=""),
+        encryption={"undecryptable_wait_s": 1},
+    )
+    registration = tmp_path / "registration.yaml"
+    write_registration(draft, registration, tmp_path / "registration.env", TOKENS)
+    # Merged over the written config: the experimental features, all off.
+    hs = synapse_factory(
+        app_service_config_files=(registration,),
+        rate_limit_overrides={"experimental_features": {}},
+    )
+    data = draft.model_dump(mode="json", exclude_none=True)
+    data["homeserver"]["url"] = hs.base_url
+    return hs, SalonConfig.model_validate(data)
+
+
+async def _nio_person(hs: TestHomeserver, tmp_path: Path) -> AsyncClient:
     creds = await register_user(hs)
     store = tmp_path / "nio"
     store.mkdir()
@@ -38,6 +65,14 @@ async def as_person(
         config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=True),
     )
     client.restore_login(creds.user_id, creds.device_id, creds.access_token)
+    return client
+
+
+@pytest.fixture
+async def as_person(
+    as_setup: tuple[TestHomeserver, SalonConfig], tmp_path: Path
+) -> AsyncIterator[NioPerson]:
+    client = await _nio_person(as_setup[0], tmp_path)
     person = NioPerson(client)
     await person.sync()
     try:
@@ -85,3 +120,28 @@ async def test_an_encrypted_dm_with_an_appservice_agent_across_a_restart(
     await as_person.until(_answered(as_person, echo, "still there after"), "a reply after restart")
     known = as_person.client.device_store.active_user_devices(echo)
     assert [d.device_id for d in known] == [device]  # the same one device, no second
+
+
+async def test_without_the_extensions_an_agent_drops_and_counts_what_it_cannot_read(
+    bare_as_setup: tuple[TestHomeserver, SalonConfig],
+    gateways: Callable[..., Awaitable[Gateway]],
+    tmp_path: Path,
+) -> None:
+    hs, config = bare_as_setup
+    person = NioPerson(await _nio_person(hs, tmp_path))
+    try:
+        gateway = await gateways(config, secrets=SECRETS)
+        echo = str(config.agent_user_id("echo", hs.server_name))
+        room_id = await open_dm(person, echo)
+        before = failures(echo)
+        # The room key goes to the agent's device, but the homeserver never passes it on.
+        await person.say(room_id, "can you read this?")
+        deadline = time.monotonic() + 30
+        while failures(echo) < before + 1:
+            assert time.monotonic() < deadline, "the unreadable event was never given up on"
+            await asyncio.sleep(0.2)
+        assert gateway.store is not None
+        assert await gateway.store.crypto.pending_count(echo) == 0
+        assert failures(echo) == before + 1  # one drop, one count: no loop
+    finally:
+        await person.client.close()

@@ -13,6 +13,7 @@ keeps seen ids only in memory and answers before its handlers finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -93,6 +94,7 @@ class AppserviceSource:
         self._host, self._port = listen.host, listen.port
         self.members = Members(router, owns)
         self._keys = TransactionKeys(self._apis)
+        self._sweeper: asyncio.Task[None] | None = None
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -113,6 +115,18 @@ class AppserviceSource:
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
         await self._ping_homeserver()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="appservice-keys-sweep")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.25, self._keys.sweep_interval_s()))
+            try:
+                async with self._lock:  # the same order as transactions
+                    for identity, opened in await self._keys.sweep():
+                        assert self._sink is not None
+                        await self._sink.admit(identity, opened)
+            except Exception as e:  # the next round tries again
+                log.warning("appservice.sweep_failed", error=f"{type(e).__name__}: {e}")
 
     async def _ping_homeserver(self, attempts: int = 5, pause_s: float = 1.0) -> None:
         # A homeserver that found us down holds transactions back (Synapse: backing off
@@ -143,6 +157,11 @@ class AppserviceSource:
 
     async def stop(self) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

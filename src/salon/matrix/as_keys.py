@@ -31,6 +31,9 @@ class TransactionKeys:
 
     def __init__(self, apis: Mapping[UserId, MatrixAPI]) -> None:
         self._apis = apis
+        # Identities that kept events aside for their key: swept until none wait, so
+        # one whose key never comes is given up on even if no transaction follows.
+        self._watched: set[UserId] = set()
 
     def _crypto(self, user_id: UserId) -> DeviceCrypto | None:
         crypto = getattr(self._apis.get(user_id), "crypto", None)
@@ -58,6 +61,27 @@ class TransactionKeys:
                 opened.append((user_id, events))
         return opened
 
+    def sweep_interval_s(self) -> float:
+        """How often :meth:`sweep` is worth running (a quarter of the shortest wait)."""
+        waits = [c.settings.undecryptable_wait_s for c in map(self._crypto, self._watched) if c]
+        return min([30.0, *(w / 4 for w in waits)]) if waits else 30.0
+
+    async def sweep(self) -> list[tuple[UserId, list[InboundEvent]]]:
+        """Give up on kept events that waited too long (logged, counted); returns any
+        that opened meanwhile, by identity."""
+        opened: list[tuple[UserId, list[InboundEvent]]] = []
+        for user_id in sorted(self._watched):
+            crypto = self._crypto(user_id)
+            if crypto is None:
+                self._watched.discard(user_id)
+                continue
+            events = await crypto.process_sync({})
+            if events:
+                opened.append((user_id, events))
+            if await crypto.waiting() == 0:
+                self._watched.discard(user_id)
+        return opened
+
     async def open(self, identity: UserId, batch: list[InboundEvent]) -> list[InboundEvent]:
         """``batch`` with its encrypted events opened (or kept aside until their key
         comes); without a device they are dropped, logged and counted."""
@@ -65,6 +89,7 @@ class TransactionKeys:
             return batch
         crypto = self._crypto(identity)
         if crypto is not None:
+            self._watched.add(identity)
             return await crypto.decrypt(batch)
         kept = []
         for event in batch:

@@ -59,7 +59,15 @@ def authenticator(
         )
         if config.encryption.enabled:
             as_settings = crypto_settings(config, secrets)
-            log.info("crypto.appservice_needs", homeserver=hs.url, needs=REQUIREMENTS)
+            # What cannot be checked from here is said once: without the transaction
+            # extensions, room keys never come and encrypted messages are dropped, counted.
+            log.info(
+                "crypto.appservice_needs",
+                homeserver=hs.url,
+                needs=REQUIREMENTS,
+                otherwise="encrypted messages wait, then are dropped and counted "
+                "(salon_decryption_failures_total)",
+            )
             as_auth.on_login = lambda api: attach_appservice_device(api, store.crypto, as_settings)
         return as_auth
     auth = Authenticator(hs.url, hs.server_name, session, store.identities, requests)

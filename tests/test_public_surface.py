@@ -338,6 +338,7 @@ MatrixAPI.create_room: async def(self, *, alias_localpart: str | None = None, na
 MatrixAPI.device_id: async def(self) -> str | None
 MatrixAPI.get_state: async def(self, room_id: RoomId) -> list[JSON]
 MatrixAPI.get_state_event: async def(self, room_id: RoomId, event_type: str, state_key: str = '') -> JSON | None
+MatrixAPI.has_device: async def(self, device_id: str) -> bool
 MatrixAPI.invite: async def(self, room_id: RoomId, user_id: UserId) -> None
 MatrixAPI.join: async def(self, room: RoomId | RoomAlias, via: Sequence[str] = ()) -> RoomId
 MatrixAPI.joined_members: async def(self, room_id: RoomId) -> list[UserId]

@@ -52,16 +52,24 @@ class Api:
         self.put, self.login = put, None  # errors to raise
         self.calls: list[tuple[str, str]] = []
         self.device: str | None = None
+        self.devices: set[str] = set()  # what the homeserver has
+        self.uploads: list[dict[str, Any]] = []
+
+    async def has_device(self, device_id: str) -> bool:
+        self.calls.append(("get", device_id))
+        return device_id in self.devices
 
     async def create_device(self, device_id: str, display_name: str) -> None:
         self.calls.append(("put", device_id))
         if self.put is not None:
             raise self.put
+        self.devices.add(device_id)
 
     async def login_device(self, device_id: str, display_name: str) -> None:
         self.calls.append(("login", device_id))
         if self.login is not None:
             raise self.login
+        self.devices.add(device_id)
 
     def act_as_device(self, device_id: str) -> None:
         self.device = device_id
@@ -70,6 +78,7 @@ class Api:
         return self.device
 
     async def upload_keys(self, body: dict[str, Any]) -> dict[str, int]:
+        self.uploads.append(body)
         return {"signed_curve25519": len(body.get("one_time_keys") or {})}
 
 
@@ -129,13 +138,21 @@ async def test_a_device_is_made_once_and_kept_and_falls_back_to_login(store: Sto
     crypto = await attach_appservice_device(api, store.crypto, settings)  # type: ignore[arg-type]
     assert crypto is not None and api.crypto is crypto
     device = crypto.device_id
-    assert api.calls == [("put", device), ("login", device)] and api.device == device
+    assert api.calls == [("get", device), ("put", device), ("login", device)]
+    assert api.device == device and "device_keys" in api.uploads[0]
     assert (await store.crypto.account(AGENT) or ("",))[0] == device
-    # After a restart: the same device (PUT keeps it), its keys not published again.
+    # After a restart: the same device, its keys not published again.
     again = Api(AGENT)
+    again.devices = {device}
     crypto = await attach_appservice_device(again, store.crypto, settings)  # type: ignore[arg-type]
     assert crypto is not None and crypto.device_id == device
-    assert again.calls == [("put", device)]
+    assert again.calls == [("get", device)] and again.uploads == []
+    # A homeserver that lost it (reset): made again, the same keys published again.
+    reset = Api(AGENT)
+    crypto = await attach_appservice_device(reset, store.crypto, settings)  # type: ignore[arg-type]
+    assert crypto is not None and crypto.device_id == device
+    assert reset.calls == [("get", device), ("put", device)]
+    assert reset.uploads[0]["device_keys"] == api.uploads[0]["device_keys"]
     assert _value(CRYPTO_UNAVAILABLE.labels(identity=AGENT)) == 0
 
 

@@ -321,6 +321,14 @@ class MatrixAPI:
         # device without a user_id beside it.
         self._http.as_user_id = UserID(self.user_id)
 
+    async def has_device(self, device_id: str) -> bool:
+        """Whether the user has this device."""
+        try:
+            await self._call("get device", Method.GET, Path.v3.devices[device_id])
+        except NotFoundError:
+            return False
+        return True
+
     async def create_device(self, device_id: str, display_name: str) -> None:
         """Appservice mode: make (or keep) one of the user's devices (MSC4190)."""
         body = {"display_name": display_name}

@@ -62,7 +62,12 @@ async def attach_appservice_device(
     stored = await store.account(api.user_id)
     device_id = stored[0] if stored is not None else new_device_id()
     try:
-        await _make_device(api, device_id)
+        if not await api.has_device(device_id):
+            await _make_device(api, device_id)
+            if stored is not None and stored[2]:
+                # The homeserver lost it (reset, deleted): same keys, published again.
+                log.warning("crypto.device_remade", user=api.user_id, device=device_id)
+                await store.save_account(api.user_id, device_id, stored[1], False)
         api.act_as_device(device_id)
         crypto = await DeviceCrypto.attach(api, store, settings)
         CRYPTO_UNAVAILABLE.labels(identity=api.user_id).set(0)
@@ -83,7 +88,7 @@ async def attach_appservice_device(
 
 async def _make_device(api: MatrixAPI, device_id: str) -> None:
     try:
-        await api.create_device(device_id, DISPLAY_NAME)  # an existing one is kept
+        await api.create_device(device_id, DISPLAY_NAME)
     except NotFoundError:
         # No MSC4190: PUT only renames devices that exist. Logging in makes it.
         log.info("crypto.device_by_login", user=api.user_id, device=device_id)

@@ -63,7 +63,7 @@ class TransactionKeys:
 
     def sweep_interval_s(self) -> float:
         """How often :meth:`sweep` is worth running (a quarter of the shortest wait)."""
-        waits = [c.settings.undecryptable_wait_s for c in map(self._crypto, self._watched) if c]
+        waits = [c.settings.undecryptable_wait_s for c in map(self._crypto, self._apis) if c]
         return min([30.0, *(w / 4 for w in waits)]) if waits else 30.0
 
     async def sweep(self) -> list[tuple[UserId, list[InboundEvent]]]:

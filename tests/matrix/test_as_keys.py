@@ -12,9 +12,9 @@ import pytest
 import vodozemac
 from aiohttp.test_utils import TestClient, TestServer
 
-from salon._exceptions import ForbiddenError, NotFoundError
+from salon._exceptions import ForbiddenError, MatrixRequestError, NotFoundError
 from salon.ids import UserId
-from salon.matrix.appservice import AppserviceSource
+from salon.matrix.appservice import AppserviceSource, ListenAddress
 from salon.matrix.crypto import CryptoSettings, DeviceCrypto
 from salon.matrix.crypto.appservice import attach_appservice_device, sync_view
 from salon.matrix.crypto.keys import MEGOLM
@@ -251,3 +251,45 @@ async def test_without_a_device_encrypted_events_are_dropped_and_counted() -> No
         assert r.status == 200
     assert sink.admitted == [(AGENT, [(f"$join-{AGENT}", "m.room.member")])]
     assert _value(DECRYPTION_FAILURES.labels(identity=AGENT, reason="no_device")) == before + 1
+
+
+class Pinged(Api):
+    def __init__(self, errors: list[Exception]) -> None:
+        super().__init__(ROUTER)
+        self.errors = errors
+        self.pings = 0
+
+    async def joined_rooms(self) -> list[str]:
+        return []
+
+    async def ping_appservice(self, appservice_id: str) -> None:
+        self.pings += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("error", "pings"),
+    [
+        # Synapse fails a ping that races its own retry (502): pinged again.
+        (MatrixRequestError("AlreadyCalled", http_status=502, errcode="M_CONNECTION_FAILED"), 2),
+        # No ping endpoint: not asked again.
+        (MatrixRequestError("no", http_status=404, errcode="M_UNRECOGNIZED"), 1),
+    ],
+)
+async def test_the_homeserver_is_pinged_once_listening(error: Exception, pings: int) -> None:
+    api = Pinged([error])
+    source = AppserviceSource(
+        TOKEN,
+        Txns(),
+        router=ROUTER,
+        owns=lambda u: u == ROUTER,
+        apis=[api],  # type: ignore[list-item]
+        listen=ListenAddress(port=0),
+    )
+    source.appservice_id = "salon"
+    await source.start(Sink())
+    try:
+        assert api.pings == pings
+    finally:
+        await source.stop()

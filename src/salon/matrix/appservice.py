@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from salon._exceptions import MatrixError
+from salon._exceptions import MatrixError, MatrixRequestError
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.as_events import Members, split
@@ -142,6 +142,8 @@ class AppserviceSource:
                 return
             except MatrixError as e:
                 log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
+                if isinstance(e, MatrixRequestError) and e.http_status < 500:
+                    return  # refused (no ping endpoint, wrong id): asking again won't help
             await asyncio.sleep(pause_s)
 
     @property

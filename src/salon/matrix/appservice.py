@@ -95,6 +95,7 @@ class AppserviceSource:
         self.members = Members(router, owns)
         self._keys = TransactionKeys(self._apis)
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -104,16 +105,24 @@ class AppserviceSource:
 
     # --- the EventSource seam -------------------------------------------------
 
-    async def start(self, sink: EventSink) -> None:
-        """Learn our users' rooms, then listen for transactions."""
-        self._sink = sink
-        for api in self._apis.values():
-            await self._seed(api)
+    async def listen(self) -> None:
+        """Take connections (also before :meth:`start`: transactions then wait for it,
+        so a homeserver pushing during the gateway's start never finds it down)."""
+        if self._runner is not None:
+            return
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
+
+    async def start(self, sink: EventSink) -> None:
+        """Learn our users' rooms, then admit transactions (listening if not yet)."""
+        for api in self._apis.values():
+            await self._seed(api)
+        self._sink = sink
+        self._started.set()
+        await self.listen()
         await self._ping_homeserver()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="appservice-keys-sweep")
 
@@ -224,6 +233,8 @@ class AppserviceSource:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             return _error(400, "M_BAD_JSON", "events: a list is required")
+        if self._sink is None:
+            await self._started.wait()  # listening early: held until the gateway is ready
         # One at a time: the membership map follows the transactions' order.
         async with self._lock:
             try:

@@ -5,7 +5,6 @@ tests/integration/test_encrypted_appservice.py for the real one)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,8 +82,9 @@ class Api:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """A fresh store, once per backend (SQLite and PostgreSQL)."""
+    store = await Store.open(store_url)
     try:
         yield store
     finally:

@@ -51,7 +51,8 @@ class CryptoSetupError(MatrixError):
 
 
 class DeviceCrypto:
-    """End-to-end encryption for one identity (client mode)."""
+    """End-to-end encryption for one identity (in appservice mode fed from the
+    transactions: :mod:`salon.matrix.crypto.appservice`)."""
 
     def __init__(
         self, api: MatrixAPI, store: CryptoStore, me: OwnDevice, settings: CryptoSettings

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from nio import AsyncClient, AsyncClientConfig
 
 from salon.app.gateway import Gateway
@@ -22,6 +23,7 @@ from salon.devserver.synapse import free_port
 
 from ..conftest import TestHomeserver, register_user
 from .test_appservice import SECRETS, TOKENS, appservice_config, as_setup
+from .test_crash import running
 from .test_encrypted_dm import NioPerson, failures, open_dm
 
 __all__ = ["as_setup"]  # the fixture, used here
@@ -145,3 +147,32 @@ async def test_without_the_extensions_an_agent_drops_and_counts_what_it_cannot_r
         assert failures(echo) == before + 1  # one drop, one count: no loop
     finally:
         await person.client.close()
+
+
+@pytest.mark.subprocess
+async def test_after_kill_9_the_agent_reads_with_the_same_device(
+    as_setup: tuple[TestHomeserver, SalonConfig],
+    as_person: NioPerson,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hs, config = as_setup
+    path = tmp_path / "salon.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    echo = str(config.agent_user_id("echo", hs.server_name))
+    with running(path) as first:
+        first.wait_ready()
+        room_id = await open_dm(as_person, echo)
+        await as_person.say(room_id, "before the kill")
+        await as_person.until(_answered(as_person, echo, "before the kill"), "a reply")
+        first.kill()
+    before = [d.device_id for d in as_person.client.device_store.active_user_devices(echo)]
+    assert len(before) == 1
+    with running(path) as second:
+        second.wait_ready()
+        await as_person.say(room_id, "after the kill")
+        await as_person.until(_answered(as_person, echo, "after the kill"), "a reply after")
+    after = [d.device_id for d in as_person.client.device_store.active_user_devices(echo)]
+    assert after == before  # the same one device, no second

@@ -330,20 +330,25 @@ server_of_user: def(user_id: UserId | str) -> str
 MatrixAPI: class(object)
 MatrixAPI.__init__: def(self, base_url: str, user_id: UserId, access_token: str, *, session: aiohttp.ClientSession, requests: RequestSettings | None = None, as_user_id: UserId | None = None) -> None
 MatrixAPI.access_token: property def(self) -> str
+MatrixAPI.act_as_device: def(self, device_id: str) -> None
 MatrixAPI.claim_keys: async def(self, devices: Mapping[str, Sequence[str]]) -> JSON
+MatrixAPI.create_device: async def(self, device_id: str, display_name: str) -> None
 MatrixAPI.create_filter: async def(self, definition: JSON) -> str
 MatrixAPI.create_room: async def(self, *, alias_localpart: str | None = None, name: str | None = None, topic: str | None = None, invite: Sequence[UserId] = (), initial_state: Sequence[JSON] = (), creation_content: JSON | None = None, power_level_override: JSON | None = None, preset: str = 'private_chat') -> RoomId
 MatrixAPI.device_id: async def(self) -> str | None
 MatrixAPI.get_state: async def(self, room_id: RoomId) -> list[JSON]
 MatrixAPI.get_state_event: async def(self, room_id: RoomId, event_type: str, state_key: str = '') -> JSON | None
+MatrixAPI.has_device: async def(self, device_id: str) -> bool
 MatrixAPI.invite: async def(self, room_id: RoomId, user_id: UserId) -> None
 MatrixAPI.join: async def(self, room: RoomId | RoomAlias, via: Sequence[str] = ()) -> RoomId
 MatrixAPI.joined_members: async def(self, room_id: RoomId) -> list[UserId]
 MatrixAPI.joined_rooms: async def(self) -> list[RoomId]
 MatrixAPI.leave: async def(self, room_id: RoomId) -> None
+MatrixAPI.login_device: async def(self, device_id: str, display_name: str) -> None
 MatrixAPI.memberships: async def(self, room_id: RoomId) -> dict[UserId, str]
 MatrixAPI.messages: async def(self, room_id: RoomId, *, limit: int = 20, direction: str = 'b', since: str | None = None) -> JSON
 MatrixAPI.mute_notifications: async def(self) -> None
+MatrixAPI.ping_appservice: async def(self, appservice_id: str) -> None
 MatrixAPI.query_keys: async def(self, users: Sequence[str]) -> JSON
 MatrixAPI.raw_request_parts: def(self) -> tuple[aiohttp.ClientSession, str, dict[str, str], JSON]
 MatrixAPI.resolve_alias: async def(self, alias: RoomAlias) -> tuple[RoomId, list[str]]

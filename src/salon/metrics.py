@@ -98,3 +98,8 @@ UNDECRYPTABLE_WAITING = Gauge(
 ONE_TIME_KEYS = Gauge(
     "salon_one_time_keys", "One-time keys the homeserver holds for a device", ["identity"]
 )
+CRYPTO_UNAVAILABLE = Gauge(
+    "salon_crypto_unavailable",
+    "1 when an identity has no encryption device (the homeserver would not make one)",
+    ["identity"],
+)

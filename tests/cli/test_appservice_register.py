@@ -44,6 +44,12 @@ def test_register_writes_registration_and_private_env(tmp_path: Path) -> None:
     assert doc["url"] == "http://127.0.0.1:9111"
     assert doc["sender_localpart"] == "salon"
     assert doc["rate_limited"] is False
+    # What encryption needs: to-device and ephemeral events, MSC3202, MSC4190 devices.
+    assert doc["receive_ephemeral"] is True
+    assert doc["de.sorunome.msc2409.push_ephemeral"] is True
+    assert doc["org.matrix.msc3202"] is True
+    assert doc["io.element.msc4190"] is True
+    assert "msc3202_transaction_extensions: true" in result.output
     users = [n["regex"] for n in doc["namespaces"]["users"]]
     assert all(n["exclusive"] for n in doc["namespaces"]["users"])
     assert re.fullmatch(users[0], "@bot_echo:example.org")

@@ -147,6 +147,21 @@ def test_rate_limit_overrides_replace_top_level_blocks(tmp_path: Path) -> None:
     assert config["rc_joins_per_room"]["per_second"] >= 1000
 
 
+def test_an_appservice_gets_the_extensions_its_encryption_needs(tmp_path: Path) -> None:
+    registration = tmp_path / "registration.yaml"
+    plain = write_synapse_config(SynapseSettings(data_dir=tmp_path / "plain", port=None))
+    assert "experimental_features" not in load_yaml(plain.config_path)
+    layout = write_synapse_config(
+        SynapseSettings(data_dir=tmp_path, port=None, app_service_config_files=(registration,))
+    )
+    config = load_yaml(layout.config_path)
+    assert config["app_service_config_files"] == [str(registration)]
+    assert config["experimental_features"] == {
+        "msc2409_to_device_messages_enabled": True,
+        "msc3202_transaction_extensions": True,
+    }
+
+
 def test_non_loopback_host_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DevServerError, match="loopback"):
         write_synapse_config(SynapseSettings(data_dir=tmp_path, host="0.0.0.0"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from salon.ids import UserId
-from salon.matrix.appservice import AppserviceSource, txn_key
+from salon.matrix.appservice import AppserviceSource, ListenAddress, txn_key
 from salon.matrix.events import InboundEvent, Invite
 
 ROUTER = UserId("@salon:localhost")
@@ -186,3 +187,27 @@ async def test_invite_and_membership_pick_the_reader(setup) -> None:
     assert sink.invites == [Invite(room, UserId("@bob:localhost"), AGENT)]
     # Until the agent joined, the router reads the room; after, the agent does.
     assert sink.admitted == [(ROUTER, ["$i"]), (AGENT, ["$j", "$e6"])]
+
+
+async def test_listening_early_holds_transactions_until_started() -> None:
+    sink, txns = Sink(), Txns()
+    source = AppserviceSource(
+        TOKEN,
+        txns,
+        router=ROUTER,
+        owns=lambda u: u == ROUTER,
+        listen=ListenAddress(port=0),
+    )
+    await source.listen()  # before the gateway is ready: the homeserver finds it up
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{source.port}/_matrix/app/v1/transactions/t1"
+            put = asyncio.create_task(http.put(url, json={"events": [message(1)]}, headers=AUTH))
+            await asyncio.sleep(0.3)
+            assert not put.done() and sink.admitted == []  # held, not refused, not lost
+            await source.start(sink)
+            response = await asyncio.wait_for(put, 10)
+            assert response.status == 200
+        assert sink.admitted == [(ROUTER, ["$e1"])]
+    finally:
+        await source.stop()

@@ -30,6 +30,7 @@ from salon.app.steps import (
     heartbeats,
     hosting,
     http_session,
+    listening_early,
     opened_store,
     probing,
     reloading,
@@ -122,6 +123,11 @@ async def assemble(
     apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
     created_at = {u: await store.identities.created_at(u) for u in apis}
     router_api = apis[roster.router_user_id]
+    backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
+    # /sync per identity, or the appservice's listener (homeserver.mode).
+    source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
+    follow_outages(source, hs_up)
+    await stack.enter_async_context(listening_early(source))
     spaces = SpaceManager(router_api)
     topology = await _rooms(config, roster, spaces, apis, store, auth, plan.invite)
     where = {
@@ -214,10 +220,6 @@ async def assemble(
         on_visit=visits.use,
     )
 
-    backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
-    # /sync per identity, or the appservice's listener (homeserver.mode).
-    source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
-    follow_outages(source, hs_up)
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aiohttp
+import structlog
 
 from salon.app.crypto_key import crypto_settings
 from salon.app.surface import api_secret
@@ -18,6 +19,7 @@ from salon.matrix.appservice import AppserviceSource, ListenAddress
 from salon.matrix.as_auth import AppserviceAuthenticator, AppserviceIdentity
 from salon.matrix.as_catchup import CatchUp
 from salon.matrix.crypto import DeviceCrypto
+from salon.matrix.crypto.appservice import REQUIREMENTS, attach_appservice_device
 from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
@@ -26,6 +28,8 @@ from salon.matrix.sync import ClientSyncSource, SyncSettings
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
+
+log = structlog.get_logger("salon.app.modes")
 
 
 def authenticator(
@@ -46,7 +50,7 @@ def authenticator(
             hs.appservice.as_token_env, "homeserver.appservice.as_token_env", secrets
         )
         assert as_token is not None
-        return AppserviceAuthenticator(
+        as_auth = AppserviceAuthenticator(
             hs.url,
             hs.server_name,
             session,
@@ -54,6 +58,19 @@ def authenticator(
             AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
             requests,
         )
+        if config.encryption.enabled:
+            as_settings = crypto_settings(config, secrets)
+            # What cannot be checked from here is said once: without the transaction
+            # extensions, room keys never come and encrypted messages are dropped, counted.
+            log.info(
+                "crypto.appservice_needs",
+                homeserver=hs.url,
+                needs=REQUIREMENTS,
+                otherwise="encrypted messages wait, then are dropped and counted "
+                "(salon_decryption_failures_total)",
+            )
+            as_auth.on_login = lambda api: attach_appservice_device(api, store.crypto, as_settings)
+        return as_auth
     auth = Authenticator(hs.url, hs.server_name, session, store.identities, requests)
     if config.encryption.enabled:
         # Each identity gets its one durable device before its first sync or send.
@@ -115,6 +132,7 @@ def appservice_source(
         apis=list(apis.values()),
         listen=ListenAddress(hs.appservice.host, hs.appservice.port),
     )
+    source.appservice_id = hs.appservice.id
     # Events the homeserver never pushed are read back at start and after an outage.
     source.catchup = CatchUp(store.identities, router)
     return source

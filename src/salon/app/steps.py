@@ -24,6 +24,7 @@ from salon.gateway.registry import HostedAgents, make_hosted
 from salon.gateway.reload import Reloader
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.appservice import AppserviceSource
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
 from salon.roster import Roster
@@ -125,6 +126,21 @@ async def running_turns(runner: TurnRunner) -> AsyncIterator[TurnRunner]:
         yield runner
     finally:
         await runner.stop()
+
+
+@asynccontextmanager
+async def listening_early(source: IdentitySource) -> AsyncIterator[None]:
+    """Appservice mode: the listener takes connections before the rooms are set up,
+    holding transactions until the dispatcher is there. A homeserver that finds it
+    down backs off for minutes and drops to-device messages (room keys) meanwhile."""
+    if not isinstance(source, AppserviceSource):
+        yield
+        return
+    await source.listen()
+    try:
+        yield
+    finally:
+        await source.stop()
 
 
 @asynccontextmanager

@@ -70,6 +70,14 @@ def register(
         highlight=False,
         markup=False,
     )
+    console.print(
+        "For encrypted rooms, Synapse also needs in its homeserver.yaml:\n"
+        "  experimental_features:\n"
+        "    msc2409_to_device_messages_enabled: true\n"
+        "    msc3202_transaction_extensions: true",
+        highlight=False,
+        markup=False,
+    )
     if mode != "appservice":
         console.print(
             f"{config} still says homeserver.mode: {mode}; set it to appservice.",

@@ -220,7 +220,7 @@ class ClusterConfig(ConfigModel):
 
 
 class EncryptionConfig(ConfigModel):
-    """End-to-end encryption (client mode): each identity's device keys live in the
+    """End-to-end encryption (both modes): each identity's device keys live in the
     store, pickled with a key read from the secret named by ``pickle_key_env`` or,
     without one, from ``<data_dir>/crypto.key`` (made owner-only on first start)."""
 

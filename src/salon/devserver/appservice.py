@@ -19,6 +19,18 @@ import yaml
 from salon._exceptions import ConfigError
 from salon.config.models import AppserviceConfig, SalonConfig
 
+# What end-to-end encryption in appservice mode asks of the homeserver (Synapse reads
+# these keys): to-device messages and ephemeral events in transactions (MSC2409/MSC4203),
+# device lists and one-time key counts in transactions and requests as a device
+# (MSC3202), and devices made with PUT /devices/{id} (MSC4190). Synapse also needs its
+# experimental_features turned on (see salon.devserver.synapse_config).
+ENCRYPTION_OPT_INS: dict[str, bool] = {
+    "receive_ephemeral": True,
+    "de.sorunome.msc2409.push_ephemeral": True,
+    "org.matrix.msc3202": True,
+    "io.element.msc4190": True,
+}
+
 
 def new_tokens() -> tuple[str, str]:
     """A fresh (as_token, hs_token) pair."""
@@ -74,6 +86,7 @@ def registration(config: SalonConfig, as_token: str, hs_token: str) -> dict[str,
         },
         # An agent fleet must never be throttled by the homeserver.
         "rate_limited": False,
+        **ENCRYPTION_OPT_INS,
     }
 
 

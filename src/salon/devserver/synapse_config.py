@@ -217,6 +217,12 @@ def _homeserver_config(settings: SynapseSettings, layout: SynapseLayout) -> dict
     }
     if settings.app_service_config_files:
         config["app_service_config_files"] = [str(p) for p in settings.app_service_config_files]
+        # The appservice extensions its users' encryption devices need (MSC4190 is
+        # opted into by the registration alone).
+        config["experimental_features"] = {
+            "msc2409_to_device_messages_enabled": True,
+            "msc3202_transaction_extensions": True,
+        }
     config.update(relaxed_rate_limits())
     config.update(settings.rate_limit_overrides or {})
     return config

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from mautrix.api import Method, Path
+from mautrix.types import DeviceID, UserID
 from multidict import MultiDict
 
 from salon._exceptions import ForbiddenError, MatrixError, NotFoundError
@@ -318,6 +319,45 @@ class MatrixAPI:
         data = await self._call("whoami", Method.GET, Path.v3.account.whoami)
         device = data.get("device_id")
         return device if isinstance(device, str) else None
+
+    def act_as_device(self, device_id: str) -> None:
+        """Appservice mode: make every request as this user's ``device_id``
+        (MSC3202 device masquerading, ``?device_id=``)."""
+        self._http.as_device_id = DeviceID(device_id)
+        # Named even for the appservice's own user: Synapse (1.163) answers 500 to a
+        # device without a user_id beside it.
+        self._http.as_user_id = UserID(self.user_id)
+
+    async def has_device(self, device_id: str) -> bool:
+        """Whether the user has this device."""
+        try:
+            await self._call("get device", Method.GET, Path.v3.devices[device_id])
+        except NotFoundError:
+            return False
+        return True
+
+    async def create_device(self, device_id: str, display_name: str) -> None:
+        """Appservice mode: make (or keep) one of the user's devices (MSC4190)."""
+        body = {"display_name": display_name}
+        await self._call("create device", Method.PUT, Path.v3.devices[device_id], body)
+
+    async def login_device(self, device_id: str, display_name: str) -> None:
+        """Appservice mode without MSC4190: make the device by logging in with the
+        appservice token (``m.login.application_service``); the new token is not kept,
+        requests go on with the appservice's, as that device."""
+        body = {
+            "type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": self.user_id},
+            "device_id": device_id,
+            "initial_device_display_name": display_name,
+        }
+        await self._call("appservice login", Method.POST, Path.v3.login, body)
+
+    async def ping_appservice(self, appservice_id: str) -> None:
+        """Appservice mode: ask the homeserver to call our listener now (spec v1.7
+        ``/appservice/{id}/ping``); Synapse then resends what it held back at once."""
+        path = Path.v1.appservice[appservice_id].ping
+        await self._call("appservice ping", Method.POST, path, {})
 
     async def upload_keys(self, body: JSON) -> dict[str, int]:
         """Publish device and one-time keys; returns the one-time keys held, by algorithm."""

@@ -19,6 +19,7 @@ homeserver never pushed is admitted then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -28,11 +29,13 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from salon._exceptions import MatrixError
+from salon._exceptions import MatrixError, MatrixRequestError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.as_catchup import CatchUp
 from salon.matrix.as_events import Members, split
+from salon.matrix.as_keys import TransactionKeys
+from salon.matrix.events import InboundEvent, Invite
 from salon.matrix.source import EventSink, LoopStatus
 from salon.metrics import EVENTS_DROPPED
 
@@ -80,8 +83,11 @@ class AppserviceSource:
     """Serves the application service API and feeds an :class:`EventSink`.
 
     ``owns`` says whether a user id is one of ours (answers the user query);
-    ``apis`` are the identities whose joined rooms are asked once at start.
+    ``apis`` are the identities whose joined rooms are asked once at start;
+    ``appservice_id`` (its registration's id), when set, is pinged once listening.
     """
+
+    appservice_id: str | None = None
 
     def __init__(
         self,
@@ -101,6 +107,9 @@ class AppserviceSource:
         self._apis = {api.user_id: api for api in apis}
         self._host, self._port = listen.host, listen.port
         self.members = Members(router, owns)
+        self._keys = TransactionKeys(self._apis)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -111,17 +120,16 @@ class AppserviceSource:
 
     # --- the EventSource seam -------------------------------------------------
 
-    async def start(self, sink: EventSink) -> None:
-        """Learn our users' rooms, then listen for transactions."""
-        self._sink = sink
-        for api in self._apis.values():
-            await self._seed(api)
+    async def listen(self) -> None:
+        """Take connections (also before :meth:`start`: transactions then wait for it,
+        so a homeserver pushing during the gateway's start never finds it down)."""
+        if self._runner is not None:
+            return
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
-        self.catch_up()
 
     def catch_up(self) -> None:
         """Read every joined room back to its mark in the background (at start, and
@@ -133,7 +141,7 @@ class AppserviceSource:
             api = self._apis.get(self.members.reader(room_id)) if joined else None
             if api is not None:
                 rooms[RoomId(room_id)] = api
-        self.catchup.start(rooms, self._sink)
+        self.catchup.start(rooms, _Opening(self._keys, self._sink))
 
     def outage(self, down: bool) -> None:
         """The homeserver stopped answering (events may be lost: marks are held) or
@@ -144,6 +152,46 @@ class AppserviceSource:
             self.catchup.hold()
         elif self._runner is not None:
             self.catch_up()
+
+    async def start(self, sink: EventSink) -> None:
+        """Learn our users' rooms, then admit transactions (listening if not yet)."""
+        for api in self._apis.values():
+            await self._seed(api)
+        self._sink = sink
+        self._started.set()
+        await self.listen()
+        self.catch_up()
+        await self._ping_homeserver()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="appservice-keys-sweep")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.25, self._keys.sweep_interval_s()))
+            try:
+                async with self._lock:  # the same order as transactions
+                    for identity, opened in await self._keys.sweep():
+                        assert self._sink is not None
+                        await self._sink.admit(identity, opened)
+            except Exception as e:  # the next round tries again
+                log.warning("appservice.sweep_failed", error=f"{type(e).__name__}: {e}")
+
+    async def _ping_homeserver(self, attempts: int = 5, pause_s: float = 1.0) -> None:
+        # A homeserver that found us down holds transactions back (Synapse: backing off
+        # for up to minutes) and meanwhile drops to-device messages, room keys among
+        # them; a ping makes it retry at once. Synapse fails a ping that races its own
+        # retry ("AlreadyCalled"): pinged again, the next one wins.
+        api = self._apis.get(self._router)
+        if self.appservice_id is None or api is None:
+            return
+        for attempt in range(1, attempts + 1):
+            try:
+                await api.ping_appservice(self.appservice_id)
+                return
+            except MatrixError as e:
+                log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
+                if isinstance(e, MatrixRequestError) and e.http_status < 500:
+                    return  # refused (no ping endpoint, wrong id): asking again won't help
+            await asyncio.sleep(pause_s)
 
     @property
     def port(self) -> int:
@@ -160,6 +208,11 @@ class AppserviceSource:
         """Stop listening (an unanswered transaction is sent again later)."""
         if self.catchup is not None:
             await self.catchup.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -219,6 +272,8 @@ class AppserviceSource:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             return _error(400, "M_BAD_JSON", "events: a list is required")
+        if self._sink is None:
+            await self._started.wait()  # listening early: held until the gateway is ready
         txn_id = txn_key(self._hs_token, request.match_info["txn_id"], events)
         # One at a time: the membership map follows the transactions' order.
         async with self._lock:
@@ -227,7 +282,7 @@ class AppserviceSource:
                     self.repeats += 1
                     log.debug("appservice.repeat", txn_id=txn_id)
                     return web.json_response({})
-                await self._admit(events)
+                await self._admit(events, body)
                 await self._txns.record(txn_id)
                 if self.catchup is not None:
                     await self.catchup.pushed(events)
@@ -239,13 +294,20 @@ class AppserviceSource:
         self.last_error = None
         return web.json_response({})
 
-    async def _admit(self, events: list[Any]) -> None:
+    async def _admit(self, events: list[Any], body: dict[str, Any]) -> None:
         sink = self._sink
         if sink is None:
             raise RuntimeError("the appservice source is not started")
         txn = split(events, self.members)
+        readers = {identity for identity, _ in txn.batches}
+        # Keys first: events of this transaction (or kept from before) may need them.
+        for identity, opened in await self._keys.take(body, readers):
+            await sink.admit(identity, opened)
         for identity, batch in txn.batches:
-            await sink.admit(identity, batch)
+            # Opened before admission; one whose key has not come is kept in the store.
+            batch = await self._keys.open(identity, batch)
+            if batch:
+                await sink.admit(identity, batch)
         for invite in txn.invites:
             try:
                 await sink.invited(invite)
@@ -265,3 +327,19 @@ class AppserviceSource:
 
     async def _ping(self, request: web.Request) -> web.Response:
         return web.json_response({})
+
+
+class _Opening:
+    """A sink that opens encrypted events first, as transactions are: what the
+    catch-up reads back is admitted the same way as what was pushed."""
+
+    def __init__(self, keys: TransactionKeys, sink: EventSink) -> None:
+        self._keys, self._sink = keys, sink
+
+    async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
+        opened = await self._keys.open(identity, list(events))
+        if opened:
+            await self._sink.admit(identity, opened)
+
+    async def invited(self, invite: Invite) -> None:
+        await self._sink.invited(invite)

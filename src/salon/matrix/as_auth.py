@@ -1,8 +1,9 @@
 """Appservice mode's identities: users of the appservice's namespace, registered
 lazily and acting through the one appservice token (``?user_id=``).
 
-No per-agent login, token or device: :meth:`AppserviceAuthenticator.login` only
-makes sure the user exists and hands back a :class:`MatrixAPI` masquerading as it.
+No per-agent login or token: :meth:`AppserviceAuthenticator.login` makes sure the
+user exists and hands back a :class:`MatrixAPI` masquerading as it (and, with
+``on_login``, as its encryption device: :mod:`salon.matrix.crypto.appservice`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ class AppserviceAuthenticator(Authenticator):
         """A handle acting as ``user_id``, registering it first if need be."""
         if user_id not in self._registered:
             await self.register(user_id)
-        return self._api(user_id, self._as_token)
+        api = self._api(user_id, self._as_token)
+        if self.on_login is not None:
+            await self.on_login(api)  # its encryption device (appservice extensions)
+        return api
 
     async def register(self, user_id: UserId) -> None:
         """Create the user in the appservice's namespace (one that exists is fine)."""

@@ -40,7 +40,7 @@ class CredentialStore(Protocol):
 class Authenticator:
     """Turns identities into authenticated :class:`MatrixAPI` handles, all sharing
     one request bound and one :class:`Reachability` of the homeserver.
-    ``on_login`` (client mode: the identity's encryption device) runs on each
+    ``on_login`` (the identity's encryption device, in either mode) runs on each
     handle ``login`` returns."""
 
     on_login: Callable[[MatrixAPI], Awaitable[object]] | None = None

@@ -53,7 +53,8 @@ class CryptoSetupError(MatrixError):
 
 
 class DeviceCrypto:
-    """End-to-end encryption for one identity (client mode)."""
+    """End-to-end encryption for one identity (in appservice mode fed from the
+    transactions: :mod:`salon.matrix.crypto.appservice`)."""
 
     def __init__(
         self, api: MatrixAPI, store: CryptoStore, me: OwnDevice, settings: CryptoSettings
@@ -157,7 +158,7 @@ class DeviceCrypto:
         """Take in one /sync answer's key material; returns waiting events that a
         newly arrived room key opened (decrypted, oldest first)."""
         async with self._lock:
-            self._note_changes(data)
+            self.note_changes(data)
             counts = data.get("device_one_time_keys_count")
             if isinstance(counts, dict):
                 held = int(counts.get("signed_curve25519") or 0)
@@ -181,7 +182,8 @@ class DeviceCrypto:
         await self._expire()
         return retried
 
-    def _note_changes(self, data: Mapping[str, Any]) -> None:
+    def note_changes(self, data: Mapping[str, Any]) -> None:
+        """Forget what changed devices lists and room settings or members make stale."""
         lists = data.get("device_lists") or {}
         for user in [*(lists.get("changed") or []), *(lists.get("left") or [])]:
             self._devices.pop(user, None)

@@ -53,6 +53,7 @@ class Api:
         self.device: str | None = None
         self.devices: set[str] = set()  # what the homeserver has
         self.uploads: list[dict[str, Any]] = []
+        self.to_device: list[str] = []
 
     async def has_device(self, device_id: str) -> bool:
         self.calls.append(("get", device_id))
@@ -79,6 +80,15 @@ class Api:
     async def upload_keys(self, body: dict[str, Any]) -> dict[str, int]:
         self.uploads.append(body)
         return {"signed_curve25519": len(body.get("one_time_keys") or {})}
+
+    async def upload_signing_keys(self, body: dict[str, Any]) -> None:
+        return None
+
+    async def send_to_device(self, event_type: str, messages: Any, **_: Any) -> None:
+        self.to_device.append(event_type)  # key requests for events kept waiting
+
+    async def upload_signatures(self, signed: dict[str, Any]) -> dict[str, Any]:
+        return {"failures": {}}
 
 
 @pytest.fixture

@@ -103,3 +103,17 @@ CRYPTO_UNAVAILABLE = Gauge(
     "1 when an identity has no encryption device (the homeserver would not make one)",
     ["identity"],
 )
+TOOL_CALLS = Counter(
+    "salon_tool_calls_total",
+    "Tool calls of turns: ok, error, timeout, unavailable, reused (a re-run), refused, unknown",
+    ["server", "tool", "outcome"],
+)
+TOOL_CALL_SECONDS = Histogram(
+    "salon_tool_call_duration_seconds",
+    "Wall-clock time of a tool call, from dispatch to result",
+    ["server", "tool"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+MCP_SERVER_RESTARTS = Counter(
+    "salon_mcp_server_restarts_total", "MCP server (re)connections after a failure", ["server"]
+)

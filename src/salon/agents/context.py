@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from contextvars import ContextVar
 
 from salon.agents.profile import AgentProfile
+from salon.agents.toolbox import TurnTools
 from salon.agents.tools import Delegator
 
 _CURRENT: ContextVar[AgentProfile | None] = ContextVar("salon_current_agent", default=None)
@@ -85,3 +86,28 @@ def lending_context(lend: Lend | None) -> Iterator[None]:
         yield
     finally:
         _LEND.reset(token)
+
+
+_TOOLS: ContextVar[TurnTools | None] = ContextVar("salon_turn_tools", default=None)
+
+
+def current_tools() -> TurnTools | None:
+    """The running turn's tools (MCP tools by the agent's ``mcp:`` list, and ``delegate``);
+    None outside a turn. ``python`` plugins call them like the model would::
+
+        tools = current_tools()
+        if tools is not None:
+            result = await tools.call("notes.add", {"text": "buy milk"})
+            # result.ok, result.text; every call is a ledgered step of the turn
+    """
+    return _TOOLS.get()
+
+
+@contextmanager
+def tools_context(tools: TurnTools | None) -> Iterator[TurnTools | None]:
+    """Make ``tools`` the running turn's tools for the block."""
+    token = _TOOLS.set(tools)
+    try:
+        yield tools
+    finally:
+        _TOOLS.reset(token)

@@ -36,14 +36,10 @@ import structlog
 from salon._exceptions import BackendError
 from salon.agents.attachments import chat_content
 from salon.agents.backend import TurnRequest
-from salon.agents.context import current_delegator
+from salon.agents.context import current_delegator, current_tools
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
-from salon.agents.tools import (
-    DelegationOutcome,
-    Delegator,
-    call_delegate_tool,
-    delegate_tool_schema,
-)
+from salon.agents.toolbox import ToolResult, TurnTools
+from salon.agents.tools import delegate_tool_schema
 from salon.config.models import OpenAIBackend as OpenAIConfig
 
 # Local servers (Ollama, llama.cpp, vLLM) ignore the key, but the client insists on one.
@@ -178,9 +174,17 @@ class OpenAIChatBackend:
         With a current delegator, tool rounds happen in between: the text of
         every response is yielded, the final answer last.
         """
+        turn_tools = current_tools()
         delegator = current_delegator()
+        if turn_tools is None:  # outside the turn runner (tests, tools): delegation only
+            turn_tools = TurnTools(None, agent_id=self.agent_id, delegator=delegator)
+        elif delegator is not None:
+            turn_tools.delegator = delegator
         targets = list(delegator.targets()) if delegator is not None else []
-        tools = [delegate_tool_schema(targets)] if targets else None
+        offered = [spec.schema() for spec in turn_tools.specs()]
+        if targets:
+            offered.insert(0, delegate_tool_schema(targets))
+        tools = offered or None
         messages: list[dict[str, Any]] = [
             {"role": m.role, "content": m.content} for m in request.messages()
         ]
@@ -199,7 +203,7 @@ class OpenAIChatBackend:
                         text = "\n\n" + text.lstrip()
                     last_shown = text
                     yield text
-            if delegator is None or not tools or not reply.calls:
+            if not tools or not reply.calls:
                 return
             if rounds >= self.config.max_tool_rounds:
                 raise BackendRejectedError(
@@ -207,14 +211,10 @@ class OpenAIChatBackend:
                     f"{rounds} rounds (max_tool_rounds is {self.config.max_tool_rounds})"
                 )
             rounds += 1
-            messages.extend(await self._run_tools(delegator, targets, reply, rounds))
+            messages.extend(await self._run_tools(turn_tools, reply, rounds))
 
     async def _run_tools(
-        self,
-        delegator: Delegator,
-        targets: Sequence[tuple[str, str]],
-        reply: _Reply,
-        round_no: int,
+        self, turn_tools: TurnTools, reply: _Reply, round_no: int
     ) -> list[dict[str, Any]]:
         """Run one round's tool calls concurrently; the messages that report them."""
         for i, call in enumerate(reply.calls):
@@ -228,17 +228,15 @@ class OpenAIChatBackend:
             calls=[call.name for call in allowed],
             refused=len(refused),
         )
-        outcomes: list[DelegationOutcome] = await asyncio.gather(
-            *(
-                call_delegate_tool(delegator, call.name, call.arguments, targets=targets)
-                for call in allowed
-            )
-        )
+        # Numbered in the model's order before any runs, so a re-run numbers them alike.
+        calls = [turn_tools.call_for(call.name, call.arguments) for call in allowed]
+        outcomes: list[ToolResult] = await asyncio.gather(*map(turn_tools.dispatch, calls))
         # Every call still needs its tool message, and the model can retry fewer next round.
-        too_many = DelegationOutcome(
+        too_many = ToolResult(
             False,
             f"[ERROR] too many tool calls in one round: only the first {cap} ran "
             f"(max_tool_calls_per_round is {cap}); make this call again in a later round",
+            "refused",
         )
         outcomes += [too_many] * len(refused)
         assistant: dict[str, Any] = {

@@ -31,6 +31,7 @@ from salon.app.steps import (
     hosting,
     http_session,
     listening_early,
+    mcp_servers,
     opened_store,
     probing,
     reloading,
@@ -141,6 +142,7 @@ async def assemble(
         running_turns(_runner(config, store, hosted, cluster.holder))
     )
 
+    mcp = await stack.enter_async_context(mcp_servers(config, runner))
     # The handlers read the registry (or its views), never a copy of it.
     coordinator = Coordinator(
         config,
@@ -225,7 +227,7 @@ async def assemble(
     supervisor.leadership = cluster.leadership
     cluster.resume, cluster.wake = runner.resume_unfinished, partial(_wake, dispatcher, invites)
     supervisor.spawn("cluster", cluster.run)
-    loops = partial(loop_states, source, supervisor)
+    loops = partial(loop_states, source, supervisor, mcp)
     supervisor.spawn("dispatcher", dispatcher.run)
     supervisor.spawn("cron", cron.run)
     # One process joins invitations, ends visits and publishes the status for all
@@ -311,6 +313,7 @@ async def assemble(
         reloader=reloader,
         api=api,
         live=live,
+        mcp=mcp,
     )
 
 

@@ -60,4 +60,6 @@ async def apply_config(
         await pipeline.routing.swap(Router.from_config(new, roster), running.api)
     for agent_id in map(AgentId, diff.removed):
         await live.remove(agent_id)
+    if running.mcp is not None:  # servers gone or changed stop; allow-lists apply at once
+        await running.mcp.apply(new)
     pipeline.cron.set_jobs(jobs_from_config(new, running.hosted.users))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from salon.agents.mcp_hub import McpHub
 from salon.api.server import ApiServer
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
@@ -101,3 +102,4 @@ class RunningGateway:
     reloader: Reloader
     api: ApiServer | None  # None: no ``api:`` section configured
     live: LiveAgents  # adds, changes and removes hosted agents (a reload)
+    mcp: McpHub | None = None  # the MCP tool servers

@@ -8,6 +8,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 
+from salon.agents.mcp_hub import McpHub
 from salon.api.context import LoopState
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto import device_reports
@@ -18,8 +19,11 @@ from salon.store.records import now_ms
 from salon.supervisor import LoopHandle, Supervisor
 
 
-def loop_states(source: EventSource, supervisor: Supervisor) -> list[LoopState]:
-    """Every receive loop and supervised loop, with its health."""
+def loop_states(
+    source: EventSource, supervisor: Supervisor, mcp: McpHub | None = None
+) -> list[LoopState]:
+    """Every receive loop and supervised loop, with its health; MCP servers as
+    ``mcp:<server>`` (not running while stopped, starting or restarting)."""
     loops = [
         LoopState(f"sync:{s.identity}", s.running, s.restarts, s.backing_off, s.last_error)
         for s in source.status()
@@ -28,6 +32,12 @@ def loop_states(source: EventSource, supervisor: Supervisor) -> list[LoopState]:
         LoopState(h.name, h.running, h.restarts, h.backing_off, h.last_error)
         for h in supervisor.handles.values()
     ]
+    for s in mcp.status() if mcp is not None else []:
+        backing_off = s["state"] == "restarting"
+        running = s["state"] == "ready"
+        loops.append(
+            LoopState(f"mcp:{s['server']}", running, s["restarts"], backing_off, s["last_error"])
+        )
     return loops
 
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from salon.agents.backend import Backend
+from salon.agents.mcp_hub import AgentTools, McpHub
 from salon.agents.registry import build_backend, close_backend
 from salon.app.running import Routing
 from salon.config.models import SalonConfig
@@ -32,6 +33,7 @@ from salon.routing.router import Router
 from salon.store import Store
 from salon.supervisor import Backoff, Pause, Supervisor
 from salon.turns.runner import TurnRunner
+from salon.turns.spec import TurnSpec
 
 
 @asynccontextmanager
@@ -116,6 +118,23 @@ async def routing(config: SalonConfig, roster: Roster) -> AsyncIterator[Routing]
         yield routes
     finally:
         await routes.current.aclose()
+
+
+@asynccontextmanager
+async def mcp_servers(config: SalonConfig, runner: TurnRunner) -> AsyncIterator[McpHub]:
+    """The MCP tool servers: ``startup`` ones now, the rest at their first turn; every
+    child stopped at the end (the watchdog kills them if this process is killed)."""
+    hub = McpHub(config)
+
+    async def tools_for(spec: TurnSpec) -> AgentTools | None:
+        return await hub.tools_for(spec.agent_id)
+
+    runner.tools_for = tools_for
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
 
 
 @asynccontextmanager

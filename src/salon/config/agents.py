@@ -21,6 +21,7 @@ from salon.config.base import (
     UserIdStr,
 )
 from salon.config.deployment import IdentityCredentials
+from salon.config.mcp import McpServerConfig
 from salon.ids import AgentId
 
 _CRON_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -115,6 +116,10 @@ class AgentConfig(ConfigModel):
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     # Scheduled prompts (see CronJobConfig); each id once per agent.
     cron: list[CronJobConfig] = Field(default_factory=list)
+    # MCP tools it may use: `server` (all its tools) or `server.tool`; its own servers
+    # (run with its credentials only) are usable in full unless `mcp:` names their tools.
+    mcp: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     # The id is the key under `agents:`; SalonConfig fills it in.
     _id: str = PrivateAttr(default="")
 

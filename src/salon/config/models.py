@@ -68,6 +68,7 @@ from salon.config.deployment import (
     SyncConfig,
     TurnsConfig,
 )
+from salon.config.mcp import McpServerConfig, mcp_problems
 from salon.config.routing import (
     ROUTE_MATCH_KEYS,
     AccessConfig,
@@ -103,6 +104,7 @@ __all__ = [
     "IdentityCredentials",
     "Loc",
     "Localpart",
+    "McpServerConfig",
     "NamingConfig",
     "NonNegativeFloat",
     "OpenAIBackend",
@@ -174,6 +176,8 @@ class SalonConfig(ConfigModel):
     delegation: DelegationConfig = DelegationConfig()
     # The HTTP server (admin API, OpenAI-compatible API, metrics); off when absent.
     api: ApiConfig | None = None
+    # MCP tool servers agents may use (see salon.config.mcp), by id.
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -200,6 +204,7 @@ class SalonConfig(ConfigModel):
         _fill_ids(self.agents)
         _fill_ids(self.peers)
         problems = reference_problems(self) + name_problems(self) + peer_problems(self)
+        problems += mcp_problems(self)
         if problems:
             raise ConfigProblems(problems)
         return self
@@ -219,6 +224,10 @@ class SalonConfig(ConfigModel):
         if agent.can_delegate_to is not None:
             return list(agent.can_delegate_to)
         return [a for a in [*self.agents, *self.peers] if a != agent_id]
+
+    def mcp_servers_of(self, agent_id: str) -> dict[str, McpServerConfig]:
+        """The MCP servers an agent can see: the shared ones and its own."""
+        return {**self.mcp_servers, **self.agents[agent_id].mcp_servers}
 
     def peer_user_id(self, agent_id: str) -> UserId:
         """The pinned user id of a peer agent; ``KeyError`` naming the known peers otherwise."""

@@ -67,6 +67,7 @@ LIVE_SECTIONS = (
     "router",
     "access",
     "shutdown",  # read when the stop begins
+    "mcp_servers",  # servers gone or changed stop, new ones start (agents' `mcp:` with agents)
 )
 # The router's own identity cannot change live; its AI settings can.
 ROUTER_IDENTITY = ("localpart", "display_name", "matrix")
@@ -81,6 +82,7 @@ class ConfigDiff:
     changed: list[str] = field(default_factory=list)
     routing: bool = False  # routes, select_agent hooks, default_agent, the AI router
     access: bool = False
+    tools: bool = False  # mcp_servers
     restart: list[str] = field(default_factory=list)  # sections that need a restart
 
     @property
@@ -91,6 +93,7 @@ class ConfigDiff:
             or self.changed
             or self.routing
             or self.access
+            or self.tools
             or self.restart
         )
 
@@ -124,6 +127,7 @@ def config_diff(old: SalonConfig, new: SalonConfig) -> ConfigDiff:
         != {k: v for k, v in new_router.items() if k not in ROUTER_IDENTITY}
     )
     diff.access = _dump(old.access) != _dump(new.access)
+    diff.tools = _dump(old.mcp_servers) != _dump(new.mcp_servers)
     diff.restart = [s for s in RESTART_SECTIONS if _dump(getattr(old, s)) != _dump(getattr(new, s))]
     if any(old_router.get(k) != new_router.get(k) for k in ROUTER_IDENTITY):
         diff.restart.append("router")

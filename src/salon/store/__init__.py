@@ -17,6 +17,7 @@ from salon.store.rooms import Rooms
 from salon.store.saved import Decisions, SavedContexts
 from salon.store.session_agents import SessionAgents
 from salon.store.sessions import Sessions
+from salon.store.tool_calls import ToolCalls
 from salon.store.turns import Turns
 from salon.store.users import Users
 
@@ -43,6 +44,7 @@ class Store:
         self.appservice_txns = AppserviceTxns(db)
         self.leases = Leases(db)
         self.crypto = CryptoStore(db)
+        self.tool_calls = ToolCalls(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

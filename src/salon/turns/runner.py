@@ -23,8 +23,9 @@ import structlog
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
 from salon.agents.attachments import AttachmentWire, wire_context
-from salon.agents.context import delegator_context, lending_context
+from salon.agents.context import delegator_context, lending_context, tools_context
 from salon.agents.runtime import AgentRuntime
+from salon.agents.toolbox import ToolCheck, ToolProvider
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
@@ -58,6 +59,7 @@ from salon.turns.spec import (
 from salon.turns.spec import TurnPolicy as TurnPolicy  # tests import it from here
 from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint
 from salon.turns.tasks import TurnKey, TurnTasks
+from salon.turns.tooling import turn_tools
 from salon.turns.watchers import Watchers
 
 log = structlog.get_logger("salon.turns.runner")
@@ -90,6 +92,9 @@ class TurnRunner(TurnTasks):
         self.holder = holder  # this process's claims on turns (None: the only process)
         # Set by the delegation wiring (gateway/delegated_turns.py), if delegation is on.
         self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
+        # Set by the MCP wiring: an agent's MCP tools for a turn (see turns/tooling.py).
+        self.tools_for: Callable[[TurnSpec], Awaitable[ToolProvider | None]] | None = None
+        self.tool_checks: list[ToolCheck] = []  # every tool call passes them: approvals
         self.outcomes = OutcomeSender(self.delivery, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
@@ -260,8 +265,9 @@ class TurnRunner(TurnTasks):
         try:
             request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
+            tools = await turn_tools(self, spec, delegator)
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator), wire_context(self.wire):
+            with delegator_context(delegator), wire_context(self.wire), tools_context(tools):
                 began = time.monotonic()
 
                 def first_chunk() -> None:

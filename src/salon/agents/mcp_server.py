@@ -172,13 +172,17 @@ class McpServer:
             self.state = "starting"
 
     async def _watch(self, client: Any) -> None:
-        """Until broken or stopped: ping now and then (a dead child shows up here)."""
+        """Until broken or stopped: check now and then (a dead child shows up here)."""
         while not self._broken.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._broken.wait(), self.config.ping_s)
             if self._broken.is_set():
                 break
-            await asyncio.wait_for(client.send_ping(), min(self.config.call_timeout_s, 10))
+            # A listing as the health check (ping is gone from the 2026-07-28 protocol).
+            listed = await asyncio.wait_for(
+                client.list_tools(cache_mode="bypass"), min(self.config.call_timeout_s, 10)
+            )
+            self.tools = list(listed.tools)
         if not self._stopping:
             raise ConnectionError(self.last_error or "the connection broke")
 

@@ -1,0 +1,137 @@
+"""MCP tools of the ``openai`` backend: a real MCP server process (official SDK), the
+real OpenAI client against a scripted OpenAI-compatible endpoint, a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.agents.fakes import FakeOpenAI, serve
+
+from salon.agents.backend import TurnRequest
+from salon.agents.context import tools_context
+from salon.agents.mcp_hub import McpHub
+from salon.agents.openai_backend import OpenAIChatBackend
+from salon.agents.toolbox import TurnTools
+from salon.config.models import SalonConfig
+from salon.ids import AgentId
+from salon.store import Store
+
+pytestmark = pytest.mark.subprocess
+
+SERVER = str(Path(__file__).with_name("mcp_notes_server.py"))
+REQUEST = TurnRequest(
+    agent_id=AgentId("coder"),
+    sender="@alice:localhost",
+    text="note milk",
+    session_key="agent:coder:matrix:!room",
+    chat_id="1",
+)
+
+
+def _config(url: str, allow: list[str]) -> SalonConfig:
+    backend = {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"}
+    server = {
+        "command": [sys.executable, SERVER],
+        "env": {"NOTE_KEY": "given"},
+        "ping_s": 0.2,
+        "restart_backoff_s": 0.1,
+        "call_timeout_s": 20,
+    }
+    return SalonConfig.model_validate(
+        {
+            "agents": {"coder": {"backend": backend, "mcp": allow}},
+            "mcp_servers": {"notes": server},
+        }
+    )
+
+
+async def _turn(config: SalonConfig, hub: McpHub, store: Store, turn: str) -> str:
+    provider = await hub.tools_for("coder")
+    ledger = store.tool_calls.for_turn(turn, "coder")
+    tools = TurnTools(provider, agent_id="coder", ledger=ledger)
+    backend = OpenAIChatBackend(config.agents["coder"].backend, agent_id="coder")  # type: ignore[arg-type]
+    try:
+        with tools_context(tools):
+            return "".join([c async for c in backend.stream(REQUEST)])
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _offered(fake: FakeOpenAI) -> list[str]:
+    return [t["function"]["name"] for t in fake.requests[0].body.get("tools", [])]
+
+
+async def test_the_reply_carries_the_tool_result_and_unlisted_tools_are_never_offered(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SALON_TEST_SECRET", "hunter2")
+    fake = FakeOpenAI(
+        tool_rounds=[[{"name": "mcp__notes__add_note", "arguments": {"text": "milk"}}]]
+    )
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes.add_note", "notes.secret_env"])
+        hub = McpHub(config)
+        try:
+            reply = await _turn(config, hub, store, "$t1")
+            assert reply == "Result: noted #1: milk"
+            assert _offered(fake) == ["mcp__notes__add_note", "mcp__notes__secret_env"]
+            # The ledger holds the step; a re-run of the turn reuses it (no second note).
+            steps = await store.tool_calls.of_turn("$t1", "coder")
+            assert [(s["name"], s["result"]) for s in steps] == [
+                ("mcp__notes__add_note", "noted #1: milk")
+            ]
+            fake.tool_rounds = [[{"name": "mcp__notes__add_note", "arguments": {"text": "milk"}}]]
+            assert await _turn(config, hub, store, "$t1") == "Result: noted #1: milk"
+            fake.tool_rounds = [[{"name": "mcp__notes__add_note", "arguments": {"text": "eggs"}}]]
+            assert await _turn(config, hub, store, "$t2") == "Result: noted #2: eggs"
+            # The child's env holds only what its config gives, no gateway secret.
+            fake.tool_rounds = [[{"name": "mcp__notes__secret_env", "arguments": {}}]]
+            assert await _turn(config, hub, store, "$t3") == "Result: <unset>|given"
+            # A tool the list does not name, asked for anyway, is refused, never run.
+            fake.tool_rounds = [[{"name": "mcp__notes__pid", "arguments": {}}]]
+            reply = await _turn(config, hub, store, "$t4")
+            assert reply.startswith("Result: [ERROR] unknown tool 'mcp__notes__pid'")
+        finally:
+            await hub.stop()
+
+
+async def test_a_killed_server_is_restarted_and_works_again(store: Store) -> None:
+    fake = FakeOpenAI(tool_rounds=[[{"name": "mcp__notes__pid", "arguments": {}}]])
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes"])
+        hub = McpHub(config)
+        try:
+            first = int((await _turn(config, hub, store, "$p1")).removeprefix("Result: "))
+            os.kill(first, signal.SIGKILL)
+            server = hub.servers["notes"]
+            deadline = time.monotonic() + 30
+            while server.restarts == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert server.restarts == 1, server.status()
+            while server.state != "ready" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert server.state == "ready", server.status()
+            fake.tool_rounds = [[{"name": "mcp__notes__pid", "arguments": {}}]]
+            second = int((await _turn(config, hub, store, "$p2")).removeprefix("Result: "))
+            assert second != first
+        finally:
+            await hub.stop()
+        # Stopped with the hub: no child left behind.
+        with pytest.raises(ProcessLookupError):
+            os.kill(second, 0)

@@ -168,15 +168,7 @@ def test_every_pinned_module_is_checked() -> None:
 
 
 if __name__ == "__main__":  # print the pins afresh
-    sys.stdout.write("PINNED: dict[str, str] = {\n")
-    for module_name in SURFACE:
-        # Escaped: the pins are plain (not raw) string literals.
-        body = "\n".join(surface(module_name)).replace("\\", "\\\\")
-        sys.stdout.write(f'    "{module_name}": """\n{body}\n""",\n')
-    sys.stdout.write("}\n")
-
-
-PINNED: dict[str, str] = {
+    sys.stdout.write("PINNED: dict[str, str] = {
     "salon.agents.backend": """
 Backend: protocol(Protocol)
 Backend.stream: def(self, request: TurnRequest) -> AsyncIterator[str]
@@ -202,8 +194,10 @@ Lend = collections.abc.Callable[[], contextlib.AbstractAsyncContextManager[None]
 agent_context: def(profile: AgentProfile) -> Iterator[AgentProfile]
 current_agent: def() -> AgentProfile
 current_delegator: def() -> Delegator | None
+current_tools: def() -> TurnTools | None
 delegator_context: def(delegator: Delegator | None) -> Iterator[Delegator | None]
 lending_context: def(lend: Lend | None) -> Iterator[None]
+tools_context: def(tools: TurnTools | None) -> Iterator[TurnTools | None]
 waiting_on_others: def() -> AsyncIterator[None]
 """,
     "salon.agents.tools": """

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,14 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await s.close()
 
 
+async def _until(done: Callable[[], bool], within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    for _ in range(int(within_s / 0.05)):
+        if done() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
 def _offered(fake: FakeOpenAI) -> list[str]:
     return [t["function"]["name"] for t in fake.requests[0].body.get("tools", [])]
 
@@ -120,12 +128,9 @@ async def test_a_killed_server_is_restarted_and_works_again(store: Store) -> Non
             first = int((await _turn(config, hub, store, "$p1")).removeprefix("Result: "))
             os.kill(first, signal.SIGKILL)
             server = hub.servers["notes"]
-            deadline = time.monotonic() + 30
-            while server.restarts == 0 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _until(lambda: server.restarts > 0)
             assert server.restarts == 1, server.status()
-            while server.state != "ready" and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _until(lambda: server.state == "ready")
             assert server.state == "ready", server.status()
             fake.tool_rounds = [[{"name": "mcp__notes__pid", "arguments": {}}]]
             second = int((await _turn(config, hub, store, "$p2")).removeprefix("Result: "))

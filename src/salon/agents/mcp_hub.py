@@ -148,7 +148,8 @@ class McpHub:
         servers = self.visible(agent_id)
         if not servers:
             return None
-        first = [s for s in servers.values() if s.state == "stopped"]
+        # Never listed yet (lazy, or still starting): wait, so their tools can be offered.
+        first = [s for s in servers.values() if not s.tools and s.state != "restarting"]
         if first:
             await asyncio.gather(*(s.wait_ready(wait_s) for s in first))
         return AgentTools(servers, _allowed(self.config, agent_id))

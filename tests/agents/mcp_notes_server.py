@@ -31,3 +31,7 @@ def secret_env() -> str:
 
 if __name__ == "__main__":
     app.run()
+    if os.environ.get("NOTES_OUTLIVE_STDIN"):  # a server that ignores its stdin closing
+        import time
+
+        time.sleep(3600)

@@ -157,6 +157,8 @@ class McpServer:
             finally:
                 self._client = None
                 self._ready.clear()
+                if self.state == "ready":
+                    self.state = "restarting"  # calls get "unavailable" from now on
             if self._stopping:
                 break
             if time.monotonic() - began > 4 * self.config.restart_backoff_max_s:

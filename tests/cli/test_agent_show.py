@@ -55,3 +55,44 @@ def test_show_hides_secrets(tmp_path: Path) -> None:
     assert "hunter2" not in out and "s3cr3t" not in out
     assert "Authorization: ***" in out and "UP_TOKEN" in out
     assert "@salon_up:example.org" in out  # from the roster of the homeserver
+
+
+MCP_CONFIG = """
+agents:
+  keeper:
+    backend: echo
+    mcp: [notes.add_note, web]
+    mcp_servers:
+      files:
+        command: [files-server]
+  plain:
+    backend: echo
+    can_delegate_to: []
+mcp_servers:
+  notes:
+    command: [python, notes.py]
+  web:
+    url: https://mcp.example.org/mcp
+    token_env: WEB_TOKEN
+"""
+
+
+def test_show_lists_the_agents_tools(tmp_path: Path) -> None:
+    path = tmp_path / "salon.yaml"
+    path.write_text(MCP_CONFIG, encoding="utf-8")
+    code, out = _salon("agent", "show", "keeper", "-c", path, "-d", tmp_path)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "delegate; mcp__notes__* (notes, stdio: add_note)" in flat
+    assert "mcp__web__* (web, http: all tools)" in flat
+    assert "mcp__files__* (files, own stdio: all tools)" in flat
+    code, out = _salon("agent", "show", "plain", "-c", path, "-d", tmp_path)
+    assert code == 0 and " ".join(out.split()).count("tools none") == 1, out
+
+
+def test_an_mcp_entry_naming_no_server_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "salon.yaml"
+    path.write_text(MCP_CONFIG.replace("[notes.add_note, web]", "[notes, nope.x]"))
+    code, out = _salon("agent", "show", "keeper", "-c", path, "-d", tmp_path)
+    assert code != 0
+    assert "agents.keeper.mcp.1" in out and "unknown MCP server 'nope'" in out

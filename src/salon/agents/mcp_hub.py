@@ -19,7 +19,7 @@ import structlog
 
 from salon.agents.mcp_server import McpServer
 from salon.agents.toolbox import ToolCall, ToolResult, ToolSpec
-from salon.config.mcp import McpServerConfig
+from salon.config.mcp import McpServerConfig, mcp_allow_list
 from salon.config.models import SalonConfig
 
 _log = structlog.get_logger("salon.agents.mcp")
@@ -34,21 +34,6 @@ def tool_name(server: str, tool: str, taken: set[str]) -> str:
         digest = hashlib.sha1(f"{server}\0{tool}".encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME - 9]}_{digest}"
     return name
-
-
-def _allowed(config: SalonConfig, agent_id: str) -> dict[str, set[str] | None]:
-    """Server id -> allowed tool names (None: all) for one agent."""
-    agent = config.agents[agent_id]
-    allowed: dict[str, set[str] | None] = {}
-    for entry in agent.mcp:
-        server, _, tool = entry.partition(".")
-        if not tool:
-            allowed[server] = None
-        elif allowed.get(server, set()) is not None:
-            allowed.setdefault(server, set()).add(tool)  # type: ignore[union-attr]
-    for server in agent.mcp_servers:
-        allowed.setdefault(server, None)
-    return allowed
 
 
 class AgentTools:
@@ -133,7 +118,7 @@ class McpHub:
         """The servers an agent may use, by the id it knows them by."""
         if agent_id not in self.config.agents:
             return {}
-        allowed = _allowed(self.config, agent_id)
+        allowed = mcp_allow_list(self.config, agent_id)
         own = self.config.agents[agent_id].mcp_servers
         out: dict[str, McpServer] = {}
         for sid in allowed:
@@ -152,11 +137,11 @@ class McpHub:
         first = [s for s in servers.values() if not s.tools and s.state != "restarting"]
         if first:
             await asyncio.gather(*(s.wait_ready(wait_s) for s in first))
-        return AgentTools(servers, _allowed(self.config, agent_id))
+        return AgentTools(servers, mcp_allow_list(self.config, agent_id))
 
     def describe(self, agent_id: str) -> list[dict[str, Any]]:
         """What ``salon agent show`` lists: each allowed server, its state and tools."""
-        allowed = _allowed(self.config, agent_id) if agent_id in self.config.agents else {}
+        allowed = mcp_allow_list(self.config, agent_id) if agent_id in self.config.agents else {}
         rows = []
         for sid, server in self.visible(agent_id).items():
             only = allowed.get(sid)

@@ -18,6 +18,7 @@ from salon.agents.skills import skills, skills_dir
 from salon.cli.agent_setup import UP_SERVER_NAME, ConfigArg, DataDirArg, Setup, _fail, _say, _setup
 from salon.cli.output import console
 from salon.config import HomeserverConfig, read_persona
+from salon.config.mcp import mcp_allow_list
 from salon.config.models import SalonConfig
 from salon.roster import Roster
 
@@ -70,6 +71,7 @@ def _rows(setup: Setup, agent_id: str) -> Iterator[tuple[str, str]]:
         yield ("matrix", "credentials configured [dim](not shown)[/]")
     if agent.can_delegate_to is not None:
         yield ("delegates to", escape(", ".join(agent.can_delegate_to)) or "nobody")
+    yield ("tools", _tools(cfg, agent_id))
     home = setup.home(agent_id)
     yield ("home", escape(str(home)) + ("" if home.is_dir() else " [dim](not created yet)[/]"))
     soul = home / SOUL
@@ -114,6 +116,19 @@ def show(
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         _say(f"[bold]{escape(key.ljust(width))}[/]  {value}")
+
+
+def _tools(cfg: SalonConfig, agent_id: str) -> str:
+    """The tools the agent's model is offered: delegate (when it has targets) and its MCP
+    tools by server (as the model sees them: ``mcp__<server>__<tool>``)."""
+    parts = ["delegate"] if cfg.delegation_targets(agent_id) else []
+    own = cfg.agents[agent_id].mcp_servers
+    for server, tools in mcp_allow_list(cfg, agent_id).items():
+        where = cfg.mcp_servers_of(agent_id)[server]
+        what = "all tools" if tools is None else ", ".join(sorted(tools))
+        kind = ("own " if server in own else "") + where.transport
+        parts.append(f"mcp__{server}__* ({server}, {kind}: {what})")
+    return escape("; ".join(parts)) if parts else "none"
 
 
 def _roster(cfg: SalonConfig) -> Roster:

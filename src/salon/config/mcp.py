@@ -90,3 +90,21 @@ def mcp_problems(config: SalonConfig) -> list[tuple[Loc, str]]:
             elif "." in entry and not tool:
                 problems.append(((*loc, "mcp", i), "use 'server' or 'server.tool'"))
     return problems
+
+
+def mcp_allow_list(config: SalonConfig, agent_id: str) -> dict[str, set[str] | None]:
+    """Server id -> the tools an agent may use of it (None: all): its ``mcp:`` list, and
+    in full its own servers that the list does not mention."""
+    agent = config.agents[agent_id]
+    allowed: dict[str, set[str] | None] = {}
+    for entry in agent.mcp:
+        server, _, tool = entry.partition(".")
+        if not tool:
+            allowed[server] = None
+        else:
+            named = allowed.setdefault(server, set())
+            if named is not None:
+                named.add(tool)
+    for server in agent.mcp_servers:
+        allowed.setdefault(server, None)
+    return allowed

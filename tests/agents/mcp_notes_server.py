@@ -24,6 +24,21 @@ def pid() -> str:
 
 
 @app.tool()
+async def slow(seconds: float) -> str:
+    """Answer after ``seconds``."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@app.tool()
+def big(chars: int) -> str:
+    """A result of ``chars`` characters."""
+    return "x" * chars
+
+
+@app.tool()
 def secret_env() -> str:
     """What the child sees of the gateway's secrets (must be nothing)."""
     return os.environ.get("SALON_TEST_SECRET", "<unset>") + "|" + os.environ.get("NOTE_KEY", "")

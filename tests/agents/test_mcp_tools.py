@@ -8,17 +8,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.agents.fakes import FakeOpenAI, serve
 
 from salon.agents.backend import TurnRequest
-from salon.agents.context import tools_context
+from salon.agents.context import current_tools, tools_context
 from salon.agents.mcp_hub import McpHub
 from salon.agents.openai_backend import OpenAIChatBackend
+from salon.agents.python_backend import PythonPluginBackend
 from salon.agents.toolbox import TurnTools
+from salon.config.models import PythonBackend as PythonConfig
 from salon.config.models import SalonConfig
 from salon.ids import AgentId
 from salon.store import Store
@@ -35,14 +38,15 @@ REQUEST = TurnRequest(
 )
 
 
-def _config(url: str, allow: list[str]) -> SalonConfig:
+def _config(url: str, allow: list[str], **server_options: Any) -> SalonConfig:
     backend = {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"}
     server = {
+        **server_options,
         "command": [sys.executable, SERVER],
         "env": {"NOTE_KEY": "given"},
         "ping_s": 0.2,
         "restart_backoff_s": 0.1,
-        "call_timeout_s": 20,
+        "call_timeout_s": server_options.get("call_timeout_s", 20),
     }
     return SalonConfig.model_validate(
         {
@@ -65,8 +69,8 @@ async def _turn(config: SalonConfig, hub: McpHub, store: Store, turn: str) -> st
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(store_url)
     try:
         yield s
     finally:
@@ -140,3 +144,56 @@ async def test_a_killed_server_is_restarted_and_works_again(store: Store) -> Non
         # Stopped with the hub: no child left behind.
         with pytest.raises(ProcessLookupError):
             os.kill(second, 0)
+
+
+async def test_timeouts_and_size_caps_are_results_the_model_reads(store: Store) -> None:
+    fake = FakeOpenAI(tool_rounds=[[{"name": "mcp__notes__slow", "arguments": {"seconds": 30}}]])
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes"], call_timeout_s=2, max_result_chars=100)
+        hub = McpHub(config)
+        try:
+            began = time.monotonic()
+            reply = await _turn(config, hub, store, "$s1")
+            assert reply == "Result: [TIMEOUT] slow gave no result in 2 s"
+            assert time.monotonic() - began < 15
+            fake.tool_rounds = [[{"name": "mcp__notes__big", "arguments": {"chars": 5000}}]]
+            reply = await _turn(config, hub, store, "$s2")
+            assert (
+                reply
+                == "Result: " + "x" * 100 + "\n[cut: the result had 5000 characters, 100 shown]"
+            )
+        finally:
+            await hub.stop()
+
+
+def plugin(agent_id: str, options: Mapping[str, Any]) -> Any:
+    """A ``python`` agent that keeps the message as a note through the turn's tools."""
+
+    async def reply(request: TurnRequest) -> str:
+        tools = current_tools()
+        assert tools is not None
+        names = [spec.name for spec in tools.specs()]
+        kept = await tools.call("notes.add_note", {"text": request.text})
+        refused = await tools.call("notes.pid")
+        return f"{names} {kept.text} | {refused.text}"
+
+    return reply
+
+
+async def test_python_backends_call_the_same_tools_through_the_turn_context(
+    store: Store,
+) -> None:
+    config = _config("http://127.0.0.1:9", ["notes.add_note"])
+    hub = McpHub(config)
+    entry = PythonConfig(type="python", entry="tests.agents.test_mcp_tools:plugin")
+    backend = PythonPluginBackend(entry, agent_id="coder")
+    try:
+        provider = await hub.tools_for("coder")
+        ledger = store.tool_calls.for_turn("$py", "coder")
+        with tools_context(TurnTools(provider, agent_id="coder", ledger=ledger)):
+            reply = "".join([c async for c in backend.stream(REQUEST)])
+        assert reply.startswith("['mcp__notes__add_note'] noted #1: note milk | [ERROR] unknown")
+        steps = await store.tool_calls.of_turn("$py", "coder")
+        assert [s["name"] for s in steps] == ["mcp__notes__add_note"]
+    finally:
+        await hub.stop()

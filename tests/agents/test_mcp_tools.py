@@ -41,12 +41,12 @@ REQUEST = TurnRequest(
 def _config(url: str, allow: list[str], **server_options: Any) -> SalonConfig:
     backend = {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"}
     server = {
-        **server_options,
         "command": [sys.executable, SERVER],
         "env": {"NOTE_KEY": "given"},
         "ping_s": 0.2,
         "restart_backoff_s": 0.1,
-        "call_timeout_s": server_options.get("call_timeout_s", 20),
+        "call_timeout_s": 20,
+        **server_options,
     }
     return SalonConfig.model_validate(
         {
@@ -197,3 +197,33 @@ async def test_python_backends_call_the_same_tools_through_the_turn_context(
         assert [s["name"] for s in steps] == ["mcp__notes__add_note"]
     finally:
         await hub.stop()
+
+
+async def test_a_reload_applies_server_and_allow_list_changes(store: Store) -> None:
+    fake = FakeOpenAI(tool_rounds=[[{"name": "mcp__notes__pid", "arguments": {}}]])
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes.pid"])
+        hub = McpHub(config)
+        try:
+            first = int((await _turn(config, hub, store, "$r1")).removeprefix("Result: "))
+            assert _offered(fake) == ["mcp__notes__pid"]
+            # The allow-list widens, and the server's config changes: it is restarted.
+            changed = _config(url, ["notes"], ping_s=0.5)
+            await hub.apply(changed)
+            with pytest.raises(ProcessLookupError):
+                os.kill(first, 0)
+            fake.requests.clear()
+            fake.tool_rounds = [[{"name": "mcp__notes__pid", "arguments": {}}]]
+            second = int((await _turn(changed, hub, store, "$r2")).removeprefix("Result: "))
+            assert second != first
+            assert "mcp__notes__add_note" in _offered(fake)
+            # The server goes away: its tools with it.
+            gone = SalonConfig.model_validate(
+                {"agents": {"coder": {"backend": changed.agents["coder"].backend}}}
+            )
+            await hub.apply(gone)
+            assert hub.servers == {} and await hub.tools_for("coder") is None
+            with pytest.raises(ProcessLookupError):
+                os.kill(second, 0)
+        finally:
+            await hub.stop()

@@ -28,3 +28,9 @@ def test_a_dispatch_change_is_reported_as_needing_a_restart() -> None:
 def test_a_hop_limit_change_rebuilds_the_router() -> None:
     diff = config_diff(_config(), _config(routing={"hop_limit": 5}))
     assert diff.routing and not diff.restart
+
+
+def test_an_mcp_servers_change_is_applied_live() -> None:
+    server = {"command": ["python", "notes.py"]}
+    diff = config_diff(_config(), _config(mcp_servers={"notes": server}))
+    assert diff.tools and not diff.restart and not diff.empty

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from tests.agents.fakes import FakeOpenAI, serve
 
 from salon.agents.backend import TurnRequest
@@ -227,3 +228,32 @@ async def test_a_reload_applies_server_and_allow_list_changes(store: Store) -> N
                 os.kill(second, 0)
         finally:
             await hub.stop()
+
+
+async def test_while_a_crashed_server_backs_off_its_tools_say_unavailable(store: Store) -> None:
+    fake = FakeOpenAI(tool_rounds=[[{"name": "mcp__notes__pid", "arguments": {}}]])
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes"], restart_backoff_s=60)
+        hub = McpHub(config)
+        try:
+            pid = int((await _turn(config, hub, store, "$u1")).removeprefix("Result: "))
+            server = hub.servers["notes"]
+            os.kill(pid, signal.SIGKILL)
+            await _until(lambda: server.state == "restarting")
+            assert server.state == "restarting", server.status()
+            before = _samples("unavailable")
+            fake.tool_rounds = [[{"name": "mcp__notes__pid", "arguments": {}}]]
+            reply = await _turn(config, hub, store, "$u2")
+            assert reply.startswith("Result: [UNAVAILABLE] MCP server 'notes' is restarting")
+            # Its tools are still offered (as last listed); calls say why they fail.
+            assert len(_offered(fake)) == 5 and "mcp__notes__pid" in _offered(fake)
+            assert _samples("unavailable") == before + 1
+            # An unavailable result is not recorded: the re-run calls again.
+            assert await store.tool_calls.of_turn("$u2", "coder") == []
+        finally:
+            await hub.stop()
+
+
+def _samples(outcome: str) -> float:
+    labels = {"server": "notes", "tool": "pid", "outcome": outcome}
+    return REGISTRY.get_sample_value("salon_tool_calls_total", labels) or 0.0

@@ -83,6 +83,7 @@ class McpServer:
         self._ready = asyncio.Event()
         self._broken = asyncio.Event()
         self._stopping = False
+        self._stop = asyncio.Event()  # ends a backoff wait at once
 
     def status(self) -> dict[str, Any]:
         """What ``salon status`` and the admin API show of the server."""
@@ -99,6 +100,7 @@ class McpServer:
         """Start the supervisor (idempotent)."""
         if self._task is None or self._task.done():
             self._stopping = False
+            self._stop.clear()
             self.state = "starting"
             self._task = asyncio.create_task(self._supervise(), name=f"mcp:{self.server_id}")
 
@@ -114,6 +116,7 @@ class McpServer:
     async def stop(self) -> None:
         """Close the connection (the SDK stops the child and its group) and the task."""
         self._stopping = True
+        self._stop.set()
         self._broken.set()
         task, self._task = self._task, None
         if task is not None:
@@ -169,7 +172,8 @@ class McpServer:
             _log.warning(
                 "mcp.restarting", server=self.server_id, error=self.last_error, wait_s=delay
             )
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, self.config.restart_backoff_max_s)
             self.state = "starting"
 

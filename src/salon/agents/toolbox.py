@@ -183,6 +183,7 @@ class TurnTools:
         if self.provider is None:
             return _error(f"no MCP tools for {call.name!r}", "unknown")
         result = await self.provider.run(call)
-        if self.ledger is not None:
+        # A call that never reached the server is not a step: a re-run tries it again.
+        if self.ledger is not None and result.outcome != "unavailable":
             await self.ledger.record(call.step, call.name, args_json, result.ok, result.text)
         return result

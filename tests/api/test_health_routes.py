@@ -41,6 +41,10 @@ async def test_ready_when_loops_store_and_homeserver_are(rc: tuple[ApiRig, Clien
     assert body["checks"]["store"] == {"ok": True}
     assert body["checks"]["homeserver"] == {"ok": True}
     assert body["checks"]["loops"] == {"ok": True, "failing": []}
+    # An MCP server restarting is shown in the status, but the gateway still answers.
+    rig.loops.append(LoopState("mcp:notes", False, 3, True, "ConnectionError: gone"))
+    again = await client.get("/readyz", headers=AUTH)
+    assert again.status == 200, await again.text()
     # The store check really wrote.
     assert await rig.store.kv.get("api:readyz") is not None
 

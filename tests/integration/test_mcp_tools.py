@@ -4,6 +4,7 @@ agent whose scripted OpenAI-compatible endpoint asks for the tool, the real Syna
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from salon.app.gateway import Gateway
+from salon.store.kv import GATEWAY_STATUS_KEY
 
 from ..agents.fakes import FakeOpenAI, serve
 from .conftest import Person, salon_config
@@ -93,6 +95,21 @@ async def test_the_agent_uses_an_mcp_tool_and_a_killed_server_comes_back(
         again = await person.say(room_id, "Note: eggs")
         # A fresh process: its notes start again at #1.
         assert await _final_text(person, room_id, again, timeout=30) == "Result: noted #1: eggs"
+        # `salon status` (the status the gateway keeps in the store) shows the restart.
+        loop = await _status_loop(running.store, "mcp:notes", lambda lp: lp["restarts"] == 1)
+        assert (loop["running"], loop["restarts"]) == (True, 1), loop
+
+
+async def _status_loop(store: Any, name: str, done: Callable[[Any], bool]) -> Any:
+    found = None
+    for _ in range(100):  # the gateway publishes its status every 5 s
+        raw = await store.kv.get(GATEWAY_STATUS_KEY)
+        loops = {lp["name"]: lp for lp in json.loads(raw)["loops"]} if raw else {}
+        found = loops.get(name)
+        if found is not None and done(found):
+            break
+        await asyncio.sleep(0.2)
+    return found
 
 
 async def _pid(server: Any) -> str:

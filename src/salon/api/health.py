@@ -56,8 +56,10 @@ def loop_view(loop: LoopState) -> dict[str, Any]:
 
 
 def check_loops(ctx: ApiContext) -> dict[str, Any]:
-    """Every loop running and not backing off; the others listed."""
-    failing = [loop_view(loop) for loop in ctx.loops() if not loop.running or loop.backing_off]
+    """Every loop running and not backing off; the others listed. MCP servers (``mcp:*``)
+    are shown in the status but never make the gateway unready: it still answers."""
+    loops = [loop for loop in ctx.loops() if not loop.name.startswith("mcp:")]
+    failing = [loop_view(loop) for loop in loops if not loop.running or loop.backing_off]
     return {"ok": not failing, "failing": failing}
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 app = MCPServer("notes")
 NOTES: list[str] = []
@@ -39,12 +40,22 @@ def big(chars: int) -> str:
 
 
 @app.tool()
+def auth(ctx: Context) -> str:
+    """The Authorization and X-Team headers the HTTP request came with."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", {})
+    return f"{headers.get('authorization')}|{headers.get('x-team')}"
+
+
+@app.tool()
 def secret_env() -> str:
     """What the child sees of the gateway's secrets (must be nothing)."""
     return os.environ.get("SALON_TEST_SECRET", "<unset>") + "|" + os.environ.get("NOTE_KEY", "")
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--http":  # streamable HTTP on this port
+        app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     app.run()
     if os.environ.get("NOTES_OUTLIVE_STDIN"):  # a server that ignores its stdin closing
         import time

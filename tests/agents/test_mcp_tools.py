@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from tests.agents.fakes import FakeOpenAI, serve
+from tests.agents.fakes import FakeOpenAI, serve, unused_port
 
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_tools, tools_context
@@ -257,3 +258,44 @@ async def test_while_a_crashed_server_backs_off_its_tools_say_unavailable(store:
 def _samples(outcome: str) -> float:
     labels = {"server": "notes", "tool": "pid", "outcome": outcome}
     return REGISTRY.get_sample_value("salon_tool_calls_total", labels) or 0.0
+
+
+async def test_a_remote_server_over_streamable_http_gets_its_headers(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTES_TOKEN", "s3cret")
+    monkeypatch.setenv("TEAM_NAME", "blue")
+    port = unused_port()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, SERVER, "--http", str(port), stderr=asyncio.subprocess.DEVNULL
+    )
+    fake = FakeOpenAI(tool_rounds=[[{"name": "mcp__web__auth", "arguments": {}}]])
+    try:
+        async with serve(fake.app()) as url:
+            backend = {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"}
+            server = {
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "token_env": "NOTES_TOKEN",
+                "headers_env": {"X-Team": "TEAM_NAME"},
+            }
+            config = SalonConfig.model_validate(
+                {
+                    "agents": {"coder": {"backend": backend, "mcp": ["web.auth"]}},
+                    "mcp_servers": {"web": server},
+                }
+            )
+            hub = McpHub(config)
+            try:
+                await _until(lambda: _listening(port))
+                assert await _turn(config, hub, store, "$h1") == "Result: Bearer s3cret|blue"
+                assert _offered(fake) == ["mcp__web__auth"]
+            finally:
+                await hub.stop()
+    finally:
+        child.kill()
+        await child.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -8,8 +8,11 @@ chunk has been yielded: a reply that has started is never restarted, because
 the text already shown would be repeated. Every ``openai`` error is mapped to a
 short, readable :class:`BackendError` here, at the boundary.
 
-Delegation: when the turn has a :func:`~salon.agents.context.current_delegator`
-with at least one target, every request offers the model the ``delegate`` tool.
+Tools: when the turn has a :func:`~salon.agents.context.current_delegator`
+with at least one target, every request offers the model the ``delegate`` tool,
+and next to it the agent's MCP tools (``mcp__<server>__<tool>``, from the turn's
+:func:`~salon.agents.context.current_tools`); every call goes through
+:meth:`~salon.agents.toolbox.TurnTools.dispatch`.
 Tool-call deltas are collected while text deltas stream out as usual; when the
 model asks for tools, the calls of that round run concurrently, their outcomes
 go back as ``tool`` messages and the next request is made, for at most

@@ -19,7 +19,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import structlog
@@ -60,8 +60,18 @@ def http_target(config: McpServerConfig, env: Mapping[str, str]) -> Any:
             headers[header] = env[source]
     if config.token_env and env.get(config.token_env):
         headers["Authorization"] = f"Bearer {env[config.token_env]}"
-    client = httpx2.AsyncClient(headers=headers, timeout=config.call_timeout_s)
-    return streamable_http_client(config.url, http_client=client)
+    url = config.url
+
+    @contextlib.asynccontextmanager
+    async def transport() -> AsyncIterator[Any]:
+        # Our own HTTP client (for the headers), closed with the connection.
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=config.call_timeout_s) as client,
+            streamable_http_client(url, http_client=client) as streams,
+        ):
+            yield streams
+
+    return transport()
 
 
 class McpServer:

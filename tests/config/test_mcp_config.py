@@ -41,6 +41,8 @@ def _load(tmp_path: Path, mcp: str = "[notes]", server: str = STDIO, own: str = 
             "either command",
         ),
         ("    env: {A: b}", "[notes]", "", "mcp_servers.notes", "either command"),
+        (STDIO + "\n    module: a.b", "[notes]", "", "mcp_servers.notes", "either command"),
+        (STDIO + "\n    args: [x]", "[notes]", "", "mcp_servers.notes", "args: goes with"),
         (STDIO + "\n    token_env: T", "[notes]", "", "mcp_servers.notes", "for url: servers"),
         (
             "    url: https://x.example/mcp\n    cwd: /tmp",

@@ -24,7 +24,7 @@ def test_offline_agents_first_and_the_concierge_by_default() -> None:
 def test_every_python_agent_loads(tmp_path: Path) -> None:
     config = load_config(EXAMPLE)
     python = {a: c for a, c in config.agents.items() if isinstance(c.backend, PythonBackend)}
-    assert set(python) == {"concierge", "calculator", "notes", "clock"}
+    assert set(python) == {"concierge", "calculator", "notes", "clock", "scribe"}
     for agent_id, agent in python.items():
         assert isinstance(agent.backend, PythonBackend)
         backend = PythonPluginBackend(agent.backend, agent_id=agent_id)

@@ -35,14 +35,13 @@ def child_params(config: McpServerConfig, env: Mapping[str, str]) -> Any:
     """The SDK's stdio parameters: the command behind the watchdog, only the configured env."""
     from mcp.client.stdio import StdioServerParameters
 
-    assert config.command is not None
     child_env = dict(config.env)
     for var, source in config.secrets_env.items():
         value = env.get(source)
         if value is not None:
             child_env[var] = value
     watchdog = [sys.executable, "-m", "salon.agents.mcp_watchdog", str(os.getpid())]
-    command = [*watchdog, *config.command]
+    command = [*watchdog, *config.argv(sys.executable)]
     return StdioServerParameters(
         command=command[0], args=command[1:], env=child_env, cwd=config.cwd
     )
@@ -143,7 +142,7 @@ class McpServer:
 
         target = (
             child_params(self.config, self.env)
-            if self.config.command is not None
+            if self.config.url is None
             else http_target(self.config, self.env)
         )
         return Client(target, read_timeout_seconds=self.config.call_timeout_s)

@@ -22,12 +22,16 @@ MCP_SERVER_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 EnvName = Annotated[str, Field(pattern=_ENV_NAME_RE.pattern)]
+EntryModule = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")]
 
 
 class McpServerConfig(ConfigModel):
     """One MCP server: ``command`` (stdio) or ``url`` (streamable HTTP), not both."""
 
     command: Annotated[list[str], Field(min_length=1)] | None = None
+    # Or a Python module run by the gateway's own interpreter (`python -m <module>`).
+    module: EntryModule | None = None
+    args: list[str] = Field(default_factory=list)  # after `module`
     env: dict[EnvName, str] = Field(default_factory=dict)
     # Child variable -> the gateway's variable holding its (secret) value.
     secrets_env: dict[EnvName, EnvName] = Field(default_factory=dict)
@@ -50,10 +54,15 @@ class McpServerConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
-        if (self.command is None) == (self.url is None):
-            raise ValueError("give either command: [..] (stdio) or url: (streamable HTTP)")
-        if self.command is not None and (self.headers or self.headers_env or self.token_env):
+        given = [k for k in ("command", "module", "url") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give either command: [..] or module: (stdio) or url: (streamable HTTP)"
+            )
+        if self.url is None and (self.headers or self.headers_env or self.token_env):
             raise ValueError("headers, headers_env and token_env are for url: servers")
+        if self.args and self.module is None:
+            raise ValueError("args: goes with module: (put a command's arguments in command:)")
         if self.url is not None and (self.env or self.secrets_env or self.cwd):
             raise ValueError("env, secrets_env and cwd are for command: servers")
         return self
@@ -61,7 +70,13 @@ class McpServerConfig(ConfigModel):
     @property
     def transport(self) -> str:
         """``stdio`` or ``http``."""
-        return "stdio" if self.command is not None else "http"
+        return "http" if self.url is not None else "stdio"
+
+    def argv(self, python: str) -> list[str]:
+        """The stdio command line (``python``: the interpreter that runs ``module``)."""
+        if self.module is not None:
+            return [python, "-m", self.module, *self.args]
+        return list(self.command or [])
 
 
 def mcp_problems(config: SalonConfig) -> list[tuple[Loc, str]]:

@@ -69,6 +69,12 @@ def demo_config(synapse: Any, tmp_path: Path) -> SalonConfig:
     }
     teams = {t: team.model_dump(mode="json", exclude_none=True) for t, team in demo.teams.items()}
     sections = {"agents": agents, "teams": teams, "default_agent": demo.default_agent}
+    # The demo's MCP servers, their files in the test's directory.
+    sections["mcp_servers"] = {
+        sid: server.model_dump(mode="json", exclude_none=True)
+        | {"env": {"NOTEBOOK_FILE": str(tmp_path / "notebook.json")}}
+        for sid, server in demo.mcp_servers.items()
+    }
     # The tour's people are plain (non-encrypting) clients: its `!new` chat is made
     # unencrypted here (test_encrypted_chats walks the encrypted default).
     sections["encryption"] = {"rooms": "none"}
@@ -157,3 +163,10 @@ async def test_the_short_tour(
     # And the notes are on disk, in the notes agent's home dir, under each person's id.
     stored = (tmp_path / "data" / "agents" / "notes" / "notes.json").read_text(encoding="utf-8")
     assert person.user_id in stored and friend.user_id not in stored
+
+    # Beyond the README too: the scribe keeps its notebook through the demo's MCP server.
+    asked = await person.say(rooms["lobby"], "@Scribe write water the plants")
+    assert await _final_text(person, rooms["lobby"], asked, timeout=30) == "Written as note 1."
+    asked = await person.say(rooms["lobby"], "@Scribe read")
+    assert await _final_text(person, rooms["lobby"], asked, timeout=30) == "1. water the plants"
+    assert "water the plants" in (tmp_path / "notebook.json").read_text(encoding="utf-8")

@@ -20,6 +20,7 @@ from typing import Any
 
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_tools
+from salon.demo.common import strip_mentions
 
 _WRITE = re.compile(r"^\s*(?:write|note)\s+(?P<text>.+)$", re.IGNORECASE | re.DOTALL)
 _READ = re.compile(r"^\s*(?:read|notes|read notes)\s*[.!?]?\s*$", re.IGNORECASE)
@@ -37,11 +38,12 @@ class Scribe:
         tools = current_tools()
         if tools is None or not tools.specs():
             return "I have no notebook right now (no MCP tools are configured for me)."
-        if m := _WRITE.match(request.text):
+        text = strip_mentions(request.text)
+        if m := _WRITE.match(text):
             call = ("write_note", {"text": m["text"]})
-        elif _READ.match(request.text):
+        elif _READ.match(text):
             call = ("read_notes", {})
-        elif m := _FORGET.match(request.text):
+        elif m := _FORGET.match(text):
             call = ("forget_note", {"number": int(m["n"])})
         else:
             names = ", ".join(f"{s.server}.{s.tool}" for s in tools.specs())

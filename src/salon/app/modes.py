@@ -48,7 +48,9 @@ def authenticator(
             hs.server_name,
             session,
             store.identities,
-            AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
+            AppserviceIdentity(
+                as_token, config.router_user_id(hs.server_name), store.appservice_users
+            ),
             requests,
         )
     return Authenticator(hs.url, hs.server_name, session, store.identities, requests)

@@ -52,9 +52,11 @@ async def bootstrap(
     """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
     locale = config.locale
     agent_users = [api.user_id for api in agent_apis.values()]
-    # Agents visit each other's rooms to delegate; so do the peers' agents (other
-    # gateways), but only those configured, by their pinned user ids.
-    visitors = [*agent_users, *peers]
+    # Agents visit each other's rooms to delegate or answer a mention, invited then by
+    # the room's owner (join_or_be_invited): inviting every agent into every room up
+    # front cost N² requests. The peers' agents (other gateways) have no owner here to
+    # ask, so the configured ones are invited, by their pinned user ids.
+    visitors = list(peers)
     space_id: RoomId | None = None
     space_error: str | None = None
     try:

@@ -190,7 +190,9 @@ class AppserviceSource:
                     return web.json_response({})
                 await self._admit(events)
                 await self._txns.record(txn_id)
+                self.members.commit()
             except Exception as e:  # the homeserver retries: nothing is lost
+                self.members.discard()
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("appservice.admit_failed", txn_id=txn_id, error=self.last_error)
                 return _error(500, "M_UNKNOWN", "could not admit the transaction; retry")

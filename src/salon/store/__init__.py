@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salon.store.appservice import AppserviceTxns
+from salon.store.appservice import AppserviceTxns, AppserviceUsers
 from salon.store.cron import CronRuns
 from salon.store.db import Database
 from salon.store.delegations import Delegations
@@ -40,6 +40,7 @@ class Store:
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
         self.appservice_txns = AppserviceTxns(db)
+        self.appservice_users = AppserviceUsers(db)
         self.leases = Leases(db)
 
     @classmethod

@@ -161,18 +161,18 @@ class Operator:
                     if not fut.done():
                         fut.set_result((seen, str(content.get("body", ""))))
 
-    async def roundtrip(self, room_id: str, text: str, who: str) -> float:
-        """Send ``text`` and wait for its reply; returns the round trip in ms."""
+    async def roundtrip(
+        self, room_id: str, text: str, who: str, timeout: float = REPLY_TIMEOUT_S
+    ) -> float:
+        """Send ``text`` and wait ``timeout`` s for its reply; returns the round trip in ms."""
         start = time.perf_counter()
         event_id = await self.send(room_id, text)
         fut = self._waiter(event_id)
         try:
-            seen, body = await asyncio.wait_for(fut, REPLY_TIMEOUT_S)
+            seen, body = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             hint = f" (last sync error: {self.sync_error})" if self.sync_error else ""
-            raise BenchError(
-                f"{who}: no reply to {event_id} within {REPLY_TIMEOUT_S:g} s{hint}"
-            ) from None
+            raise BenchError(f"{who}: no reply to {event_id} within {timeout:g} s{hint}") from None
         finally:
             self._waiters.pop(event_id, None)
         if text not in body:
@@ -250,9 +250,11 @@ async def register(session: aiohttp.ClientSession, layout: SynapseLayout, role: 
 def run_bench(
     data_dir_arg: Path | None,
     measure: Callable[[SynapseLayout, Path], Awaitable[dict[str, Any]]],
+    appservices: Callable[[Path, str], list[Path]] | None = None,
 ) -> int:
     """Start a throwaway Synapse (in ``data_dir_arg`` or a temp dir), run ``measure``
-    against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted)."""
+    against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted).
+    ``appservices(data_dir, server_name)`` writes the registration files Synapse loads."""
     salon_log.configure("warning")
     # Ctrl-C works even when started in the background (SIGINT inherited as ignored),
     # and SIGTERM takes the same path: the gateway and Synapse are stopped.
@@ -268,7 +270,13 @@ def run_bench(
             else:
                 data_dir = data_dir_arg.resolve()
                 data_dir.mkdir(parents=True, exist_ok=True)
-            layout = write_synapse_config(SynapseSettings(data_dir=data_dir, port=free_port()))
+            settings = SynapseSettings(data_dir=data_dir, port=free_port())
+            if appservices is not None:
+                files = tuple(appservices(data_dir, settings.server_name))
+                settings = SynapseSettings(
+                    data_dir=data_dir, port=settings.port, app_service_config_files=files
+                )
+            layout = write_synapse_config(settings)
             synapse = SynapseProcess(layout)
             stack.callback(synapse.stop)
             started = time.perf_counter()

@@ -62,3 +62,28 @@ async def test_provisioning_invites_people_and_peers_not_every_agent(tmp_path: P
     )
     assert room.members[str(visitor.user_id)] == "join"
     await store.close()
+
+
+async def test_a_warm_start_asks_each_agent_little(tmp_path: Path) -> None:
+    """A thousand agents at each start: every request per agent costs seconds. A cold
+    start asks nobody for the members of a room it just made; a warm one finds each
+    agent's room in the store (no alias look-up) and asks each agent its rooms once."""
+    store = await open_store(tmp_path)
+    hs = FakeHomeserver(SERVER)
+    config = _config(AGENTS)
+
+    async def start() -> list[Any]:
+        router = hs.api(ROUTER)
+        agents = {AgentId(a): hs.api(config.agent_user_id(a, SERVER)) for a in config.agents}
+        apis = cast("dict[AgentId, MatrixAPI]", agents)
+        await bootstrap(config, SpaceManager(cast(MatrixAPI, router)), apis, store, [ALICE])
+        return list(agents.values())
+
+    cold = await start()
+    assert sum(len(a.calls_to("memberships")) for a in cold) == 0
+    warm = await start()
+    assert sum(len(a.calls_to("resolve_alias")) for a in warm) == 0
+    assert all(len(a.calls_to("joined_rooms")) == 1 for a in warm), [
+        len(a.calls_to("joined_rooms")) for a in warm
+    ]
+    await store.close()

@@ -32,6 +32,7 @@ from salon.metrics import EVENTS_DROPPED
 log = structlog.get_logger("salon.matrix.appservice")
 
 PREFIX = "/_matrix/app/v1"
+SEED_CONCURRENCY = 16  # joined-rooms questions in flight at once at start
 
 
 class TxnLog(Protocol):
@@ -100,8 +101,14 @@ class AppserviceSource:
     async def start(self, sink: EventSink) -> None:
         """Learn our users' rooms, then listen for transactions."""
         self._sink = sink
-        for api in self._apis.values():
-            await self._seed(api)
+        # A few at a time: a thousand agents asked one by one took seconds.
+        slots = asyncio.Semaphore(SEED_CONCURRENCY)
+
+        async def seed(api: MatrixAPI) -> None:
+            async with slots:
+                await self._seed(api)
+
+        await asyncio.gather(*(seed(api) for api in list(self._apis.values())))
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)

@@ -97,7 +97,10 @@ def appservice_config(config: SalonConfig, reg: Registrations) -> SalonConfig:
     ns = config.space.alias.removeprefix("bench-")
     base = f"bas{reg.run}-{ns}"
     settings = AppserviceConfig(
-        as_token_env=AS_TOKEN_ENV, hs_token_env=HS_TOKEN_ENV, listen=f"127.0.0.1:{reg.port}"
+        id=f"bas{reg.run}",
+        as_token_env=AS_TOKEN_ENV,
+        hs_token_env=HS_TOKEN_ENV,
+        listen=f"127.0.0.1:{reg.port}",
     )
     naming = config.naming.model_copy(
         update={
@@ -126,12 +129,13 @@ class _MemoryASStore(MemoryStateStore, ASStateStore):
 
 async def raw_baseline(
     layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str, reg: Registrations
-) -> float:
+) -> tuple[float, list[tuple[str, Any]]]:
     """What Salon's cold start does on the homeserver, by a raw mautrix appservice
     (``IntentAPI``): register N users and name them; the sender makes the Space and
     the lobby (inviting the operator, and the agents into the lobby); each user makes
     its room, invites the operator, joins the lobby; the Space lists every room and
-    each room names the Space its parent. Seconds taken."""
+    each room names the Space its parent. Seconds taken, and each room with the HTTP
+    API its user sends with."""
     ns = secrets.token_hex(3)
     prefix, server = f"raw{reg.run}", layout.server_name
     api = AppServiceAPI(
@@ -180,4 +184,5 @@ async def raw_baseline(
     for intent, room in zip(users, rooms, strict=True):
         await router.send_state_event(space, child, via, state_key=room)
         await intent.send_state_event(room, parent, via, state_key=space)
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    return took, [(str(room), intent.api) for intent, room in zip(users, rooms, strict=True)]

@@ -30,7 +30,8 @@ from typing import Any
 
 import aiohttp
 from common import Operator, console, register, salon_config, summary
-from mautrix.api import HTTPAPI
+from mautrix.api import HTTPAPI, Method
+from mautrix.api import Path as MxPath
 from mautrix.client import ClientAPI
 from mautrix.types import RoomAlias, RoomID, UserID
 from scale_appservice import Registrations, appservice_config, raw_baseline
@@ -78,9 +79,13 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
     )
 
 
+Senders = list[tuple[str, HTTPAPI]]
+"""Each baseline room and how its user sends there (for the homeserver's floor)."""
+
+
 async def baseline(
     layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str
-) -> float:
+) -> tuple[float, Senders]:
     """The same homeserver work with a raw mautrix client; seconds taken."""
     ns = secrets.token_hex(3)
     started = time.perf_counter()
@@ -132,6 +137,27 @@ async def baseline(
         await router.send_state_event(space, "m.space.child", {"via": [server]}, state_key=room)
         await api.send_state_event(room, "m.space.parent", {"via": [server]}, state_key=space)
     await asyncio.gather(*(api.sync(timeout=0) for api in [router, *users]))
+    return time.perf_counter() - started, [
+        (str(room), api.api) for api, room in zip(users, rooms, strict=True)
+    ]
+
+
+async def homeserver_floor(operator: Operator, senders: Senders) -> float:
+    """What answering every agent at once costs the homeserver alone: the operator
+    sends one message into each baseline room while each room's user sends one there
+    too, all at once; seconds until every send is answered. (Salon's figure adds the
+    gateway and the operator's /sync seeing each reply.)"""
+    await asyncio.gather(*(operator.join(room) for room, _ in senders))
+    started = time.perf_counter()
+
+    async def reply(room: str, api: HTTPAPI) -> None:
+        path = MxPath.v3.rooms[RoomID(room)].send["m.room.message"][secrets.token_hex(8)]
+        await api.request(Method.PUT, path, {"msgtype": "m.text", "body": "floor"})
+
+    await asyncio.gather(
+        *(operator.send(room, "floor") for room, _ in senders),
+        *(reply(room, api) for room, api in senders),
+    )
     return time.perf_counter() - started
 
 
@@ -169,7 +195,8 @@ async def one_count(
             if reg is None
             else raw_baseline(layout, http, n, person, reg)
         )
-        out["baseline_provision_s"] = round(await raw, 2)
+        took, senders = await raw
+        out["baseline_provision_s"] = round(took, 2)
         console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
         config = hosting_config(layout, data_dir, n)
         if reg is not None:
@@ -198,6 +225,7 @@ async def one_count(
         await operator.start_sync(rooms)
         try:
             out["first_answers_all_s"] = round(await answers_all(operator, rooms), 2)
+            out["floor_answers_all_s"] = round(await homeserver_floor(operator, senders), 2)
             console.print(f"{n} agents: Salon warm restart …")
             await gateway.stop()
             gateway = new_gateway()

@@ -342,6 +342,7 @@ MatrixAPI.leave: async def(self, room_id: RoomId) -> None
 MatrixAPI.memberships: async def(self, room_id: RoomId) -> dict[UserId, str]
 MatrixAPI.messages: async def(self, room_id: RoomId, *, limit: int = 20, direction: str = 'b', since: str | None = None) -> JSON
 MatrixAPI.mute_notifications: async def(self) -> None
+MatrixAPI.ping_appservice: async def(self, appservice_id: str) -> None
 MatrixAPI.resolve_alias: async def(self, alias: RoomAlias) -> tuple[RoomId, list[str]]
 MatrixAPI.send_event: async def(self, room_id: RoomId, event_type: str, content: JSON, *, txn_id: str) -> EventId
 MatrixAPI.send_state: async def(self, room_id: RoomId, event_type: str, content: JSON, state_key: str = '') -> EventId

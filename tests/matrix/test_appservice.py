@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from salon.ids import UserId
-from salon.matrix.appservice import AppserviceSource, txn_key
+from salon.matrix.appservice import AppserviceSource, ListenAddress, txn_key
 from salon.matrix.events import InboundEvent, Invite
 
 ROUTER = UserId("@salon:localhost")
@@ -197,3 +197,30 @@ async def test_a_failed_transaction_changes_no_membership(setup) -> None:
     assert r.status == 200
     assert sink.admitted == [(ROUTER, ["$e7"]), (AGENT, ["$j", "$e8"])]
     assert source.members.reader(room) == AGENT
+
+
+async def test_ready_asks_the_homeserver_to_ping_the_listener() -> None:
+    """Synapse backs off (up to 8.5 min) from an appservice it found down; a ping
+    makes it send what it holds at once, so a restarted gateway answers at once."""
+
+    class Router:
+        user_id = ROUTER
+
+        def __init__(self) -> None:
+            self.pinged: list[str] = []
+
+        async def ping_appservice(self, appservice_id: str) -> None:
+            self.pinged.append(appservice_id)
+
+    router = Router()
+    listen = ListenAddress("127.0.0.1", 0, "salon-bench")
+    source = AppserviceSource(
+        TOKEN,
+        Txns(),
+        router=ROUTER,
+        owns=lambda u: False,
+        apis=[router],
+        listen=listen,  # type: ignore[list-item]
+    )
+    await source.wait_ready(5)
+    assert router.pinged == ["salon-bench"]

@@ -107,5 +107,5 @@ def appservice_source(
         router=router,
         owns=owns,
         apis=list(apis.values()),
-        listen=ListenAddress(hs.appservice.host, hs.appservice.port),
+        listen=ListenAddress(hs.appservice.host, hs.appservice.port, hs.appservice.id),
     )

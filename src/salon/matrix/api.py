@@ -278,6 +278,13 @@ class MatrixAPI:
             "messages", Method.GET, Path.v3.rooms[room_id].messages, query=query
         )
 
+    async def ping_appservice(self, appservice_id: str) -> None:
+        """Ask the homeserver to reach this appservice now (``/appservice/{id}/ping``,
+        with the appservice's token). Synapse then also sends at once what it held
+        back, with a growing backoff (up to 8.5 min), while the appservice was down."""
+        path = Path.v1.appservice[appservice_id].ping
+        await self._call("appservice ping", Method.POST, path, {"transaction_id": "salon-start"})
+
     async def mute_notifications(self) -> None:
         """Enable the master push rule: this user is never notified. (The homeserver still
         evaluates every member's push rules for each message; for a bot that nobody reads

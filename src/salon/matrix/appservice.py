@@ -51,10 +51,12 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
 
 @dataclass(frozen=True)
 class ListenAddress:
-    """Where the appservice listener binds (port 0: any free port)."""
+    """Where the appservice listener binds (port 0: any free port), and the
+    registration's ``id`` the homeserver knows the listener by (None: never pinged)."""
 
     host: str = "127.0.0.1"
     port: int = 9010
+    appservice_id: str | None = None
 
 
 def txn_key(hs_token: str, txn_id: str) -> str:
@@ -88,6 +90,7 @@ class AppserviceSource:
         self._owns = owns
         self._apis = {api.user_id: api for api in apis}
         self._host, self._port = listen.host, listen.port
+        self._id = listen.appservice_id
         self.members = Members(router, owns)
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
@@ -124,7 +127,16 @@ class AppserviceSource:
         return self._port
 
     async def wait_ready(self, timeout: float) -> None:
-        """Ready once listening: the homeserver delivers what it holds from then on."""
+        """Ready once listening. The homeserver is asked to ping the listener: a
+        homeserver that found the gateway down waits out a growing backoff (Synapse:
+        up to 8.5 min) before it sends what it holds, unless pinged."""
+        router = self._apis.get(self._router)
+        if self._id is None or router is None:
+            return
+        try:
+            await asyncio.wait_for(router.ping_appservice(self._id), timeout)
+        except (MatrixError, TimeoutError) as e:  # only sooner: it retries anyway
+            log.warning("appservice.ping_failed", error=str(e) or type(e).__name__)
 
     async def stop(self) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""

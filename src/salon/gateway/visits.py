@@ -135,15 +135,19 @@ class VisitEnder:
         now, wall = time.monotonic(), now_ms()
         present: set[Visit] = set()
         ended: list[Visit] = []
+        # Room → owner once per sweep: each agent's rooms are looked up in it (with a
+        # thousand agents, not every room for every agent).
+        owner_of = {room: owner for owner, room in list(self.agent_rooms.items())}
         for agent_id, api in list(self.agent_apis.items()):
             try:
-                joined = set(await api.joined_rooms())
+                joined = await api.joined_rooms()
             except MatrixError as e:  # the others are still swept
                 log.warning("visit.sweep_failed", agent=agent_id, error=str(e))
                 continue
-            for owner, room in list(self.agent_rooms.items()):
-                owner_api = self.agent_apis.get(owner)
-                if owner == agent_id or room not in joined or owner_api is None:
+            for room in joined:
+                owner = owner_of.get(room)
+                owner_api = self.agent_apis.get(owner) if owner is not None else None
+                if owner is None or owner == agent_id or owner_api is None:
                     continue
                 visit = (agent_id, room)
                 present.add(visit)

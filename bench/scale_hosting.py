@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import Operator, console, register, salon_config, summary
+from common import BenchError, Operator, console, register, salon_config, summary
 from mautrix.api import HTTPAPI, Method
 from mautrix.api import Path as MxPath
 from mautrix.client import ClientAPI
@@ -239,11 +239,16 @@ async def one_count(
             for i in range(roundtrips):
                 pair = [("agent_1", first), (f"agent_{n}", last)]
                 for name, room in pair if i % 2 == 0 else reversed(pair):
-                    samples[name].append(await operator.roundtrip(room, f"rt {i}", name))
-            out["roundtrip"] = {k: summary(v) for k, v in samples.items()}
-            out["roundtrip_ratio_p50"] = round(
-                out["roundtrip"][f"agent_{n}"]["p50_ms"] / out["roundtrip"]["agent_1"]["p50_ms"], 3
-            )
+                    try:
+                        samples[name].append(await operator.roundtrip(room, f"rt {i}", name))
+                    except BenchError as e:  # counted, the other figures kept
+                        out.setdefault("roundtrip_errors", []).append(str(e))
+            out["roundtrip"] = {k: summary(v) for k, v in samples.items() if v}
+            if len(out["roundtrip"]) == 2:
+                last_p50 = out["roundtrip"][f"agent_{n}"]["p50_ms"]
+                out["roundtrip_ratio_p50"] = round(
+                    last_p50 / out["roundtrip"]["agent_1"]["p50_ms"], 3
+                )
         finally:
             await operator.stop()
             await gateway.stop()

@@ -120,7 +120,7 @@ async def assemble(
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
-    apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
+    apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s, profiles=store.kv)
     created_at = {u: await store.identities.created_at(u) for u in apis}
     router_api = apis[roster.router_user_id]
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salon.store.appservice import AppserviceTxns
+from salon.store.appservice import AppserviceTxns, AppserviceUsers
 from salon.store.cron import CronRuns
 from salon.store.crypto import CryptoStore
 from salon.store.db import Database
@@ -41,6 +41,7 @@ class Store:
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
         self.appservice_txns = AppserviceTxns(db)
+        self.appservice_users = AppserviceUsers(db)
         self.leases = Leases(db)
         self.crypto = CryptoStore(db)
 

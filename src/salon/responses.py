@@ -45,7 +45,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "help_args_delegate": "<agent> <task>",
         "help_approve": "run a call an agent asks you to approve (reply to its request)",
         "help_args_approve": "[id]",
-        "help_deny": "refuse a tool call an agent asked you to approve",
+        "help_deny": "refuse a call an agent asks you to approve",
         "help_args_deny": "[id]",
         "approval_request": (
             "🔐 {agent} wants to run {tool} ({arguments}). {who} may approve: react ✅ to "

@@ -35,11 +35,11 @@ async def _answer(s: Services, asked: Asked, *, approve: bool) -> None:
         await asked.reply(asked.t("approval_not_found", ref=ref[0][:40]))
 
 
-@command("approve", help="help_approve", args="help_args_approve", section=HelpSection.AGENTS)
+@command("approve", help="help_approve", args="help_args_approve", section=HelpSection.ROUTING)
 async def approve(s: Services, asked: Asked) -> None:
     await _answer(s, asked, approve=True)
 
 
-@command("deny", help="help_deny", args="help_args_deny", section=HelpSection.AGENTS)
+@command("deny", help="help_deny", args="help_args_deny", section=HelpSection.ROUTING)
 async def deny(s: Services, asked: Asked) -> None:
     await _answer(s, asked, approve=False)

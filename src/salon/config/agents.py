@@ -235,4 +235,4 @@ class ApprovalConfig(ConfigModel):
     is refused."""
 
     default: list[ApprovePattern] = Field(default_factory=list)
-    timeout_s: PositiveFloat = 600
+    timeout_s: PositiveFloat = 300

@@ -22,6 +22,7 @@ async def rc(tmp_path: Path) -> AsyncIterator[tuple[ApiRig, Client]]:
 
 
 async def _pending(rig: ApiRig, aid: str) -> None:
+    await rig.store.turns.admit("$t", "coder", "!r:localhost")  # the turn that waits
     await rig.store.approvals.create(
         ApprovalRecord(
             id=aid,

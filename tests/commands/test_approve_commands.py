@@ -30,6 +30,7 @@ async def test_approve_and_deny_by_id_or_reply(h: Harness) -> None:
             )
         )
     await h.store.approvals.set_request("a2", "$request")
+    await h.store.turns.admit("$t", "coder", room)  # the turn that waits for them
 
     assert await h.ask(room, "!approve") == [
         "Reply to an approval request with !approve or !deny, or give its id."

@@ -27,6 +27,7 @@ from salon.gateway.approvals import ApprovalDesk, reaction_verdict, shorten
 from salon.ids import AgentId, RoomId
 from salon.store import Store
 from salon.store.approvals import ApprovalState
+from salon.store.records import TurnState
 from salon.turns.slots import SlotLimits, TurnSlots
 from salon.turns.spec import TurnKind, TurnSpec
 
@@ -57,6 +58,7 @@ class Setup:
 
     async def spec(self, turn_id: str = "$turn") -> TurnSpec:
         room = await self.api.create_room()
+        await self.store.turns.admit(turn_id, CODER, room)  # the turn that waits
         return TurnSpec(
             turn_id=turn_id,
             agent_id=CODER,
@@ -240,3 +242,17 @@ async def test_a_turn_without_a_room_is_refused_and_an_agent_without_patterns_as
     assert s.desk.approver_for(spec) is None  # its own empty list overrides the default
     writer = TurnSpec(**{**spec.__dict__, "agent_id": AgentId("writer")})
     assert s.desk.approver_for(writer) is not None
+
+
+async def test_an_answer_after_the_turn_ended_runs_nothing(store: Store) -> None:
+    s = Setup(store)
+    spec = await s.spec()
+    approver = s.desk.approver_for(spec)
+    assert approver is not None
+    waiting = asyncio.create_task(approver.approve(CALL))
+    record = await s.pending()
+    waiting.cancel()  # the turn was stopped while it waited
+    await store.turns.finish(spec.turn_id, CODER, TurnState.STOPPED)
+    code, row = await s.desk.decide(record.id, approve=True, by=str(ALICE), via="reaction")
+    assert code == "decided" and row is not None and row.state is ApprovalState.TIMEOUT
+    assert row.reason == "the turn ended before anyone answered"

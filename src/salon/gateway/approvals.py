@@ -167,10 +167,12 @@ class ApprovalDesk:
 
     async def _time_out(self, record: ApprovalRecord) -> None:
         seconds = round((record.deadline_at - record.created_at) / 1000)
-        reason = f"nobody approved it within {seconds} s"
-        if await self.store.approvals.decide(
-            record.id, ApprovalState.TIMEOUT, by=None, reason=reason
-        ):
+        await self._close(record, f"nobody approved it within {seconds} s")
+
+    async def _close(self, record: ApprovalRecord, reason: str) -> None:
+        """Refuse it for want of an answer (``timeout``)."""
+        state = ApprovalState.TIMEOUT
+        if await self.store.approvals.decide(record.id, state, by=None, reason=reason):
             await self._decided(record.id)
 
     # --- the people's side -------------------------------------------------------
@@ -201,6 +203,11 @@ class ApprovalDesk:
             return "not_found", None
         if not record.pending:
             return "decided", record
+        turn = await self.store.turns.get(record.turn_id, record.agent_id)
+        if turn is None or not turn.open:
+            # Stopped or given up while it waited: no run will make the call any more.
+            await self._close(record, "the turn ended before anyone answered")
+            return "decided", await approvals.get(record.id)
         if via != "api" and by != record.for_user and not self.is_admin(by):
             why = "not the person the turn works for, nor an admin"
             log.info("approval.ignored", id=record.id, by=by, via=via, why=why)

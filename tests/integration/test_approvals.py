@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from salon.app.gateway import Gateway
-from salon.matrix.registration import Credentials
 from salon.store import Store
 from salon.store.approvals import ApprovalRecord
 
 from .conftest import Person, salon_config
+from .modes import Deployment
 from .test_agent_runtime import _final_text
 
 PLUGINS = "tests.integration.plugins"
@@ -79,15 +79,18 @@ async def _start(
 
 
 async def test_requester_approves_by_reaction_and_a_strangers_reaction_changes_nothing(
-    synapse: Any,
-    tmp_path: Path,
+    deployment: Deployment,
     gateways: Callable[..., Awaitable[Gateway]],
-    person: Person,
-    new_user: Callable[..., Awaitable[Credentials]],
     http: Any,
 ) -> None:
-    stranger = Person(await new_user(), synapse.base_url, http)
-    gateway, alias = await _start(synapse, tmp_path, gateways, [person.user_id, stranger.user_id])
+    # In both homeserver modes: a /sync per identity, and an appservice's pushed events.
+    person = await deployment.person(http)
+    stranger = await deployment.person(http)
+    config = deployment.config(agents=agents())
+    gateway = await gateways(
+        config, invite=[person.user_id, stranger.user_id], secrets=deployment.secrets
+    )
+    alias = f"#{config.agent_room_alias_localpart('alpha')}:{deployment.hs.server_name}"
     store = gateway.store
     assert store is not None
     room = await person.join(alias)

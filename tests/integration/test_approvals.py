@@ -14,6 +14,7 @@ from salon.store.approvals import ApprovalRecord
 
 from .conftest import Person, salon_config
 from .modes import Deployment
+from .nio_person import NioPerson, open_dm
 from .test_agent_runtime import _final_text
 
 PLUGINS = "tests.integration.plugins"
@@ -157,3 +158,46 @@ async def test_a_refusal_tells_the_agent_and_nothing_runs(
         **{"m.relates_to": {"m.in_reply_to": {"event_id": second.request_event_id}}},
     )
     assert await _final_text(person, room, asked) == "alpha got: beta says task: again"
+
+
+async def test_in_an_encrypted_room_the_request_is_encrypted_and_a_reaction_approves(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Awaitable[Gateway]],
+    nio_person: NioPerson,
+) -> None:
+    config = salon_config(synapse, tmp_path, agents=agents(), sync={"timeout_ms": 1000})
+    gateway = await gateways(config)
+    store = gateway.store
+    assert store is not None
+    alpha = str(config.agent_user_id("alpha", synapse.server_name))
+    room = await open_dm(nio_person, alpha)
+    await nio_person.say(room, "hello in secret")
+
+    def request() -> Any:
+        for event in nio_person.replies_from(alpha):
+            if (event.source["content"].get("com.salon.turn") or {}).get("approval"):
+                return event
+        return None
+
+    await nio_person.until(lambda: request() is not None, "the approval request")
+    asked = request()
+    assert asked.decrypted  # it came encrypted, and nio opened it
+    record = await wait_request(store)
+    assert record.request_event_id == asked.event_id
+    await nio_person.client.room_send(
+        room,
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": asked.event_id, "key": "✅"}},
+        ignore_unverified_devices=True,
+    )
+    await nio_person.until(
+        lambda: any(
+            e.body == "alpha got: beta says task: hello in secret"
+            for e in nio_person.replies_from(alpha)
+        ),
+        "the answer once approved",
+    )
+    decided = await store.approvals.get(record.id)
+    assert decided is not None and decided.state == "approved"
+    assert decided.decided_by == nio_person.client.user_id

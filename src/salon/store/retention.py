@@ -3,9 +3,9 @@
 Each rule deletes at most ``limit`` rows per call (the janitor calls again until a
 call deletes fewer), so no single write holds the store for long. Open work is
 never deleted, whatever its age: an inbox row still pending, a turn admitted or
-running (and what it will read when it runs again: its approvals too), an open delegation or one whose
-outcome was never handed back, a cron run whose turn is open, and each job's latest
-run (the scheduler's cursor), a pending invitation.
+running (and what it will read when it runs again, its approvals too), an open
+delegation or one whose outcome was never handed back, a cron run whose turn is
+open, and each job's latest run (the scheduler's cursor), a pending invitation.
 """
 
 from __future__ import annotations

@@ -256,3 +256,15 @@ async def test_an_answer_after_the_turn_ended_runs_nothing(store: Store) -> None
     code, row = await s.desk.decide(record.id, approve=True, by=str(ALICE), via="reaction")
     assert code == "decided" and row is not None and row.state is ApprovalState.TIMEOUT
     assert row.reason == "the turn ended before anyone answered"
+
+
+async def test_a_request_the_room_refuses_is_a_refusal_not_a_crash(store: Store) -> None:
+    s = Setup(store)
+    spec = await s.spec()
+    await s.api.leave(spec.room_id)  # the agent is no longer in the room
+    approver = s.desk.approver_for(spec)
+    assert approver is not None
+    decision = await asyncio.wait_for(approver.approve(CALL), 5)
+    assert isinstance(decision, Denied) and "could not be posted" in decision.reason
+    [row] = await store.approvals.list()
+    assert row.state is ApprovalState.TIMEOUT and row.request_event_id is None

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from salon import responses
+from salon._exceptions import MatrixError
 from salon.agents.approval import Approved, Decision, Denied, ToolCall, needs_approval
 from salon.agents.context import waiting_on_others
 from salon.config.models import SalonConfig
@@ -135,13 +136,18 @@ class ApprovalDesk:
             APPROVALS.labels(outcome="requested").inc()
             log.info("approval.requested", id=aid, turn=spec.turn_id, tool=call.tool)
         if record.pending and record.request_event_id is None:
-            event_id = await self.delivery.send(
-                self.apis[AgentId(record.agent_id)],
-                RoomId(record.room_id),
-                "m.room.message",
-                self._content(record, spec.reply_to),
-                txn_id=txn_id(aid, record.agent_id, "approval"),
-            )
+            try:
+                event_id = await self.delivery.send(
+                    self.apis[AgentId(record.agent_id)],
+                    RoomId(record.room_id),
+                    "m.room.message",
+                    self._content(record, spec.reply_to),
+                    txn_id=txn_id(aid, record.agent_id, "approval"),
+                )
+            except MatrixError as e:  # permanent (outages are waited out): nobody can answer
+                log.warning("approval.unasked", id=aid, error=str(e))
+                await self._close(record, f"the request could not be posted ({e})")
+                return await self._wait(aid)
             await self.store.approvals.set_request(aid, event_id)
         return await self._wait(aid)
 

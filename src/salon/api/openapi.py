@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from salon import __version__
+from salon.api.openapi_approvals import APPROVAL_PATHS, APPROVAL_SCHEMAS
 from salon.api.openapi_paths import PATHS
 from salon.api.openapi_schemas import JSON, SCHEMAS
 
@@ -35,7 +36,7 @@ DOCUMENT: JSON = {
         {"name": "backends", "description": "What http backends fetch: attachment links."},
     ],
     "security": [{"bearer": []}],
-    "paths": PATHS,
+    "paths": {**PATHS, **APPROVAL_PATHS},
     "components": {
         "securitySchemes": {
             "bearer": {
@@ -45,7 +46,7 @@ DOCUMENT: JSON = {
                 "(without one) the random token in `<data_dir>/api.json`.",
             }
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **APPROVAL_SCHEMAS},
     },
 }
 

@@ -45,6 +45,7 @@ from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.approvals import ApprovalDesk
 from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
@@ -204,6 +205,17 @@ async def assemble(
     runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
+    # Tool calls that wait for a person's OK (the running config's patterns and admins).
+    approvals = ApprovalDesk(
+        store,
+        hosted.apis,
+        lambda: gateway.config,
+        lambda user: gateway.config.access.is_admin(user),
+        runner.delivery,
+    )
+    runner.approver_for = approvals.approver_for
+    reactions.approvals = approvals.on_reaction
+    commands.approvals = approvals
     dispatcher.add_event_handler("m.room.message", messages)
     dispatcher.add_event_handler("m.reaction", reactions)
     dispatcher.add_event_handler(REQUEST, coordinator.on_request)
@@ -270,6 +282,7 @@ async def assemble(
             locale=config.locale,
             spawn=gateway.spawn_session,
             links=links,
+            approvals=approvals,
         )
         api = await stack.enter_async_context(
             serving_api(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salon.store.approvals import Approvals
 from salon.store.appservice import AppserviceTxns, AppserviceUsers
 from salon.store.cron import CronRuns
 from salon.store.crypto import CryptoStore
@@ -44,6 +45,7 @@ class Store:
         self.appservice_users = AppserviceUsers(db)
         self.leases = Leases(db)
         self.crypto = CryptoStore(db)
+        self.approvals = Approvals(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

@@ -52,6 +52,8 @@ class ApiContext:
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
     # Serves the short-lived links http backends get to big attachments.
     links: AttachmentLinker | None = None
+    # Whether an agent answers A2A calls at `/a2a/<id>` (the running config's say).
+    a2a_served: Callable[[str], bool] | None = None
 
     def identities(self) -> list[MatrixAPI]:
         """Every identity the gateway acts as: the router, the agents, the operator."""

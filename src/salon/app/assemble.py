@@ -270,6 +270,7 @@ async def assemble(
             locale=config.locale,
             spawn=gateway.spawn_session,
             links=links,
+            a2a_served=lambda agent_id: gateway.config.a2a_served(agent_id),
         )
         api = await stack.enter_async_context(
             serving_api(

@@ -130,6 +130,8 @@ def api_config(port: int, operator_user_id: str, *, tries: int = API_PORT_TRIES)
         token_env=API_TOKEN_ENV,
         operator_user_id=operator_user_id,
         operator_token_env=OPERATOR_TOKEN_ENV,
+        # The demo shows every agent as an A2A agent at /a2a/<id> (token-protected).
+        a2a=True,
     )
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.helpers.proto_helpers import get_message_text, new_text_message
-from a2a.types import AgentCard, SendMessageRequest, TaskState
+from a2a.types import AgentCard, Role, SendMessageRequest, TaskState
 from tests.api.openai_rig import TOKEN, MakeRig, Rig, rig_maker
 from tests.gateway.helpers import CODER, ScriptedBackend
 
@@ -47,7 +47,7 @@ async def ask(
 ) -> list[Any]:
     """Every event the SDK client yields for one message."""
     client = ClientFactory(ClientConfig(streaming=streaming, httpx_client=http)).create(card)
-    message = new_text_message(text, context_id=context or None)
+    message = new_text_message(text, context_id=context or None, role=Role.ROLE_USER)
     return [event async for event in client.send_message(SendMessageRequest(message=message))]
 
 

@@ -44,6 +44,7 @@ from salon.commands.chats import Chats
 from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
+from salon.coordination.a2a_client import remote_agents
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
@@ -150,6 +151,9 @@ async def assemble(
         agent_rooms=hosted.rooms,
         runner=runner,
     )
+    remotes = remote_agents(config.a2a_agents, plan.secrets)
+    coordinator.manager.use_remotes(remotes, config.delegation.hop_limit)
+    stack.push_async_callback(coordinator.manager.stop_calls)
     commands = CommandHandlers(
         store,
         agents=AgentViews(hosted.members, hosted.apis, cast("Mapping[str, str]", hosted.models)),

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from salon._exceptions import DevServerError
+from salon.api.a2a import CARD_PATH as A2A_CARD
 from salon.app.gateway import Gateway, GatewayState, ReloadSource, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
@@ -231,6 +232,8 @@ def print_ready(
             f'  curl -H "Authorization: Bearer $(jq -r .token {escape(str(token_file))})"'
             f" {escape(api.url)}/api/v1/agents",
         ]
+        if config is not None and config.a2a_served(first):
+            lines.append(f"A2A agent card (same token): {escape(api.url)}/a2a/{first}{A2A_CARD}")
     console.print(Panel.fit("\n".join(lines), title="salon up"))
     # Outside the panel so nothing wraps and the password copies cleanly.
     console.print("Or log in with Element (or any Matrix client):")
@@ -374,7 +377,7 @@ async def up(
         with console.status("Joining the operator to the Space and rooms…"):
             await join_operator(op)
         console.print("[green]✓[/] Gateway ready")
-        print_ready(console, op, data_dir, state, config, api)
+        print_ready(console, op, data_dir, state, cfg, api)
         await stop.wait()
         drain_s = cfg.shutdown.drain_s
         console.print(

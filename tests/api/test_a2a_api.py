@@ -18,6 +18,7 @@ from a2a.types import AgentCard, Role, SendMessageRequest, TaskState
 from tests.api.openai_rig import TOKEN, MakeRig, Rig, rig_maker
 from tests.gateway.helpers import CODER, ScriptedBackend
 
+from salon.api import a2a as a2a_routes
 from salon.api.server import CONTEXT
 from salon.store.records import TurnState
 
@@ -152,3 +153,23 @@ async def test_off_unless_configured_and_bad_calls_get_errors(make_rig: MakeRig)
                 answer = await resp.json()
                 assert resp.status == 200 and answer["error"]["code"] == code
     assert rig.backends[CODER].calls == 0
+
+
+async def test_a_slow_stream_sends_keepalives_the_sdk_ignores(
+    make_rig: MakeRig, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(a2a_routes, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(a2a_routes, "POLL_S", 0.1)
+    rig = await make_rig(coder=ScriptedBackend(chunks=("late",), first_delay=1.0))
+    serve_a2a(rig, "coder")
+    card = await A2ACardResolver(http, base_url(rig)).get_agent_card()
+    events = await ask(card, http, "take your time", streaming=True)
+    assert streamed_text(events) == "late"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendStreamingMessage",
+        "params": {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "x"}]}},
+    }
+    raw = await http.post(base_url(rig), json=call)
+    assert ": keep-alive" in raw.text and raw.text.count("data: ") == 3  # task, chunk, end

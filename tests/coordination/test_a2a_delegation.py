@@ -12,7 +12,7 @@ from tests.a2a_remote import Remote, serving
 from tests.coordination.test_delegation_manager import ORIGIN_EVENT, World
 from tests.gateway.helpers import now_ms, open_store
 
-from salon.coordination.a2a_client import RemoteAgent
+from salon.config.agents import A2AAgentConfig
 from salon.coordination.a2a_out import A2ADelegationManager
 from salon.coordination.protocol import new_request
 from salon.store.delegations import DelegationPhase
@@ -41,7 +41,8 @@ def manager_for(world: World, remote: Remote, *, token: str = TOKEN, deadline_s:
         descriptions={"writer": "Writes prose", "remote": "Far away"},
         deadline_s=deadline_s,
     )
-    manager.use_remotes({"remote": RemoteAgent(remote.url, token)}, hop_limit=2)
+    remotes = {"remote": A2AAgentConfig(url=remote.url, token_env="REMOTE_TOKEN")}
+    manager.use_remotes(remotes, {"REMOTE_TOKEN": token}, hop_limit=2)
 
     async def report(record, outcome) -> None:  # type: ignore[no-untyped-def]
         world.reports.append((record, outcome))
@@ -106,3 +107,14 @@ async def test_a_refusing_remote_fails_the_delegation(world: World, remote: Remo
     [record] = await world.store.delegations.recent(5)
     assert record.state is DelegationPhase.FAILED and record.reinjected
     assert remote.refused == 1 and notices(world)[-1].startswith("remote could not do the task")
+
+
+async def test_a_reload_changes_the_remotes(world: World, remote: Remote) -> None:
+    manager = manager_for(world, remote)
+    manager.reload_remotes(
+        {
+            "other": A2AAgentConfig(url="http://127.0.0.1:9", token_env="REMOTE_TOKEN"),
+            "untokened": A2AAgentConfig(url="http://127.0.0.1:9", token_env="NOT_SET_ANYWHERE"),
+        }
+    )
+    assert set(manager.remotes) == {"other"}  # the one without its token is left out

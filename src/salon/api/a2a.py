@@ -38,6 +38,8 @@ CARD_PATH = "/.well-known/agent-card.json"
 SENDER = "a2a:client"
 # How often a waiting call checks whether its caller is still there.
 POLL_S = 1.0
+# A stream with nothing to say for this long sends an SSE comment (proxies, idle timeouts).
+KEEPALIVE_S = 15.0
 
 
 def _served(ctx: ApiContext, agent_id: str) -> bool:
@@ -119,13 +121,19 @@ async def _stream(turn: ChatTurn, ask: wire.Ask, rpc_id: Any) -> web.StreamRespo
         await response.prepare(turn.request)
         await send(wire.task_event(ask, task_id))
         sent: list[str] = []
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), POLL_S)
             except TimeoutError:
                 if caller_gone(turn.request):
                     return response
+                if loop.time() - last_sent >= KEEPALIVE_S:
+                    await response.write(b": keep-alive\n\n")
+                    last_sent = loop.time()
                 continue
+            last_sent = loop.time()
             if item is None:
                 break
             await send(wire.chunk_event(ask, task_id, artifact_id, item, not sent))

@@ -44,7 +44,6 @@ from salon.commands.chats import Chats
 from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
-from salon.coordination.a2a_client import remote_agents
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
@@ -151,8 +150,7 @@ async def assemble(
         agent_rooms=hosted.rooms,
         runner=runner,
     )
-    remotes = remote_agents(config.a2a_agents, plan.secrets)
-    coordinator.manager.use_remotes(remotes, config.delegation.hop_limit)
+    coordinator.manager.use_remotes(config.a2a_agents, plan.secrets, config.delegation.hop_limit)
     stack.push_async_callback(coordinator.manager.stop_calls)
     commands = CommandHandlers(
         store,

@@ -18,8 +18,10 @@ from collections.abc import Mapping
 
 import structlog
 
+from salon._exceptions import ConfigError
 from salon.agents.tools import DelegationOutcome
-from salon.coordination.a2a_client import RemoteAgent, RemoteError, call
+from salon.config.agents import A2AAgentConfig
+from salon.coordination.a2a_client import RemoteAgent, RemoteError, call, remote_agents
 from salon.coordination.delegation import OUT, DelegationManager
 from salon.coordination.protocol import DelegationRequest, new_request
 from salon.coordination.records import outcome_of, record_of, stable_id
@@ -43,11 +45,30 @@ class A2ADelegationManager(DelegationManager):
     hop_limit: int = 8
     _calls: dict[str, asyncio.Task[None]]
 
-    def use_remotes(self, remotes: Mapping[str, RemoteAgent], hop_limit: int) -> None:
-        """Delegate to ``remotes`` (by id) over A2A, with the deployment's hop limit."""
-        self.remotes = dict(remotes)
+    def use_remotes(
+        self, configured: Mapping[str, A2AAgentConfig], given: Mapping[str, str], hop_limit: int
+    ) -> None:
+        """Delegate to the ``a2a_agents`` over A2A (tokens from ``given`` or the
+        environment), with the deployment's hop limit.
+
+        Raises:
+            ConfigError: a ``token_env`` names a variable that is not set.
+        """
+        self.remotes = remote_agents(configured, given)
+        self._given = given
         self.hop_limit = hop_limit
         self._calls = getattr(self, "_calls", {})
+
+    def reload_remotes(self, configured: Mapping[str, A2AAgentConfig]) -> None:
+        """The ``a2a_agents`` of a reloaded config; one whose token is not set is left
+        out (logged) rather than failing the reload."""
+        found = {}
+        for agent_id, entry in configured.items():
+            try:
+                found.update(remote_agents({agent_id: entry}, getattr(self, "_given", {})))
+            except ConfigError as e:
+                log.warning("a2a.remote_left_out", agent=agent_id, error=str(e))
+        self.remotes = found
 
     async def delegate(
         self,

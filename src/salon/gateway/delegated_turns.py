@@ -101,6 +101,7 @@ class Coordinator:
         """Who may delegate to whom, and what the agents do, from a reloaded config."""
         self.manager.can_delegate_to = {a: config.delegation_targets(a) for a in config.agents}
         self.manager.descriptions = _descriptions(config, self.roster)
+        self.manager.reload_remotes(config.a2a_agents)
 
     # --- the dispatcher's handlers ---------------------------------------------
 

@@ -55,6 +55,8 @@ class ApiContext:
     links: AttachmentLinker | None = None
     # Answers approval requests (`/api/v1/approvals`); None: approvals are off.
     approvals: ApprovalDecider | None = None
+    # Whether an agent answers A2A calls at `/a2a/<id>` (the running config's say).
+    a2a_served: Callable[[str], bool] | None = None
 
     def identities(self) -> list[MatrixAPI]:
         """Every identity the gateway acts as: the router, the agents, the operator."""

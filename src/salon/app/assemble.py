@@ -151,6 +151,8 @@ async def assemble(
         agent_rooms=hosted.rooms,
         runner=runner,
     )
+    coordinator.manager.use_remotes(config.a2a_agents, plan.secrets, config.delegation.hop_limit)
+    stack.push_async_callback(coordinator.manager.stop_calls)
     commands = CommandHandlers(
         store,
         agents=AgentViews(hosted.members, hosted.apis, cast("Mapping[str, str]", hosted.models)),
@@ -283,6 +285,7 @@ async def assemble(
             spawn=gateway.spawn_session,
             links=links,
             approvals=approvals,
+            a2a_served=lambda agent_id: gateway.config.a2a_served(agent_id),
         )
         api = await stack.enter_async_context(
             serving_api(

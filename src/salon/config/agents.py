@@ -14,6 +14,7 @@ from salon.config.backends import BackendConfig
 from salon.config.base import (
     ConfigModel,
     ConfigProblems,
+    HttpUrl,
     Label,
     Loc,
     Localpart,
@@ -126,6 +127,8 @@ class AgentConfig(ConfigModel):
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     # Scheduled prompts (see CronJobConfig); each id once per agent.
     cron: list[CronJobConfig] = Field(default_factory=list)
+    # Reachable as an A2A agent at `/a2a/<id>` of the HTTP API (None: as `api.a2a` says).
+    a2a: bool | None = None
     # The id is the key under `agents:`; SalonConfig fills it in.
     _id: str = PrivateAttr(default="")
 
@@ -209,6 +212,17 @@ def peer_list_error(value: Any, agent_localpart: str, server_name: str) -> Value
         "a list of agent ids is no longer accepted: peers are pinned by their full "
         f"user id, e.g. peers: {{{example}}}"
     )
+
+
+class A2AAgentConfig(ConfigModel):
+    """A remote A2A (Agent2Agent) agent our agents may delegate to, by its base URL
+    (its card is at ``<url>/.well-known/agent-card.json``)."""
+
+    url: HttpUrl
+    # The variable holding the bearer token sent to it (none: sent without one).
+    token_env: str | None = None
+    label: Label = None
+    description: str = ""
 
 
 class TeamConfig(ConfigModel):

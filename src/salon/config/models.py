@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from salon.config.agents import (
+    A2AAgentConfig,
     AgentConfig,
     ApprovalConfig,
     DelegationConfig,
@@ -82,6 +83,7 @@ from salon.ids import RoomAlias, UserId, localpart_of_user
 __all__ = [
     "AGENT_ID_RE",
     "ROUTE_MATCH_KEYS",
+    "A2AAgentConfig",
     "AccessConfig",
     "AgentConfig",
     "ApiConfig",
@@ -175,6 +177,8 @@ class SalonConfig(ConfigModel):
     peers: dict[str, PeerConfig] = Field(default_factory=dict)
     delegation: DelegationConfig = DelegationConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    # Remote A2A agents our agents may delegate to, by id.
+    a2a_agents: dict[str, A2AAgentConfig] = Field(default_factory=dict)
     # The HTTP server (admin API, OpenAI-compatible API, metrics); off when absent.
     api: ApiConfig | None = None
 
@@ -221,7 +225,14 @@ class SalonConfig(ConfigModel):
         agent = self.agents[agent_id]
         if agent.can_delegate_to is not None:
             return list(agent.can_delegate_to)
-        return [a for a in [*self.agents, *self.peers] if a != agent_id]
+        return [a for a in [*self.agents, *self.peers, *self.a2a_agents] if a != agent_id]
+
+    def a2a_served(self, agent_id: str) -> bool:
+        """Whether an agent answers A2A calls at ``/a2a/<id>`` (off unless configured)."""
+        agent = self.agents.get(agent_id)
+        if self.api is None or agent is None:
+            return False
+        return self.api.a2a if agent.a2a is None else agent.a2a
 
     def approval_patterns(self, agent_id: str) -> list[str]:
         """The calls of an agent that need a person's OK: its ``approve:``, else

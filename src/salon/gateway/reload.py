@@ -68,6 +68,7 @@ LIVE_SECTIONS = (
     "access",
     "shutdown",  # read when the stop begins
     "approval",  # read at each turn and request (gateway/approvals.py)
+    "a2a_agents",  # the coordinator reloads its remotes (gateway/delegated_turns.py)
 )
 # The router's own identity cannot change live; its AI settings can.
 ROUTER_IDENTITY = ("localpart", "display_name", "matrix")

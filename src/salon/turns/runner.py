@@ -24,6 +24,7 @@ from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
 from salon.agents.attachments import AttachmentWire, wire_context
 from salon.agents.context import delegator_context, lending_context
+from salon.agents.reply_files import outbox_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
@@ -40,6 +41,7 @@ from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
+from salon.turns.files import ReplyFiles
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
@@ -90,7 +92,8 @@ class TurnRunner(TurnTasks):
         self.holder = holder  # this process's claims on turns (None: the only process)
         # Set by the delegation wiring (gateway/delegated_turns.py), if delegation is on.
         self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
-        self.outcomes = OutcomeSender(self.delivery, self.locale)
+        self.files = ReplyFiles(store, agents, self.delivery, self.locale)
+        self.outcomes = OutcomeSender(self.delivery, self.files, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
         # Told when an agent's turn turns out slow (publish "busy"), and when it has
@@ -261,7 +264,7 @@ class TurnRunner(TurnTasks):
             request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator), wire_context(self.wire):
+            with delegator_context(delegator), wire_context(self.wire), outbox_context() as box:
                 began = time.monotonic()
 
                 def first_chunk() -> None:
@@ -273,7 +276,7 @@ class TurnRunner(TurnTasks):
                 text = await self._consume(spec.key, chunks, stream, collected)
             if stream is not None and stream.cut:
                 text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
-            return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
+            return await self.files.outcome(spec, text, box.files)
         except asyncio.CancelledError:
             if spec.key not in self._stop_requested:
                 # Shutdown: not this turn's fault, so the attempt is given back.

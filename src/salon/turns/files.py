@@ -72,6 +72,12 @@ class ReplyFiles:
         self.delivery = delivery
         self.locale = locale
         self.max_bytes = DEFAULT_MAX_BYTES  # the composition root sets attachments.max_bytes
+        # The newest recorded state of each turn's files while they are being sent.
+        self._progress: dict[tuple[str, AgentId], Outcome] = {}
+
+    def progress(self, spec: TurnSpec, outcome: Outcome) -> Outcome:
+        """``outcome`` with its files as far as they got (what a shutdown must keep)."""
+        return self._progress.pop(spec.key, outcome)
 
     async def outcome(self, spec: TurnSpec, text: str, files: Sequence[ReplyFile]) -> Outcome:
         """A replied turn's outcome: ``text``, a line per file over the cap, and the
@@ -109,15 +115,20 @@ class ReplyFiles:
         """Upload and send each file not sent yet, in order; returns the first one's
         event. A file the homeserver refuses gets a notice in its place."""
         files = list(outcome.files)
-        for index, state in enumerate(files):
-            if state.event_id is not None:
-                continue  # sent before a crash
-            try:
-                files[index] = await self._send_one(spec, outcome, files, index, api)
-                REPLY_FILES.labels(agent=spec.agent_id, outcome="sent").inc()
-            except (MatrixError, OSError) as e:  # permanent: retry() waited out the rest
-                files[index] = await self._refused(spec, state, index, api, e)
-            await self._record(spec, outcome, files)
+        try:
+            for index, state in enumerate(files):
+                if state.event_id is not None:
+                    continue  # sent before a crash
+                try:
+                    files[index] = await self._send_one(spec, outcome, files, index, api)
+                    REPLY_FILES.labels(agent=spec.agent_id, outcome="sent").inc()
+                except (MatrixError, OSError) as e:  # permanent: retry() waited out the rest
+                    files[index] = await self._refused(spec, state, index, api, e)
+                await self._record(spec, outcome, files)
+        except Exception:
+            self._progress.pop(spec.key, None)  # kept only for a shutdown (cancellation)
+            raise
+        self._progress.pop(spec.key, None)
         first = next((f.event_id for f in files if f.event_id), None)
         return EventId(first) if first else None
 
@@ -184,5 +195,5 @@ class ReplyFiles:
         return replace(state, event_id=event_id)
 
     async def _record(self, spec: TurnSpec, outcome: Outcome, files: list[ReplyFileState]) -> None:
-        kept = replace(outcome, files=tuple(files))
+        kept = self._progress[spec.key] = replace(outcome, files=tuple(files))
         await self.store.turns.set_output(spec.turn_id, spec.agent_id, kept.to_json())

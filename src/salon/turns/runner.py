@@ -343,7 +343,8 @@ class TurnRunner(TurnTasks):
     # --- ending -----------------------------------------------------------------------
 
     async def _keep(self, spec: TurnSpec, outcome: Outcome) -> None:
-        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        kept = self.files.progress(spec, outcome)  # with its files' uploads and sends
+        await self.store.turns.set_output(spec.turn_id, spec.agent_id, kept.to_json())
         await self.store.turns.release(spec.turn_id, spec.agent_id)
 
     async def _settle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_agent
+from salon.agents.reply_files import ReplyFile
 
 Stream = Callable[[TurnRequest], AsyncIterator[str]]
 
@@ -186,3 +188,22 @@ def recorder(agent_id: str, options: Mapping[str, Any]) -> Stream:
         yield f"recorded {len(request.attachments)} file(s)"
 
     return stream
+
+
+def reply_file_bytes(name: str, size: int) -> bytes:
+    """What the ``filer`` agent's file ``name`` holds (``size`` bytes)."""
+    line = f"contents of {name}\n".encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
+def filer(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnRequest], Any]:
+    """Answers ``send <name> [<size>]`` with a line of text and that file."""
+
+    async def answer(request: TurnRequest) -> list[Any]:
+        words = request.text.split()
+        name = words[1] if len(words) > 1 else "file.txt"
+        size = int(words[2]) if len(words) > 2 else 1000
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return [f"here is {name}", ReplyFile(name, mime, reply_file_bytes(name, size))]
+
+    return answer

@@ -7,6 +7,7 @@ import mimetypes
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from salon.agents.backend import TurnRequest
@@ -205,5 +206,35 @@ def filer(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnRequest], 
         size = int(words[2]) if len(words) > 2 else 1000
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return [f"here is {name}", ReplyFile(name, mime, reply_file_bytes(name, size))]
+
+    return answer
+
+
+def filer_killed(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnRequest], Any]:
+    """Answers with two files, ``first.txt`` and ``second.txt``; the process kills itself
+    (SIGKILL) at the second file's upload, the first time only (``marker``). Every
+    upload is logged to ``log``, one line per file name."""
+    import salon.turns.files as reply_files  # the upload step, wrapped for the crash
+
+    marker, log = Path(options["marker"]), Path(options["log"])
+    real = reply_files.upload_for_room
+
+    async def upload(*args: Any) -> Any:
+        name = args[-1]
+        with log.open("a") as f:
+            f.write(f"{name}\n")
+        if name == "second.txt" and not marker.exists():
+            marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await real(*args)
+
+    reply_files.upload_for_room = upload
+
+    async def answer(request: TurnRequest) -> list[Any]:
+        files = [
+            ReplyFile(n, "text/plain", reply_file_bytes(n, 800))
+            for n in ("first.txt", "second.txt")
+        ]
+        return ["two files", *files]
 
     return answer

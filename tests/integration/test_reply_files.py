@@ -6,12 +6,14 @@ with an encrypted file, and decrypts the very bytes; over the cap, the reply say
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from mautrix.types import ContentURI
 from nio import RoomEncryptedMedia
 from nio.crypto.attachments import decrypt_attachment
@@ -21,6 +23,7 @@ from salon.app.gateway import Gateway
 from . import plugins
 from .conftest import Person, salon_config
 from .nio_person import NioPerson, open_dm
+from .test_crash import _write_config, running
 
 FILER = {
     "label": "Filer",
@@ -108,3 +111,41 @@ async def test_in_an_encrypted_dm_the_file_is_encrypted_and_opens(
     assert any(
         e.body == "here is secret.png" and e.decrypted for e in nio_person.replies_from(filer)
     )
+
+
+async def test_a_kill_9_while_files_are_sent_sends_each_exactly_once(
+    synapse: Any, tmp_path: Path, person: Person
+) -> None:
+    marker, log = tmp_path / "killed", tmp_path / "uploads.log"
+    entry = "tests.integration.plugins:filer_killed"
+    options = {"marker": str(marker), "log": str(log)}
+    agents = {"filer": {"backend": {"type": "python", "entry": entry, "options": options}}}
+    config_path = _write_config(synapse, tmp_path, person, agents)
+    config = yaml.safe_load(config_path.read_text())
+    alias = (
+        f"#{config['naming']['agent_room_alias'].replace('{id}', 'filer')}:{synapse.server_name}"
+    )
+
+    with running(config_path) as first:
+        first.wait_ready()
+        room_id = await person.join(alias)
+        asked = await person.say(room_id, "your files, please")
+        assert first.proc.wait(30) == -signal.SIGKILL  # at the second file's upload
+    assert log.read_text().split() == ["first.txt", "second.txt"]
+    # The first file went out before the kill; the second did not.
+    bodies = [e["content"]["body"] for e in await person.replies_to(room_id, asked)]
+    assert bodies == ["two files", "first.txt"]
+
+    with running(config_path) as second:
+        second.wait_ready()
+        await _files_after(person, room_id, asked, 3)
+        await asyncio.sleep(2)  # room for a duplicate to show up, if there were one
+        replies = await person.replies_to(room_id, asked)
+    assert [e["content"]["body"] for e in replies] == ["two files", "first.txt", "second.txt"]
+    # The re-run uploaded only what had not been uploaded: the first file's upload and
+    # message were in the ledger.
+    assert log.read_text().split() == ["first.txt", "second.txt", "second.txt"]
+    for event in replies[1:]:
+        name = event["content"]["body"]
+        data = await person.api.download_media(ContentURI(event["content"]["url"]))
+        assert data == plugins.reply_file_bytes(name, 800)

@@ -219,12 +219,17 @@ def filer_killed(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnReq
     marker, log = Path(options["marker"]), Path(options["log"])
     real = reply_files.upload_for_room
 
-    async def upload(*args: Any) -> Any:
-        name = args[-1]
+    def logged(name: str) -> bool:
+        """Log the upload; whether this is the one to die at."""
         with log.open("a") as f:
             f.write(f"{name}\n")
-        if name == "second.txt" and not marker.exists():
-            marker.write_text("killed")
+        if name != "second.txt" or marker.exists():
+            return False
+        marker.write_text("killed")
+        return True
+
+    async def upload(*args: Any) -> Any:
+        if logged(args[-1]):
             os.kill(os.getpid(), signal.SIGKILL)
         return await real(*args)
 

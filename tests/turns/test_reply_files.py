@@ -99,6 +99,12 @@ async def test_files_follow_the_text_once_each_by_mime_type(
     assert [f.event_id for f in files] == [r["event_id"] for r in replies[1:]]
     assert files[0].attachment.path.read_bytes() == REPORT.data
     assert files[0].attachment.path.is_relative_to(tmp_path / "coder" / "attachments")
+    # The session keeps the reply with a line per file, as the model will see it.
+    stored = await store.sessions.messages(spec.session_key, CODER)
+    assert stored[-1].content == (
+        f"here you are\n[attachment: report.txt text/plain {REPORT.size} bytes]\n"
+        f"[attachment: dot.png image/png {DOT.size} bytes]"
+    )
 
 
 async def test_a_file_alone_is_the_answer(store: Store, tmp_path: Path, uploads: Uploads) -> None:

@@ -23,7 +23,7 @@ import structlog
 
 from salon import responses
 from salon._exceptions import MatrixError
-from salon.agents.attachments import Attachment
+from salon.agents.attachments import Attachment, describe_all
 from salon.agents.reply_files import ReplyFile
 from salon.agents.runtime import AgentRuntime
 from salon.ids import AgentId, EventId
@@ -55,6 +55,12 @@ def _write(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     os.replace(part, path)  # the name only ever holds a whole file
+
+
+def recorded_text(outcome: Outcome) -> str:
+    """The reply as the session keeps it: its text, then a line per file it sent (so
+    the model later knows the files went out)."""
+    return describe_all(outcome.text, tuple(f.attachment for f in outcome.files))
 
 
 class ReplyFiles:

@@ -41,7 +41,7 @@ from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
-from salon.turns.files import ReplyFiles
+from salon.turns.files import ReplyFiles, recorded_text
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
@@ -372,7 +372,7 @@ class TurnRunner(TurnTasks):
             reply_id = None
         if outcome.state is not OutcomeState.FAILED and not spec.stateless:
             runtime = self.agents[spec.agent_id]
-            await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
+            await runtime.record(turn_request(spec), spec.turn_id, recorded_text(outcome))
         state = TurnState(outcome.state.value)
         closed = await finish_held(
             self.store, self.holder, spec.key, state, reply_event_id=reply_id, error=outcome.error

@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from mautrix.types import ContentURI
 from nio import RoomEncryptedMedia
 from nio.crypto.attachments import decrypt_attachment
 
 from salon.app.gateway import Gateway
+from salon.config.models import SalonConfig
 
+from ..conftest import register_user
 from . import plugins
 from .conftest import Person, salon_config
+from .modes import SECRETS, with_overrides
 from .nio_person import NioPerson, open_dm
+from .test_appservice import as_setup  # noqa: F401  (a fixture)
 from .test_crash import _write_config, running
 
 FILER = {
@@ -149,3 +154,38 @@ async def test_a_kill_9_while_files_are_sent_sends_each_exactly_once(
         name = event["content"]["body"]
         data = await person.api.download_media(ContentURI(event["content"]["url"]))
         assert data == plugins.reply_file_bytes(name, 800)
+
+
+@pytest.fixture
+def appservice_setup(as_setup: tuple[Any, SalonConfig]) -> tuple[Any, SalonConfig]:  # noqa: F811
+    """A Synapse with an appservice registration, and the config in appservice mode."""
+    return as_setup
+
+
+async def test_in_appservice_mode_the_agent_uploads_and_sends_as_itself(
+    appservice_setup: tuple[Any, SalonConfig],
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
+) -> None:
+    hs, config = appservice_setup
+    config = with_overrides(config, agents={"filer": FILER})
+    person = Person(await register_user(hs), hs.base_url, http)
+    await gateways(config, invite=[person.user_id], secrets=SECRETS)
+    room_id = await person.join(f"#{config.agent_room_alias_localpart('filer')}:localhost")
+
+    asked = await person.say(room_id, "send as.txt 700")
+    _, file = await _files_after(person, room_id, asked, 2)
+    assert file["sender"] == str(config.agent_user_id("filer", "localhost"))
+    assert file["content"]["body"] == "as.txt"
+    data = await person.api.download_media(ContentURI(file["content"]["url"]))
+    assert data == plugins.reply_file_bytes("as.txt", 700)
+    # Uploaded as the agent (the appservice masquerades), not as the appservice's bot.
+    admin = await register_user(hs, admin=True)
+    agent = str(config.agent_user_id("filer", "localhost"))
+    url = f"{hs.base_url}/_synapse/admin/v1/users/{agent}/media"
+    headers = {"Authorization": f"Bearer {admin.access_token}"}
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        media = (await response.json())["media"]
+    media_id = file["content"]["url"].rsplit("/", 1)[1]
+    assert [m["media_id"] for m in media] == [media_id]

@@ -189,3 +189,21 @@ async def test_in_appservice_mode_the_agent_uploads_and_sends_as_itself(
         media = (await response.json())["media"]
     media_id = file["content"]["url"].rsplit("/", 1)[1]
     assert [m["media_id"] for m in media] == [media_id]
+
+
+async def test_the_demo_notes_agent_exports_notes_as_a_file(
+    synapse: Any, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]], person: Person
+) -> None:
+    notes = {"label": "Notes", "backend": {"type": "python", "entry": "salon.demo.notes:Notes"}}
+    config = salon_config(synapse, tmp_path, agents={"notes": notes})
+    await gateways(config, invite=[person.user_id])
+    alias = f"#{config.agent_room_alias_localpart('notes')}:{synapse.server_name}"
+    room_id = await person.join(alias)
+    await person.wait_reply(room_id, await person.say(room_id, "remember buy oat milk"))
+
+    asked = await person.say(room_id, "export notes")
+    text, file = await _files_after(person, room_id, asked, 2)
+    assert text["content"]["body"] == "Your note, as a file."
+    assert file["content"]["body"] == "notes.txt"
+    data = await person.api.download_media(ContentURI(file["content"]["url"]))
+    assert data == b"Your notes:\n1. buy oat milk\n"

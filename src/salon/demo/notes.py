@@ -211,7 +211,11 @@ class Notes:
             if not notes:
                 yield _listing(notes)
                 return
-            yield f"Your {len(notes)} notes, as a file."
+            yield (
+                f"Your {len(notes)} notes, as a file."
+                if len(notes) > 1
+                else "Your note, as a file."
+            )
             yield ReplyFile("notes.txt", "text/plain", (_listing(notes) + "\n").encode())
             return
         async with self._lock:

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 SURFACE: dict[str, tuple[str, ...] | None] = {
     "salon.agents.backend": None,
     "salon.agents.context": None,
+    "salon.agents.reply_files": None,
     "salon.agents.tools": None,
     "salon.agents.approval": None,
     "salon.agents.profile": ("AgentProfile",),
@@ -206,6 +207,19 @@ current_delegator: def() -> Delegator | None
 delegator_context: def(delegator: Delegator | None) -> Iterator[Delegator | None]
 lending_context: def(lend: Lend | None) -> Iterator[None]
 waiting_on_others: def() -> AsyncIterator[None]
+""",
+    "salon.agents.reply_files": """
+Outbox: dataclass
+Outbox.files: list[ReplyFile]
+Outbox.add: def(self, file: ReplyFile) -> None
+ReplyFile: dataclass(frozen)
+ReplyFile.name: str
+ReplyFile.mime_type: str
+ReplyFile.data: bytes
+ReplyFile.size: property def(self) -> int
+attach: def(file: ReplyFile) -> None
+from_wire: def(entry: Any) -> ReplyFile
+outbox_context: def() -> Iterator[Outbox]
 """,
     "salon.agents.tools": """
 DELEGATE_TOOL_NAME = 'delegate'

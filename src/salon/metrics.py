@@ -29,6 +29,11 @@ ATTACHMENTS = Counter(
     "Files of media messages: stored, reused (a re-run), too_large, failed",
     ["outcome"],
 )
+REPLY_FILES = Counter(
+    "salon_reply_files_total",
+    "Files agents answered with: sent, too_large (not sent), failed (refused by the homeserver)",
+    ["agent", "outcome"],
+)
 OUTAGE_WAITS = Counter(
     "salon_outage_waits_total", "Sends retried because the homeserver was unreachable or failing"
 )

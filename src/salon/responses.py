@@ -128,6 +128,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "attachment_failed": (
             "📎 {name} could not be fetched ({reason}), so {label} did not get it."
         ),
+        "reply_file_too_large": (
+            "📎 {label} answered with {name} ({size} bytes), which is over the limit of "
+            "{limit} bytes, so it was not sent."
+        ),
+        "reply_file_failed": "📎 {label} answered with {name}, but it could not be sent: {reason}",
         "nobody_notice": (
             "No agent answers here. Mention an agent by name, choose one with !agent "
             "and start a chat with !new, or write in an agent's own room."
@@ -265,6 +270,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         ),
         "attachment_failed": (
             "📎 Файл {name} не удалось получить ({reason}), {label} его не получил."
+        ),
+        "reply_file_too_large": (
+            "📎 {label} ответил файлом {name} ({size} байт), это больше предела в "
+            "{limit} байт, поэтому файл не отправлен."
+        ),
+        "reply_file_failed": (
+            "📎 {label} ответил файлом {name}, но его не удалось отправить: {reason}"
         ),
         "nobody_notice": (
             "Здесь не отвечает ни один агент. Упомяните агента по имени, выберите агента "

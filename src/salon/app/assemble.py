@@ -205,6 +205,7 @@ async def assemble(
     links = AttachmentLinker(Path(config.data_dir) / "agents", config.attachments.link_ttl_s)
     inline_max = config.attachments.inline_max_bytes
     runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
+    runner.files.max_bytes = config.attachments.max_bytes  # files agents answer with, too
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
     # Tool calls that wait for a person's OK (the running config's patterns and admins).

@@ -25,6 +25,7 @@ from salon._exceptions import BackendError, MatrixError, StoreError
 from salon.agents.approval import Approver, ApprovingDelegator, approver_context
 from salon.agents.attachments import AttachmentWire, wire_context
 from salon.agents.context import delegator_context, lending_context
+from salon.agents.reply_files import outbox_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
@@ -41,6 +42,7 @@ from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
+from salon.turns.files import ReplyFiles, recorded_text
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
@@ -93,7 +95,8 @@ class TurnRunner(TurnTasks):
         self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
         # Set by the approvals wiring (gateway/approvals.py), if calls need approval.
         self.approver_for: Callable[[TurnSpec], Approver | None] | None = None
-        self.outcomes = OutcomeSender(self.delivery, self.locale)
+        self.files = ReplyFiles(store, agents, self.delivery, self.locale)
+        self.outcomes = OutcomeSender(self.delivery, self.files, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
         # Told when an agent's turn turns out slow (publish "busy"), and when it has
@@ -267,7 +270,12 @@ class TurnRunner(TurnTasks):
                 delegator = ApprovingDelegator(delegator)  # a delegation is an approvable call
             approver = self.approver_for(spec) if self.approver_for else None
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator), approver_context(approver), wire_context(self.wire):
+            with (
+                delegator_context(delegator),
+                approver_context(approver),
+                wire_context(self.wire),
+                outbox_context() as box,
+            ):
                 began = time.monotonic()
 
                 def first_chunk() -> None:
@@ -279,7 +287,7 @@ class TurnRunner(TurnTasks):
                 text = await self._consume(spec.key, chunks, stream, collected)
             if stream is not None and stream.cut:
                 text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
-            return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
+            return await self.files.outcome(spec, text, box.files)
         except asyncio.CancelledError:
             if spec.key not in self._stop_requested:
                 # Shutdown: not this turn's fault, so the attempt is given back.
@@ -346,7 +354,8 @@ class TurnRunner(TurnTasks):
     # --- ending -----------------------------------------------------------------------
 
     async def _keep(self, spec: TurnSpec, outcome: Outcome) -> None:
-        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        kept = self.files.progress(spec, outcome)  # with its files' uploads and sends
+        await self.store.turns.set_output(spec.turn_id, spec.agent_id, kept.to_json())
         await self.store.turns.release(spec.turn_id, spec.agent_id)
 
     async def _settle(
@@ -374,7 +383,7 @@ class TurnRunner(TurnTasks):
             reply_id = None
         if outcome.state is not OutcomeState.FAILED and not spec.stateless:
             runtime = self.agents[spec.agent_id]
-            await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
+            await runtime.record(turn_request(spec), spec.turn_id, recorded_text(outcome))
         state = TurnState(outcome.state.value)
         closed = await finish_held(
             self.store, self.holder, spec.key, state, reply_event_id=reply_id, error=outcome.error

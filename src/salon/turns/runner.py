@@ -22,10 +22,9 @@ import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
-from salon.agents.approval import Approver, ApprovingDelegator, approver_context
-from salon.agents.attachments import AttachmentWire, wire_context
-from salon.agents.context import delegator_context, lending_context
-from salon.agents.reply_files import outbox_context
+from salon.agents.approval import Approver
+from salon.agents.attachments import AttachmentWire
+from salon.agents.context import lending_context
 from salon.agents.runtime import AgentRuntime
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
@@ -40,6 +39,7 @@ from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
+from salon.turns.backend_context import backend_context
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.files import ReplyFiles, recorded_text
@@ -58,7 +58,6 @@ from salon.turns.spec import (
     prepare_request,
     turn_request,
 )
-from salon.turns.spec import TurnPolicy as TurnPolicy  # tests import it from here
 from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint
 from salon.turns.tasks import TurnKey, TurnTasks
 from salon.turns.watchers import Watchers
@@ -99,13 +98,12 @@ class TurnRunner(TurnTasks):
         self.outcomes = OutcomeSender(self.delivery, self.files, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
-        # Told when an agent's turn turns out slow (publish "busy"), and when it has
-        # no turn left; neither is awaited on the path of a reply.
+        # Told when an agent's turn is slow ("busy"), and when it has none left; unawaited.
         self.on_slow: Callable[[AgentId], None] | None = None
         self.on_idle: Callable[[AgentId], None] | None = None
-        # Per kind: what happens once a turn closed (a report marks its result delivered).
+        # Per kind, and for any turn: what happens once a turn closed (a report marks
+        # its result delivered; delegation results it left behind).
         self.after_close: dict[TurnKind, AfterClose] = {}
-        # And what happens once any turn closed (delegation results it left behind).
         self.closed_hooks: list[AfterClose] = []
         # How http backends get the turns' files (the composition root sets it).
         self.wire = AttachmentWire()
@@ -266,16 +264,9 @@ class TurnRunner(TurnTasks):
         try:
             request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
-            if delegator is not None:
-                delegator = ApprovingDelegator(delegator)  # a delegation is an approvable call
             approver = self.approver_for(spec) if self.approver_for else None
             # Set before the stream's task starts, so the backend sees it.
-            with (
-                delegator_context(delegator),
-                approver_context(approver),
-                wire_context(self.wire),
-                outbox_context() as box,
-            ):
+            with backend_context(delegator, approver, self.wire) as box:
                 began = time.monotonic()
 
                 def first_chunk() -> None:

@@ -29,7 +29,9 @@ from pydantic import BaseModel
 SURFACE: dict[str, tuple[str, ...] | None] = {
     "salon.agents.backend": None,
     "salon.agents.context": None,
+    "salon.agents.reply_files": None,
     "salon.agents.tools": None,
+    "salon.agents.approval": None,
     "salon.agents.profile": ("AgentProfile",),
     "salon.routing.hooks": None,
     "salon.routing.context": ("AgentInfo", "Binding", "MessageContext"),
@@ -208,6 +210,19 @@ lending_context: def(lend: Lend | None) -> Iterator[None]
 tools_context: def(tools: TurnTools | None) -> Iterator[TurnTools | None]
 waiting_on_others: def() -> AsyncIterator[None]
 """,
+    "salon.agents.reply_files": """
+Outbox: dataclass
+Outbox.files: list[ReplyFile]
+Outbox.add: def(self, file: ReplyFile) -> None
+ReplyFile: dataclass(frozen)
+ReplyFile.name: str
+ReplyFile.mime_type: str
+ReplyFile.data: bytes
+ReplyFile.size: property def(self) -> int
+attach: def(file: ReplyFile) -> None
+from_wire: def(entry: Any) -> ReplyFile
+outbox_context: def() -> Iterator[Outbox]
+""",
     "salon.agents.tools": """
 DELEGATE_TOOL_NAME = 'delegate'
 DelegationOutcome: dataclass(frozen)
@@ -219,6 +234,26 @@ Delegator.targets: def(self) -> Sequence[tuple[str, str]]
 call_delegate_tool: async def(delegator: Delegator, name: str, arguments: str | Mapping[str, Any] | None, *, targets: Sequence[tuple[str, str]] | None = None) -> DelegationOutcome
 delegate_tool_schema: def(targets: Sequence[tuple[str, str]]) -> dict[str, Any]
 parse_delegate_arguments: def(arguments: str | Mapping[str, Any] | None, targets: Sequence[tuple[str, str]]) -> tuple[str, str, str | None] | DelegationOutcome
+""",
+    "salon.agents.approval": """
+Approved: dataclass(frozen)
+Approved.by: str | None
+Approver: protocol(Protocol)
+Approver.approve: async def(self, call: ToolCall) -> Decision
+ApprovingDelegator: class(object)
+ApprovingDelegator.__init__: def(self, inner: Delegator) -> None
+ApprovingDelegator.delegate: async def(self, agent: str, task: str, context: str | None = None) -> DelegationOutcome
+ApprovingDelegator.targets: def(self) -> Sequence[tuple[str, str]]
+Decision = salon.agents.approval.Approved | salon.agents.approval.Denied
+Denied: dataclass(frozen)
+Denied.reason: str
+Denied.tool_result: def(self, call: ToolCall) -> str
+ToolCall: dataclass(frozen)
+ToolCall.tool: str
+ToolCall.arguments: Mapping[str, Any]
+approve: async def(call: ToolCall) -> Decision
+approver_context: def(approver: Approver | None) -> Iterator[Approver | None]
+needs_approval: def(patterns: Iterable[str], tool: str) -> bool
 """,
     "salon.agents.profile": """
 AgentProfile: dataclass(frozen)

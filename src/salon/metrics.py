@@ -29,6 +29,11 @@ ATTACHMENTS = Counter(
     "Files of media messages: stored, reused (a re-run), too_large, failed",
     ["outcome"],
 )
+REPLY_FILES = Counter(
+    "salon_reply_files_total",
+    "Files agents answered with: sent, too_large (not sent), failed (refused by the homeserver)",
+    ["agent", "outcome"],
+)
 OUTAGE_WAITS = Counter(
     "salon_outage_waits_total", "Sends retried because the homeserver was unreachable or failing"
 )
@@ -116,4 +121,10 @@ TOOL_CALL_SECONDS = Histogram(
 )
 MCP_SERVER_RESTARTS = Counter(
     "salon_mcp_server_restarts_total", "MCP server (re)connections after a failure", ["server"]
+)
+APPROVALS = Counter(
+    "salon_approvals_total",
+    "Tool calls asked of a person: requested, approved, denied, timeout; and answers"
+    " ignored (not the person the turn works for, nor an admin)",
+    ["outcome"],
 )

@@ -234,6 +234,8 @@ class FakeAgentService:
     status: int = 502
     delay_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
+    # Sent with a ``json`` answer, when set (files the agent answers with).
+    attachments: list[Any] | None = None
 
     def app(self) -> web.Application:
         """The aiohttp application to :func:`serve`."""
@@ -246,7 +248,8 @@ class FakeAgentService:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.mode == "json":
-            return web.json_response({"reply": "".join(self.chunks)})
+            extra = {} if self.attachments is None else {"attachments": self.attachments}
+            return web.json_response({"reply": "".join(self.chunks), **extra})
         if self.mode == "json-error":
             return web.json_response({"error": "the upstream model is out of credits"})
         if self.mode == "status":

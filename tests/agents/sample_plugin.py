@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 from salon.agents.backend import TurnRequest
+from salon.agents.reply_files import ReplyFile
+
+NOTE = ReplyFile("note.txt", "text/plain", b"a note")
 
 
 class WordStreamer:
@@ -88,6 +91,26 @@ def useless_factory(agent_id: str, options: Mapping[str, Any]) -> int:
 async def async_factory(agent_id: str, options: Mapping[str, Any]) -> WordStreamer:
     """An async factory (not supported: factories run at start-up, synchronously)."""
     return WordStreamer(agent_id, options)
+
+
+def file_generator(agent_id: str, options: Mapping[str, Any]) -> Callable[..., Any]:
+    """Yields text, a file between its chunks, more text."""
+
+    async def chunks(request: TurnRequest) -> AsyncIterator[Any]:
+        yield "here "
+        yield NOTE
+        yield "it is"
+
+    return chunks
+
+
+def file_returner(agent_id: str, options: Mapping[str, Any]) -> Callable[..., Any]:
+    """Returns a list of text and files (``bad``: with a number in it)."""
+
+    async def answer(request: TurnRequest) -> list[Any]:
+        return ["see ", NOTE, "attached", *([7] if options.get("bad") else [])]
+
+    return answer
 
 
 NOT_CALLABLE = 42

@@ -17,6 +17,8 @@ import pytest
 from prometheus_client import REGISTRY
 from tests.agents.fakes import FakeOpenAI, serve, unused_port
 
+from salon.agents.approval import Approved, Denied, approver_context
+from salon.agents.approval import ToolCall as ApprovalCall
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_tools, tools_context
 from salon.agents.mcp_hub import McpHub
@@ -247,7 +249,7 @@ async def test_while_a_crashed_server_backs_off_its_tools_say_unavailable(store:
             reply = await _turn(config, hub, store, "$u2")
             assert reply.startswith("Result: [UNAVAILABLE] MCP server 'notes' is restarting")
             # Its tools are still offered (as last listed); calls say why they fail.
-            assert len(_offered(fake)) == 5 and "mcp__notes__pid" in _offered(fake)
+            assert len(_offered(fake)) == len(server.tools) and "mcp__notes__pid" in _offered(fake)
             assert _samples("unavailable") == before + 1
             # An unavailable result is not recorded: the re-run calls again.
             assert await store.tool_calls.of_turn("$u2", "coder") == []
@@ -299,3 +301,37 @@ async def test_a_remote_server_over_streamable_http_gets_its_headers(
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class _Approver:
+    """Denies ``notes.add_note``, approves the rest; remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def approve(self, call: ApprovalCall) -> Approved | Denied:
+        self.asked.append(call.tool)
+        return Denied("denied by @alice") if call.tool == "notes.add_note" else Approved()
+
+
+async def test_every_mcp_call_asks_the_turns_approver_first(store: Store) -> None:
+    note = {"name": "mcp__notes__add_note", "arguments": {"text": "milk"}}
+    fake = FakeOpenAI(tool_rounds=[[note, {"name": "mcp__notes__pid", "arguments": {}}]])
+    async with serve(fake.app()) as url:
+        config = _config(url, ["notes"])
+        hub = McpHub(config)
+        approver = _Approver()
+        try:
+            with approver_context(approver):
+                reply = await _turn(config, hub, store, "$a1")
+            denied, pid = reply.removeprefix("Result: ").split(" | ")
+            assert denied == "[DENIED] notes.add_note was not run: denied by @alice"
+            assert pid.isdigit()
+            assert approver.asked == ["notes.add_note", "notes.pid"]
+            # The denied call never ran and is no step; the approved one is.
+            steps = await store.tool_calls.of_turn("$a1", "coder")
+            assert [s["name"] for s in steps] == ["mcp__notes__pid"]
+            fake.tool_rounds = [[note]]
+            assert await _turn(config, hub, store, "$a2") == "Result: noted #1: milk"
+        finally:
+            await hub.stop()

@@ -31,9 +31,10 @@ from salon.api.server import build_app
 from salon.ids import AgentId
 from salon.routing.router import Router
 from salon.store import Store
-from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.runner import TurnRunner
 from salon.turns.settings import TurnSettings
 from salon.turns.slots import TurnSlots
+from salon.turns.spec import TurnPolicy
 
 TOKEN = "unit-test-token"
 

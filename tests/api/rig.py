@@ -112,7 +112,7 @@ class ApiRig:
             operator=hs.api(ALICE),
             lobby=lobby,
             rooms=rooms,
-            runner=FakeRunner(),
+            runner=FakeRunner(agents={"coder": None}),  # A2A serves running agents
             delegations=FakeDelegations(store),
             loops=[LoopState("sync:@salon:localhost", True, 0, False, None)],
         )
@@ -134,6 +134,7 @@ class ApiRig:
             loops=lambda: list(rig.loops),
             operator=rig.operator if operator else None,
             homeserver_ok=homeserver_ok,
+            a2a_served=lambda agent_id: True,
         )
         return rig
 

@@ -124,3 +124,13 @@ async def test_delegation_bodies_are_checked(rc: tuple[ApiRig, Client]) -> None:
             await client.post("/api/v1/delegations", json=body, headers=AUTH), status, code
         )
     assert rig.delegations.calls == []
+
+
+async def test_a_remote_a2a_agent_may_be_delegated_to(rc: tuple[ApiRig, Client]) -> None:
+    rig, client = rc
+    body = {"from": "coder", "to": "helper", "task": "t", "wait": False}
+    response = await client.post("/api/v1/delegations", json=body, headers=AUTH)
+    await _error(response, 404, "agent_not_found")
+    rig.delegations.remotes = {"helper": object()}  # type: ignore[attr-defined]
+    response = await client.post("/api/v1/delegations", json=body, headers=AUTH)
+    assert response.status == 200 and rig.delegations.calls[-1]["to"] == "helper"

@@ -14,7 +14,7 @@ import pytest
 from tests.api.openai_rig import MakeRig, _events, rig_maker
 from tests.gateway.helpers import CODER, ScriptedBackend
 
-from salon.turns.runner import TurnPolicy
+from salon.turns.spec import TurnPolicy
 
 
 @pytest.fixture

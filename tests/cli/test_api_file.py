@@ -212,3 +212,9 @@ def test_start_up_panel_shows_the_api(tmp_path: Path) -> None:
         " http://127.0.0.1:8766/api/v1/agents"
     ) in text
     assert "secret-token" not in text  # the token stays in the file
+    assert "/a2a/" not in text  # A2A is off in this config
+    served = config.model_copy(update={"api": up_module.api_config(8766, "@operator:localhost")})
+    console = Console(record=True, width=300)
+    up_module.print_ready(console, op, Path("salon-data"), state, served, api)
+    card = "http://127.0.0.1:8766/a2a/echo/.well-known/agent-card.json"
+    assert f"A2A agent card (same token): {card}" in console.export_text()

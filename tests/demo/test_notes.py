@@ -13,6 +13,7 @@ import pytest
 from salon._exceptions import BackendError
 from salon.agents.context import agent_context
 from salon.agents.profile import AgentProfile
+from salon.agents.reply_files import ReplyFile
 from salon.demo.common import is_nothing_for_me
 from salon.demo.notes import MAX_NOTE_CHARS, NOBODY, Notes, NotesFile
 from salon.ids import AgentId
@@ -164,3 +165,15 @@ def test_notes_file_round_trip(tmp_path: Path) -> None:
     assert store.load() == {}
     store.save({ALICE: [{"text": "a", "added": "2024-01-01T00:00:00+00:00"}], BOB: []})
     assert store.load() == {ALICE: [{"text": "a", "added": "2024-01-01T00:00:00+00:00"}]}
+
+
+async def test_export_notes_answers_with_a_file(tmp_path: Path) -> None:
+    notes = notes_at(tmp_path)
+    assert await say(notes, "export notes") == "You have no notes yet. Say `remember <something>`."
+    await say(notes, "remember buy oat milk")
+    await say(notes, "remember call Sam")
+    chunks = [c async for c in notes.stream(request("please export my notes", sender=ALICE))]
+    assert chunks == [
+        "Your 2 notes, as a file.",
+        ReplyFile("notes.txt", "text/plain", b"Your notes:\n1. buy oat milk\n2. call Sam\n"),
+    ]

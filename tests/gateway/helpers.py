@@ -27,10 +27,10 @@ from salon.matrix.events import InboundEvent, parse_event
 from salon.roster import Roster
 from salon.store import Store
 from salon.store.records import TurnRecord
-from salon.turns.runner import TurnPolicy, TurnRunner
+from salon.turns.runner import TurnRunner
 from salon.turns.settings import TurnSettings
 from salon.turns.slots import SlotLimits, TurnSlots
-from salon.turns.spec import TurnSpec
+from salon.turns.spec import TurnPolicy, TurnSpec
 from salon.turns.stream import StreamLimits
 
 SERVER = "localhost"

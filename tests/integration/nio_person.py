@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageNotice, RoomMessageText
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    MegolmEvent,
+    RoomEncryptedMedia,
+    RoomMessageMedia,
+    RoomMessageNotice,
+    RoomMessageText,
+)
 
 ENCRYPTED = {
     "type": "m.room.encryption",
@@ -25,6 +33,7 @@ class NioPerson:
         self.client = client
         self.texts: list[RoomMessageText | RoomMessageNotice] = []  # notices too
         self.undecrypted: list[MegolmEvent] = []
+        self.files: list[RoomEncryptedMedia | RoomMessageMedia] = []
 
     async def sync(self) -> None:
         client = self.client
@@ -33,6 +42,8 @@ class NioPerson:
             for event in room.timeline.events:
                 if isinstance(event, (RoomMessageText, RoomMessageNotice)):
                     self.texts.append(event)
+                elif isinstance(event, RoomEncryptedMedia | RoomMessageMedia):
+                    self.files.append(event)
                 elif isinstance(event, MegolmEvent):
                     self.undecrypted.append(event)
         if client.should_upload_keys:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_agent
+from salon.agents.reply_files import ReplyFile
 
 Stream = Callable[[TurnRequest], AsyncIterator[str]]
 
@@ -186,3 +189,57 @@ def recorder(agent_id: str, options: Mapping[str, Any]) -> Stream:
         yield f"recorded {len(request.attachments)} file(s)"
 
     return stream
+
+
+def reply_file_bytes(name: str, size: int) -> bytes:
+    """What the ``filer`` agent's file ``name`` holds (``size`` bytes)."""
+    line = f"contents of {name}\n".encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
+def filer(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnRequest], Any]:
+    """Answers ``send <name> [<size>]`` with a line of text and that file."""
+
+    async def answer(request: TurnRequest) -> list[Any]:
+        words = request.text.split()
+        name = words[1] if len(words) > 1 else "file.txt"
+        size = int(words[2]) if len(words) > 2 else 1000
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return [f"here is {name}", ReplyFile(name, mime, reply_file_bytes(name, size))]
+
+    return answer
+
+
+def filer_killed(agent_id: str, options: Mapping[str, Any]) -> Callable[[TurnRequest], Any]:
+    """Answers with two files, ``first.txt`` and ``second.txt``; the process kills itself
+    (SIGKILL) at the second file's upload, the first time only (``marker``). Every
+    upload is logged to ``log``, one line per file name."""
+    import salon.turns.files as reply_files  # the upload step, wrapped for the crash
+
+    marker, log = Path(options["marker"]), Path(options["log"])
+    real = reply_files.upload_for_room
+
+    def logged(name: str) -> bool:
+        """Log the upload; whether this is the one to die at."""
+        with log.open("a") as f:
+            f.write(f"{name}\n")
+        if name != "second.txt" or marker.exists():
+            return False
+        marker.write_text("killed")
+        return True
+
+    async def upload(*args: Any) -> Any:
+        if logged(args[-1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await real(*args)
+
+    reply_files.upload_for_room = upload
+
+    async def answer(request: TurnRequest) -> list[Any]:
+        files = [
+            ReplyFile(n, "text/plain", reply_file_bytes(n, 800))
+            for n in ("first.txt", "second.txt")
+        ]
+        return ["two files", *files]
+
+    return answer

@@ -16,8 +16,7 @@ from salon._exceptions import MatrixConnectionError
 from salon.store import Store
 from salon.store.records import TurnState
 from salon.turns.replies import txn_id
-from salon.turns.runner import TurnPolicy
-from salon.turns.spec import Outcome, OutcomeState
+from salon.turns.spec import Outcome, OutcomeState, TurnPolicy
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from salon import responses
 from salon.ids import AgentId
 from salon.store import Store
 from salon.store.records import TurnState
-from salon.turns.runner import TurnPolicy
 from salon.turns.slots import SlotLimits
+from salon.turns.spec import TurnPolicy
 from salon.turns.stream import StreamLimits
 
 STOPPED = responses.text("reply_stopped", "en")

@@ -23,9 +23,12 @@ from salon._exceptions import BackendError, ConfigError
 from salon.agents.attachments import AttachmentWire, current_wire
 from salon.agents.backend import TurnRequest
 from salon.agents.errors import BackendRejectedError, BackendUnavailableError
+from salon.agents.reply_files import attach, from_wire
 from salon.config.models import HttpBackend as HttpConfig
 
 # 2: ``attachments`` filled: name, mime_type, size, and ``data`` (base64) or ``url``.
+# A JSON answer may carry ``attachments`` too (name, mime_type, base64 ``data``): files
+# the agent answers with. Added without a version bump: older services never send it.
 WIRE_VERSION = 2
 
 
@@ -294,6 +297,14 @@ class HttpAgentBackend:
         reply = data.get("reply")
         if not isinstance(reply, str):
             raise BackendRejectedError(f'{self.url} sent no "reply" string')
+        files = data.get("attachments") or []
+        if not isinstance(files, list):
+            raise BackendRejectedError(f'{self.url} sent "attachments" that is not a list')
+        try:
+            for file in [from_wire(entry) for entry in files]:
+                attach(file)  # sent after the reply's text
+        except ValueError as exc:
+            raise BackendRejectedError(f"{self.url} sent a bad attachment: {exc}") from exc
         return reply
 
     @asynccontextmanager

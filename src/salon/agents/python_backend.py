@@ -9,6 +9,11 @@ factory returns any one of:
 - an async function ``(request) -> str`` that returns the whole reply;
 - an async generator function ``(request) -> AsyncIterator[str]``.
 
+To answer with files, a generator may yield a
+:class:`~salon.agents.reply_files.ReplyFile` among its text chunks, and an async
+function may return one, or a list of strings and ReplyFiles; either may also call
+:func:`~salon.agents.reply_files.attach`. The files are sent after the text.
+
 A class whose constructor takes ``(agent_id, options)`` and which has a
 ``stream`` method works as a factory too. Problems found at start-up (import
 fails, no such attribute, the factory raises or returns something unusable)
@@ -27,6 +32,7 @@ from typing import Any
 from salon._exceptions import BackendError, ConfigError
 from salon.agents.backend import TurnRequest
 from salon.agents.errors import PluginError
+from salon.agents.reply_files import ReplyFile, attach
 from salon.config.models import PythonBackend as PythonConfig
 
 
@@ -103,20 +109,20 @@ class PythonPluginBackend:
             if hasattr(result, "__aiter__"):
                 try:
                     async for chunk in result:
-                        if not isinstance(chunk, str):
+                        if isinstance(chunk, ReplyFile):
+                            attach(chunk)
+                        elif not isinstance(chunk, str):
                             raise self._bad(f"yielded {type(chunk).__name__}, expected str")
-                        if chunk:
+                        elif chunk:
                             yield chunk
                 finally:
                     closer = getattr(result, "aclose", None)
                     if callable(closer):
                         await closer()
             elif inspect.isawaitable(result):
-                reply = await result
-                if not isinstance(reply, str):
-                    raise self._bad(f"returned {type(reply).__name__}, expected str")
-                if reply:
-                    yield reply
+                text = self._returned(await result)
+                if text:
+                    yield text
             else:
                 raise self._bad(
                     f"returned {type(result).__name__}; expected an async generator or a coroutine"
@@ -127,6 +133,19 @@ class PythonPluginBackend:
             raise PluginError(
                 f"{self.agent_id} plugin failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _returned(self, reply: Any) -> str:
+        """The text of what an async function returned; its files attached."""
+        parts = reply if isinstance(reply, list | tuple) else [reply]
+        texts: list[str] = []
+        for part in parts:
+            if isinstance(part, ReplyFile):
+                attach(part)
+            elif isinstance(part, str):
+                texts.append(part)
+            else:
+                raise self._bad(f"returned {type(part).__name__}, expected str or ReplyFile")
+        return "".join(texts)
 
     def _bad(self, what: str) -> PluginError:
         return PluginError(f"{self.agent_id} plugin failed: it {what}")

@@ -2,11 +2,11 @@
 
 A backend (the ``openai`` one for its model, a ``python`` plugin directly) turns a
 request into a :class:`ToolCall` with :meth:`TurnTools.call_for` and runs it with
-:meth:`TurnTools.dispatch`, the single place where a call is checked (``checks``:
-an approval hooks in here), looked up in the turn's ledger (a re-run after a
-crash reuses the recorded result), run by its provider, recorded and counted.
-``delegate`` goes through the same seam but is not ledgered here (a delegation
-has its own exactly-once record).
+:meth:`TurnTools.dispatch`, the single place where a call is checked (``checks``,
+then: a recorded result reused on a re-run after a crash, else a person's approval
+through :func:`salon.agents.approval.approve`), run by its provider, recorded and
+counted. ``delegate`` goes through the same seam; its approval and exactly-once
+record are the delegator's (an ``ApprovingDelegator``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from salon.agents.approval import Denied, approve
+from salon.agents.approval import ToolCall as ApprovalCall
 from salon.agents.tools import DELEGATE_TOOL_NAME, Delegator, call_delegate_tool
 from salon.metrics import TOOL_CALL_SECONDS, TOOL_CALLS
 
@@ -63,7 +65,7 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a call gave back. ``outcome``: ok, error, unavailable, timeout, refused, ..."""
+    """What a call gave back. ``outcome``: ok, error, unavailable, timeout, denied, ..."""
 
     ok: bool
     text: str
@@ -182,6 +184,11 @@ class TurnTools:
                 return ToolResult(done[2], done[3], "reused")
         if self.provider is None:
             return _error(f"no MCP tools for {call.name!r}", "unknown")
+        # A person's OK first, where the agent's `approve:` asks for one (may wait long).
+        asked = ApprovalCall(f"{call.server}.{call.tool}", dict(call.arguments))
+        decision = await approve(asked)
+        if isinstance(decision, Denied):
+            return ToolResult(False, decision.tool_result(asked), "denied")
         result = await self.provider.run(call)
         # A call that never reached the server is not a step: a re-run tries it again.
         if self.ledger is not None and result.outcome != "unavailable":

@@ -45,7 +45,8 @@ async def post_delegation(request: web.Request) -> web.Response:
     wait = bool_field(body, "wait", True)
     timeout_s = timeout_field(body, ctx.delegations.deadline_s + 10)
     hosted_or_404(ctx, from_agent)
-    member_or_404(ctx, to_agent)
+    if to_agent not in getattr(ctx.delegations, "remotes", {}):  # a remote A2A agent is none
+        member_or_404(ctx, to_agent)
     since = now_ms() - 1
     # Shielded: a caller that stops waiting leaves the delegation running (its outcome
     # is then reported by the delegating agent in its room).

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from salon.api.attachment_links import AttachmentLinker
+from salon.commands.context import ApprovalDecider
 from salon.coordination.delegation import DelegationManager
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
@@ -52,6 +53,10 @@ class ApiContext:
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
     # Serves the short-lived links http backends get to big attachments.
     links: AttachmentLinker | None = None
+    # Answers approval requests (`/api/v1/approvals`); None: approvals are off.
+    approvals: ApprovalDecider | None = None
+    # Whether an agent answers A2A calls at `/a2a/<id>` (the running config's say).
+    a2a_served: Callable[[str], bool] | None = None
 
     def identities(self) -> list[MatrixAPI]:
         """Every identity the gateway acts as: the router, the agents, the operator."""

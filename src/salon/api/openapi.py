@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 
 from salon import __version__
+from salon.api.openapi_a2a import A2A_PATHS
+from salon.api.openapi_approvals import APPROVAL_PATHS, APPROVAL_SCHEMAS
 from salon.api.openapi_paths import PATHS
 from salon.api.openapi_schemas import JSON, SCHEMAS
 
@@ -33,9 +35,10 @@ DOCUMENT: JSON = {
         {"name": "openai", "description": "OpenAI-compatible: agents as models."},
         {"name": "health", "description": "Liveness, readiness and metrics."},
         {"name": "backends", "description": "What http backends fetch: attachment links."},
+        {"name": "a2a", "description": "Agents as A2A (Agent2Agent) agents."},
     ],
     "security": [{"bearer": []}],
-    "paths": PATHS,
+    "paths": {**PATHS, **APPROVAL_PATHS, **A2A_PATHS},
     "components": {
         "securitySchemes": {
             "bearer": {
@@ -45,7 +48,7 @@ DOCUMENT: JSON = {
                 "(without one) the random token in `<data_dir>/api.json`.",
             }
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **APPROVAL_SCHEMAS},
     },
 }
 

@@ -79,7 +79,7 @@ def build_app(
     ctx: ApiContext, token: str, listen_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()
 ) -> web.Application:
     """The application with every route module's routes, behind the guards."""
-    from salon.api import admin, attachment_links, health, openai
+    from salon.api import a2a, admin, attachment_links, health, openai
     from salon.api.guards import HostCheck, auth_middleware, host_middleware, media_type_middleware
 
     guards: list[Middleware] = [
@@ -92,7 +92,7 @@ def build_app(
     links = getattr(ctx, "links", None)  # tests hand in bare contexts
     if links is not None:
         app[attachment_links.LINKS] = links
-    for module in (health, admin, openai, attachment_links):
+    for module in (health, admin, openai, attachment_links, a2a):
         module.add_routes(app)
     return app
 

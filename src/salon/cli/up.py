@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from salon._exceptions import DevServerError
+from salon.api.a2a import CARD_PATH as A2A_CARD
 from salon.app.gateway import Gateway, GatewayState, ReloadSource, on_stop_signals
 from salon.cli import api_file
 from salon.cli.api_file import ApiFile
@@ -130,6 +131,8 @@ def api_config(port: int, operator_user_id: str, *, tries: int = API_PORT_TRIES)
         token_env=API_TOKEN_ENV,
         operator_user_id=operator_user_id,
         operator_token_env=OPERATOR_TOKEN_ENV,
+        # The demo shows every agent as an A2A agent at /a2a/<id> (token-protected).
+        a2a=True,
     )
 
 
@@ -229,6 +232,8 @@ def print_ready(
             f'  curl -H "Authorization: Bearer $(jq -r .token {escape(str(token_file))})"'
             f" {escape(api.url)}/api/v1/agents",
         ]
+        if config is not None and config.a2a_served(first):
+            lines.append(f"A2A agent card (same token): {escape(api.url)}/a2a/{first}{A2A_CARD}")
     console.print(Panel.fit("\n".join(lines), title="salon up"))
     # Outside the panel so nothing wraps and the password copies cleanly.
     console.print("Or log in with Element (or any Matrix client):")
@@ -372,7 +377,7 @@ async def up(
         with console.status("Joining the operator to the Space and rooms…"):
             await join_operator(op)
         console.print("[green]✓[/] Gateway ready")
-        print_ready(console, op, data_dir, state, config, api)
+        print_ready(console, op, data_dir, state, cfg, api)
         await stop.wait()
         drain_s = cfg.shutdown.drain_s
         console.print(

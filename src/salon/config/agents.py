@@ -8,12 +8,13 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from salon.config.backends import BackendConfig
 from salon.config.base import (
     ConfigModel,
     ConfigProblems,
+    HttpUrl,
     Label,
     Loc,
     Localpart,
@@ -48,6 +49,15 @@ def cron_schedule_problem(schedule: str) -> str | None:
     except CroniterError as e:
         return f"invalid schedule {schedule!r}: {e}"
     return None
+
+
+def _approve_pattern(value: str) -> str:
+    if not re.fullmatch(r"\*|delegate|[A-Za-z0-9_-]+\.(\*|[A-Za-z0-9_.-]+)", value):
+        raise ValueError(f"{value!r}: expected delegate, <server>.<tool>, <server>.* or *")
+    return value
+
+
+ApprovePattern = Annotated[str, AfterValidator(_approve_pattern)]
 
 
 class CronJobConfig(ConfigModel):
@@ -112,6 +122,8 @@ class AgentConfig(ConfigModel):
     backend: BackendConfig
     matrix: IdentityCredentials | None = None
     can_delegate_to: list[str] | None = None
+    # Calls that need a person's OK first (see ApprovalConfig); None: approval.default.
+    approve: list[ApprovePattern] | None = None
     # History sent to the model is trimmed to this many (estimated) tokens.
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     # Scheduled prompts (see CronJobConfig); each id once per agent.
@@ -120,6 +132,8 @@ class AgentConfig(ConfigModel):
     # (run with its credentials only) are usable in full unless `mcp:` names their tools.
     mcp: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # Reachable as an A2A agent at `/a2a/<id>` of the HTTP API (None: as `api.a2a` says).
+    a2a: bool | None = None
     # The id is the key under `agents:`; SalonConfig fills it in.
     _id: str = PrivateAttr(default="")
 
@@ -205,6 +219,17 @@ def peer_list_error(value: Any, agent_localpart: str, server_name: str) -> Value
     )
 
 
+class A2AAgentConfig(ConfigModel):
+    """A remote A2A (Agent2Agent) agent our agents may delegate to, by its base URL
+    (its card is at ``<url>/.well-known/agent-card.json``)."""
+
+    url: HttpUrl
+    # The variable holding the bearer token sent to it (none: sent without one).
+    token_env: str | None = None
+    label: Label = None
+    description: str = ""
+
+
 class TeamConfig(ConfigModel):
     """A team: its own Matrix user and room; ``coordinate``: the lead delegates parts to the
     members and answers; ``collaborate``: every member answers, then the lead summarises."""
@@ -221,3 +246,12 @@ class DelegationConfig(ConfigModel):
 
     hop_limit: Annotated[int, Field(ge=1, le=15)] = 3
     deadline_s: PositiveFloat = 300
+
+
+class ApprovalConfig(ConfigModel):
+    """Tool calls that wait for a person's OK in the room: ``default`` applies to every
+    agent without its own ``approve:`` list; a request unanswered for ``timeout_s``
+    is refused."""
+
+    default: list[ApprovePattern] = Field(default_factory=list)
+    timeout_s: PositiveFloat = 300

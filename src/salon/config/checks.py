@@ -49,7 +49,8 @@ def id_problems(config: SalonConfig) -> Problems:
     problems: Problems = []
     if not config.agents:
         problems.append((("agents",), "at least one agent is required"))
-    for section, ids in (("agents", config.agents), ("peers", config.peers)):
+    sections = (("agents", config.agents), ("peers", config.peers))
+    for section, ids in (*sections, ("a2a_agents", config.a2a_agents)):
         for agent_id in ids:
             if not AGENT_ID_RE.match(agent_id):
                 problems.append(
@@ -86,7 +87,7 @@ def reference_problems(config: SalonConfig) -> Problems:
             # an unknown member is reported once, under `teams.<id>`.
             continue
         for i, target in enumerate(agent.can_delegate_to or []):
-            if target in config.peers:
+            if target in config.peers or target in config.a2a_agents:
                 continue
             check_ref((*loc, "can_delegate_to", i), target)
             if target == agent_id:
@@ -143,4 +144,8 @@ def peer_problems(config: SalonConfig) -> Problems:
             if target != "*" and target not in config.agents:
                 msg = f"{target!r} is not an agent of this gateway (or '*' for all of them)"
                 problems.append(((*loc, "may_task", i), msg))
+    for remote_id in config.a2a_agents:
+        if remote_id in config.agents or remote_id in config.peers:
+            msg = f"{remote_id!r} is already an agent or peer; a remote A2A agent needs its own id"
+            problems.append((("a2a_agents", remote_id), msg))
     return problems

@@ -310,6 +310,8 @@ class ApiConfig(Listening):
     # and the variable holding its access token. Without one, sending is refused.
     operator_user_id: str | None = None
     operator_token_env: str | None = None
+    # Every agent reachable as an A2A agent at `/a2a/<id>` (an agent's `a2a:` overrides).
+    a2a: bool = False
 
     @field_validator("listen")
     @classmethod

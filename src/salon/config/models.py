@@ -13,7 +13,9 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from salon.config.agents import (
+    A2AAgentConfig,
     AgentConfig,
+    ApprovalConfig,
     DelegationConfig,
     PeerConfig,
     TeamConfig,
@@ -82,9 +84,11 @@ from salon.ids import RoomAlias, UserId, localpart_of_user
 __all__ = [
     "AGENT_ID_RE",
     "ROUTE_MATCH_KEYS",
+    "A2AAgentConfig",
     "AccessConfig",
     "AgentConfig",
     "ApiConfig",
+    "ApprovalConfig",
     "AppserviceConfig",
     "AttachmentsConfig",
     "BackendConfig",
@@ -174,6 +178,9 @@ class SalonConfig(ConfigModel):
     # Agents hosted by other gateways of this deployment, by id, each pinned by user id.
     peers: dict[str, PeerConfig] = Field(default_factory=dict)
     delegation: DelegationConfig = DelegationConfig()
+    approval: ApprovalConfig = ApprovalConfig()
+    # Remote A2A agents our agents may delegate to, by id.
+    a2a_agents: dict[str, A2AAgentConfig] = Field(default_factory=dict)
     # The HTTP server (admin API, OpenAI-compatible API, metrics); off when absent.
     api: ApiConfig | None = None
     # MCP tool servers agents may use (see salon.config.mcp), by id.
@@ -223,7 +230,22 @@ class SalonConfig(ConfigModel):
         agent = self.agents[agent_id]
         if agent.can_delegate_to is not None:
             return list(agent.can_delegate_to)
-        return [a for a in [*self.agents, *self.peers] if a != agent_id]
+        return [a for a in [*self.agents, *self.peers, *self.a2a_agents] if a != agent_id]
+
+    def a2a_served(self, agent_id: str) -> bool:
+        """Whether an agent answers A2A calls at ``/a2a/<id>`` (off unless configured)."""
+        agent = self.agents.get(agent_id)
+        if self.api is None or agent is None:
+            return False
+        return self.api.a2a if agent.a2a is None else agent.a2a
+
+    def approval_patterns(self, agent_id: str) -> list[str]:
+        """The calls of an agent that need a person's OK: its ``approve:``, else
+        ``approval.default`` (an agent no longer configured: the default)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.approve is not None:
+            return list(agent.approve)
+        return list(self.approval.default)
 
     def mcp_servers_of(self, agent_id: str) -> dict[str, McpServerConfig]:
         """The MCP servers an agent can see: the shared ones and its own."""

@@ -343,7 +343,7 @@ class DelegationManager:
         and hand back results that ended but were never delivered."""
         for record in await self.store.delegations.open(direction=OUT):
             api = self.dir.apis.get(record.from_agent)
-            if api is None:
+            if api is None or self.other_transport(record):
                 continue
             try:
                 if record.state is DelegationPhase.PENDING:
@@ -353,6 +353,10 @@ class DelegationManager:
             except MatrixError as e:
                 log.warning("delegation.recover_failed", id=record.id, error=str(e))
         await self.deliver_undelivered()
+
+    def other_transport(self, record: DelegationRecord) -> bool:
+        """Whether ``record`` travels other than by Matrix events (A2A: a2a_out.py)."""
+        return False
 
     # --- notices -----------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ never leaves half a file. What it understands:
 
 - ``remember <text>`` (or ``note <text>``): add a note;
 - ``notes`` / ``recall`` / ``what are my notes?``: list them, numbered;
-- ``forget <n>``: drop note *n*; ``forget all``: drop every note.
+- ``forget <n>``: drop note *n*; ``forget all``: drop every note;
+- ``export notes``: the notes as a file, ``notes.txt`` (an agent answering with a file).
 
 **Whose notes.** Notes belong to the person the turn works for,
 ``request.for_user``, which the gateway sets: the person who wrote, or — for a
@@ -35,6 +36,7 @@ from typing import Any
 from salon._exceptions import BackendError
 from salon.agents.backend import TurnRequest
 from salon.agents.context import current_agent
+from salon.agents.reply_files import ReplyFile
 from salon.demo.common import nothing_for_me, strip_mentions
 
 FILE_NAME = "notes.json"
@@ -43,13 +45,14 @@ MAX_NOTES_PER_PERSON = 100
 
 HELP = (
     "I keep notes for you: `remember <something>`, `notes` to list them, "
-    "`forget <n>` or `forget all`"
+    "`forget <n>` or `forget all`, `export notes` for a file"
 )
 
 _POLITE = r"(?:(?:please|can\s+you|could\s+you)\s+)?"
 _ADD = re.compile(rf"^{_POLITE}(?:remember|note)(?:\s+that)?[\s:,]+(?P<text>\S.*)$", re.S | re.I)
 _FORGET_ALL = re.compile(rf"^{_POLITE}forget\s+(?:all|everything)\b", re.I)
 _FORGET_ONE = re.compile(rf"^{_POLITE}forget\s+(?:note\s+)?#?(?P<n>\d+)\b", re.I)
+_EXPORT = re.compile(rf"^{_POLITE}(?:export|download|send)(?:\s+(?:me\s+)?my)?\s+notes\b", re.I)
 _LIST = re.compile(r"\b(?:notes|recall|list|remember)\b", re.I)
 
 
@@ -194,14 +197,27 @@ class Notes:
         home = self.home if self.home is not None else current_agent().home
         return NotesFile(home / self.file_name)
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[str]:
-        """One reply: what was noted, listed or forgotten, or a hint."""
+    async def stream(self, request: TurnRequest) -> AsyncIterator[str | ReplyFile]:
+        """One reply: what was noted, listed or forgotten, or a hint (``export notes``:
+        a line of text, then the notes as a file)."""
         person = person_of(request)
         if person is None:
             yield NOBODY
             return
         text = request.text.strip()
         notes_file = self.notes_file()
+        if _EXPORT.match(strip_mentions(text)):
+            notes = (await asyncio.to_thread(notes_file.load)).get(person, [])
+            if not notes:
+                yield _listing(notes)
+                return
+            yield (
+                f"Your {len(notes)} notes, as a file."
+                if len(notes) > 1
+                else "Your note, as a file."
+            )
+            yield ReplyFile("notes.txt", "text/plain", (_listing(notes) + "\n").encode())
+            return
         async with self._lock:
             now = datetime.now(UTC)
             reply = await asyncio.to_thread(apply, notes_file, person, text, now=now)

@@ -16,7 +16,7 @@ import structlog
 from salon import responses
 from salon.agents.tools import DelegationOutcome
 from salon.config.models import SalonConfig
-from salon.coordination.delegation import DelegationManager
+from salon.coordination.a2a_out import A2ADelegationManager
 from salon.coordination.delegator import TurnDelegator
 from salon.coordination.directory import Directory
 from salon.coordination.inbound import InboundDelegations
@@ -38,6 +38,12 @@ from salon.turns.spec import Outcome, OutcomeState, TurnKind, TurnSpec
 log = structlog.get_logger("salon.gateway.delegated_turns")
 
 TASK_GRACE_MS = 5000
+
+
+def _descriptions(config: SalonConfig, roster: Roster) -> dict[str, str]:
+    """What each agent a delegation may go to does: ours, peers', remote A2A agents'."""
+    remote = {a: r.description or r.label or a for a, r in config.a2a_agents.items()}
+    return {**remote, **{m.agent_id: m.description for m in roster}}
 
 
 def _room_session(agent_id: str, room_id: str) -> str:
@@ -67,11 +73,12 @@ class Coordinator:
             apis=cast("Mapping[str, MatrixAPI]", agent_apis),
             rooms=cast("Mapping[str, RoomId]", agent_rooms),
         )
-        self.manager = DelegationManager(
+        # Remote A2A agents (`a2a_agents:`) are delegated to like ours, by an A2A call.
+        self.manager = A2ADelegationManager(
             store,
             self.directory,
             can_delegate_to={a: config.delegation_targets(a) for a in config.agents},
-            descriptions={m.agent_id: m.description for m in roster},
+            descriptions=_descriptions(config, roster),
             deadline_s=config.delegation.deadline_s,
             locale=config.locale,
         )
@@ -93,7 +100,8 @@ class Coordinator:
     def reconfigure(self, config: SalonConfig) -> None:
         """Who may delegate to whom, and what the agents do, from a reloaded config."""
         self.manager.can_delegate_to = {a: config.delegation_targets(a) for a in config.agents}
-        self.manager.descriptions = {m.agent_id: m.description for m in self.roster}
+        self.manager.descriptions = _descriptions(config, self.roster)
+        self.manager.reload_remotes(config.a2a_agents)
 
     # --- the dispatcher's handlers ---------------------------------------------
 

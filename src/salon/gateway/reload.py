@@ -68,6 +68,8 @@ LIVE_SECTIONS = (
     "access",
     "shutdown",  # read when the stop begins
     "mcp_servers",  # servers gone or changed stop, new ones start (agents' `mcp:` with agents)
+    "approval",  # read at each turn and request (gateway/approvals.py)
+    "a2a_agents",  # the coordinator reloads its remotes (gateway/delegated_turns.py)
 )
 # The router's own identity cannot change live; its AI settings can.
 ROUTER_IDENTITY = ("localpart", "display_name", "matrix")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -26,6 +27,8 @@ log = structlog.get_logger("salon.matrix.delivery")
 # A revoked token is waited out this many times (the sync loop logs in again within
 # seconds); one that never comes back fails the send instead of hanging it.
 MAX_TOKEN_WAITS = 12
+
+T = TypeVar("T")
 
 
 async def pause(api: MatrixAPI, delay_s: float, error: BaseException) -> None:
@@ -59,10 +62,17 @@ class Delivery:
         txn_id: str,
     ) -> EventId:
         """Send until the homeserver took it; returns its event id."""
+        return await self.retry(
+            api, lambda: api.send_event(room_id, event_type, content, txn_id=txn_id)
+        )
+
+    async def retry(self, api: MatrixAPI, call: Callable[[], Awaitable[T]]) -> T:
+        """Make ``call`` (a request as ``api``'s user) until it succeeds, waiting out
+        what a send waits out; a permanent refusal is raised."""
         failures = 0
         while True:
             try:
-                return await api.send_event(room_id, event_type, content, txn_id=txn_id)
+                return await call()
             except MatrixError as e:
                 # A revoked token is waited out too: the identity's sync loop logs in
                 # again and swaps the new token into this same handle.

@@ -11,6 +11,7 @@ from salon.ids import EventId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.delivery import Delivery
 from salon.metrics import BACKEND_ERRORS
+from salon.turns.files import ReplyFiles
 from salon.turns.replies import reply_content, txn_id
 from salon.turns.spec import REPLY_KINDS, Outcome, OutcomeState, TurnKind, TurnSpec
 from salon.turns.stream import ReplyStream, StreamLimits
@@ -21,8 +22,9 @@ KindSender = Callable[[TurnSpec, Outcome], Awaitable[None]]
 class OutcomeSender:
     """Turns an :class:`Outcome` into Matrix events, each with a turn-derived txn id."""
 
-    def __init__(self, delivery: Delivery, locale: str = "en") -> None:
+    def __init__(self, delivery: Delivery, files: ReplyFiles, locale: str = "en") -> None:
         self.delivery = delivery
+        self.files = files
         self.locale = locale
         # Kinds whose outcome is not a reply in a room (a delegated task: a status event).
         self.by_kind: dict[TurnKind, KindSender] = {}
@@ -39,7 +41,9 @@ class OutcomeSender:
             return None
         assert stream is not None
         if outcome.state is not OutcomeState.FAILED:
-            return await stream.finish(outcome.text)
+            first = await stream.finish(outcome.text) if outcome.text else None
+            sent = await self.files.send(spec, outcome, api) if outcome.files else None
+            return first or sent
         if stream.first_id is not None and outcome.text:
             await stream.finish(outcome.text)  # settle the partial reply before the notice
         if not outcome.notice:
@@ -63,6 +67,8 @@ def must_store(
     message needs no copy (a re-run's final edit always follows it, so it cannot
     end partial); one that ends an already visible reply with an edit, spans several
     messages or is not a reply at all does: a re-run must send the same text."""
+    if outcome.files:
+        return True  # each file's upload and send is recorded in the stored outcome
     if stream is None or stream.first_id is not None or outcome.notice or stream.resumed:
         # A re-run's reply may follow a crashed run's edits (or its own, if it crashes
         # too): only a stored text keeps every later run on the same final version.

@@ -22,10 +22,10 @@ import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
-from salon.agents.attachments import AttachmentWire, wire_context
-from salon.agents.context import delegator_context, lending_context, tools_context
+from salon.agents.approval import Approver
+from salon.agents.attachments import AttachmentWire
+from salon.agents.context import lending_context
 from salon.agents.runtime import AgentRuntime
-from salon.agents.toolbox import ToolCheck, ToolProvider
 from salon.agents.tools import Delegator
 from salon.ids import AgentId, EventId
 from salon.matrix.api import MatrixAPI
@@ -41,6 +41,7 @@ from salon.store.records import TurnRecord, TurnState
 from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
+from salon.turns.files import ReplyFiles, recorded_text
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
@@ -56,10 +57,9 @@ from salon.turns.spec import (
     prepare_request,
     turn_request,
 )
-from salon.turns.spec import TurnPolicy as TurnPolicy  # tests import it from here
 from salon.turns.stream import ReplyStream, ReplyTarget, ResumePoint
 from salon.turns.tasks import TurnKey, TurnTasks
-from salon.turns.tooling import turn_tools
+from salon.turns.tooling import ToolsFor, turn_context
 from salon.turns.watchers import Watchers
 
 log = structlog.get_logger("salon.turns.runner")
@@ -92,19 +92,19 @@ class TurnRunner(TurnTasks):
         self.holder = holder  # this process's claims on turns (None: the only process)
         # Set by the delegation wiring (gateway/delegated_turns.py), if delegation is on.
         self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
-        # Set by the MCP wiring: an agent's MCP tools for a turn (see turns/tooling.py).
-        self.tools_for: Callable[[TurnSpec], Awaitable[ToolProvider | None]] | None = None
-        self.tool_checks: list[ToolCheck] = []  # every tool call passes them: approvals
-        self.outcomes = OutcomeSender(self.delivery, self.locale)
+        # Set by the approvals wiring (gateway/approvals.py), if calls need approval.
+        self.approver_for: Callable[[TurnSpec], Approver | None] | None = None
+        self.tools_for: ToolsFor | None = None  # an agent's MCP tools (app/steps.py)
+        self.files = ReplyFiles(store, agents, self.delivery, self.locale)
+        self.outcomes = OutcomeSender(self.delivery, self.files, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
-        # Told when an agent's turn turns out slow (publish "busy"), and when it has
-        # no turn left; neither is awaited on the path of a reply.
+        # Told when an agent's turn is slow ("busy"), and when it has none left; unawaited.
         self.on_slow: Callable[[AgentId], None] | None = None
         self.on_idle: Callable[[AgentId], None] | None = None
-        # Per kind: what happens once a turn closed (a report marks its result delivered).
+        # Per kind, and for any turn: what happens once a turn closed (a report marks
+        # its result delivered; delegation results it left behind).
         self.after_close: dict[TurnKind, AfterClose] = {}
-        # And what happens once any turn closed (delegation results it left behind).
         self.closed_hooks: list[AfterClose] = []
         # How http backends get the turns' files (the composition root sets it).
         self.wire = AttachmentWire()
@@ -264,10 +264,8 @@ class TurnRunner(TurnTasks):
         collected: list[str] = []
         try:
             request = await prepare_request(runtime, spec)
-            delegator = await self.delegator_for(spec) if self.delegator_for else None
-            tools = await turn_tools(self, spec, delegator)
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator), wire_context(self.wire), tools_context(tools):
+            with await turn_context(self, spec) as box:
                 began = time.monotonic()
 
                 def first_chunk() -> None:
@@ -279,7 +277,7 @@ class TurnRunner(TurnTasks):
                 text = await self._consume(spec.key, chunks, stream, collected)
             if stream is not None and stream.cut:
                 text += responses.text("reply_cut", self.locale, chars=self.limits.max_reply_chars)
-            return Outcome(OutcomeState.REPLIED, text or responses.text("empty_reply", self.locale))
+            return await self.files.outcome(spec, text, box.files)
         except asyncio.CancelledError:
             if spec.key not in self._stop_requested:
                 # Shutdown: not this turn's fault, so the attempt is given back.
@@ -346,7 +344,8 @@ class TurnRunner(TurnTasks):
     # --- ending -----------------------------------------------------------------------
 
     async def _keep(self, spec: TurnSpec, outcome: Outcome) -> None:
-        await self.store.turns.set_output(spec.turn_id, spec.agent_id, outcome.to_json())
+        kept = self.files.progress(spec, outcome)  # with its files' uploads and sends
+        await self.store.turns.set_output(spec.turn_id, spec.agent_id, kept.to_json())
         await self.store.turns.release(spec.turn_id, spec.agent_id)
 
     async def _settle(
@@ -374,7 +373,7 @@ class TurnRunner(TurnTasks):
             reply_id = None
         if outcome.state is not OutcomeState.FAILED and not spec.stateless:
             runtime = self.agents[spec.agent_id]
-            await runtime.record(turn_request(spec), spec.turn_id, outcome.text)
+            await runtime.record(turn_request(spec), spec.turn_id, recorded_text(outcome))
         state = TurnState(outcome.state.value)
         closed = await finish_held(
             self.store, self.holder, spec.key, state, reply_event_id=reply_id, error=outcome.error

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -117,20 +117,53 @@ class OutcomeState(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReplyFileState:
+    """One file a reply sends, as far as it got: stored (``attachment``), uploaded
+    (``media``: the content's ``url`` or ``file`` part), sent (``event_id``)."""
+
+    attachment: Attachment
+    media: dict[str, Any] | None = None
+    event_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attachment": self.attachment.to_json(),
+            "media": self.media,
+            "event_id": self.event_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReplyFileState:
+        return cls(
+            Attachment.from_json(data["attachment"]), data.get("media"), data.get("event_id")
+        )
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a turn ended: kept in the ledger before it is sent, so a re-run after a
     crash sends the same answer instead of asking the backend again.
 
-    ``text`` is the reply (possibly partial); ``notice`` a visible error notice, if any.
+    ``text`` is the reply (possibly partial); ``notice`` a visible error notice, if any;
+    ``files`` the files sent after the text (their progress is kept as it is made).
     """
 
     state: OutcomeState
     text: str = ""
     notice: str | None = None
     error: str | None = None
+    files: tuple[ReplyFileState, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        data: dict[str, Any] = {
+            "state": self.state.value,
+            "text": self.text,
+            "notice": self.notice,
+            "error": self.error,
+        }
+        if self.files:
+            data["files"] = [f.to_json() for f in self.files]
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str) -> Outcome:
@@ -140,6 +173,7 @@ class Outcome:
             text=data.get("text") or "",
             notice=data.get("notice"),
             error=data.get("error"),
+            files=tuple(ReplyFileState.from_json(f) for f in data.get("files") or ()),
         )
 
 

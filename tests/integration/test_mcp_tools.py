@@ -22,6 +22,7 @@ from salon.store.kv import GATEWAY_STATUS_KEY
 from ..agents.fakes import FakeOpenAI, serve
 from .conftest import Person, salon_config
 from .test_agent_runtime import _final_text
+from .test_approvals import wait_request
 
 SERVER = str(Path(__file__).parent.parent / "agents" / "mcp_notes_server.py")
 pytestmark = pytest.mark.subprocess
@@ -116,3 +117,39 @@ async def _pid(server: Any) -> str:
     result = await server.call("pid", {})
     assert result.ok, result
     return str(result.text)
+
+
+async def test_an_mcp_call_the_agent_must_ask_for_runs_once_the_person_approves(
+    synapse: Any,
+    tmp_path: Path,
+    gateways: Callable[..., Any],
+    person: Person,
+) -> None:
+    note = {"name": "mcp__notes__add_note", "arguments": {"text": "milk"}}
+    server = FakeOpenAI(tool_rounds=[[note]])
+    async with serve(server.app()) as url:
+        config = salon_config(
+            synapse,
+            tmp_path,
+            agents={
+                "keeper": {
+                    "backend": {"type": "openai", "base_url": f"{url}/v1", "model": "test-model"},
+                    "mcp": ["notes"],
+                    "approve": ["notes.add_note"],
+                }
+            },
+            mcp_servers={"notes": {"command": [sys.executable, SERVER]}},
+        )
+        gateway: Gateway = await gateways(config, invite=[person.user_id])
+        store = gateway.store
+        assert store is not None
+        room_id = await person.join(
+            f"#{config.agent_room_alias_localpart('keeper')}:{synapse.server_name}"
+        )
+        asked = await person.say(room_id, "Note: milk")
+        record = await wait_request(store)
+        assert record.tool == "notes.add_note" and record.arguments == {"text": "milk"}
+        # Nothing ran yet: no step in the ledger.
+        assert await store.db.fetchall("SELECT * FROM tool_calls") == []
+        await person.react(room_id, record.request_event_id or "", "✅")
+        assert await _final_text(person, room_id, asked, timeout=30) == "Result: noted #1: milk"

@@ -86,7 +86,6 @@ class McpServer:
         self.last_error: str | None = None
         self.restarts = 0
         self.tools: list[Any] = []  # the SDK's Tool objects, as last listed
-        self.pid: int | None = None  # not known through the SDK; kept for status
         self._client: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()

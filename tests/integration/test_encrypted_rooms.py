@@ -6,11 +6,11 @@ and validated once opened); an encrypted image reaches a python backend whole.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig
@@ -22,6 +22,7 @@ from ..conftest import TestHomeserver, register_user
 from . import plugins
 from .modes import Deployment
 from .nio_person import ENCRYPTED, NioPerson
+from .test_delegation import _inbox_reason, _request
 
 PLUGINS = "tests.integration.plugins"
 PNG = base64.b64decode(
@@ -33,7 +34,7 @@ PNG = base64.b64decode(
 async def nio_on(hs: TestHomeserver, store: Path) -> AsyncIterator[NioPerson]:
     """A fresh person on ``hs`` at an encrypting client, its keys kept in ``store``."""
     creds = await register_user(hs)
-    store.mkdir(parents=True)
+    await asyncio.to_thread(store.mkdir, parents=True)
     client = AsyncClient(
         hs.base_url,
         creds.user_id,
@@ -139,7 +140,7 @@ async def test_a_delegation_between_agents_in_encrypted_rooms_completes(
     hs = deployment.hs
     server = hs.server_name
     async with nio_on(hs, tmp_path / "nio") as person:
-        await gateways(config, invite=[person.client.user_id], secrets=deployment.secrets)
+        gateway = await gateways(config, invite=[person.client.user_id], secrets=deployment.secrets)
         alpha_room = await _join(person, f"#{config.agent_room_alias_localpart('alpha')}:{server}")
         beta_room = await _join(person, f"#{config.agent_room_alias_localpart('beta')}:{server}")
         assert person.client.rooms[alpha_room].encrypted
@@ -159,6 +160,18 @@ async def test_a_delegation_between_agents_in_encrypted_rooms_completes(
         assert alpha_types and set(alpha_types) == {"m.room.encrypted"}, alpha_types
         assert beta_types and set(beta_types) == {"m.room.encrypted"}, beta_types
         assert REQUEST not in alpha_types
+
+        # Typed events are checked once opened: a request the person encrypts and
+        # sends in alpha's name is dropped as forged, and beta answers nobody.
+        forged = await person.client.room_send(
+            beta_room,
+            REQUEST,
+            _request("dlg_forged_in_secret"),
+            ignore_unverified_devices=True,
+        )
+        event_id = str(getattr(forged, "event_id", ""))
+        assert event_id, forged
+        assert await _inbox_reason(gateway, event_id) == "delegation forged"
 
 
 async def test_an_encrypted_image_reaches_a_python_backend_whole(

@@ -22,7 +22,7 @@ from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
-from salon.app.modes import authenticator, event_source, follow_outages
+from salon.app.modes import authenticator, event_source, follow_outages, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -119,6 +119,10 @@ async def assemble(
     session = await stack.enter_async_context(http_session(hs.request_timeout_s))
     hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
+    # Appservice mode listens before anyone logs in: registering users and publishing
+    # their keys makes the homeserver push, and finding us down it drops room keys.
+    early = listener(config, roster, store, plan.secrets)
+    await stack.enter_async_context(listening_early(early))
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
     apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s, profiles=store.kv)
@@ -126,9 +130,8 @@ async def assemble(
     router_api = apis[roster.router_user_id]
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
     # /sync per identity, or the appservice's listener (homeserver.mode).
-    source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
+    source = event_source(config, apis, store, auth, backoff, early)
     follow_outages(source, hs_up)
-    await stack.enter_async_context(listening_early(source))
     spaces = SpaceManager(router_api)
     topology = await _rooms(config, roster, spaces, apis, store, auth, plan.invite)
     where = {

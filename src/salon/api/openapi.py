@@ -33,6 +33,7 @@ DOCUMENT: JSON = {
         {"name": "openai", "description": "OpenAI-compatible: agents as models."},
         {"name": "health", "description": "Liveness, readiness and metrics."},
         {"name": "backends", "description": "What http backends fetch: attachment links."},
+        {"name": "dashboard", "description": "The web dashboard: its page, login and data."},
     ],
     "security": [{"bearer": []}],
     "paths": PATHS,

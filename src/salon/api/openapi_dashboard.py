@@ -34,7 +34,7 @@ CROSS_SITE = _error(
 PAGE = {"200": _html("The page."), "303": {"description": "To the page."}, "421": BAD_HOST}
 
 
-def _get(summary: str, op: str, responses: JSON, *, open_: bool = False, **extra: JSON) -> JSON:
+def _get(summary: str, op: str, responses: JSON, *, open_: bool = False, **extra: object) -> JSON:
     body: JSON = {"tags": ["dashboard"], "summary": summary, "operationId": op}
     if open_:
         body["security"] = OPEN

@@ -26,7 +26,7 @@ from importlib.resources import files
 from aiohttp import web
 
 from salon.api.bodies import json_body, text_field
-from salon.api.dashboard_auth import DashboardAuth, set_cookie
+from salon.api.dashboard_auth import COOKIE, SESSION, DashboardAuth, set_cookie
 from salon.api.dashboard_data import Snapshots
 from salon.api.server import CONTEXT, ApiError, json_error
 
@@ -97,13 +97,13 @@ async def logout(request: web.Request) -> web.Response:
     """``POST /api/v1/dashboard/logout``."""
     request.app[AUTH].close(request)
     response = web.json_response({"ok": True})
-    response.del_cookie("salon_dashboard", path="/")
+    response.del_cookie(COOKIE, path="/")
     return response
 
 
 async def session(request: web.Request) -> web.Response:
     """``GET /api/v1/dashboard/session``: the CSRF token (null with a bearer token)."""
-    found = request.get("dashboard_session")
+    found = request.get(SESSION)
     ctx = request.app[CONTEXT]
     return web.json_response(
         {"csrf": found.csrf if found is not None else None, "gateway": ctx.gateway}

@@ -40,6 +40,8 @@ PUBLIC_PREFIX = "/dashboard/static/"
 SESSION_S = 12 * 3600.0
 LINK_S = 24 * 3600.0
 MAX_CLOSED = 10_000
+# The request's session, once the guard has checked its cookie (set after Session below).
+SESSION: web.RequestKey[Session]
 REFUSED = Counter(
     "salon_dashboard_refused_total",
     "Dashboard requests refused: cross_site, csrf, login (a spent or unknown link or token)",
@@ -53,6 +55,9 @@ class Session:
 
     sid: str
     csrf: str
+
+
+SESSION = web.RequestKey("salon_dashboard_session", Session)
 
 
 @dataclass

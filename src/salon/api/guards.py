@@ -29,6 +29,7 @@ from aiohttp.typedefs import Middleware
 from salon.api.dashboard_auth import (
     DASHBOARD_API,
     REFUSED,
+    SESSION,
     DashboardAuth,
     cross_site,
     csrf_ok,
@@ -60,7 +61,7 @@ def auth_middleware(token: str, dashboard: DashboardAuth | None = None) -> Middl
             refused = _dashboard_refusal(request, dashboard)
             if refused is not None:
                 return refused
-            if is_public(request.path) or "dashboard_session" in request:
+            if is_public(request.path) or SESSION in request:
                 return await handler(request)
         if request.path not in OPEN_PATHS and not request.path.startswith(OPEN_PREFIXES):
             given = request.headers.get("Authorization", "")
@@ -88,7 +89,7 @@ def _dashboard_refusal(request: web.Request, dashboard: DashboardAuth) -> web.Re
     if posting and not csrf_ok(request, session):
         REFUSED.labels(reason="csrf").inc()
         return json_error("csrf_failed")
-    request["dashboard_session"] = session
+    request[SESSION] = session
     return None
 
 

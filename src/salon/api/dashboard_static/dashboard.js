@@ -239,7 +239,7 @@ function outcomeClass(outcomes) {
 }
 
 function drawGraph(svg, graph) {
-  const W = 420, H = 300, R = 110, cx = W / 2, cy = H / 2;
+  const W = 420, H = 260, R = 95, cx = W / 2, cy = H / 2;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const parts = [];
   const where = {};
@@ -270,7 +270,7 @@ function drawGraph(svg, graph) {
     const [x, y] = where[name];
     const g = svgEl("g", { class: "node", "data-agent": name });
     g.append(svgEl("circle", { cx: x, cy: y, r: 20 }));
-    g.append(svgEl("text", { x, y: y + 34, "text-anchor": "middle" }, name));
+    g.append(svgEl("text", { x: x + 26, y: y + 4, "text-anchor": "start" }, name));
     parts.push(g);
   }
   if (!graph.nodes.length) {
@@ -347,6 +347,8 @@ function renderOperations(snap) {
       el("td", { class: "num" }, l.restarts),
       el("td", { class: "err" }, l.last_error || "")));
   $("loops-table").tBodies[0].replaceChildren(...rows);
+  // Open by itself while a loop is in trouble.
+  if (restarting || ops.loops.some((l) => !l.running)) $("loops").open = true;
 }
 
 // --- controls -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ the person waited, queueing included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,8 +27,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(q * len(ordered) - 1e-9)  # the smallest value with q of them at or below
+    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 def reply_ms(turn: TurnRecord) -> int | None:

@@ -43,6 +43,7 @@ TURNS_LISTED = 200
 TURNS_READ = 2000
 DELEGATIONS_READ = 200
 MIN_AGE_S = 1.0
+HEARTBEAT_AGE_S = 5.0  # how stale a heartbeat read may be (a beat's TTL is longer)
 TEXT_SHOWN = 200  # characters of a turn's message shown
 
 
@@ -55,10 +56,31 @@ async def _agent_config(ctx: ApiContext) -> dict[str, JSON]:
     return dict(await ctx.agent_info()) if ctx.agent_info is not None else {}
 
 
-async def agents_section(ctx: ApiContext, turns: list[TurnRecord], now: int) -> list[JSON]:
+class Heartbeats:
+    """Each agent's heartbeat view (a state event read from its room), read again
+    every few seconds or when the roster changes: a beat is sent far less often
+    than the page is refreshed, and 20 agents would be 20 requests a second."""
+
+    def __init__(self, max_age_s: float = HEARTBEAT_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._views: list[JSON] = []
+        self._at = 0.0
+        self._ids: list[str] = []
+
+    async def views(self, ctx: ApiContext) -> list[JSON]:
+        members = list(ctx.roster)
+        ids = [str(m.agent_id) for m in members]
+        if ids != self._ids or time.monotonic() - self._at >= self.max_age_s:
+            self._views = list(await asyncio.gather(*(agent_view(ctx, m) for m in members)))
+            self._at, self._ids = time.monotonic(), ids
+        return [dict(view) for view in self._views]
+
+
+async def agents_section(
+    ctx: ApiContext, turns: list[TurnRecord], now: int, beats: Heartbeats
+) -> list[JSON]:
     """Each agent in the roster: heartbeat, room, backend, turns and reply times."""
-    members = list(ctx.roster)
-    views = await asyncio.gather(*(agent_view(ctx, m) for m in members))
+    views = await beats.views(ctx)
     figures = agent_figures(turns, now)
     configs = await _agent_config(ctx)
     rows = []
@@ -135,8 +157,8 @@ async def operations_section(ctx: ApiContext) -> JSON:
 SECTIONS: dict[str, Section] = {}
 
 
-async def snapshot(ctx: ApiContext) -> JSON:
-    """Everything the page shows, read now."""
+async def snapshot(ctx: ApiContext, beats: Heartbeats | None = None) -> JSON:
+    """Everything the page shows, read now (heartbeats from ``beats``, if given)."""
     now = now_ms()
     turns = await ctx.store.turns.recent(now - HOUR_MS, TURNS_READ)
     room_names = {room: agent for agent, room in ctx.agent_rooms.items()}
@@ -144,7 +166,7 @@ async def snapshot(ctx: ApiContext) -> JSON:
     delegations = one_per_id(await ctx.store.delegations.recent(DELEGATIONS_READ))
     body: JSON = {
         "now_ms": now,
-        "agents": await agents_section(ctx, turns, now),
+        "agents": await agents_section(ctx, turns, now, beats or Heartbeats(0)),
         "turns": [turn_view(t, room_names) for t in turns[:TURNS_LISTED]],
         "delegations": {
             "open": [delegation_view(d) for d in delegations if d.state not in TERMINAL_PHASES],
@@ -170,12 +192,13 @@ class Snapshots:
         self._built: float = 0.0
         self._latest: JSON | None = None
         self._seen: dict[str, JSON] = {}
+        self._beats = Heartbeats()
 
     async def get(self) -> JSON:
         """A snapshot no older than a second."""
         async with self._lock:
             if self._latest is None or time.monotonic() - self._built >= MIN_AGE_S:
-                self._latest = self._with_removed(await snapshot(self.ctx))
+                self._latest = self._with_removed(await snapshot(self.ctx, self._beats))
                 self._built = time.monotonic()
             return self._latest
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from salon.app.gateway import Gateway
+from salon.app.gateway import Gateway, ReloadSource
+from salon.config import load_config
 from salon.matrix.registration import Credentials
 
 from .dashboard_harness import AGENTS, Dash, chromium, start_dash
@@ -102,6 +104,34 @@ async def test_the_dashboard_live_in_chromium(dash: Dash, tmp_path: Path) -> Non
         await page.fill("#token", dash.token)
         await page.press("#token", "Enter")
         await _all_online(page, ["echo", "parrot"])
+
+
+async def test_the_page_reconnects_after_a_gateway_restart(
+    dash: Dash, tmp_path: Path, gateways: Callable[..., Awaitable[Gateway]]
+) -> None:
+    """The open page survives a restart (same token: the session holds): it shows it
+    is reconnecting, then live again, and new turns arrive without a reload."""
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page()
+        await page.goto(dash.login_link())
+        await _all_online(page, list(AGENTS))
+        await page.evaluate("window.notReloaded = true")
+        started = time.monotonic()
+        await dash.gateway.stop()  # an open stream must not hold the stop up
+        stop_s = time.monotonic() - started
+        assert stop_s < 20, stop_s
+        await page.wait_for_selector("#live.off", timeout=WAIT_MS)
+        path = dash.config_path
+        dash.gateway = await gateways(
+            load_config(path), reload=ReloadSource(lambda: load_config(path), watch=None)
+        )
+        await page.wait_for_selector("#live.on", timeout=60_000)
+        status, sent = await dash.post("/api/v1/messages", {"to": "echo", "text": "back again"})
+        assert status == 202, sent
+        await page.wait_for_selector(
+            f'#turns-table tr[data-event="{sent["event_id"]}"]', timeout=WAIT_MS
+        )
+        assert await page.evaluate("window.notReloaded") is True
 
 
 async def test_another_sites_page_cannot_post(dash: Dash, tmp_path: Path) -> None:

@@ -161,18 +161,18 @@ class Operator:
                     if not fut.done():
                         fut.set_result((seen, str(content.get("body", ""))))
 
-    async def roundtrip(self, room_id: str, text: str, who: str) -> float:
-        """Send ``text`` and wait for its reply; returns the round trip in ms."""
+    async def roundtrip(
+        self, room_id: str, text: str, who: str, timeout: float = REPLY_TIMEOUT_S
+    ) -> float:
+        """Send ``text`` and wait ``timeout`` s for its reply; returns the round trip in ms."""
         start = time.perf_counter()
         event_id = await self.send(room_id, text)
         fut = self._waiter(event_id)
         try:
-            seen, body = await asyncio.wait_for(fut, REPLY_TIMEOUT_S)
+            seen, body = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             hint = f" (last sync error: {self.sync_error})" if self.sync_error else ""
-            raise BenchError(
-                f"{who}: no reply to {event_id} within {REPLY_TIMEOUT_S:g} s{hint}"
-            ) from None
+            raise BenchError(f"{who}: no reply to {event_id} within {timeout:g} s{hint}") from None
         finally:
             self._waiters.pop(event_id, None)
         if text not in body:

@@ -7,10 +7,11 @@ Parts (``--part``, comma-separated; default ``cost,hosting``):
   turn → send, p50/p95 per message, against the harness's own floor in the same run,
   and (``--profile``) where the time goes (cProfile). See ``bench/scale_cost.py``.
 - ``hosting``: against a throwaway Synapse, for each ``--agents`` count (default
-  ``10,100``) in ``--mode`` (``client``; ``appservice`` when the gateway has it):
-  gateway RSS once all are online, cold provisioning vs a raw mautrix client doing the
-  same registrations, room creations and joins, warm restart until every agent
-  answers, and the round trip to agent #N vs agent #1. See ``bench/scale_hosting.py``.
+  ``10,100``) in ``--mode`` (``client`` or ``appservice``): gateway RSS once all are
+  online, cold provisioning vs raw mautrix (a client per user, or an appservice's
+  ``IntentAPI``) doing the same registrations, room creations and joins, warm restart
+  until every agent answers, and the round trip to agent #N vs agent #1. See
+  ``bench/scale_hosting.py`` and ``bench/scale_appservice.py``.
 - ``gateways``: two ``salon run`` processes on one throwaway PostgreSQL and a throwaway
   Synapse, ``--messages`` messages over ``--gw-agents`` echo agents, the first gateway
   killed with -9 once half are answered: replies per message (exactly one each) and
@@ -59,9 +60,7 @@ def appservice_missing() -> str | None:
     field = HomeserverConfig.model_fields.get("mode")
     if field is None or "appservice" not in typing.get_args(field.annotation):
         return "homeserver.mode has no 'appservice' in this gateway (not built yet)"
-    # The hook: once the mode exists, scale_hosting.run_hosting(mode="appservice") has to
-    # start Synapse with the registration (`salon up --mode appservice`) and set the mode.
-    return "appservice mode exists, but bench/scale_hosting.py does not drive it yet"
+    return None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -118,15 +117,29 @@ def cost_part(args: argparse.Namespace) -> dict[str, Any]:
 def hosting_part(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "appservice" and (why := appservice_missing()) is not None:
         return {"mode": "appservice", "status": "not available", "reason": why}
+    from scale_appservice import Registrations, write_registrations
     from scale_hosting import run_hosting
 
     out: dict[str, Any] = {}
+    registrations: list[Registrations] = []
+
+    def appservices(data_dir: Path, server_name: str) -> list[Path]:
+        registrations.append(write_registrations(data_dir, server_name))
+        return registrations[0].files
 
     async def measure(layout: Any, data_dir: Path) -> dict[str, Any]:
-        return await run_hosting(layout, data_dir, args.agents, args.mode, args.roundtrips)
+        reg = registrations[0] if registrations else None
+        return await run_hosting(layout, data_dir, args.agents, reg, args.roundtrips)
 
+    as_mode = args.mode == "appservice"
     with contextlib.redirect_stdout(_Capture(out)):
-        status = run_bench(args.data_dir, measure)
+        status = run_bench(
+            args.data_dir,
+            measure,
+            (lambda layout, data_dir: appservices(data_dir, layout.server_name))
+            if as_mode
+            else None,
+        )
     if status != 0:
         raise SystemExit(status)
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,11 +37,15 @@ READY_TIMEOUT_S = 180.0
 ANSWER_TIMEOUT_S = 180.0
 
 
+PICKLE_KEY = secrets.token_hex(32)
+
+
 class GatewayProcess:
     """``salon run`` in a child process; ``ready`` once it logs ``gateway.ready``."""
 
     def __init__(self, config: Path, log: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Both gateways open the same stored encryption keys: one pickle key.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SALON_BENCH_PICKLE_KEY": PICKLE_KEY}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "salon.cli", "run", "-c", str(config)],
             cwd=ROOT,
@@ -82,6 +87,7 @@ def _configs(
     data = config.model_dump(mode="json", exclude_none=True)
     data["store"] = {"url": pg_url}
     data["cluster"] = {"lease_s": lease_s}
+    data["encryption"] = {"pickle_key_env": "SALON_BENCH_PICKLE_KEY"}
     data["access"] = {**data["access"], "admins": [admin]}  # invited to the agent rooms
     # One operator asks every agent at once: wide slots (see scale_hosting).
     data["turns"] = {

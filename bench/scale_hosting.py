@@ -2,17 +2,19 @@
 
 For each agent count, in one run (``bench/scale.py --part hosting``):
 
-1. **Baseline**: a raw mautrix client (``ClientAPI``, no Salon) does the work Salon's
-   cold start does on the homeserver: register the router and N users (shared secret,
-   as Salon does), set their display names; the router creates the Space (inviting
-   the operator) and the lobby (inviting the agents); each user creates its own room
-   with an alias and invites the operator and the other agents (Salon invites every
-   other agent into each agent room as a possible visitor), joins the lobby; the
-   router lists each room in the Space, each user names the Space its room's parent;
-   then every identity syncs once. Same concurrency as Salon (all users at once).
+1. **Baseline**: raw mautrix (no Salon) does the work Salon's cold start does on the
+   homeserver. Client mode: a ``ClientAPI`` per user, registered with the shared
+   secret as Salon does; appservice mode: one appservice's ``IntentAPI`` per user
+   (``bench/scale_appservice.py``). Register the router and N users, set their
+   display names; the router creates the Space (inviting the operator) and the lobby
+   (inviting the agents); each user creates its own room with an alias, invites the
+   operator and joins the lobby; the router lists each room in the Space, each user
+   names the Space its room's parent; client mode: every identity syncs once. Same
+   concurrency as Salon (all users at once). Agents are not invited into each
+   other's rooms: Salon invites a visitor when it comes.
 2. **Salon cold**: a fresh gateway with N ``echo`` agents, ``Gateway.start()`` until it
-   returns (every identity logged in, rooms and Space entries made, each synced once).
-   RSS of this process once all are online (and its growth over the start).
+   returns (every identity ready, rooms and Space entries made; client mode: each
+   synced once). RSS of this process once all are online (and its growth over the start).
 3. **Salon warm**: the gateway stopped and started again on the same store; the
    time from the start until every agent has answered one message in its room.
 4. Round trips to agent #1 and to agent #N, alternating, ``roundtrips`` each.
@@ -27,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import Operator, console, register, salon_config, summary
-from mautrix.api import HTTPAPI
+from common import BenchError, Operator, console, register, salon_config, summary
+from mautrix.api import HTTPAPI, Method
+from mautrix.api import Path as MxPath
 from mautrix.client import ClientAPI
 from mautrix.types import RoomAlias, RoomID, UserID
+from scale_appservice import Registrations, appservice_config, raw_baseline
 
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig, TurnsConfig
@@ -39,6 +43,8 @@ from salon.ids import AgentId, UserId
 from salon.matrix.registration import register_with_shared_secret
 
 REQUEST_TIMEOUT_S = 300.0
+ANSWER_TIMEOUT_S = 300.0
+"""How long a message to every agent at once may wait for its last reply."""
 
 
 def rss_mb() -> float:
@@ -73,9 +79,13 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
     )
 
 
+Senders = list[tuple[str, HTTPAPI]]
+"""Each baseline room and how its user sends there (for the homeserver's floor)."""
+
+
 async def baseline(
     layout: SynapseLayout, http: aiohttp.ClientSession, n: int, operator: str
-) -> float:
+) -> tuple[float, Senders]:
     """The same homeserver work with a raw mautrix client; seconds taken."""
     ns = secrets.token_hex(3)
     started = time.perf_counter()
@@ -118,8 +128,7 @@ async def baseline(
             topic="an agent's room",
         )
         await api.join_room(RoomAlias(f"#raw-{ns}-lobby:{server}"), servers=[server])
-        for invitee in [UserID(operator), *(u.mxid for u in users if u is not api)]:
-            await api.invite_user(room, invitee)
+        await api.invite_user(room, UserID(operator))
         return room
 
     rooms = await asyncio.gather(*(agent_room(api, i) for i, api in enumerate(users)))
@@ -128,6 +137,27 @@ async def baseline(
         await router.send_state_event(space, "m.space.child", {"via": [server]}, state_key=room)
         await api.send_state_event(room, "m.space.parent", {"via": [server]}, state_key=space)
     await asyncio.gather(*(api.sync(timeout=0) for api in [router, *users]))
+    return time.perf_counter() - started, [
+        (str(room), api.api) for api, room in zip(users, rooms, strict=True)
+    ]
+
+
+async def homeserver_floor(operator: Operator, senders: Senders) -> float:
+    """What answering every agent at once costs the homeserver alone: the operator
+    sends one message into each baseline room while each room's user sends one there
+    too, all at once; seconds until every send is answered. (Salon's figure adds the
+    gateway and the operator's /sync seeing each reply.)"""
+    await asyncio.gather(*(operator.join(room) for room, _ in senders))
+    started = time.perf_counter()
+
+    async def reply(room: str, api: HTTPAPI) -> None:
+        path = MxPath.v3.rooms[RoomID(room)].send["m.room.message"][secrets.token_hex(8)]
+        await api.request(Method.PUT, path, {"msgtype": "m.text", "body": "floor"})
+
+    await asyncio.gather(
+        *(operator.send(room, "floor") for room, _ in senders),
+        *(reply(room, api) for room, api in senders),
+    )
     return time.perf_counter() - started
 
 
@@ -136,7 +166,9 @@ async def answers_all(operator: Operator, rooms: list[str]) -> float:
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            operator.roundtrip(room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}")
+            operator.roundtrip(
+                room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}", ANSWER_TIMEOUT_S
+            )
             for i, room in enumerate(rooms)
         )
     )
@@ -144,8 +176,9 @@ async def answers_all(operator: Operator, rooms: list[str]) -> float:
 
 
 async def one_count(
-    layout: SynapseLayout, data_dir: Path, n: int, roundtrips: int
+    layout: SynapseLayout, data_dir: Path, n: int, reg: Registrations | None, roundtrips: int
 ) -> dict[str, Any]:
+    """One agent count; ``reg``: appservice mode, with these registrations."""
     out: dict[str, Any] = {"agents": n}
     # Provisioning 100 agents queues thousands of invites in Synapse: a request may wait
     # longer than aiohttp's default 5 minutes.
@@ -156,14 +189,26 @@ async def one_count(
     ):
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
         console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
-        out["baseline_provision_s"] = round(
-            await baseline(layout, http, n, operator.creds.user_id), 2
+        person = operator.creds.user_id
+        raw = (
+            baseline(layout, http, n, person)
+            if reg is None
+            else raw_baseline(layout, http, n, person, reg)
         )
+        took, senders = await raw
+        out["baseline_provision_s"] = round(took, 2)
         console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
         config = hosting_config(layout, data_dir, n)
+        if reg is not None:
+            config = appservice_config(config, reg)
+        secrets_ = reg.secrets if reg is not None else None
+
+        def new_gateway() -> Gateway:
+            return Gateway(config, invite=[UserId(person)], ready_timeout_s=600, secrets=secrets_)
+
         rss_before = rss_mb()
         console.print(f"{n} agents: Salon cold start …")
-        gateway = Gateway(config, invite=[UserId(operator.creds.user_id)], ready_timeout_s=600)
+        gateway = new_gateway()
         started = time.perf_counter()
         state = await gateway.start()
         out["salon_cold_start_s"] = round(time.perf_counter() - started, 2)
@@ -180,9 +225,10 @@ async def one_count(
         await operator.start_sync(rooms)
         try:
             out["first_answers_all_s"] = round(await answers_all(operator, rooms), 2)
+            out["floor_answers_all_s"] = round(await homeserver_floor(operator, senders), 2)
             console.print(f"{n} agents: Salon warm restart …")
             await gateway.stop()
-            gateway = Gateway(config, invite=[UserId(operator.creds.user_id)], ready_timeout_s=600)
+            gateway = new_gateway()
             started = time.perf_counter()
             await gateway.start()
             out["warm_start_s"] = round(time.perf_counter() - started, 2)
@@ -193,11 +239,16 @@ async def one_count(
             for i in range(roundtrips):
                 pair = [("agent_1", first), (f"agent_{n}", last)]
                 for name, room in pair if i % 2 == 0 else reversed(pair):
-                    samples[name].append(await operator.roundtrip(room, f"rt {i}", name))
-            out["roundtrip"] = {k: summary(v) for k, v in samples.items()}
-            out["roundtrip_ratio_p50"] = round(
-                out["roundtrip"][f"agent_{n}"]["p50_ms"] / out["roundtrip"]["agent_1"]["p50_ms"], 3
-            )
+                    try:
+                        samples[name].append(await operator.roundtrip(room, f"rt {i}", name))
+                    except BenchError as e:  # counted, the other figures kept
+                        out.setdefault("roundtrip_errors", []).append(str(e))
+            out["roundtrip"] = {k: summary(v) for k, v in samples.items() if v}
+            if len(out["roundtrip"]) == 2:
+                last_p50 = out["roundtrip"][f"agent_{n}"]["p50_ms"]
+                out["roundtrip_ratio_p50"] = round(
+                    last_p50 / out["roundtrip"]["agent_1"]["p50_ms"], 3
+                )
         finally:
             await operator.stop()
             await gateway.stop()
@@ -206,13 +257,19 @@ async def one_count(
 
 
 async def run_hosting(
-    layout: SynapseLayout, data_dir: Path, counts: list[int], mode: str, roundtrips: int
+    layout: SynapseLayout,
+    data_dir: Path,
+    counts: list[int],
+    reg: Registrations | None,
+    roundtrips: int,
 ) -> dict[str, Any]:
-    """Each agent count in turn, on the same Synapse (fresh users and rooms each time)."""
+    """Each agent count in turn, on the same Synapse (fresh users and rooms each time);
+    ``reg``: in appservice mode, with these registrations (Synapse loaded them)."""
+    mode = "client" if reg is None else "appservice"
     results = []
     for n in counts:
         started = time.perf_counter()
-        result = await one_count(layout, data_dir, n, roundtrips)
+        result = await one_count(layout, data_dir, n, reg, roundtrips)
         result["wall_s"] = round(time.perf_counter() - started, 1)
         results.append(result)
     return {"mode": mode, "runs": results}

@@ -30,6 +30,7 @@ SURFACE: dict[str, tuple[str, ...] | None] = {
     "salon.agents.backend": None,
     "salon.agents.context": None,
     "salon.agents.tools": None,
+    "salon.agents.approval": None,
     "salon.agents.profile": ("AgentProfile",),
     "salon.routing.hooks": None,
     "salon.routing.context": ("AgentInfo", "Binding", "MessageContext"),
@@ -217,6 +218,26 @@ Delegator.targets: def(self) -> Sequence[tuple[str, str]]
 call_delegate_tool: async def(delegator: Delegator, name: str, arguments: str | Mapping[str, Any] | None, *, targets: Sequence[tuple[str, str]] | None = None) -> DelegationOutcome
 delegate_tool_schema: def(targets: Sequence[tuple[str, str]]) -> dict[str, Any]
 parse_delegate_arguments: def(arguments: str | Mapping[str, Any] | None, targets: Sequence[tuple[str, str]]) -> tuple[str, str, str | None] | DelegationOutcome
+""",
+    "salon.agents.approval": """
+Approved: dataclass(frozen)
+Approved.by: str | None
+Approver: protocol(Protocol)
+Approver.approve: async def(self, call: ToolCall) -> Decision
+ApprovingDelegator: class(object)
+ApprovingDelegator.__init__: def(self, inner: Delegator) -> None
+ApprovingDelegator.delegate: async def(self, agent: str, task: str, context: str | None = None) -> DelegationOutcome
+ApprovingDelegator.targets: def(self) -> Sequence[tuple[str, str]]
+Decision = salon.agents.approval.Approved | salon.agents.approval.Denied
+Denied: dataclass(frozen)
+Denied.reason: str
+Denied.tool_result: def(self, call: ToolCall) -> str
+ToolCall: dataclass(frozen)
+ToolCall.tool: str
+ToolCall.arguments: Mapping[str, Any]
+approve: async def(call: ToolCall) -> Decision
+approver_context: def(approver: Approver | None) -> Iterator[Approver | None]
+needs_approval: def(patterns: Iterable[str], tool: str) -> bool
 """,
     "salon.agents.profile": """
 AgentProfile: dataclass(frozen)

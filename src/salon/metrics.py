@@ -103,3 +103,9 @@ CRYPTO_UNAVAILABLE = Gauge(
     "1 when an identity has no encryption device (the homeserver would not make one)",
     ["identity"],
 )
+APPROVALS = Counter(
+    "salon_approvals_total",
+    "Tool calls asked of a person: requested, approved, denied, timeout; and answers"
+    " ignored (not the person the turn works for, nor an admin)",
+    ["outcome"],
+)

@@ -43,6 +43,27 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "help_why": "why the last message went where it did",
         "help_delegate": "have this room's agent hand a task to another",
         "help_args_delegate": "<agent> <task>",
+        "help_approve": "run a call an agent asks you to approve (reply to its request)",
+        "help_args_approve": "[id]",
+        "help_deny": "refuse a call an agent asks you to approve",
+        "help_args_deny": "[id]",
+        "approval_request": (
+            "🔐 {agent} wants to run {tool} ({arguments}). {who} may approve: react ✅ to "
+            "run it or ❌ to refuse, or reply !approve / !deny. Refused if nobody answers "
+            "within {minutes} min. (approval {id})"
+        ),
+        "approval_who_admin": "An admin",
+        "approval_outcome_approved": "✅ Approved by {by}.",
+        "approval_outcome_denied": "❌ Refused by {by}.",
+        "approval_outcome_timeout": "⌛ Refused: nobody answered in time.",
+        "approval_usage": "Reply to an approval request with !approve or !deny, or give its id.",
+        "approval_done_approved": "✅ Approved: {tool} runs now.",
+        "approval_done_denied": "❌ Refused: {tool} will not run.",
+        "approval_not_found": "There is no approval request {ref}.",
+        "approval_not_allowed": (
+            "Only the person the agent works for here, or an admin, may answer this request."
+        ),
+        "approval_decided": "That request was already answered ({state}).",
         "help_lang": "change the language",
         "help_args_lang": "<en|ru>",
         "command_admin_only": "Only an admin can use !{command}.",
@@ -158,6 +179,29 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "help_why": "почему последнее сообщение ушло именно туда",
         "help_delegate": "агент этой комнаты передаст задачу другому",
         "help_args_delegate": "<агент> <задача>",
+        "help_approve": "разрешить вызов, о котором спрашивает агент (ответом на запрос)",
+        "help_args_approve": "[id]",
+        "help_deny": "запретить вызов, о котором спрашивает агент",
+        "help_args_deny": "[id]",
+        "approval_request": (
+            "🔐 {agent} хочет вызвать {tool} ({arguments}). Разрешить может {who}: "
+            "поставьте ✅, чтобы разрешить, или ❌, чтобы запретить, либо ответьте "
+            "!approve / !deny. Без ответа за {minutes} мин. — запрет. (запрос {id})"
+        ),
+        "approval_who_admin": "администратор",
+        "approval_outcome_approved": "✅ Разрешил(а) {by}.",
+        "approval_outcome_denied": "❌ Запретил(а) {by}.",
+        "approval_outcome_timeout": "⌛ Запрещено: никто не ответил вовремя.",
+        "approval_usage": (
+            "Ответьте на запрос агента командой !approve или !deny, или укажите его id."
+        ),
+        "approval_done_approved": "✅ Разрешено: {tool} выполняется.",
+        "approval_done_denied": "❌ Запрещено: {tool} не будет выполнен.",
+        "approval_not_found": "Запроса {ref} нет.",
+        "approval_not_allowed": (
+            "Ответить на этот запрос может только тот, для кого работает агент, или администратор."
+        ),
+        "approval_decided": "На этот запрос уже ответили ({state}).",
         "help_lang": "сменить язык",
         "help_args_lang": "<en|ru>",
         "command_admin_only": "Команда !{command} доступна только администратору.",
@@ -254,6 +298,9 @@ API_ERRORS: dict[str, tuple[int, str]] = {
     "agent_not_found": (404, "no agent {agent!r} (known: {known})"),
     "model_not_found": (404, "the model {model!r} does not exist (known: {known})"),
     "room_not_found": (404, "no room {room!r}"),
+    "approval_not_found": (404, "no approval request {id!r}"),
+    "approval_decided": (409, "the approval request {id!r} was already answered ({state})"),
+    "approvals_off": (409, "approvals are not available in this gateway"),
     "invalid_request": (400, "{detail}"),
     "no_operator": (409, "no operator user is configured to send messages as"),
     "backend_error": (502, "{agent} could not answer: {error}"),

@@ -309,3 +309,28 @@ async def test_delegator_context_is_scoped() -> None:
             assert current_delegator() is None
         assert current_delegator() is delegator
     assert current_delegator() is None
+
+
+async def test_a_refused_call_tells_the_model_why_and_never_delegates(
+    fake: tuple[FakeOpenAI, str], make_backend: Any
+) -> None:
+    from salon.agents.approval import ApprovingDelegator, Denied, ToolCall, approver_context
+
+    class Refuses:
+        def __init__(self) -> None:
+            self.asked: list[ToolCall] = []
+
+        async def approve(self, call: ToolCall) -> Denied:
+            self.asked.append(call)
+            return Denied("denied by @alice:localhost")
+
+    server, url = fake
+    server.tool_rounds = [[call("math", "compute 6*7")]]
+    inner, approver = StubDelegator(), Refuses()
+    with approver_context(approver):
+        await collect(make_backend(url), ApprovingDelegator(inner))
+    assert inner.calls == []
+    assert approver.asked == [ToolCall("delegate", {"agent": "math", "task": "compute 6*7"})]
+    result = server.requests[1].body["messages"][-1]
+    assert result["role"] == "tool"
+    assert result["content"] == "[DENIED] delegate was not run: denied by @alice:localhost"

@@ -30,6 +30,8 @@ _HELP = {
         "!stop — stop the answer in progress\n"
         "!why — why the last message went where it did\n"
         "!delegate <agent> <task> — have this room's agent hand a task to another\n"
+        "!approve [id] — run a call an agent asks you to approve (reply to its request)\n"
+        "!deny [id] — refuse a call an agent asks you to approve\n"
         "!lang <en|ru> — change the language"
     ),
     "ru": (
@@ -48,6 +50,8 @@ _HELP = {
         "!stop — остановить текущий ответ\n"
         "!why — почему последнее сообщение ушло именно туда\n"
         "!delegate <агент> <задача> — агент этой комнаты передаст задачу другому\n"
+        "!approve [id] — разрешить вызов, о котором спрашивает агент (ответом на запрос)\n"
+        "!deny [id] — запретить вызов, о котором спрашивает агент\n"
         "!lang <en|ru> — сменить язык"
     ),
 }

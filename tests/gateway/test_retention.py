@@ -286,3 +286,30 @@ async def test_pruned_space_is_given_back(sqlite_store: Store) -> None:
     await age(store, "session_messages", "created_at", "TRUE")
     assert (await sweep(store))["session_messages"] == 400
     assert await store.size_bytes() < full / 4
+
+
+async def test_old_approvals_go_unless_an_open_turn_may_ask_again(store: Store) -> None:
+    from salon.store.approvals import ApprovalRecord, ApprovalState
+
+    await store.turns.admit("$open", "coder", ROOM)
+    await store.turns.admit("$closed", "coder", ROOM)
+    await store.turns.finish("$closed", "coder", TurnState.REPLIED)
+    for aid, turn in (("old-closed", "$closed"), ("old-open", "$open"), ("new", "$closed")):
+        await store.approvals.create(
+            ApprovalRecord(
+                aid,
+                turn,
+                "coder",
+                "delegate",
+                {},
+                ROOM,
+                ALICE,
+                ApprovalState.PENDING,
+                now_ms(),
+                now_ms() + 60_000,
+            )
+        )
+    await age(store, "approvals", "created_at", "id != 'new'")
+
+    assert (await sweep(store))["approvals"] == 1
+    assert await keys(store, "SELECT id FROM approvals") == {"old-open", "new"}

@@ -119,6 +119,8 @@ def _base(tmp_path: Path, pg_url: str) -> dict[str, Any]:
         agents={a: {"backend": {"type": "echo", "delay_s": 1.0}} for a in AGENTS},
         store={"url": pg_url},
         cluster={"lease_s": LEASE_S},
+        # Both open the same stored encryption keys: one pickle key, not one per data dir.
+        encryption={"pickle_key_env": "SALON_TEST_PICKLE_KEY"},
     )
     data = base.model_dump(mode="json", exclude_none=True)
     data["agents"] = {a: v for a, v in data["agents"].items() if a in AGENTS}
@@ -165,7 +167,7 @@ async def test_two_appservice_gateways_behind_one_url_answer_each_message_once(
     paths, config = _configs(tmp_path, data, hs, proxy_port, ports)
     balancer = make_proxy(ports)
     runner = await _serve(balancer, proxy_port)
-    for name, value in SECRETS.items():
+    for name, value in {**SECRETS, "SALON_TEST_PICKLE_KEY": "k" * 32}.items():
         monkeypatch.setenv(name, value)
     questions = {a: [f"{a}-q{i}" for i in range(PER_AGENT)] for a in AGENTS}
     rooms: dict[str, str] = {}

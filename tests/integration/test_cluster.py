@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import yaml
 
 from .conftest import Person, salon_config
@@ -30,6 +31,8 @@ def _configs(
         store={"url": pg_url},
         cluster={"lease_s": LEASE_S},
         access={"admins": [person.user_id]},  # invited to the agents' rooms
+        # Both open the same stored encryption keys: one pickle key, not one per data dir.
+        encryption={"pickle_key_env": "SALON_TEST_PICKLE_KEY"},
     )
     data = config.model_dump(mode="json", exclude_none=True)
     paths = []
@@ -49,8 +52,9 @@ async def _turns(pg_url: str, sql: str) -> list[Any]:
 
 
 async def test_two_gateways_answer_each_message_once_and_finish_a_killed_ones_work(
-    synapse: Any, tmp_path: Path, person: Person, pg_url: str
+    synapse: Any, tmp_path: Path, person: Person, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SALON_TEST_PICKLE_KEY", "k" * 32)
     first_cfg, second_cfg, data = _configs(synapse, tmp_path, person, pg_url)
     alias = data["naming"]["agent_room_alias"]
     rooms: dict[str, str] = {}

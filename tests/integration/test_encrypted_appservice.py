@@ -22,7 +22,8 @@ from salon.devserver.appservice import write_registration
 from salon.devserver.synapse import free_port
 
 from ..conftest import TestHomeserver, register_user
-from .test_appservice import SECRETS, TOKENS, appservice_config, as_setup
+from .modes import SECRETS, TOKENS, appservice_config
+from .test_appservice import as_setup
 from .test_crash import running
 from .test_encrypted_dm import NioPerson, failures, open_dm
 

@@ -211,3 +211,29 @@ async def test_listening_early_holds_transactions_until_started() -> None:
         assert sink.admitted == [(ROUTER, ["$e1"])]
     finally:
         await source.stop()
+
+
+async def test_a_failed_transaction_changes_no_membership(setup) -> None:
+    """The homeserver sends a failed transaction again: its events are read by the
+    same identities the second time (the join in it took effect only once admitted)."""
+    client, sink, _, source = setup
+    room = "!later:localhost"
+    join = {
+        "event_id": "$j",
+        "room_id": room,
+        "sender": AGENT,
+        "type": "m.room.member",
+        "state_key": AGENT,
+        "content": {"membership": "join"},
+        "origin_server_ts": 1,
+    }
+    events = [message(7, room), join, message(8, room)]
+    sink.fail = True
+    r = await client.put("/_matrix/app/v1/transactions/t7", json={"events": events}, headers=AUTH)
+    assert r.status == 500
+    assert source.members.reader(room) == ROUTER
+    sink.fail = False
+    r = await client.put("/_matrix/app/v1/transactions/t7", json={"events": events}, headers=AUTH)
+    assert r.status == 200
+    assert sink.admitted == [(ROUTER, ["$e7"]), (AGENT, ["$j", "$e8"])]
+    assert source.members.reader(room) == AGENT

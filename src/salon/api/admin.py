@@ -11,6 +11,8 @@
   (:mod:`salon.api.admin_delegations`);
 - ``GET status``: open delegations, turns in flight, loops, store and homeserver
   (:mod:`salon.api.admin_status`);
+- ``GET approvals``, ``POST approvals/{id}/approve|deny``: tool calls waiting for a
+  person's OK (:mod:`salon.api.admin_approvals`);
 - ``GET openapi.json``: the OpenAPI document of every route (:mod:`salon.api.openapi`).
 
 Requests are validated as they are read (:mod:`salon.api.bodies`: ``invalid_request``
@@ -23,6 +25,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from salon.api.admin_agents import get_agent, list_agents, spawn_agent
+from salon.api.admin_approvals import approve_approval, deny_approval, list_approvals
 from salon.api.admin_delegations import post_delegation
 from salon.api.admin_messages import post_message
 from salon.api.admin_rooms import room_messages
@@ -47,3 +50,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/rooms/{{room}}/messages", room_messages)
     app.router.add_post(f"{PREFIX}/delegations", post_delegation)
     app.router.add_get(f"{PREFIX}/status", status)
+    app.router.add_get(f"{PREFIX}/approvals", list_approvals)
+    app.router.add_post(f"{PREFIX}/approvals/{{approval_id}}/approve", approve_approval)
+    app.router.add_post(f"{PREFIX}/approvals/{{approval_id}}/deny", deny_approval)

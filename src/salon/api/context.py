@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from salon.api.attachment_links import AttachmentLinker
+from salon.commands.context import ApprovalDecider
 from salon.coordination.delegation import DelegationManager
 from salon.ids import AgentId, RoomId
 from salon.matrix.api import MatrixAPI
@@ -56,6 +57,8 @@ class ApiContext:
     agent_info: Callable[[], Awaitable[Mapping[str, dict[str, Any]]]] | None = None
     # Reload the config now (the dashboard's button): what the reload did, as JSON.
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    # Answers approval requests (`/api/v1/approvals`); None: approvals are off.
+    approvals: ApprovalDecider | None = None
 
     def identities(self) -> list[MatrixAPI]:
         """Every identity the gateway acts as: the router, the agents, the operator."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from salon import __version__
+from salon.api.openapi_approvals import APPROVAL_PATHS, APPROVAL_SCHEMAS
 from salon.api.openapi_paths import PATHS
 from salon.api.openapi_schemas import JSON, SCHEMAS
 
@@ -36,7 +37,7 @@ DOCUMENT: JSON = {
         {"name": "dashboard", "description": "The web dashboard: its page, login and data."},
     ],
     "security": [{"bearer": []}],
-    "paths": PATHS,
+    "paths": {**PATHS, **APPROVAL_PATHS},
     "components": {
         "securitySchemes": {
             "bearer": {
@@ -46,7 +47,7 @@ DOCUMENT: JSON = {
                 "(without one) the random token in `<data_dir>/api.json`.",
             }
         },
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **APPROVAL_SCHEMAS},
     },
 }
 

@@ -46,6 +46,7 @@ from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
+from salon.gateway.approvals import ApprovalDesk
 from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
@@ -121,7 +122,7 @@ async def assemble(
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
-    apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s)
+    apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s, profiles=store.kv)
     created_at = {u: await store.identities.created_at(u) for u in apis}
     router_api = apis[roster.router_user_id]
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
@@ -205,6 +206,17 @@ async def assemble(
     runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
+    # Tool calls that wait for a person's OK (the running config's patterns and admins).
+    approvals = ApprovalDesk(
+        store,
+        hosted.apis,
+        lambda: gateway.config,
+        lambda user: gateway.config.access.is_admin(user),
+        runner.delivery,
+    )
+    runner.approver_for = approvals.approver_for
+    reactions.approvals = approvals.on_reaction
+    commands.approvals = approvals
     dispatcher.add_event_handler("m.room.message", messages)
     dispatcher.add_event_handler("m.reaction", reactions)
     dispatcher.add_event_handler(REQUEST, coordinator.on_request)
@@ -273,6 +285,7 @@ async def assemble(
             links=links,
             agent_info=agent_info(gateway, store),
             reload=reload_now(reloader),
+            approvals=approvals,
         )
         api = await stack.enter_async_context(
             serving_api(

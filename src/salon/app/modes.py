@@ -55,7 +55,9 @@ def authenticator(
             hs.server_name,
             session,
             store.identities,
-            AppserviceIdentity(as_token, config.router_user_id(hs.server_name)),
+            AppserviceIdentity(
+                as_token, config.router_user_id(hs.server_name), store.appservice_users
+            ),
             requests,
         )
         if config.encryption.enabled:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from salon import responses
 from salon.commands.chats import Chats
@@ -15,6 +15,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.events import InboundEvent
 from salon.routing.context import AgentInfo
 from salon.store import Store
+from salon.store.approvals import ApprovalRecord
 from salon.store.records import RoomKind, RoomRecord
 from salon.store.users import UserRecord
 
@@ -65,6 +66,16 @@ class UserRoles:
     is_admin: Callable[[str], bool] = lambda _user: False
 
 
+class ApprovalDecider(Protocol):
+    """Decides approval requests (the gateway's desk, see gateway/approvals.py)."""
+
+    async def decide(
+        self, ref: str, *, approve: bool, by: str, via: str, by_event: bool = False
+    ) -> tuple[str, ApprovalRecord | None]:
+        """What happened (approved, denied, not_found, not_allowed, decided) and the row."""
+        ...
+
+
 class Services:
     """What the commands work with. State that must survive a restart goes to the store.
 
@@ -97,6 +108,8 @@ class Services:
         self.salon_users = frozenset(
             {a.user_id for a in agents.members} | {chats.router.user_id} | set(roles.salon_users)
         )
+        # `!approve` / `!deny` answer here (the composition root sets it).
+        self.approvals: ApprovalDecider | None = None
         # `!load` waits for a number; deliberately in memory: a restart drops the choice.
         self.pending_loads: dict[tuple[str, str], list[Any]] = {}
 

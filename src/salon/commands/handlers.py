@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import structlog
 
-from salon.commands import agents, basics, chat_commands, sessions  # noqa: F401 - they register
+from salon.commands import (  # noqa: F401 - they register
+    agents,
+    approvals,
+    basics,
+    chat_commands,
+    sessions,
+)
 from salon.commands.context import Asked, Reply, Services
 from salon.commands.registry import COMMANDS
 from salon.matrix.events import InboundEvent

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from salon.config.backends import BackendConfig
 from salon.config.base import (
@@ -47,6 +47,15 @@ def cron_schedule_problem(schedule: str) -> str | None:
     except CroniterError as e:
         return f"invalid schedule {schedule!r}: {e}"
     return None
+
+
+def _approve_pattern(value: str) -> str:
+    if not re.fullmatch(r"\*|delegate|[A-Za-z0-9_-]+\.(\*|[A-Za-z0-9_.-]+)", value):
+        raise ValueError(f"{value!r}: expected delegate, <server>.<tool>, <server>.* or *")
+    return value
+
+
+ApprovePattern = Annotated[str, AfterValidator(_approve_pattern)]
 
 
 class CronJobConfig(ConfigModel):
@@ -111,6 +120,8 @@ class AgentConfig(ConfigModel):
     backend: BackendConfig
     matrix: IdentityCredentials | None = None
     can_delegate_to: list[str] | None = None
+    # Calls that need a person's OK first (see ApprovalConfig); None: approval.default.
+    approve: list[ApprovePattern] | None = None
     # History sent to the model is trimmed to this many (estimated) tokens.
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     # Scheduled prompts (see CronJobConfig); each id once per agent.
@@ -216,3 +227,12 @@ class DelegationConfig(ConfigModel):
 
     hop_limit: Annotated[int, Field(ge=1, le=15)] = 3
     deadline_s: PositiveFloat = 300
+
+
+class ApprovalConfig(ConfigModel):
+    """Tool calls that wait for a person's OK in the room: ``default`` applies to every
+    agent without its own ``approve:`` list; a request unanswered for ``timeout_s``
+    is refused."""
+
+    default: list[ApprovePattern] = Field(default_factory=list)
+    timeout_s: PositiveFloat = 300

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from salon.config.agents import (
     AgentConfig,
+    ApprovalConfig,
     DelegationConfig,
     PeerConfig,
     TeamConfig,
@@ -84,6 +85,7 @@ __all__ = [
     "AccessConfig",
     "AgentConfig",
     "ApiConfig",
+    "ApprovalConfig",
     "AppserviceConfig",
     "AttachmentsConfig",
     "BackendConfig",
@@ -172,6 +174,7 @@ class SalonConfig(ConfigModel):
     # Agents hosted by other gateways of this deployment, by id, each pinned by user id.
     peers: dict[str, PeerConfig] = Field(default_factory=dict)
     delegation: DelegationConfig = DelegationConfig()
+    approval: ApprovalConfig = ApprovalConfig()
     # The HTTP server (admin API, OpenAI-compatible API, metrics); off when absent.
     api: ApiConfig | None = None
 
@@ -219,6 +222,14 @@ class SalonConfig(ConfigModel):
         if agent.can_delegate_to is not None:
             return list(agent.can_delegate_to)
         return [a for a in [*self.agents, *self.peers] if a != agent_id]
+
+    def approval_patterns(self, agent_id: str) -> list[str]:
+        """The calls of an agent that need a person's OK: its ``approve:``, else
+        ``approval.default`` (an agent no longer configured: the default)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.approve is not None:
+            return list(agent.approve)
+        return list(self.approval.default)
 
     def peer_user_id(self, agent_id: str) -> UserId:
         """The pinned user id of a peer agent; ``KeyError`` naming the known peers otherwise."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -41,11 +42,32 @@ def _encryption(config: SalonConfig) -> list[dict[str, object]]:
     return [room_encryption_state()] if config.encryption.encrypts("shared") else []
 
 
-async def _ensure_joined(api: MatrixAPI, rooms: list[RoomId], via: str) -> None:
-    joined = set(await api.joined_rooms())
+# Requests in flight at once for the per-agent steps of a start (Space entries).
+START_CONCURRENCY = 16
+
+
+async def _ensure_joined(
+    api: MatrixAPI, rooms: list[RoomId], via: str, joined: set[RoomId] | None = None
+) -> None:
+    """``api`` joins those of ``rooms`` it is not in; ``joined`` (its rooms, if known)
+    is kept up to date."""
+    if joined is None:
+        joined = set(await api.joined_rooms())
     for room_id in rooms:
         if room_id not in joined:
             await api.join(room_id, [via])
+            joined.add(room_id)
+
+
+async def _each(items: list[Any], step: Callable[[Any], Awaitable[None]]) -> None:
+    """``step`` for every item, a few at a time (a thousand agents: not one by one)."""
+    slots = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def one(item: Any) -> None:
+        async with slots:
+            await step(item)
+
+    await asyncio.gather(*(one(item) for item in items))
 
 
 async def bootstrap(
@@ -59,9 +81,11 @@ async def bootstrap(
     """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
     locale = config.locale
     agent_users = [api.user_id for api in agent_apis.values()]
-    # Agents visit each other's rooms to delegate; so do the peers' agents (other
-    # gateways), but only those configured, by their pinned user ids.
-    visitors = [*agent_users, *peers]
+    # Agents visit each other's rooms to delegate or answer a mention, invited then by
+    # the room's owner (join_or_be_invited): inviting every agent into every room up
+    # front cost N² requests. The peers' agents (other gateways) have no owner here to
+    # ask, so the configured ones are invited, by their pinned user ids.
+    visitors = list(peers)
     space_id: RoomId | None = None
     space_error: str | None = None
     try:
@@ -93,9 +117,13 @@ async def bootstrap(
         lobby_id, RoomKind.LOBBY, alias=spaces.alias(config.naming.lobby_alias)
     )
 
+    # Each agent's rooms, asked once and kept up to date through the start.
+    joined: dict[AgentId, set[RoomId]] = {}
+
     async def agent_room(agent_id: AgentId, api: MatrixAPI) -> tuple[AgentId, RoomId]:
+        joined[agent_id] = set(await api.joined_rooms())
         room_id = await ensure_agent_room(
-            config, agent_id, api, store, lobby_id, [*invitees, *visitors]
+            config, agent_id, api, store, lobby_id, [*invitees, *visitors], joined=joined[agent_id]
         )
         return agent_id, room_id
 
@@ -104,14 +132,16 @@ async def bootstrap(
     if space_id is not None:
         try:
             await spaces.link(space_id, lobby_id)
-            for agent_id, room_id in rooms.items():
-                await link_agent_room(spaces, agent_apis[agent_id], space_id, room_id)
+            await _each(
+                list(rooms.items()),
+                lambda pair: link_agent_room(spaces, agent_apis[pair[0]], space_id, pair[1]),
+            )
         except MatrixError as e:
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
     # Only owners and people stay in agent rooms and chats (see voices).
     await leave_joined(spaces.api, list(rooms.values()))
-    await visitors_leave(agent_apis, rooms, store)
+    await visitors_leave(agent_apis, rooms, store, joined)
     await _leave_chats(spaces.api, agent_apis, store)
     return Topology(space_id, space_error, lobby_id, rooms)
 
@@ -153,16 +183,22 @@ async def ensure_agent_room(
     lobby_id: RoomId,
     invitees: Sequence[UserId],
     known: Callable[[RoomId], None] | None = None,
+    *,
+    joined: set[RoomId] | None = None,
 ) -> RoomId:
     """An agent's own room (found or created by the agent itself, which owns it),
     joined by the agent with the lobby, and recorded in the store. ``invitees``:
-    people and the other agents (visitors); never the router (see voices).
+    people and the peers' agents (visitors); never the router (see voices).
     ``known`` learns the room before anyone is invited, so the invitations are
-    recognised as visits (an agent added by a reload)."""
+    recognised as visits (an agent added by a reload). ``joined``: the agent's rooms,
+    if known (kept up to date); a room recorded as its own that it is in is taken
+    as it is, without looking its alias up."""
     agent = config.agents[agent_id]
     alias_localpart = config.agent_room_alias_localpart(agent_id)
     spaces = SpaceManager(api)
-    room_id = await spaces.ensure_room(
+    alias = spaces.alias(alias_localpart)
+    room_id = await _recorded_room(store, agent_id, api.user_id, alias, joined)
+    room_id = room_id or await spaces.ensure_room(
         RoomSpec(
             alias_localpart=alias_localpart,
             name=agent.display_label,
@@ -178,7 +214,9 @@ async def ensure_agent_room(
             initial_state=_encryption(config),
         )
     )
-    await _ensure_joined(api, [room_id, lobby_id], spaces.server_name)
+    if joined is not None:
+        joined.add(room_id)  # found or made: the agent is in it
+    await _ensure_joined(api, [room_id, lobby_id], spaces.server_name, joined)
     if known is not None:
         known(room_id)
     await spaces.invite_missing(room_id, [u for u in invitees if u != api.user_id])
@@ -187,7 +225,20 @@ async def ensure_agent_room(
         room_id,
         RoomKind.AGENT,
         agent_id=agent_id,
-        alias=spaces.alias(alias_localpart),
+        alias=alias,
         owner=api.user_id,
     )
     return room_id
+
+
+async def _recorded_room(
+    store: Store, agent_id: AgentId, owner: UserId, alias: str, joined: set[RoomId] | None
+) -> RoomId | None:
+    """The agent's own room as the store recorded it, if the agent owns it under the
+    alias it has now and is in it (a warm start then spares the alias look-up)."""
+    if joined is None:
+        return None
+    record = await store.rooms.agent_room(agent_id)
+    if record is None or record.owner != owner or record.alias != alias:
+        return None
+    return RoomId(record.room_id) if RoomId(record.room_id) in joined else None

@@ -103,7 +103,8 @@ class LiveAgents:
         lobby_id, space_id = parts.topology.lobby_id, parts.topology.space_id
         # Into the lobby first, as the agents at start were (the router invites).
         await parts.spaces.api.invite(lobby_id, api.user_id)
-        visitors = [m.user_id for m in roster if m.agent_id != agent_id]
+        # The hosted agents are invited when they visit (see bootstrap); the peers' now.
+        visitors = [m.user_id for m in roster.peers()]
 
         def known(room_id: RoomId) -> None:
             # Hosted before the invitations go out: the running agents see visits.
@@ -113,7 +114,6 @@ class LiveAgents:
             )
             hosted.swap(entry)
 
-        # The agents already running visit the new room to delegate, as at start.
         room_id = await ensure_agent_room(
             config,
             agent_id,

@@ -8,7 +8,7 @@ carries the decision out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import structlog
@@ -219,14 +219,21 @@ STOP_REACTIONS = frozenset({"🛑", "🛑\ufe0f"})
 
 
 class ReactionHandler:
-    """A 🛑 reaction on a reply being written stops it."""
+    """A 🛑 reaction on a reply being written stops it; ✅ / ❌ answer an approval request."""
 
     def __init__(self, runner: TurnRunner, roster: Roster, access: AccessConfig) -> None:
         self.runner = runner
         self.roster = roster
         self.access = access
+        # An answer to an approval request, if it is one (gateway/approvals.py).
+        self.approvals: Callable[[InboundEvent], Awaitable[str | None]] | None = None
 
     async def __call__(self, event: InboundEvent) -> Handled:
+        if self.approvals is not None and self.roster.agent_of(event.sender) is None:
+            # Before the access check: a stranger's answer is kept on the request, with why.
+            answered = await self.approvals(event)
+            if answered is not None:
+                return InboxState.DONE, f"approval {answered}"
         if self.roster.agent_of(event.sender) is None and not self.access.is_allowed(event.sender):
             EVENTS_DROPPED.labels(reason="unauthorised").inc()
             return InboxState.DROPPED, "unauthorised"

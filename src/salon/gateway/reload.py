@@ -67,6 +67,7 @@ LIVE_SECTIONS = (
     "router",
     "access",
     "shutdown",  # read when the stop begins
+    "approval",  # read at each turn and request (gateway/approvals.py)
 )
 # The router's own identity cannot change live; its AI settings can.
 ROUTER_IDENTITY = ("localpart", "display_name", "matrix")

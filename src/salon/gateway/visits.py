@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import structlog
 
@@ -59,18 +59,28 @@ async def end_visits(
 
 
 async def visitors_leave(
-    agent_apis: Mapping[AgentId, MatrixAPI], rooms: Mapping[AgentId, RoomId], store: Store
+    agent_apis: Mapping[AgentId, MatrixAPI],
+    rooms: Mapping[AgentId, RoomId],
+    store: Store,
+    joined: Mapping[AgentId, Collection[RoomId]] | None = None,
 ) -> None:
     """At start: every agent leaves the other agents' rooms it is in, but where work
-    resumed now will post."""
+    resumed now will post. ``joined``: each agent's rooms, if known already (an agent
+    in no other agent's room then costs no request)."""
     busy = await busy_visits(store)
+    owner_of = {room: owner for owner, room in rooms.items()}
     for agent_id, api in agent_apis.items():
+        known = joined.get(agent_id) if joined is not None else None
+        candidates = owner_of if known is None else [r for r in known if r in owner_of]
         visited = {
             room: agent_apis[owner]
-            for owner, room in rooms.items()
-            if owner != agent_id and owner in agent_apis and (agent_id, room) not in busy
+            for room in candidates
+            if (owner := owner_of[room]) != agent_id
+            and owner in agent_apis
+            and (agent_id, room) not in busy
         }
-        await end_visits(api, visited, "start")
+        if visited:
+            await end_visits(api, visited, "start")
 
 
 async def no_visit(agent_id: str, room_id: RoomId) -> None:
@@ -125,15 +135,19 @@ class VisitEnder:
         now, wall = time.monotonic(), now_ms()
         present: set[Visit] = set()
         ended: list[Visit] = []
+        # Room → owner once per sweep: each agent's rooms are looked up in it (with a
+        # thousand agents, not every room for every agent).
+        owner_of = {room: owner for owner, room in list(self.agent_rooms.items())}
         for agent_id, api in list(self.agent_apis.items()):
             try:
-                joined = set(await api.joined_rooms())
+                joined = await api.joined_rooms()
             except MatrixError as e:  # the others are still swept
                 log.warning("visit.sweep_failed", agent=agent_id, error=str(e))
                 continue
-            for owner, room in list(self.agent_rooms.items()):
-                owner_api = self.agent_apis.get(owner)
-                if owner == agent_id or room not in joined or owner_api is None:
+            for room in joined:
+                owner = owner_of.get(room)
+                owner_api = self.agent_apis.get(owner) if owner is not None else None
+                if owner is None or owner == agent_id or owner_api is None:
                     continue
                 visit = (agent_id, room)
                 present.add(visit)

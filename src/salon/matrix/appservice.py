@@ -42,6 +42,7 @@ from salon.metrics import EVENTS_DROPPED
 log = structlog.get_logger("salon.matrix.appservice")
 
 PREFIX = "/_matrix/app/v1"
+SEED_CONCURRENCY = 16  # joined-rooms questions in flight at once at start
 
 
 class TxnLog(Protocol):
@@ -60,7 +61,8 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
 
 @dataclass(frozen=True)
 class ListenAddress:
-    """Where the appservice listener binds (port 0: any free port)."""
+    """Where the appservice listener binds (port 0: any free port), and the
+    registration's ``id`` the homeserver knows the listener by (None: never pinged)."""
 
     host: str = "127.0.0.1"
     port: int = 9010
@@ -155,8 +157,14 @@ class AppserviceSource:
 
     async def start(self, sink: EventSink) -> None:
         """Learn our users' rooms, then admit transactions (listening if not yet)."""
-        for api in self._apis.values():
-            await self._seed(api)
+        # A few at a time: a thousand agents asked one by one took seconds.
+        slots = asyncio.Semaphore(SEED_CONCURRENCY)
+
+        async def seed(api: MatrixAPI) -> None:
+            async with slots:
+                await self._seed(api)
+
+        await asyncio.gather(*(seed(api) for api in list(self._apis.values())))
         self._sink = sink
         self._started.set()
         await self.listen()
@@ -286,7 +294,9 @@ class AppserviceSource:
                 await self._txns.record(txn_id)
                 if self.catchup is not None:
                     await self.catchup.pushed(events)
+                self.members.commit()
             except Exception as e:  # the homeserver retries: nothing is lost
+                self.members.discard()
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("appservice.admit_failed", txn_id=txn_id, error=self.last_error)
                 return _error(500, "M_UNKNOWN", "could not admit the transaction; retry")

@@ -4,11 +4,16 @@ lazily and acting through the one appservice token (``?user_id=``).
 No per-agent login or token: :meth:`AppserviceAuthenticator.login` makes sure the
 user exists and hands back a :class:`MatrixAPI` masquerading as it (and, with
 ``on_login``, as its encryption device: :mod:`salon.matrix.crypto.appservice`).
+The users registered are remembered (``RegisteredUsers``, in Salon's store): a
+restart registers none of them again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -28,13 +33,31 @@ log = structlog.get_logger("salon.matrix.as_auth")
 _EXISTS = {"M_USER_IN_USE"}
 
 
+class RegisteredUsers(Protocol):
+    """Where the users a registration made are remembered (``store.appservice_users``)."""
+
+    async def registered(self, registration: str) -> set[str]:
+        """The user ids registered under ``registration``."""
+
+    async def record(self, registration: str, user_id: str) -> None:
+        """Remember that ``user_id`` exists."""
+
+
+def registration_key(as_token: str) -> str:
+    """How a registration is named in the store: its token, hashed. A new registration
+    (a new homeserver, say) registers its users again."""
+    return hashlib.sha256(as_token.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class AppserviceIdentity:
-    """Who the gateway is as an appservice: its token (``as_token``), and its
-    ``sender``, the user the homeserver made for it (the router)."""
+    """Who the gateway is as an appservice: its token (``as_token``), its ``sender``,
+    the user the homeserver made for it (the router), and where the users it
+    registered are remembered (``users``; None: in this process only)."""
 
     as_token: str = field(repr=False)  # never in a log line or a traceback's repr
     sender: UserId
+    users: RegisteredUsers | None = field(default=None, compare=False)
 
 
 class AppserviceAuthenticator(Authenticator):
@@ -52,10 +75,21 @@ class AppserviceAuthenticator(Authenticator):
         super().__init__(base_url, server_name, session, store, requests)
         self._as_token = appservice.as_token
         self._sender = sender = appservice.sender
+        self._users = appservice.users
+        self._key = registration_key(appservice.as_token)
         self._registered: set[UserId] = {sender}  # the homeserver makes the sender itself
+        self._loaded = asyncio.Lock()
+        self._known = appservice.users is None
 
     async def login(self, user_id: UserId, source: CredentialSource) -> MatrixAPI:
-        """A handle acting as ``user_id``, registering it first if need be."""
+        """A handle acting as ``user_id``, registering it first if it is not known to
+        exist (registered before, by this registration)."""
+        if user_id not in self._registered and not self._known:
+            async with self._loaded:  # one read of the store for all the identities
+                if not self._known and self._users is not None:
+                    stored = await self._users.registered(self._key)
+                    self._registered |= {UserId(u) for u in stored}
+                    self._known = True
         if user_id not in self._registered:
             await self.register(user_id)
         api = self._api(user_id, self._as_token)
@@ -85,6 +119,8 @@ class AppserviceAuthenticator(Authenticator):
             except MatrixStandardRequestError as e:
                 if e.errcode not in _EXISTS:
                     raise
+        if self._users is not None:
+            await self._users.record(self._key, user_id)
         self._registered.add(user_id)
 
     async def reauth(self, api: MatrixAPI) -> None:

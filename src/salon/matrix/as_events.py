@@ -21,16 +21,43 @@ _GONE = {"leave", "ban"}
 
 @dataclass
 class Members:
-    """Which of our users are joined to each room (as far as this process has heard)."""
+    """Which of our users are joined to each room (as far as this process has heard).
+
+    What a transaction's membership events change is staged (copies of the rooms it
+    touches) and takes effect at :meth:`commit`, once its events are admitted: a
+    transaction that failed, and that the homeserver sends again, is read against the
+    same memberships the second time."""
 
     router: UserId
     ours: Callable[[str], bool]
     rooms: dict[str, set[UserId]] = field(default_factory=dict)
+    staged: dict[str, set[UserId]] = field(default_factory=dict)
 
     def seed(self, user_id: UserId, rooms: Iterable[str]) -> None:
         """Record an identity's joined rooms (asked at start)."""
         for room_id in rooms:
             self.rooms.setdefault(room_id, set()).add(user_id)
+            if room_id in self.staged:
+                self.staged[room_id].add(user_id)
+
+    def commit(self) -> None:
+        """The staged changes take effect (their transaction was admitted)."""
+        self.rooms.update(self.staged)
+        self.staged.clear()
+
+    def discard(self) -> None:
+        """Forget the staged changes (their transaction was not admitted)."""
+        self.staged.clear()
+
+    def _joined(self, room_id: str) -> set[UserId]:
+        if room_id in self.staged:
+            return self.staged[room_id]
+        return self.rooms.get(room_id) or set()
+
+    def _staging(self, room_id: str) -> set[UserId]:
+        if room_id not in self.staged:
+            self.staged[room_id] = set(self.rooms.get(room_id) or ())
+        return self.staged[room_id]
 
     def heard(self, raw: Mapping[str, Any]) -> Invite | None:
         """Follow one membership event of ours; an invitation of ours is returned."""
@@ -41,18 +68,17 @@ class Members:
         if not (self.ours(target) and isinstance(room_id, str) and isinstance(content, dict)):
             return None
         membership = content.get("membership")
-        joined = self.rooms.setdefault(room_id, set())
         if membership == "join":
-            joined.add(UserId(target))
+            self._staging(room_id).add(UserId(target))
         elif membership in _GONE:
-            joined.discard(UserId(target))
+            self._staging(room_id).discard(UserId(target))
         elif membership == "invite" and isinstance(sender, str):
             return Invite(RoomId(room_id), UserId(sender), UserId(target))
         return None
 
     def reader(self, room_id: str) -> UserId:
         """The identity an event of ``room_id`` is received by."""
-        joined = self.rooms.get(room_id) or set()
+        joined = self._joined(room_id)
         if self.router in joined or not joined:
             return self.router
         return min(joined)

@@ -47,6 +47,9 @@ class SpaceManager:
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[RoomId, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # The members of a room just made here (the creator, those the creation
+        # invited): the first invite_missing there asks the homeserver nothing.
+        self._new_members: dict[RoomId, dict[UserId, str]] = {}
 
     def alias(self, localpart: str) -> RoomAlias:
         """The full alias for a localpart on this server."""
@@ -112,6 +115,8 @@ class SpaceManager:
                     power_level_override=self._power_levels(spec),
                 )
                 log.info("room.created", alias=alias, room_id=room_id)
+                members = {UserId(u): "invite" for u in spec.invite}
+                self._new_members[room_id] = {**members, self.api.user_id: "join"}
                 return room_id
             except RoomInUseError:
                 # Lost the creation race: the winner's room is the room.
@@ -127,7 +132,9 @@ class SpaceManager:
         (agents invited as visitors stay invited: no call for them at each start)."""
         if not users:
             return
-        members = await self.api.memberships(room_id)
+        members = self._new_members.pop(room_id, None)
+        if members is None:
+            members = await self.api.memberships(room_id)
         for user in users:
             if members.get(user) not in ("join", "invite"):
                 await self.api.invite(room_id, user)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from salon.store.appservice import AppserviceTxns
+from salon.store.approvals import Approvals
+from salon.store.appservice import AppserviceTxns, AppserviceUsers
 from salon.store.cron import CronRuns
 from salon.store.crypto import CryptoStore
 from salon.store.db import Database
@@ -41,8 +42,10 @@ class Store:
         self.session_agents = SessionAgents(db)
         self.retention = Retention(db)
         self.appservice_txns = AppserviceTxns(db)
+        self.appservice_users = AppserviceUsers(db)
         self.leases = Leases(db)
         self.crypto = CryptoStore(db)
+        self.approvals = Approvals(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> Store:

@@ -3,9 +3,9 @@
 Each rule deletes at most ``limit`` rows per call (the janitor calls again until a
 call deletes fewer), so no single write holds the store for long. Open work is
 never deleted, whatever its age: an inbox row still pending, a turn admitted or
-running (and what it will read when it runs again), an open delegation or one whose
-outcome was never handed back, a cron run whose turn is open, and each job's latest
-run (the scheduler's cursor), a pending invitation.
+running (and what it will read when it runs again, its approvals too), an open
+delegation or one whose outcome was never handed back, a cron run whose turn is
+open, and each job's latest run (the scheduler's cursor), a pending invitation.
 """
 
 from __future__ import annotations
@@ -68,6 +68,14 @@ RULES: dict[str, str] = {
         f"   AND t.agent_id = d.from_agent AND t.state IN {OPEN_TURNS})"
         " AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.event_id = 'task:' || d.id"
         f"   AND t.agent_id = d.to_agent AND t.state IN {OPEN_TURNS})"
+        " LIMIT $2)"
+    ),
+    # Whatever its state, once no open turn may ask for it again (a re-run reuses it).
+    "approvals": (
+        "DELETE FROM approvals WHERE id IN (SELECT a.id FROM approvals a"
+        " WHERE a.created_at < $1"
+        " AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.event_id = a.turn_id"
+        f"   AND t.agent_id = a.agent_id AND t.state IN {OPEN_TURNS})"
         " LIMIT $2)"
     ),
     "decisions": (

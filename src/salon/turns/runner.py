@@ -22,6 +22,7 @@ import structlog
 
 from salon import responses
 from salon._exceptions import BackendError, MatrixError, StoreError
+from salon.agents.approval import Approver, ApprovingDelegator, approver_context
 from salon.agents.attachments import AttachmentWire, wire_context
 from salon.agents.context import delegator_context, lending_context
 from salon.agents.runtime import AgentRuntime
@@ -90,6 +91,8 @@ class TurnRunner(TurnTasks):
         self.holder = holder  # this process's claims on turns (None: the only process)
         # Set by the delegation wiring (gateway/delegated_turns.py), if delegation is on.
         self.delegator_for: Callable[[TurnSpec], Awaitable[Delegator | None]] | None = None
+        # Set by the approvals wiring (gateway/approvals.py), if calls need approval.
+        self.approver_for: Callable[[TurnSpec], Approver | None] | None = None
         self.outcomes = OutcomeSender(self.delivery, self.locale)
         self.watchers = Watchers()
         self.outcomes.by_kind[TurnKind.API] = caller_reads_it
@@ -260,8 +263,11 @@ class TurnRunner(TurnTasks):
         try:
             request = await prepare_request(runtime, spec)
             delegator = await self.delegator_for(spec) if self.delegator_for else None
+            if delegator is not None:
+                delegator = ApprovingDelegator(delegator)  # a delegation is an approvable call
+            approver = self.approver_for(spec) if self.approver_for else None
             # Set before the stream's task starts, so the backend sees it.
-            with delegator_context(delegator), wire_context(self.wire):
+            with delegator_context(delegator), approver_context(approver), wire_context(self.wire):
                 began = time.monotonic()
 
                 def first_chunk() -> None:

@@ -102,7 +102,8 @@ class DeviceCrypto:
             except vodozemac.PickleException as e:
                 raise CryptoSetupError(
                     f"the encryption keys of {api.user_id} do not open with this pickle key"
-                    " (was the key file or secret changed?)"
+                    " (was the key file or secret changed? Gateways sharing one store need"
+                    " the same key: encryption.pickle_key_env)"
                 ) from e
             published = stored[2]
         else:

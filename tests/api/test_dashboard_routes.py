@@ -124,7 +124,11 @@ async def test_the_page_is_served_with_a_strict_policy(rc: tuple[ApiRig, Client]
     policy = page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
     assert "https://" not in await page.text()  # nothing fetched from elsewhere
-    for name, kind in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+    for name, kind in (
+        ("dashboard.js", "text/javascript"),
+        ("approvals.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+    ):
         asset = await client.get(f"/dashboard/static/{name}")
         assert asset.status == 200 and asset.content_type == kind
         assert not HTML_SINKS.search(await asset.text()), name

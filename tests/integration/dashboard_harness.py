@@ -94,6 +94,7 @@ async def start_dash(
     monkeypatch: pytest.MonkeyPatch,
     start: Callable[..., Awaitable[Gateway]],
     http: aiohttp.ClientSession,
+    agents: dict[str, Any] | None = None,
 ) -> Dash:
     token = secrets.token_urlsafe(16)
     monkeypatch.setenv(TOKEN_ENV, token)
@@ -101,7 +102,7 @@ async def start_dash(
     config = salon_config(
         synapse,
         tmp_path,
-        agents=AGENTS,
+        agents=agents or AGENTS,
         api={
             "listen": f"127.0.0.1:{free_port()}",
             "token_env": TOKEN_ENV,

@@ -22,6 +22,7 @@ from salon.matrix.registration import Credentials
 
 from .dashboard_harness import AGENTS, Dash, chromium, start_dash
 from .test_admin_api import free_port
+from .test_approvals import PLUGINS, wait_row
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(300)]
 WAIT_MS = 30_000
@@ -132,6 +133,55 @@ async def test_the_page_reconnects_after_a_gateway_restart(
             f'#turns-table tr[data-event="{sent["event_id"]}"]', timeout=WAIT_MS
         )
         assert await page.evaluate("window.notReloaded") is True
+
+
+async def test_an_approval_is_granted_from_the_page(
+    synapse: Any,
+    tmp_path: Path,
+    new_user: Callable[..., Awaitable[Credentials]],
+    monkeypatch: pytest.MonkeyPatch,
+    gateways: Callable[..., Awaitable[Gateway]],
+    http: aiohttp.ClientSession,
+) -> None:
+    """An agent's tool call waits for an OK: the panel lists it with its arguments (as
+    text), Approve decides it as the admin API does, and the call runs."""
+    agents = {
+        "alpha": {
+            "backend": {
+                "type": "python",
+                "entry": f"{PLUGINS}:delegating",
+                "options": {"to": "beta"},
+            },
+            "approve": ["delegate"],
+        },
+        "beta": {"backend": {"type": "echo", "prefix": "beta says "}},
+    }
+    dash = await start_dash(
+        synapse, tmp_path, await new_user(), monkeypatch, gateways, http, agents=agents
+    )
+    store = dash.gateway.store
+    assert store is not None
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page()
+        await page.goto(dash.login_link())
+        await _all_online(page, ["alpha", "beta"])
+        status, _ = await dash.post("/api/v1/messages", {"to": "alpha", "text": "<i>please</i>"})
+        assert status == 202
+        row = page.locator("#approvals-table tr[data-approval]")
+        await row.wait_for(timeout=WAIT_MS)
+        assert "task: <i>please</i>" in (await row.locator("pre.args").text_content() or "")
+        assert await page.locator("#approvals-table i").count() == 0
+        assert await page.text_content('[data-nav="approvals"]') == "Approvals (1)"
+        aid = await row.get_attribute("data-approval")
+        assert aid is not None
+        await row.locator('button[data-decide="approve"]').click()
+        record = await wait_row(store, aid, lambda r: not r.pending)
+        assert (record.state.value, record.decided_by) == ("approved", "api")
+        edge = page.locator('#delegation-graph g.edge[data-from="alpha"][data-to="beta"]')
+        await edge.wait_for(timeout=WAIT_MS)
+        await page.wait_for_selector(
+            f'#approvals li[data-approval="{aid}"][data-state="approved"]', state="attached"
+        )
 
 
 async def test_another_sites_page_cannot_post(dash: Dash, tmp_path: Path) -> None:

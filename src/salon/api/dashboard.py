@@ -10,7 +10,10 @@
   once and again whenever what is shown changes (checked each second); a comment
   line every 15 s keeps proxies from closing it. EventSource reconnects by itself
   after a gateway restart and gets a fresh snapshot first;
-- ``POST /api/v1/dashboard/reload``: reload the config now (what the reload did).
+- ``POST /api/v1/dashboard/reload``: reload the config now (what the reload did);
+- ``POST /api/v1/dashboard/approvals/{id}/approve`` and ``…/deny``: the admin API's
+  (:mod:`salon.api.admin_approvals`), reachable with the session: the same effect
+  and the same record.
 
 The page's responses carry a strict Content-Security-Policy: only its own script
 and style run, and every text from Matrix is put in with ``textContent``.
@@ -25,6 +28,7 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from salon.api.admin_approvals import approve_approval, deny_approval
 from salon.api.bodies import json_body, text_field
 from salon.api.dashboard_auth import COOKIE, SESSION, DashboardAuth, set_cookie
 from salon.api.dashboard_data import Snapshots
@@ -36,6 +40,7 @@ STOPPING: web.AppKey[asyncio.Event] = web.AppKey("salon_dashboard_stopping", asy
 PREFIX = "/api/v1/dashboard"
 ASSETS = {
     "dashboard.js": "text/javascript",
+    "approvals.js": "text/javascript",
     "dashboard.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }
@@ -180,3 +185,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{PREFIX}/snapshot", snapshot)
     app.router.add_get(f"{PREFIX}/events", events)
     app.router.add_post(f"{PREFIX}/reload", reload)
+    app.router.add_post(f"{PREFIX}/approvals/{{approval_id}}/approve", approve_approval)
+    app.router.add_post(f"{PREFIX}/approvals/{{approval_id}}/deny", deny_approval)

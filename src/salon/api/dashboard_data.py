@@ -44,6 +44,7 @@ TURNS_READ = 2000
 DELEGATIONS_READ = 200
 MIN_AGE_S = 1.0
 HEARTBEAT_AGE_S = 5.0  # how stale a heartbeat read may be (a beat's TTL is longer)
+APPROVALS_SHOWN = 50
 TEXT_SHOWN = 200  # characters of a turn's message shown
 
 
@@ -153,8 +154,23 @@ async def operations_section(ctx: ApiContext) -> JSON:
     }
 
 
+async def approvals_section(ctx: ApiContext) -> JSON | None:
+    """Tool calls waiting for a person's OK, and the latest decided; None while the
+    gateway has no approvals (the page then hides the panel)."""
+    if ctx.approvals is None:
+        return None
+    from salon.store.approvals import ApprovalState
+
+    pending = await ctx.store.approvals.list(state=ApprovalState.PENDING, limit=APPROVALS_SHOWN)
+    latest = await ctx.store.approvals.list(limit=APPROVALS_SHOWN)
+    return {
+        "pending": [r.to_json() for r in pending],
+        "recent": [r.to_json() for r in latest if not r.pending][:20],
+    }
+
+
 # Extra panels: name → async function of the context (None: nothing to show).
-SECTIONS: dict[str, Section] = {}
+SECTIONS: dict[str, Section] = {"approvals": approvals_section}
 
 
 async def snapshot(ctx: ApiContext, beats: Heartbeats | None = None) -> JSON:

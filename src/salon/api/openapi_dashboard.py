@@ -41,7 +41,41 @@ def _get(summary: str, op: str, responses: JSON, *, open_: bool = False, **extra
     return {"get": {**body, **extra, "responses": responses}}
 
 
+APPROVAL_ID: JSON = {
+    "name": "approval_id",
+    "in": "path",
+    "required": True,
+    "schema": STR,
+    "example": "3f2a9c1b7d4e",
+}
+
+
+def _decide(verb: str, summary: str) -> JSON:
+    """An approval decided from the dashboard: the admin route's, with the session."""
+    return {
+        "post": {
+            "tags": ["dashboard"],
+            "summary": summary,
+            "operationId": f"dashboard{verb.capitalize()}Approval",
+            "parameters": [APPROVAL_ID],
+            "responses": {
+                "200": _json("The request as decided now.", ref("Approval")),
+                "401": UNAUTHORIZED,
+                "403": CROSS_SITE,
+                "404": _error("No such request (`approval_not_found`)."),
+                "409": _error("Already answered (`approval_decided`) or approvals off."),
+            },
+        }
+    }
+
+
 DASHBOARD_PATHS: JSON = {
+    "/api/v1/dashboard/approvals/{approval_id}/approve": _decide(
+        "approve", "Run the call (as `POST /api/v1/approvals/{id}/approve`)"
+    ),
+    "/api/v1/dashboard/approvals/{approval_id}/deny": _decide(
+        "deny", "Refuse the call (as `POST /api/v1/approvals/{id}/deny`)"
+    ),
     "/dashboard": _get(
         "The dashboard (redirects to `/dashboard/`)", "dashboardRoot", PAGE, open_=True
     ),

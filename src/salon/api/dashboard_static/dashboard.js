@@ -386,4 +386,4 @@ document.addEventListener("DOMContentLoaded", () => {
   start();
 });
 
-window.SalonDashboard = { PANELS, post, el, pill, clock, fmtMs };
+window.SalonDashboard = { PANELS, post, refresh, el, pill, clock, ago, fmtMs };

@@ -22,6 +22,7 @@ from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
+from salon.app.dashboard_hooks import agent_info, reload_now
 from salon.app.modes import authenticator, event_source, follow_outages, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
@@ -288,6 +289,8 @@ async def assemble(
             locale=config.locale,
             spawn=gateway.spawn_session,
             links=links,
+            agent_info=agent_info(gateway, store),
+            reload=reload_now(reloader),
             approvals=approvals,
             a2a_served=lambda agent_id: gateway.config.a2a_served(agent_id),
         )

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
-from salon.agents.attachments import AttachmentWire
-from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
 from salon.app.dashboard_hooks import agent_info, reload_now
+from salon.app.files import wire_files
 from salon.app.modes import authenticator, event_source, follow_outages, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
@@ -47,7 +46,6 @@ from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.approvals import ApprovalDesk
-from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
@@ -199,17 +197,7 @@ async def assemble(
         agent_apis=hosted.apis,
         on_visit=visits.use,
     )
-    messages.attachments = AttachmentFetcher(
-        config.attachments,
-        lambda agent_id: runner.agents[agent_id].profile.home,
-        hosted.apis,
-        config.locale,
-    )
-    # Links to big files for http backends: served by the API, when there is one.
-    links = AttachmentLinker(Path(config.data_dir) / "agents", config.attachments.link_ttl_s)
-    inline_max = config.attachments.inline_max_bytes
-    runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
-    runner.files.max_bytes = config.attachments.max_bytes  # files agents answer with, too
+    links = wire_files(config, runner, messages, hosted.apis)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
     # Tool calls that wait for a person's OK (the running config's patterns and admins).

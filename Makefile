@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install postgres-binaries demo test test-fast lint format bench clean
+.PHONY: install postgres-binaries chromium demo test test-fast lint format bench screenshots clean
 
 # The virtualenv with Salon, its local-homeserver extra (Synapse) and the dev tools.
 $(STAMP): pyproject.toml
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local,dev]'
 	touch $(STAMP)
 
-install: $(STAMP) postgres-binaries
+install: $(STAMP) postgres-binaries chromium
 
 # The store's tests start a throwaway PostgreSQL: install its server binaries when they
 # are missing and we may (root with apt-get); otherwise those tests fail saying so.
@@ -28,6 +28,21 @@ postgres-binaries:
 	else \
 		echo "note: no PostgreSQL server binaries (initdb); the PostgreSQL store tests will" \
 		     "fail until they are installed (apt-get install postgresql)"; \
+	fi
+
+# The dashboard's browser tests drive Debian's headless Chromium (never a downloaded
+# browser): install it when it is missing and we may (root with apt-get).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium for the dashboard's browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive \
+		     apt-get install -y --no-install-recommends chromium; }; \
+	else \
+		echo "note: no $(CHROMIUM); the dashboard's browser tests will fail until it is" \
+		     "installed (apt-get install chromium)"; \
 	fi
 
 # `make demo PORT=8010` (or SALON_PORT=8010 in the environment) picks the homeserver's
@@ -55,6 +70,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/roundtrip.py
+
+# The dashboard's screenshots in docs/img (light and dark), made by the browser tests' harness.
+screenshots: install
+	SALON_SCREENSHOTS=docs/img $(BIN)/python -m pytest tests/integration/test_dashboard_browser.py -q -k screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache salon-data

@@ -278,7 +278,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="client",
         help="Salon's homeserver mode; the baseline is a mautrix bot of the same kind",
     )
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="encrypted DMs, against a matrix-nio echo bot that encrypts (client mode)",
+    )
     args = parser.parse_args(argv)
+    if args.encrypted and args.mode != "client":
+        parser.error("--encrypted measures client mode only")
     if args.messages < 1 or args.warmup < 0 or args.blocks < 1 or args.extra_agents < 0:
         parser.error("--messages and --blocks must be >= 1, --warmup and --extra-agents >= 0")
     return args
@@ -288,6 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; JSON on stdout, exit status 0, 1 (failure) or 130 (interrupted)."""
     args = parse_args(argv)
     appservices = Appservices(args.extra_agents) if args.mode == "appservice" else None
+    if args.encrypted:
+        import roundtrip_encrypted  # nio with its e2e extra: loaded only when asked
+
+        return run_bench(
+            args.data_dir,
+            lambda layout, data_dir: roundtrip_encrypted.run(
+                layout, data_dir, args.messages, args.warmup, args.blocks
+            ),
+        )
     return run_bench(
         args.data_dir,
         lambda layout, data_dir: run(

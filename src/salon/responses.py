@@ -333,6 +333,10 @@ API_ERRORS: dict[str, tuple[int, str]] = {
     ),
     "bad_json": (400, "the body is not JSON this API reads: {detail}"),
     "body_too_large": (413, "the body is larger than {limit} bytes"),
+    "cross_site": (403, "requests from another site's page are refused ({detail})"),
+    "csrf_failed": (403, "the 'X-CSRF-Token' header is missing or wrong; reload the page"),
+    "login_failed": (401, "that login link was already used or has expired, or the token is wrong"),
+    "not_acceptable": (406, "this is an event stream: send 'Accept: text/event-stream'"),
 }
 
 

@@ -87,7 +87,10 @@ class FakeGateway:
     async def start(self) -> None:
         # Port 0 in the config; the server listens on a real one.
         self.api = SimpleNamespace(
-            config=SimpleNamespace(host="127.0.0.1"), port=self.port, token="tok-of-the-server"
+            config=SimpleNamespace(host="127.0.0.1"),
+            port=self.port,
+            token="tok-of-the-server",
+            login_link=lambda base: f"{base}/dashboard/login?code=once",
         )
 
     async def stop(self) -> None:
@@ -123,7 +126,10 @@ def test_salon_run_writes_api_json_while_it_serves(tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert seen["while_running"] == ApiFile(
-        url="http://127.0.0.1:43210", token="tok-of-the-server", pid=os.getpid()
+        url="http://127.0.0.1:43210",
+        token="tok-of-the-server",
+        pid=os.getpid(),
+        dashboard_url="http://127.0.0.1:43210/dashboard/login?code=once",
     )
     assert seen["at_stop"] is False  # removed before the gateway stops
     assert not (tmp_path / "api.json").exists()
@@ -203,9 +209,11 @@ def test_start_up_panel_shows_the_api(tmp_path: Path) -> None:
         topology=SimpleNamespace(space_id="!space:localhost"),
     )
     console = Console(record=True, width=300)
-    api = ApiFile(url="http://127.0.0.1:8766", token="secret-token", pid=1)
+    link = "http://127.0.0.1:8766/dashboard/login?code=" + "c" * 32
+    api = ApiFile(url="http://127.0.0.1:8766", token="secret-token", pid=1, dashboard_url=link)
     up_module.print_ready(console, op, Path("salon-data"), state, config, api)
     text = console.export_text()
+    assert f"Dashboard (the link logs in once): {link}" in text
     assert "HTTP API on http://127.0.0.1:8766 (bearer token in salon-data/api.json)" in text
     assert (
         'curl -H "Authorization: Bearer $(jq -r .token salon-data/api.json)"'

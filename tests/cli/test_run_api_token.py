@@ -32,6 +32,19 @@ def _get(url: str, token: str | None) -> int:
         return e.code
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _open_once(url: str) -> Any:
+    """The answer to ``url`` itself (a redirect not followed)."""
+    try:
+        return urllib.request.build_opener(_NoRedirects).open(url, timeout=10)
+    except urllib.error.HTTPError as e:
+        return e
+
+
 def test_salon_run_without_token_env_makes_one(synapse: Any, tmp_path: Path) -> None:
     config = _config(synapse, tmp_path)
     data = yaml.safe_load(config.read_text())
@@ -52,6 +65,15 @@ def test_salon_run_without_token_env_makes_one(synapse: Any, tmp_path: Path) -> 
         assert _get(f"{api['url']}/api/v1/agents", None) == 401
         assert _get(f"{api['url']}/api/v1/agents", "wrong") == 401
         assert _get(f"{api['url']}/api/v1/agents", api["token"]) == 200
+        # The dashboard's one-time login link: a session cookie once, then spent.
+        link = api["dashboard_url"]
+        assert link.startswith(f"{api['url']}/dashboard/login?code=")
+        first = _open_once(link)
+        assert first.status == 303 and first.headers["Location"] == "/dashboard/"
+        assert "HttpOnly" in first.headers["Set-Cookie"]
+        second = _open_once(link)
+        assert second.headers["Location"] == "/dashboard/#link-used"
+        assert "Set-Cookie" not in second.headers
         # The CLI reads the token from api.json and talks to the API.
         who = CliRunner().invoke(app, ["status", "-c", str(config), "--verbose"])
         assert who.exit_code == 0, who.output

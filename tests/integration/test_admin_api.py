@@ -82,6 +82,7 @@ async def start_api_gateway(
             "token_env": TOKEN_ENV,
             "operator_user_id": operator.user_id,
             "operator_token_env": OPERATOR_ENV,
+            "a2a": True,  # every documented route is served (the OpenAPI walk calls them)
         },
         **overrides,
     )

@@ -177,3 +177,17 @@ async def test_after_kill_9_the_agent_reads_with_the_same_device(
         await as_person.until(_answered(as_person, echo, "after the kill"), "a reply after")
     after = [d.device_id for d in as_person.client.device_store.active_user_devices(echo)]
     assert after == before  # the same one device, no second
+
+
+async def test_the_homeserver_never_finds_the_listener_down_at_start(
+    as_setup: tuple[TestHomeserver, SalonConfig],
+    gateways: Callable[..., Awaitable[Gateway]],
+) -> None:
+    """Registering the agents and publishing their keys makes Synapse push at once; a
+    push refused marks the appservice down, and Synapse then drops every to-device
+    message (room keys) until it has sent again each transaction it kept."""
+    hs, config = as_setup
+    await gateways(config, secrets=SECRETS)
+    log = hs.layout.log_file.read_text()
+    refused = [line for line in log.splitlines() if "push_bulk" in line]
+    assert refused == []

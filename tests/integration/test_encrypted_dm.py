@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import vodozemac
+import yaml
 
 from salon.app.gateway import Gateway
 from salon.metrics import DECRYPTION_FAILURES
 
 from .conftest import salon_config
 from .nio_person import NioPerson, open_dm
+from .test_crash import running
 
 
 async def test_an_encrypted_dm_gets_a_decryptable_answer_across_a_restart(
@@ -152,3 +155,40 @@ async def test_an_encrypted_file_in_an_encrypted_dm_reaches_the_agent(
     assert reply.decrypted
     stored = list((data_dir / "agents" / "echo" / "attachments").rglob("*-minutes.txt"))
     assert [p.read_bytes() for p in stored] == [data]
+
+
+@pytest.mark.subprocess
+async def test_after_kill_9_the_agent_still_decrypts_with_the_same_device(
+    synapse: Any, tmp_path: Path, nio_person: NioPerson
+) -> None:
+    """A `salon run` killed with SIGKILL mid-conversation: restarted, the agent reads
+    the person's new messages with the device (and keys) it had, and no second one."""
+    config = salon_config(synapse, tmp_path, sync={"timeout_ms": 1000})
+    path = tmp_path / "salon.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    echo = str(config.agent_user_id("echo", synapse.server_name))
+    with running(path) as first:
+        first.wait_ready()
+        room_id = await open_dm(nio_person, echo)
+        await nio_person.say(room_id, "before the kill")
+        await nio_person.until(
+            lambda: any("before the kill" in e.body for e in nio_person.replies_from(echo)),
+            "a reply before the kill",
+        )
+        first.kill()
+    before = [d.device_id for d in nio_person.client.device_store.active_user_devices(echo)]
+    assert len(before) == 1
+    # Sent while the gateway is down: the room key waits for the agent's device too.
+    await nio_person.say(room_id, "while you were down")
+    with running(path) as second:
+        second.wait_ready()
+        await nio_person.say(room_id, "after the kill")
+        for text in ("while you were down", "after the kill"):
+            await nio_person.until(
+                lambda text=text: any(text in e.body for e in nio_person.replies_from(echo)),
+                f"a reply to {text!r} after the restart",
+            )
+    replies = [e for e in nio_person.replies_from(echo) if "after the kill" in e.body]
+    assert replies and all(e.decrypted for e in replies)
+    after = [d.device_id for d in nio_person.client.device_store.active_user_devices(echo)]
+    assert after == before  # the same one device, no second

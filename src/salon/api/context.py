@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from salon.api.attachment_links import AttachmentLinker
 from salon.commands.context import ApprovalDecider
@@ -53,6 +53,10 @@ class ApiContext:
     spawn: Callable[[str, float, float | None, str | None], Awaitable[str]] | None = None
     # Serves the short-lived links http backends get to big attachments.
     links: AttachmentLinker | None = None
+    # The dashboard: each agent's backend, model, team members, session end (live config).
+    agent_info: Callable[[], Awaitable[Mapping[str, dict[str, Any]]]] | None = None
+    # Reload the config now (the dashboard's button): what the reload did, as JSON.
+    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
     # Answers approval requests (`/api/v1/approvals`); None: approvals are off.
     approvals: ApprovalDecider | None = None
     # Whether an agent answers A2A calls at `/a2a/<id>` (the running config's say).

@@ -13,7 +13,9 @@ bearer token, and JSON bodies sent as JSON.
 ``/healthz`` passes all three: a container health check calls it by any name, and
 it tells nothing but "alive". ``/v1/attachments/<token>`` needs no bearer token: the
 signed, short-lived token in its path is the credential
-(:mod:`salon.api.attachment_links`).
+(:mod:`salon.api.attachment_links`). The dashboard's page and assets need nothing;
+its data endpoints take its session cookie instead of the token, and its POSTs are
+checked for cross-site origin and CSRF first (:mod:`salon.api.dashboard_auth`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from salon.api.dashboard_auth import (
+    DASHBOARD_API,
+    REFUSED,
+    SESSION,
+    DashboardAuth,
+    cross_site,
+    csrf_ok,
+    is_public,
+)
 from salon.api.server import Handler, json_error
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -39,12 +50,19 @@ def _secret_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def auth_middleware(token: str) -> Middleware:
-    """Require the bearer token (compared in constant time) on every closed path."""
+def auth_middleware(token: str, dashboard: DashboardAuth | None = None) -> Middleware:
+    """Require the bearer token (compared in constant time) on every closed path; on
+    the dashboard's, its session cookie does too (with the CSRF token on a POST)."""
     expected = _secret_bytes(token)
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if dashboard is not None and request.path.startswith(("/dashboard", DASHBOARD_API)):
+            refused = _dashboard_refusal(request, dashboard)
+            if refused is not None:
+                return refused
+            if is_public(request.path) or SESSION in request:
+                return await handler(request)
         if request.path not in OPEN_PATHS and not request.path.startswith(OPEN_PREFIXES):
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
@@ -54,6 +72,25 @@ def auth_middleware(token: str) -> Middleware:
         return await handler(request)
 
     return check
+
+
+def _dashboard_refusal(request: web.Request, dashboard: DashboardAuth) -> web.Response | None:
+    """A cross-site POST, or a cookie POST without the CSRF token, is refused; a live
+    session cookie is remembered on the request."""
+    posting = request.method not in ("GET", "HEAD", "OPTIONS")
+    if posting and request.path.startswith(DASHBOARD_API):
+        why = cross_site(request)
+        if why is not None:
+            REFUSED.labels(reason="cross_site").inc()
+            return json_error("cross_site", detail=why)
+    session = dashboard.session(request)
+    if session is None or is_public(request.path):
+        return None
+    if posting and not csrf_ok(request, session):
+        REFUSED.labels(reason="csrf").inc()
+        return json_error("csrf_failed")
+    request[SESSION] = session
+    return None
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:

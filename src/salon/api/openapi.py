@@ -36,6 +36,7 @@ DOCUMENT: JSON = {
         {"name": "health", "description": "Liveness, readiness and metrics."},
         {"name": "backends", "description": "What http backends fetch: attachment links."},
         {"name": "a2a", "description": "Agents as A2A (Agent2Agent) agents."},
+        {"name": "dashboard", "description": "The web dashboard: its page, login and data."},
     ],
     "security": [{"bearer": []}],
     "paths": {**PATHS, **APPROVAL_PATHS, **A2A_PATHS},

@@ -6,6 +6,7 @@ schemas they name are in :mod:`salon.api.openapi_schemas`.
 
 from __future__ import annotations
 
+from salon.api.openapi_dashboard import DASHBOARD_PATHS
 from salon.api.openapi_schemas import JSON, STR, ref
 
 
@@ -354,4 +355,5 @@ def _guarded(paths: JSON) -> JSON:
     return paths
 
 
+PATHS.update(DASHBOARD_PATHS)
 _guarded(PATHS)

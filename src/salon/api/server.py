@@ -79,20 +79,23 @@ def build_app(
     ctx: ApiContext, token: str, listen_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()
 ) -> web.Application:
     """The application with every route module's routes, behind the guards."""
-    from salon.api import a2a, admin, attachment_links, health, openai
+    from salon.api import a2a, admin, attachment_links, dashboard, health, openai
+    from salon.api.dashboard_auth import DashboardAuth
     from salon.api.guards import HostCheck, auth_middleware, host_middleware, media_type_middleware
 
+    auth = DashboardAuth(token)
     guards: list[Middleware] = [
         host_middleware(HostCheck(listen_host, allowed_hosts)),
-        auth_middleware(token),
+        auth_middleware(token, auth),
         media_type_middleware,
     ]
     app = web.Application(middlewares=[errors_middleware, *guards], client_max_size=MAX_BODY_BYTES)
     app[CONTEXT] = ctx
+    app[dashboard.AUTH] = auth
     links = getattr(ctx, "links", None)  # tests hand in bare contexts
     if links is not None:
         app[attachment_links.LINKS] = links
-    for module in (health, admin, openai, attachment_links, a2a):
+    for module in (health, admin, openai, attachment_links, a2a, dashboard):
         module.add_routes(app)
     return app
 
@@ -107,6 +110,13 @@ class ApiServer:
         self.app = build_app(ctx, token, config.host, config.allowed_hosts)
         self._runner: web.AppRunner | None = None
         self.port = config.port
+
+    def login_link(self, base_url: str | None = None) -> str:
+        """A one-time link that logs a browser into the dashboard (``base_url``: how
+        clients reach this server; default its listen URL)."""
+        from salon.api.dashboard import AUTH
+
+        return self.app[AUTH].login_link(base_url or self.url)
 
     @property
     def url(self) -> str:

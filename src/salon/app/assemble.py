@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
-from salon.agents.attachments import AttachmentWire
-from salon.api.attachment_links import AttachmentLinker
 from salon.api.context import ApiContext
 from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
-from salon.app.modes import authenticator, event_source, follow_outages
+from salon.app.dashboard_hooks import agent_info, reload_now
+from salon.app.files import wire_files
+from salon.app.modes import authenticator, event_source, follow_outages, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -47,7 +47,6 @@ from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.approvals import ApprovalDesk
-from salon.gateway.attachments import AttachmentFetcher
 from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
@@ -120,6 +119,10 @@ async def assemble(
     session = await stack.enter_async_context(http_session(hs.request_timeout_s))
     hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
+    # Appservice mode listens before anyone logs in: registering users and publishing
+    # their keys makes the homeserver push, and finding us down it drops room keys.
+    early = listener(config, roster, store, plan.secrets)
+    await stack.enter_async_context(listening_early(early))
     specs = identity_specs(config)
     log.info("gateway.login", identities=len(specs))
     apis = await login_all(auth, specs, jitter_s=config.sync.startup_jitter_s, profiles=store.kv)
@@ -127,9 +130,8 @@ async def assemble(
     router_api = apis[roster.router_user_id]
     backoff = Backoff(config.sync.backoff_initial_s, config.sync.backoff_max_s)
     # /sync per identity, or the appservice's listener (homeserver.mode).
-    source = event_source(config, roster, apis, store, auth, backoff, plan.secrets)
+    source = event_source(config, apis, store, auth, backoff, early)
     follow_outages(source, hs_up)
-    await stack.enter_async_context(listening_early(source))
     spaces = SpaceManager(router_api)
     topology = await _rooms(config, roster, spaces, apis, store, auth, plan.invite)
     where = {
@@ -197,17 +199,7 @@ async def assemble(
         agent_apis=hosted.apis,
         on_visit=visits.use,
     )
-    messages.attachments = AttachmentFetcher(
-        config.attachments,
-        lambda agent_id: runner.agents[agent_id].profile.home,
-        hosted.apis,
-        config.locale,
-    )
-    # Links to big files for http backends: served by the API, when there is one.
-    links = AttachmentLinker(Path(config.data_dir) / "agents", config.attachments.link_ttl_s)
-    inline_max = config.attachments.inline_max_bytes
-    runner.wire = AttachmentWire(inline_max, links if config.api is not None else None)
-    runner.files.max_bytes = config.attachments.max_bytes  # files agents answer with, too
+    links = wire_files(config, runner, messages, hosted.apis)
     routes.users.append(messages)
     reactions = ReactionHandler(runner, roster, config.access)
     # Tool calls that wait for a person's OK (the running config's patterns and admins).
@@ -287,6 +279,8 @@ async def assemble(
             locale=config.locale,
             spawn=gateway.spawn_session,
             links=links,
+            agent_info=agent_info(gateway, store),
+            reload=reload_now(reloader),
             approvals=approvals,
             a2a_served=lambda agent_id: gateway.config.a2a_served(agent_id),
         )

@@ -81,20 +81,31 @@ def authenticator(
     return auth
 
 
+def listener(
+    config: SalonConfig, roster: Roster, store: Store, secrets: Mapping[str, str]
+) -> AppserviceSource | None:
+    """Appservice mode's listener, made before any identity logs in (it listens
+    early: see ``steps.listening_early``); None in client mode."""
+    hs = config.homeserver
+    assert hs is not None
+    if hs.mode != "appservice":
+        return None
+    return appservice_source(hs, roster, store, secrets)
+
+
 def event_source(
     config: SalonConfig,
-    roster: Roster,
     apis: Mapping[UserId, MatrixAPI],
     store: Store,
     auth: Authenticator,
     backoff: Backoff,
-    secrets: Mapping[str, str],
+    early: AppserviceSource | None,
 ) -> IdentitySource:
-    """Where inbound events come from."""
-    hs = config.homeserver
-    assert hs is not None
-    if hs.mode == "appservice":
-        return appservice_source(hs, roster, apis, store, secrets)
+    """Where inbound events come from: ``early`` (the appservice listener) serving
+    the identities logged in, or a /sync loop per identity."""
+    if early is not None:
+        early.serve(apis.values())
+        return early
     return ClientSyncSource(
         list(apis.values()),
         store.identities,
@@ -113,11 +124,10 @@ def event_source(
 def appservice_source(
     hs: HomeserverConfig,
     roster: Roster,
-    apis: Mapping[UserId, MatrixAPI],
     store: Store,
     secrets: Mapping[str, str],
 ) -> AppserviceSource:
-    """The listener the homeserver pushes transactions to."""
+    """The listener the homeserver pushes transactions to (serving no identity yet)."""
     assert hs.appservice is not None
     hs_token = api_secret(hs.appservice.hs_token_env, "homeserver.appservice.hs_token_env", secrets)
     assert hs_token is not None
@@ -131,7 +141,7 @@ def appservice_source(
         store.appservice_txns,
         router=router,
         owns=owns,
-        apis=list(apis.values()),
+        apis=[],
         listen=ListenAddress(hs.appservice.host, hs.appservice.port),
     )
     source.appservice_id = hs.appservice.id

@@ -23,14 +23,17 @@ FILENAME = "api.json"
 
 
 class ApiFile(BaseModel):
-    """The API's base URL, its bearer token and the pid of the process serving it
-    (a file without a token is from before every API had one)."""
+    """The API's base URL, its bearer token, the pid of the process serving it and the
+    dashboard's one-time login link (a file without a token is from before every API
+    had one)."""
 
     model_config = ConfigDict(frozen=True)
 
     url: str
     token: str | None = None
     pid: int | None = None
+    # A one-time link that logs a browser into the dashboard (spent once opened).
+    dashboard_url: str | None = None
 
     @classmethod
     def load(cls, data_dir: Path) -> ApiFile | None:

@@ -41,16 +41,20 @@ async def serve(
     try:
         await gateway.start()
         if gateway.api is not None:
+            url = api_file.client_url(gateway.api.config.host, gateway.api.port)
             saved = ApiFile(
-                url=api_file.client_url(gateway.api.config.host, gateway.api.port),
+                url=url,
                 token=gateway.api.token,
                 pid=os.getpid(),
+                dashboard_url=gateway.api.login_link(url),
             )
             path = saved.save(data_dir)
             console.print(
                 f"HTTP API on {escape(saved.url)} (URL and token in {escape(str(path))})",
                 highlight=False,
             )
+            # One line, never wrapped: the link logs a browser in once.
+            console.print(f"Dashboard: {saved.dashboard_url}", highlight=False, soft_wrap=True)
         await stop.wait()
         graceful = True
     finally:

@@ -236,6 +236,8 @@ def print_ready(
             lines.append(f"A2A agent card (same token): {escape(api.url)}/a2a/{first}{A2A_CARD}")
     console.print(Panel.fit("\n".join(lines), title="salon up"))
     # Outside the panel so nothing wraps and the password copies cleanly.
+    if api is not None and api.dashboard_url:  # one line: it copies whole
+        console.print(f"Dashboard (the link logs in once): {api.dashboard_url}", soft_wrap=True)
     console.print("Or log in with Element (or any Matrix client):")
     console.print(f"  homeserver  {op.homeserver_url}", highlight=False)
     console.print(f"  user        {op.user_id}", highlight=False)
@@ -368,11 +370,9 @@ async def up(
         op.save(data_dir)
         api = None
         if gateway.api is not None:  # written once it listens: the URL has the real port
-            api = ApiFile(
-                url=api_file.client_url(gateway.api.config.host, gateway.api.port),
-                token=api_token,
-                pid=os.getpid(),
-            )
+            url = api_file.client_url(gateway.api.config.host, gateway.api.port)
+            login = gateway.api.login_link(url)
+            api = ApiFile(url=url, token=api_token, pid=os.getpid(), dashboard_url=login)
             api.save(data_dir)
         with console.status("Joining the operator to the Space and rooms…"):
             await join_operator(op)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,6 +132,10 @@ class AppserviceSource:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         log.info("appservice.listening", host=self._host, port=self.port)
+
+    def serve(self, apis: Iterable[MatrixAPI]) -> None:
+        """The identities whose transactions are admitted (logged in once listening)."""
+        self._apis.update({api.user_id: api for api in apis})
 
     def catch_up(self) -> None:
         """Read every joined room back to its mark in the background (at start, and

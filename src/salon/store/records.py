@@ -69,6 +69,7 @@ class TurnRecord:
     spec: str | None = None  # JSON of the turn's spec (how to run it again)
     output: str | None = None  # JSON of its finished outcome, once there is one
     owner: str | None = None  # the gateway process holding it (see store.leases)
+    created_at: int = 0  # ms, when it was admitted
 
     @property
     def open(self) -> bool:

@@ -20,6 +20,7 @@ def _record(row: Row) -> TurnRecord:
         spec=row["spec"],
         output=row["output"],
         owner=row["owner"],
+        created_at=row["created_at"] or 0,
     )
 
 
@@ -197,6 +198,17 @@ class Turns:
             room_id,
         )
         return None if value is None else int(value)
+
+    async def recent(self, since_ms: int, limit: int = 500) -> list[TurnRecord]:
+        """Turns admitted or changed since ``since_ms``, and every open one, newest
+        first (the dashboard's list and charts)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM turns WHERE created_at >= $1 OR updated_at >= $1"
+            " OR state IN ('admitted', 'running') ORDER BY created_at DESC LIMIT $2",
+            since_ms,
+            limit,
+        )
+        return [_record(r) for r in rows]
 
     async def unfinished(self, owner: str | None = None) -> list[TurnRecord]:
         """Turns admitted or running: after a crash these are resumed. With ``owner``:

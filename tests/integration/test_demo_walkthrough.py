@@ -19,6 +19,7 @@ from salon.config.models import SalonConfig
 
 from .conftest import Person, salon_config
 from .test_agent_runtime import _final_text
+from .test_approvals import wait_request
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "salon.yaml"
@@ -93,7 +94,7 @@ async def test_the_short_tour(
 ) -> None:
     config = demo_config(synapse, tmp_path)
     friend = Person(await new_user(), synapse.base_url, http)
-    await gateways(config, invite=[person.user_id, friend.user_id])
+    gateway = await gateways(config, invite=[person.user_id, friend.user_id])
     server = synapse.server_name
     router = config.router_user_id(server)
 
@@ -170,3 +171,12 @@ async def test_the_short_tour(
     asked = await person.say(rooms["lobby"], "@Scribe read")
     assert await _final_text(person, rooms["lobby"], asked, timeout=30) == "1. water the plants"
     assert "water the plants" in (tmp_path / "notebook.json").read_text(encoding="utf-8")
+    # Tearing a note out needs the person's OK: the request waits for a ✅.
+    asked = await person.say(rooms["lobby"], "@Scribe forget 1")
+    assert gateway.store is not None
+    record = await wait_request(gateway.store)
+    assert (record.tool, record.arguments) == ("notebook.forget_note", {"number": 1})
+    assert "water the plants" in (tmp_path / "notebook.json").read_text(encoding="utf-8")
+    await person.react(rooms["lobby"], record.request_event_id or "", "✅")
+    done = await _final_text(person, rooms["lobby"], asked, timeout=30)
+    assert done == "Forgot note 1: water the plants"

@@ -245,6 +245,7 @@ class CatchUpSpy:
     def __init__(self) -> None:
         self.holds = 0
         self.starts = 0
+        self.fail = False
 
     def hold(self) -> None:
         self.holds += 1
@@ -253,7 +254,8 @@ class CatchUpSpy:
         self.starts += 1
 
     async def pushed(self, raw_events: Sequence[object]) -> None:
-        pass
+        if self.fail:
+            raise RuntimeError("database is locked")
 
 
 async def test_a_refused_transaction_holds_marks_and_its_retry_catches_up(setup) -> None:
@@ -273,4 +275,19 @@ async def test_a_refused_transaction_holds_marks_and_its_retry_catches_up(setup)
     assert (await client.put(url + "t2", json={"events": [message(2)]}, headers=AUTH)).status == 200
     assert (spy.holds, spy.starts) == (1, 1)
     assert (await client.put(url + "t3", json={"events": [message(3)]}, headers=AUTH)).status == 200
+    assert (spy.holds, spy.starts) == (1, 1)
+
+
+async def test_a_refused_transaction_answered_as_a_repeat_catches_up(setup) -> None:
+    """Refused after it was recorded (the marks could not be written): its retry is a
+    repeat, answered 200, and starts the catch-up all the same."""
+    client, _, _, source = setup
+    spy = CatchUpSpy()
+    source.catchup = spy  # type: ignore[assignment]
+    url = "/_matrix/app/v1/transactions/t1"
+    spy.fail = True
+    assert (await client.put(url, json={"events": [message(1)]}, headers=AUTH)).status == 500
+    spy.fail = False
+    assert (await client.put(url, json={"events": [message(1)]}, headers=AUTH)).status == 200
+    assert source.repeats == 1
     assert (spy.holds, spy.starts) == (1, 1)

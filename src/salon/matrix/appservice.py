@@ -296,6 +296,7 @@ class AppserviceSource:
                 if await self._txns.seen(txn_id):
                     self.repeats += 1
                     log.debug("appservice.repeat", txn_id=txn_id)
+                    self._accepted()
                     return web.json_response({})
                 await self._admit(events, body)
                 await self._txns.record(txn_id)
@@ -310,10 +311,13 @@ class AppserviceSource:
                 return _error(500, "M_UNKNOWN", "could not admit the transaction; retry")
         self.transactions += 1
         self.last_error = None
-        if self._refused:
+        self._accepted()
+        return web.json_response({})
+
+    def _accepted(self) -> None:
+        if self._refused:  # the refused one's retry, or a later one: read back now
             self._refused = False
             self.catch_up()
-        return web.json_response({})
 
     def _refused_one(self) -> None:
         # The homeserver now holds the events behind the refused transaction, Synapse

@@ -237,3 +237,57 @@ async def test_a_failed_transaction_changes_no_membership(setup) -> None:
     assert r.status == 200
     assert sink.admitted == [(ROUTER, ["$e7"]), (AGENT, ["$j", "$e8"])]
     assert source.members.reader(room) == AGENT
+
+
+class CatchUpSpy:
+    """Records what the source asks of its catch-up."""
+
+    def __init__(self) -> None:
+        self.holds = 0
+        self.starts = 0
+        self.fail = False
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def start(self, rooms: object, sink: object) -> None:
+        self.starts += 1
+
+    async def pushed(self, raw_events: Sequence[object]) -> None:
+        if self.fail:
+            raise RuntimeError("database is locked")
+
+
+async def test_a_refused_transaction_holds_marks_and_its_retry_catches_up(setup) -> None:
+    """Synapse keeps some events behind a refused transaction only in memory: a quick
+    restart loses them without an outage seen from here, so the retry's success
+    starts a catch-up (once), and the marks wait for it."""
+    client, sink, _, source = setup
+    spy = CatchUpSpy()
+    source.catchup = spy  # type: ignore[assignment]
+    url = "/_matrix/app/v1/transactions/"
+    assert (await client.put(url + "t1", json={"events": [message(1)]}, headers=AUTH)).status == 200
+    assert (spy.holds, spy.starts) == (0, 0)
+    sink.fail = True
+    assert (await client.put(url + "t2", json={"events": [message(2)]}, headers=AUTH)).status == 500
+    assert (spy.holds, spy.starts) == (1, 0)
+    sink.fail = False
+    assert (await client.put(url + "t2", json={"events": [message(2)]}, headers=AUTH)).status == 200
+    assert (spy.holds, spy.starts) == (1, 1)
+    assert (await client.put(url + "t3", json={"events": [message(3)]}, headers=AUTH)).status == 200
+    assert (spy.holds, spy.starts) == (1, 1)
+
+
+async def test_a_refused_transaction_answered_as_a_repeat_catches_up(setup) -> None:
+    """Refused after it was recorded (the marks could not be written): its retry is a
+    repeat, answered 200, and starts the catch-up all the same."""
+    client, _, _, source = setup
+    spy = CatchUpSpy()
+    source.catchup = spy  # type: ignore[assignment]
+    url = "/_matrix/app/v1/transactions/t1"
+    spy.fail = True
+    assert (await client.put(url, json={"events": [message(1)]}, headers=AUTH)).status == 500
+    spy.fail = False
+    assert (await client.put(url, json={"events": [message(1)]}, headers=AUTH)).status == 200
+    assert source.repeats == 1
+    assert (spy.holds, spy.starts) == (1, 1)

@@ -12,8 +12,10 @@ its handlers finish.
 
 With a :class:`~salon.matrix.as_catchup.CatchUp` set (``catchup``), each room's
 newest pushed event is kept as its mark, and the rooms are read back to their
-marks at start and after an outage (:meth:`AppserviceSource.catch_up`): what the
-homeserver never pushed is admitted then.
+marks at start, after an outage (:meth:`AppserviceSource.catch_up`) and once a
+transaction answered 500 is admitted on its retry (the homeserver may have
+restarted meanwhile, too quickly to be seen down): what the homeserver never
+pushed is admitted then.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class AppserviceSource:
         self.repeats = 0
         self.last_error: str | None = None
         self.catchup: CatchUp | None = None
+        self._refused = False  # a transaction was answered 500 since the last admitted
 
     # --- the EventSource seam -------------------------------------------------
 
@@ -293,6 +296,7 @@ class AppserviceSource:
                 if await self._txns.seen(txn_id):
                     self.repeats += 1
                     log.debug("appservice.repeat", txn_id=txn_id)
+                    self._accepted()
                     return web.json_response({})
                 await self._admit(events, body)
                 await self._txns.record(txn_id)
@@ -301,12 +305,28 @@ class AppserviceSource:
                 self.members.commit()
             except Exception as e:  # the homeserver retries: nothing is lost
                 self.members.discard()
+                self._refused_one()
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("appservice.admit_failed", txn_id=txn_id, error=self.last_error)
                 return _error(500, "M_UNKNOWN", "could not admit the transaction; retry")
         self.transactions += 1
         self.last_error = None
+        self._accepted()
         return web.json_response({})
+
+    def _accepted(self) -> None:
+        if self._refused:  # the refused one's retry, or a later one: read back now
+            self._refused = False
+            self.catch_up()
+
+    def _refused_one(self) -> None:
+        # The homeserver now holds the events behind the refused transaction, Synapse
+        # some only in memory: a restart before it sends them again loses them, and a
+        # quick restart is no outage seen from here. So the marks are held, and the
+        # next admitted transaction (its retry) starts a catch-up.
+        self._refused = True
+        if self.catchup is not None:
+            self.catchup.hold()
 
     async def _admit(self, events: list[Any], body: dict[str, Any]) -> None:
         sink = self._sink

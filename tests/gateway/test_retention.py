@@ -313,3 +313,18 @@ async def test_old_approvals_go_unless_an_open_turn_may_ask_again(store: Store) 
 
     assert (await sweep(store))["approvals"] == 1
     assert await keys(store, "SELECT id FROM approvals") == {"old-open", "new"}
+
+
+async def test_old_tool_steps_go_unless_their_turn_is_open(store: Store) -> None:
+    await store.turns.admit("$open", "coder", ROOM)
+    await store.turns.admit("$closed", "coder", ROOM)
+    await store.turns.finish("$closed", "coder", TurnState.REPLIED)
+    for turn in ("$open", "$closed"):
+        for step in (0, 1):
+            await store.tool_calls.for_turn(turn, "coder").record(step, "n.t", "{}", True, "r")
+    await store.tool_calls.for_turn("$closed", "coder").record(2, "n.t", "{}", True, "new")
+    await age(store, "tool_calls", "created_at", "step < 2")
+
+    assert (await sweep(store))["tool_calls"] == 2
+    left = await keys(store, "SELECT event_id || ':' || step FROM tool_calls")
+    assert left == {"$open:0", "$open:1", "$closed:2"}

@@ -78,6 +78,14 @@ RULES: dict[str, str] = {
         f"   AND t.agent_id = a.agent_id AND t.state IN {OPEN_TURNS})"
         " LIMIT $2)"
     ),
+    # A turn's tool steps, once no open turn may re-run and reuse them.
+    "tool_calls": (
+        "DELETE FROM tool_calls WHERE (event_id, agent_id, step) IN"
+        " (SELECT c.event_id, c.agent_id, c.step FROM tool_calls c WHERE c.created_at < $1"
+        " AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.event_id = c.event_id"
+        f"   AND t.agent_id = c.agent_id AND t.state IN {OPEN_TURNS})"
+        " LIMIT $2)"
+    ),
     "decisions": (
         "DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM decisions"
         " WHERE created_at < $1 LIMIT $2)"

@@ -13,6 +13,7 @@ from salon.app.gateway import Gateway
 from salon.cli.status import read_status
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.ids import AgentId, RoomId
+from salon.matrix.membership import join_or_be_invited
 from salon.store.delegations import DelegationDirection
 
 from .conftest import Person, salon_config
@@ -110,7 +111,9 @@ async def test_refs_are_validated_on_receipt_like_the_rest(
     alpha_api = gateway.state.agent_apis[AgentId("alpha")]
     server = synapse.server_name
     beta_room = await person.join(f"#{config.agent_room_alias_localpart('beta')}:{server}")
-    await alpha_api.join(RoomId(beta_room))
+    # Visitors are invited when they visit: beta lets alpha in, as a delegation would.
+    beta_api = gateway.state.agent_apis[AgentId("beta")]
+    await join_or_be_invited(alpha_api, RoomId(beta_room), beta_api)
 
     # A request as an older Salon sends it (no refs), and one whose refs are well formed.
     await _send_raw(alpha_api, beta_room, REQUEST, _request("dlg_norefs"))

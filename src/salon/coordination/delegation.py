@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import structlog
 
 from salon import responses
-from salon._exceptions import MatrixError, is_transient
+from salon._exceptions import ForbiddenError, MatrixError, is_transient
 from salon.agents.context import waiting_on_others
 from salon.agents.tools import DelegationOutcome
 from salon.coordination.directory import Directory
@@ -120,7 +120,11 @@ class DelegationManager:
         if same_id and (known := await self.store.delegations.get(same_id)) is not None:
             return await self._resume(known, wait)
         try:
-            room = await self._target_room(from_agent, api, to_agent)
+            try:
+                room = await self._target_room(from_agent, api, to_agent)
+            except ForbiddenError:  # a peer's room its gateway has not opened to us
+                log.info("delegation.peer_room_closed", to_agent=to_agent)
+                return DelegationOutcome(False, f"[OFFLINE] {to_agent}")
             if not await self._online(api, room, to_agent):
                 return DelegationOutcome(False, f"[OFFLINE] {to_agent}")
             request = new_request(

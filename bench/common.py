@@ -256,8 +256,12 @@ def run_bench(
     against it, print its JSON on stdout; exit status 0, 1 (failure) or 130 (interrupted).
 
     ``app_services`` writes appservice registrations for the server about to start and
-    returns their paths: Synapse loads them at start."""
-    salon_log.configure("warning")
+    returns their paths: Synapse loads them at start. ``SALON_BENCH_LOG``: a file the
+    gateway's debug log goes to (JSON lines), for finding out what went wrong."""
+    if log_file := os.environ.get("SALON_BENCH_LOG"):
+        salon_log.configure("debug", file=Path(log_file), console_level="warning")
+    else:
+        salon_log.configure("warning")
     # Ctrl-C works even when started in the background (SIGINT inherited as ignored),
     # and SIGTERM takes the same path: the gateway and Synapse are stopped.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -81,6 +81,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--roundtrips", type=int, default=20, help="hosting: round trips per agent measured"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="hosting: keep Synapse here")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="hosting: skip raw mautrix's provisioning and the homeserver floor (faster)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        choices=("cold", "first", "warm", "all"),
+        default="all",
+        help="hosting: stop after the cold start, the first answer-all, the warm restart",
+    )
+    parser.add_argument(
+        "--log-file", type=Path, default=None, help="the gateway's JSON log (debug) goes here"
+    )
     parser.add_argument("--gw-agents", type=int, default=20, help="gateways: echo agents")
     parser.add_argument(
         "--lease-s", type=float, default=10.0, help="gateways: cluster.lease_s (the default)"
@@ -118,7 +132,7 @@ def hosting_part(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "appservice" and (why := appservice_missing()) is not None:
         return {"mode": "appservice", "status": "not available", "reason": why}
     from scale_appservice import Registrations, write_registrations
-    from scale_hosting import run_hosting
+    from scale_hosting import HostingPlan, run_hosting
 
     out: dict[str, Any] = {}
     registrations: list[Registrations] = []
@@ -129,7 +143,8 @@ def hosting_part(args: argparse.Namespace) -> dict[str, Any]:
 
     async def measure(layout: Any, data_dir: Path) -> dict[str, Any]:
         reg = registrations[0] if registrations else None
-        return await run_hosting(layout, data_dir, args.agents, reg, args.roundtrips)
+        plan = HostingPlan(args.roundtrips, not args.no_baseline, args.stop_after)
+        return await run_hosting(layout, data_dir, args.agents, reg, plan)
 
     as_mode = args.mode == "appservice"
     with contextlib.redirect_stdout(_Capture(out)):
@@ -190,6 +205,8 @@ class _Capture:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     salon_log.configure("warning")
+    if args.log_file is not None:  # common.run_bench configures the log from it
+        os.environ["SALON_BENCH_LOG"] = str(args.log_file.resolve())
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     result: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count()}

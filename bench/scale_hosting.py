@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,17 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
             "turns": wide,
         }
     )
+
+
+@dataclass(frozen=True)
+class HostingPlan:
+    """What one hosting run measures: ``roundtrips`` per agent; ``baseline``: raw mautrix
+    provisioning and the homeserver floor too; ``stop_after``: ``cold``, ``first``
+    (answer-all once), ``warm`` (restart until all answer) or ``all``."""
+
+    roundtrips: int = 20
+    baseline: bool = True
+    stop_after: str = "all"
 
 
 Senders = list[tuple[str, HTTPAPI]]
@@ -176,7 +188,7 @@ async def answers_all(operator: Operator, rooms: list[str]) -> float:
 
 
 async def one_count(
-    layout: SynapseLayout, data_dir: Path, n: int, reg: Registrations | None, roundtrips: int
+    layout: SynapseLayout, data_dir: Path, n: int, reg: Registrations | None, plan: HostingPlan
 ) -> dict[str, Any]:
     """One agent count; ``reg``: appservice mode, with these registrations."""
     out: dict[str, Any] = {"agents": n}
@@ -188,16 +200,18 @@ async def one_count(
         aiohttp.ClientSession(timeout=slow) as http,
     ):
         operator = Operator(op_http, layout.base_url, await register(op_http, layout, "operator"))
-        console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
         person = operator.creds.user_id
-        raw = (
-            baseline(layout, http, n, person)
-            if reg is None
-            else raw_baseline(layout, http, n, person, reg)
-        )
-        took, senders = await raw
-        out["baseline_provision_s"] = round(took, 2)
-        console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
+        senders: Senders = []
+        if plan.baseline:
+            console.print(f"{n} agents: baseline (raw mautrix) provisioning …")
+            raw = (
+                baseline(layout, http, n, person)
+                if reg is None
+                else raw_baseline(layout, http, n, person, reg)
+            )
+            took, senders = await raw
+            out["baseline_provision_s"] = round(took, 2)
+            console.print(f"{n} agents: raw mautrix took {out['baseline_provision_s']} s")
         config = hosting_config(layout, data_dir, n)
         if reg is not None:
             config = appservice_config(config, reg)
@@ -218,14 +232,23 @@ async def one_count(
             f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s,"
             f" RSS {out['rss_online_mb']} MB (+{out['rss_growth_mb']} MB)"
         )
-        out["provision_ratio"] = round(out["salon_cold_start_s"] / out["baseline_provision_s"], 2)
+        if plan.baseline:
+            out["provision_ratio"] = round(
+                out["salon_cold_start_s"] / out["baseline_provision_s"], 2
+            )
+        if plan.stop_after == "cold":
+            await gateway.stop()
+            return out
         ids = list(state.topology.agent_rooms)
         rooms = [str(state.topology.agent_rooms[AgentId(a)]) for a in ids]
         await asyncio.gather(*(operator.join(r) for r in rooms))
         await operator.start_sync(rooms)
         try:
             out["first_answers_all_s"] = round(await answers_all(operator, rooms), 2)
-            out["floor_answers_all_s"] = round(await homeserver_floor(operator, senders), 2)
+            if senders:
+                out["floor_answers_all_s"] = round(await homeserver_floor(operator, senders), 2)
+            if plan.stop_after == "first":
+                return out
             console.print(f"{n} agents: Salon warm restart …")
             await gateway.stop()
             gateway = new_gateway()
@@ -234,9 +257,11 @@ async def one_count(
             out["warm_start_s"] = round(time.perf_counter() - started, 2)
             await answers_all(operator, rooms)
             out["warm_until_all_answer_s"] = round(time.perf_counter() - started, 2)
+            if plan.stop_after == "warm":
+                return out
             first, last = rooms[0], rooms[-1]
             samples: dict[str, list[float]] = {"agent_1": [], f"agent_{n}": []}
-            for i in range(roundtrips):
+            for i in range(plan.roundtrips):
                 pair = [("agent_1", first), (f"agent_{n}", last)]
                 for name, room in pair if i % 2 == 0 else reversed(pair):
                     try:
@@ -261,7 +286,7 @@ async def run_hosting(
     data_dir: Path,
     counts: list[int],
     reg: Registrations | None,
-    roundtrips: int,
+    plan: HostingPlan,
 ) -> dict[str, Any]:
     """Each agent count in turn, on the same Synapse (fresh users and rooms each time);
     ``reg``: in appservice mode, with these registrations (Synapse loaded them)."""
@@ -269,7 +294,7 @@ async def run_hosting(
     results = []
     for n in counts:
         started = time.perf_counter()
-        result = await one_count(layout, data_dir, n, reg, roundtrips)
+        result = await one_count(layout, data_dir, n, reg, plan)
         result["wall_s"] = round(time.perf_counter() - started, 1)
         results.append(result)
     return {"mode": mode, "runs": results}

@@ -151,3 +151,37 @@ async def test_a_message_never_pushed_is_answered_when_the_homeserver_is_back(
             await _answered_once(person, room_id, db, lost)
         finally:
             await asyncio.wait_for(gateway.stop(), 30)
+
+
+async def test_a_transaction_never_pushed_is_found_by_the_next_ones_number(
+    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synapse can leave one transaction unsent for good (created while it thought us
+    down, just as its recoverer finished) and go on with the next number. No restart,
+    no outage: the next transaction's number shows the gap, and the rooms are read
+    back at once."""
+    dropped = _lose_pushes(monkeypatch)
+    with own_deployment("appservice", tmp_path) as (deployment, _synapse):
+        person = await deployment.person(http)
+        config = deployment.config(agents={"echo": {"backend": {"type": "echo"}}})
+        db = Path(config.store.sqlite_path)
+        gateway = Gateway(config, invite=[person.user_id], secrets=deployment.secrets)
+        await gateway.start()
+        try:
+            alias = f"#{config.agent_room_alias_localpart('echo')}:{deployment.hs.server_name}"
+            room_id = await person.join(alias)
+            first = await person.say(room_id, "before")
+            await person.wait_reply(room_id, first)
+            lost = await person.say(room_id, LOST)
+
+            async def was_dropped() -> bool:
+                return lost in dropped
+
+            await _until(was_dropped, "the transaction was never pushed", 20)
+            assert _rows(db, "SELECT count(*) FROM inbox WHERE event_id = ?", lost) == [(0,)]
+            after = await person.say(room_id, "after")  # pushed with the next number
+            await person.wait_reply(room_id, after)
+            await _answered_once(person, room_id, db, lost)
+            assert (await _replies_by_question(person, room_id))["after"] == ["after"]
+        finally:
+            await asyncio.wait_for(gateway.stop(), 30)

@@ -8,25 +8,27 @@ a transaction seen again, also after a restart, is answered 200 without work. A
 failure to admit answers 500, so the homeserver sends it again (Synapse retries
 with backoff, one transaction in flight, up to 100 events each). mautrix's own
 handler is not used for this: it keeps seen ids only in memory and answers before
-its handlers finish.
+its handlers finish. A transaction pushed while the gateway is still starting is
+parked durably and answered at once, then admitted once ready (see ``as_txns``).
 
 With a :class:`~salon.matrix.as_catchup.CatchUp` set (``catchup``), each room's
 newest pushed event is kept as its mark, and the rooms are read back to their
 marks at start, after an outage (:meth:`AppserviceSource.catch_up`) and once a
 transaction answered 500 is admitted on its retry (the homeserver may have
 restarted meanwhile, too quickly to be seen down): what the homeserver never
-pushed is admitted then.
+pushed is admitted then. So when the homeserver's transaction numbers skip one
+that no process of ours took (:class:`~salon.matrix.as_txns.GapWatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -37,6 +39,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.as_catchup import CatchUp
 from salon.matrix.as_events import Members, split
 from salon.matrix.as_keys import TransactionKeys
+from salon.matrix.as_txns import GapWatch, TxnLog, txn_key, txn_seq
 from salon.matrix.events import InboundEvent, Invite
 from salon.matrix.source import EventSink, LoopStatus
 from salon.metrics import EVENTS_DROPPED
@@ -45,16 +48,6 @@ log = structlog.get_logger("salon.matrix.appservice")
 
 PREFIX = "/_matrix/app/v1"
 SEED_CONCURRENCY = 16  # joined-rooms questions in flight at once at start
-
-
-class TxnLog(Protocol):
-    """Where admitted transaction ids are kept (``store.appservice_txns``)."""
-
-    async def seen(self, txn_id: str) -> bool:
-        """Whether the transaction was admitted before."""
-
-    async def record(self, txn_id: str) -> None:
-        """Remember an admitted transaction."""
 
 
 def _error(status: int, errcode: str, message: str) -> web.Response:
@@ -68,19 +61,6 @@ class ListenAddress:
 
     host: str = "127.0.0.1"
     port: int = 9010
-
-
-def txn_key(hs_token: str, txn_id: str, events: Sequence[object]) -> str:
-    """How a transaction is kept: its id under its registration's token (hashed), and
-    a digest of its events' ids. The homeserver numbers transactions per registration
-    and starts again at 1 for a new one; Synapse on SQLite also starts again after a
-    restart (the next id is one past the highest *unsent* one, usually none). A retry
-    carries the same events under the same id, so only that is answered without work;
-    a reused id with other events is a new transaction (the inbox ignores an event
-    admitted before, so admitting one twice is harmless; dropping one is not)."""
-    ids = "\n".join(str(e.get("event_id")) for e in events if isinstance(e, dict))
-    digest = hashlib.sha256(ids.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return f"{hashlib.sha256(hs_token.encode()).hexdigest()[:16]}:{txn_id}:{digest}"
 
 
 class AppserviceSource:
@@ -113,12 +93,14 @@ class AppserviceSource:
         self.members = Members(router, owns)
         self._keys = TransactionKeys(self._apis)
         self._sweeper: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
+        self._gaps = GapWatch(txns)
+        self._gap_timer: asyncio.TimerHandle | None = None
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
         self.transactions = 0  # admitted (not counting repeats)
         self.repeats = 0
+        self.parked = 0  # taken while starting, admitted at start
         self.last_error: str | None = None
         self.catchup: CatchUp | None = None
         self._refused = False  # a transaction was answered 500 since the last admitted
@@ -126,8 +108,8 @@ class AppserviceSource:
     # --- the EventSource seam -------------------------------------------------
 
     async def listen(self) -> None:
-        """Take connections (also before :meth:`start`: transactions then wait for it,
-        so a homeserver pushing during the gateway's start never finds it down)."""
+        """Take connections (also before :meth:`start`: transactions are parked until
+        then, so a homeserver pushing during the gateway's start never finds it down)."""
         if self._runner is not None:
             return
         self._runner = web.AppRunner(self.app(), access_log=None)
@@ -172,8 +154,15 @@ class AppserviceSource:
                 await self._seed(api)
 
         await asyncio.gather(*(seed(api) for api in list(self._apis.values())))
-        self._sink = sink
-        self._started.set()
+        async with self._lock:  # parked ones first, in order; then live ones directly
+            for parked in await self._txns.parked():
+                try:
+                    await self._take(sink, parked.txn_id, parked.seq, json.loads(parked.body))
+                except Exception:
+                    self.members.discard()
+                    raise  # kept: the next start admits it
+                await self._txns.unpark(parked.txn_id)
+            self._sink = sink
         await self.listen()
         self.catch_up()
         await self._ping_homeserver()
@@ -221,6 +210,8 @@ class AppserviceSource:
 
     async def stop(self) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
         if self.catchup is not None:
             await self.catchup.stop()
         if self._sweeper is not None:
@@ -287,22 +278,18 @@ class AppserviceSource:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             return _error(400, "M_BAD_JSON", "events: a list is required")
-        if self._sink is None:
-            await self._started.wait()  # listening early: held until the gateway is ready
         txn_id = txn_key(self._hs_token, request.match_info["txn_id"], events)
+        seq = txn_seq(request.match_info["txn_id"])
         # One at a time: the membership map follows the transactions' order.
         async with self._lock:
+            sink = self._sink
             try:
-                if await self._txns.seen(txn_id):
-                    self.repeats += 1
-                    log.debug("appservice.repeat", txn_id=txn_id)
-                    self._accepted()
+                if sink is None:  # still starting: kept durably, admitted at start
+                    await self._txns.park(txn_id, seq, json.dumps(body))
+                    self.parked += 1
                     return web.json_response({})
-                await self._admit(events, body)
-                await self._txns.record(txn_id)
-                if self.catchup is not None:
-                    await self.catchup.pushed(events)
-                self.members.commit()
+                if not await self._take(sink, txn_id, seq, body):
+                    return web.json_response({})
             except Exception as e:  # the homeserver retries: nothing is lost
                 self.members.discard()
                 self._refused_one()
@@ -313,6 +300,34 @@ class AppserviceSource:
         self.last_error = None
         self._accepted()
         return web.json_response({})
+
+    async def _take(
+        self, sink: EventSink, txn_id: str, seq: int | None, body: dict[str, Any]
+    ) -> bool:
+        """Admit one transaction unless seen before (False: a repeat, answered as done)."""
+        if await self._txns.seen(txn_id):
+            self.repeats += 1
+            log.debug("appservice.repeat", txn_id=txn_id)
+            self._accepted()
+            return False
+        missed = await self._gaps.missed(seq)
+        if missed and self.catchup is not None:
+            self.catchup.hold()  # before this one moves the marks past what was missed
+        await self._admit(sink, body.get("events") or [], body)
+        await self._txns.record(txn_id, seq)
+        if self.catchup is not None:
+            await self.catchup.pushed(body.get("events") or [])
+        self.members.commit()
+        if missed:
+            delay = self._gaps.delay_s()
+            log.info("appservice.txn_gap", seq=seq, catch_up_in_s=round(delay, 1))
+            if self._gap_timer is None or self._gap_timer.cancelled():
+                self._gap_timer = asyncio.get_running_loop().call_later(delay, self._gap_catch_up)
+        return True
+
+    def _gap_catch_up(self) -> None:
+        self._gap_timer = None
+        self.catch_up()
 
     def _accepted(self) -> None:
         if self._refused:  # the refused one's retry, or a later one: read back now
@@ -328,10 +343,7 @@ class AppserviceSource:
         if self.catchup is not None:
             self.catchup.hold()
 
-    async def _admit(self, events: list[Any], body: dict[str, Any]) -> None:
-        sink = self._sink
-        if sink is None:
-            raise RuntimeError("the appservice source is not started")
+    async def _admit(self, sink: EventSink, events: list[Any], body: dict[str, Any]) -> None:
         txn = split(events, self.members)
         readers = {identity for identity, _ in txn.batches}
         # Keys first: events of this transaction (or kept from before) may need them.

@@ -3,8 +3,20 @@ and users already registered (``appservice_users``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from salon.store.db import Database
 from salon.store.records import now_ms
+
+
+@dataclass(frozen=True)
+class ParkedTxn:
+    """A transaction kept while the gateway was starting, to be admitted once ready."""
+
+    txn_id: str
+    seq: int | None
+    body: str
 
 
 class AppserviceTxns:
@@ -18,14 +30,53 @@ class AppserviceTxns:
         row = await self._db.fetchone("SELECT 1 FROM appservice_txns WHERE txn_id = $1", txn_id)
         return row is not None
 
-    async def record(self, txn_id: str) -> None:
-        """Remember the transaction (after its events were admitted)."""
+    async def record(self, txn_id: str, seq: int | None = None) -> None:
+        """Remember the transaction (after its events were admitted); ``seq``: the
+        homeserver's number for it, when it is one."""
         await self._db.execute(
-            "INSERT INTO appservice_txns (txn_id, at) VALUES ($1, $2)"
+            "INSERT INTO appservice_txns (txn_id, at, seq) VALUES ($1, $2, $3)"
             " ON CONFLICT (txn_id) DO NOTHING",
             txn_id,
             now_ms(),
+            seq,
         )
+
+    async def received(self, seqs: Sequence[int], since: int) -> set[int]:
+        """Which of the homeserver's numbers ``seqs`` any process of ours took (admitted
+        or parked) at ``since`` (ms) or later."""
+        if not seqs:
+            return set()
+        marks = ", ".join(f"${i}" for i in range(2, len(seqs) + 2))
+        rows = await self._db.fetchall(
+            f"SELECT seq FROM appservice_txns WHERE at >= $1 AND seq IN ({marks})"
+            f" UNION SELECT seq FROM appservice_parked WHERE at >= $1 AND seq IN ({marks})",
+            since,
+            *seqs,
+        )
+        return {int(r["seq"]) for r in rows}
+
+    async def park(self, txn_id: str, seq: int | None, body: str) -> None:
+        """Keep a transaction pushed before the gateway is ready (a repeat: no-op)."""
+        await self._db.execute(
+            "INSERT INTO appservice_parked (txn_id, seq, body, at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (txn_id) DO NOTHING",
+            txn_id,
+            seq,
+            body,
+            now_ms(),
+        )
+
+    async def parked(self) -> list[ParkedTxn]:
+        """The transactions kept, in arrival order."""
+        rows = await self._db.fetchall("SELECT txn_id, seq, body FROM appservice_parked ORDER BY n")
+        return [
+            ParkedTxn(str(r["txn_id"]), None if r["seq"] is None else int(r["seq"]), r["body"])
+            for r in rows
+        ]
+
+    async def unpark(self, txn_id: str) -> None:
+        """Forget a kept transaction (its events were admitted, its id recorded)."""
+        await self._db.execute("DELETE FROM appservice_parked WHERE txn_id = $1", txn_id)
 
 
 class AppserviceUsers:

@@ -1,0 +1,113 @@
+"""Appservice mode: how transactions are known, kept while starting, and missed.
+
+- :func:`txn_key`: a transaction's identity (its id and a digest of its events).
+- :class:`TxnLog`: where admitted ids are recorded and early transactions are parked
+  (``store.appservice_txns``). A transaction pushed while the gateway is still starting
+  is parked durably and answered 200 at once, then admitted in arrival order once the
+  gateway is ready. Held unanswered instead, a start of minutes (a thousand agents
+  provisioned) made Synapse time out after 60 s, mark the appservice down and back off.
+- :class:`GapWatch`: Synapse numbers transactions from one sequence and, at the end of
+  a recovery from such a "down", can leave one transaction unsent for good: it was
+  created while the appservice was down, just after the recoverer found nothing left
+  to send. The next one arrives with a number one higher than expected; the watch
+  notices the number no process of ours took, and the source catches up (reads the
+  rooms back) to find its events. Other appservices on the same homeserver take
+  numbers from the same sequence, so a gap may be theirs: catch-ups started by gaps
+  are therefore spaced out (:data:`GAP_CATCHUP_INTERVAL_S`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from salon.store.appservice import ParkedTxn
+
+GAP_CATCHUP_INTERVAL_S = 60.0
+"""At most one catch-up started by gaps in this many seconds (the next waits)."""
+GAP_LOOKUP_MAX = 64
+"""A larger jump is not looked up number by number: it is a gap."""
+GAP_WINDOW_MS = 10 * 60 * 1000
+"""Numbers taken longer ago than this do not count (the homeserver may have restarted
+and numbered again from 1 since)."""
+
+
+class TxnLog(Protocol):
+    """Where admitted transaction ids are kept (``store.appservice_txns``)."""
+
+    async def seen(self, txn_id: str) -> bool:
+        """Whether the transaction was admitted before."""
+
+    async def record(self, txn_id: str, seq: int | None = None) -> None:
+        """Remember an admitted transaction (``seq``: the homeserver's number)."""
+
+    async def received(self, seqs: Sequence[int], since: int) -> set[int]:
+        """Which numbers of ``seqs`` any process of ours took since ``since`` (ms)."""
+
+    async def park(self, txn_id: str, seq: int | None, body: str) -> None:
+        """Keep a transaction pushed before the gateway is ready."""
+
+    async def parked(self) -> list[ParkedTxn]:
+        """The transactions kept, in arrival order."""
+
+    async def unpark(self, txn_id: str) -> None:
+        """Forget a kept transaction once admitted."""
+
+
+def txn_key(hs_token: str, txn_id: str, events: Sequence[object]) -> str:
+    """How a transaction is kept: its id under its registration's token (hashed), and
+    a digest of its events' ids. The homeserver numbers transactions per registration
+    and starts again at 1 for a new one; Synapse on SQLite also starts again after a
+    restart (the next id is one past the highest *unsent* one, usually none). A retry
+    carries the same events under the same id, so only that is answered without work;
+    a reused id with other events is a new transaction (the inbox ignores an event
+    admitted before, so admitting one twice is harmless; dropping one is not)."""
+    ids = "\n".join(str(e.get("event_id")) for e in events if isinstance(e, dict))
+    digest = hashlib.sha256(ids.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{hashlib.sha256(hs_token.encode()).hexdigest()[:16]}:{txn_id}:{digest}"
+
+
+def txn_seq(txn_id: str) -> int | None:
+    """The homeserver's number in a transaction id (Synapse's are integers), or None."""
+    return int(txn_id) if txn_id.isdigit() and len(txn_id) < 19 else None
+
+
+class GapWatch:
+    """Notices a transaction number that never came (see the module's text)."""
+
+    def __init__(self, txns: TxnLog, interval_s: float = GAP_CATCHUP_INTERVAL_S) -> None:
+        self._txns = txns
+        self._interval_s = interval_s
+        self._last: int | None = None
+        self._last_catchup: float | None = None
+        self.gaps = 0  # gaps noticed (numbers no process of ours took)
+
+    async def missed(self, seq: int | None) -> bool:
+        """Whether numbers before ``seq`` (just taken) never came to any process of ours.
+        A number lower than the last one: the homeserver numbered again (a restart)."""
+        if seq is None:
+            return False
+        last, self._last = self._last, seq if self._last is None else max(self._last, seq)
+        if last is None or seq <= last + 1:
+            if last is not None and seq < last:
+                self._last = seq  # numbered again from lower down
+            return False
+        if seq - last - 1 > GAP_LOOKUP_MAX:
+            self.gaps += 1
+            return True
+        wanted = list(range(last + 1, seq))
+        since = int(time.time() * 1000) - GAP_WINDOW_MS
+        if set(wanted) <= await self._txns.received(wanted, since):
+            return False  # another gateway behind the same URL took them
+        self.gaps += 1
+        return True
+
+    def delay_s(self) -> float:
+        """How long the catch-up for a gap noticed now waits (spaced out), and books it."""
+        now = time.monotonic()
+        last = self._last_catchup
+        start = now if last is None else max(now, last + self._interval_s)
+        self._last_catchup = start
+        return start - now

@@ -1,0 +1,44 @@
+"""Appservice transactions in the store, on both backends: ids admitted, transactions
+parked while the gateway starts (kept in arrival order, across a reopen), and which of
+the homeserver's numbers any process took."""
+
+from __future__ import annotations
+
+from salon.store import Store
+from salon.store.appservice import ParkedTxn
+from salon.store.records import now_ms
+
+
+async def test_parked_transactions_keep_their_order_across_a_reopen(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        await store.appservice_txns.park("k2", 2, '{"events": [2]}')
+        await store.appservice_txns.park("k1", None, '{"events": [1]}')
+        await store.appservice_txns.park("k2", 2, '{"events": [2]}')  # a repeat: no-op
+    finally:
+        await store.close()
+    store = await Store.open(store_url)  # a crash before the start admitted them
+    try:
+        assert await store.appservice_txns.parked() == [
+            ParkedTxn("k2", 2, '{"events": [2]}'),
+            ParkedTxn("k1", None, '{"events": [1]}'),
+        ]
+        await store.appservice_txns.unpark("k2")
+        assert [p.txn_id for p in await store.appservice_txns.parked()] == ["k1"]
+    finally:
+        await store.close()
+
+
+async def test_received_names_the_numbers_taken_admitted_or_parked(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        since = now_ms() - 1000
+        await store.appservice_txns.record("a", 5)
+        await store.appservice_txns.record("b")  # no number: never counts
+        await store.appservice_txns.park("c", 7, "{}")
+        assert await store.appservice_txns.received([5, 6, 7], since) == {5, 7}
+        assert await store.appservice_txns.received([5, 7], now_ms() + 1000) == set()
+        assert await store.appservice_txns.received([], since) == set()
+        assert await store.appservice_txns.seen("a") and not await store.appservice_txns.seen("c")
+    finally:
+        await store.close()

@@ -174,16 +174,27 @@ async def homeserver_floor(operator: Operator, senders: Senders) -> float:
 
 
 async def answers_all(operator: Operator, rooms: list[str]) -> float:
-    """One message to every agent room at once; seconds until the last reply."""
+    """One message to every agent room at once; seconds until the last reply. A reply
+    that never came fails the run, saying how many of all were missing (not just the
+    first to time out)."""
     started = time.perf_counter()
-    await asyncio.gather(
+    results = await asyncio.gather(
         *(
             operator.roundtrip(
                 room, f"hello {i} {secrets.token_hex(3)}", f"agent {i}", ANSWER_TIMEOUT_S
             )
             for i, room in enumerate(rooms)
-        )
+        ),
+        return_exceptions=True,
     )
+    failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+    if failed:
+        first = failed[0][1]
+        raise BenchError(
+            f"{len(failed)} of {len(rooms)} agents did not answer (agents"
+            f" {', '.join(str(i) for i, _ in failed[:10])}{' …' if len(failed) > 10 else ''});"
+            f" first: {first}"
+        )
     return time.perf_counter() - started
 
 

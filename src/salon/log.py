@@ -107,5 +107,5 @@ def configure(
         root.addHandler(to_file)
     root.setLevel(min(console.level, file_level))
     # mautrix and aiohttp speak at DEBUG/INFO about every request; keep them quiet.
-    for noisy in ("mau", "aiohttp", "mautrix"):
+    for noisy in ("mau", "aiohttp", "mautrix", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

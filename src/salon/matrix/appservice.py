@@ -155,7 +155,10 @@ class AppserviceSource:
 
         await asyncio.gather(*(seed(api) for api in list(self._apis.values())))
         async with self._lock:  # parked ones first, in order; then live ones directly
-            for parked in await self._txns.parked():
+            kept = await self._txns.parked()
+            if kept:
+                log.info("appservice.parked_admitting", transactions=len(kept))
+            for parked in kept:
                 try:
                     await self._take(sink, parked.txn_id, parked.seq, json.loads(parked.body))
                 except Exception:

@@ -38,11 +38,11 @@ async def test_unacknowledged_transactions_are_sent_again_after_a_restart(
     failing = False
     record = AppserviceTxns.record
 
-    async def flaky_record(self: AppserviceTxns, txn_id: str) -> None:
+    async def flaky_record(self: AppserviceTxns, txn_id: str, seq: int | None = None) -> None:
         if failing:
             failed.append(txn_id)
             raise RuntimeError("disk I/O error")  # after the events were admitted
-        await record(self, txn_id)
+        await record(self, txn_id, seq)
 
     monkeypatch.setattr(AppserviceTxns, "record", flaky_record)
     with own_deployment("appservice", tmp_path) as (deployment, synapse):

@@ -46,14 +46,13 @@ async def test_concurrent_statements_go_to_the_thread_together(
     # Keep the connection's thread busy, so whatever is queued behind it stays queued.
     blocker = asyncio.ensure_future(db._conn._execute(held.wait, 5))
     trips: list[int] = []
-    execute = db._conn._execute
+    trip = db._trip
 
-    def counted(fn: Any, *args: Any) -> Any:
-        if len(args) == 2 and isinstance(args[1], list):
-            trips.append(len(args[1]))  # (connection, jobs)
-        return execute(fn, *args)
+    def counted(raw: Any, jobs: list[Any]) -> Any:
+        trips.append(len(jobs))
+        return trip(raw, jobs)
 
-    monkeypatch.setattr(db._conn, "_execute", counted)
+    monkeypatch.setattr(db, "_trip", counted)
     statements = [
         *(
             db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", f"k{n}", "v")

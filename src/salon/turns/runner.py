@@ -38,14 +38,13 @@ from salon.metrics import (
 from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
-from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.files import ReplyFiles, recorded_text
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
-from salon.turns.signals import slow_signals
+from salon.turns.signals import SlowSignals
 from salon.turns.slots import TurnSlots
 from salon.turns.spec import (
     REPLY_KINDS,
@@ -250,15 +249,12 @@ class TurnRunner(TurnTasks):
         signals = (
             None
             if not spec.room_id
-            else spawn(
-                slow_signals(
-                    self.apis[spec.agent_id],
-                    spec,
-                    lambda: stream is not None and stream.first_id is not None,
-                    after_s=self.policy.typing_after_s,
-                    on_slow=self.on_slow,
-                ),
-                f"slow:{spec.agent_id}",
+            else SlowSignals(
+                self.apis[spec.agent_id],
+                spec,
+                lambda: stream is not None and stream.first_id is not None,
+                after_s=self.policy.typing_after_s,
+                on_slow=self.on_slow,
             )
         )
         collected: list[str] = []

@@ -201,6 +201,8 @@ class TurnRunner(TurnTasks):
         if record is None:
             return  # closed already (a replayed admission), or another process runs it
         self._began[spec.key] = time.monotonic()
+        if record.attempts > 1:
+            self._reruns.add(spec.key)
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
         tlog.info("turn.started", attempt=record.attempts)

@@ -297,7 +297,7 @@ async def run_cost(
 
     assemble_module.login_all = login_all  # type: ignore[assignment]
 
-    def event_source(config: Any, roster: Any, apis: Any, store: Any, *args: Any) -> Any:
+    def event_source(config: Any, apis: Any, store: Any, *args: Any) -> Any:
         return HandOver(list(apis.values()), store.identities)
 
     assemble_module.event_source = event_source  # type: ignore[assignment]

@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from typing import Any
+
+import prometheus_client
+
+
+class _CachedLabels:
+    """``labels()`` answered from a dict after the first call with those values: the
+    library's takes a lock and checks its arguments each time (~3.5 us, against
+    ~0.5), and several run per message. Children are never removed here."""
+
+    def labels(self, *values: Any, **kw: Any) -> Any:
+        children: dict[Any, Any] | None = self.__dict__.get("_salon_children")
+        if children is None:
+            children = self.__dict__["_salon_children"] = {}
+        key = (values, tuple(kw.items()))
+        child = children.get(key)
+        if child is None:
+            child = children[key] = super().labels(*values, **kw)  # type: ignore[misc]
+        return child
+
+
+class Counter(_CachedLabels, prometheus_client.Counter):
+    """A counter whose labelled children are cached."""
+
+
+class Gauge(_CachedLabels, prometheus_client.Gauge):
+    """A gauge whose labelled children are cached."""
+
+
+class Histogram(_CachedLabels, prometheus_client.Histogram):
+    """A histogram whose labelled children are cached."""
+
 
 EVENTS_DROPPED = Counter(
     "salon_events_dropped_total", "Inbound events dropped before routing", ["reason"]

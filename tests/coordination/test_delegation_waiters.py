@@ -225,10 +225,12 @@ async def test_result_left_behind_by_a_closing_turn_is_reported_when_it_closes(
     assert backend.calls == 2, "the re-run and one report turn"
 
 
-async def test_a_turn_of_an_agent_that_may_delegate_to_nobody_reads_no_delegations(
+async def test_a_turn_that_asked_nothing_reads_no_delegations_as_it_closes(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing can be owed to it: no store read as its turn closes (one a turn saved)."""
+    """Nothing can be owed to a turn of an agent that may delegate to nobody, nor to a
+    first run that delegated nothing: no store read as it closes (one a turn saved).
+    A turn that delegated, or a re-run (an earlier attempt may have), reads."""
     rig = await TurnRig.start(store, tmp_path, ScriptedBackend(chunks=("hi",)))
     coordinator = Coordinator(
         make_config(),
@@ -252,7 +254,19 @@ async def test_a_turn_of_an_agent_that_may_delegate_to_nobody_reads_no_delegatio
     assert reads == []
     coordinator.manager.can_delegate_to = {CODER: [WRITER]}
     await coordinator.turn_closed(spec, closed)
+    assert reads == [], "a first run that asked nothing"
+    # The turn asked (its delegator is told before each delegation).
+    delegator = await coordinator.delegator_for(spec)
+    assert delegator is not None and delegator.on_ask is not None
+    delegator.on_ask()
+    await coordinator.turn_closed(spec, closed)
     assert reads == [CODER]
+    await coordinator.turn_closed(spec, closed)
+    assert reads == [CODER], "told once, read once"
+    # A re-run: the attempt before it (a crashed process's) may have asked.
+    rig.runner._reruns.add(spec.key)
+    await coordinator.turn_closed(spec, closed)
+    assert reads == [CODER, CODER]
 
 
 # --- the waiting turn's slots ----------------------------------------------------------

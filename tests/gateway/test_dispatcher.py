@@ -351,3 +351,47 @@ async def test_admitting_twice_stores_once(store: Store) -> None:
 
     assert sample("salon_events_admitted_total") == admitted_before + 1
     assert await store.inbox.count(InboxState.NEW) == 1
+
+
+async def test_an_event_admitted_here_is_handled_as_parsed_not_parsed_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its row is claimed moments later: the event admitted is handed over as it was
+    (no JSON parse of the row); one stored by another process (or identity) is parsed."""
+    handled: list[InboundEvent] = []
+
+    async def handler(e: InboundEvent) -> tuple[InboxState, str]:
+        handled.append(e)
+        return InboxState.DONE, "handled"
+
+    parsed: list[str] = []
+    real_event_of = dispatcher_module._event_of
+
+    def counting(item: InboxItem) -> InboundEvent | None:
+        parsed.append(item.event_id)
+        return real_event_of(item)
+
+    monkeypatch.setattr(dispatcher_module, "_event_of", counting)
+    dispatcher = make_dispatcher(store, handler)
+    mine = event(ROOM, ALICE, "admitted here")
+    # Another process admitted this one, as another of our identities.
+    theirs = event(ROOM, ALICE, "admitted elsewhere", received_by=CODER_USER)
+    other = make_dispatcher(store)
+    await other.admit(CODER_USER, [theirs])
+    await dispatcher.admit(ROUTER, [mine])
+    # The same event, as our router saw it: already in the inbox, nothing new stored.
+    seen_here = event(ROOM, ALICE, "admitted elsewhere", event_id=theirs.event_id)
+    assert seen_here.received_by == ROUTER
+    await dispatcher.admit(ROUTER, [seen_here])
+    worker = await run_worker(dispatcher)
+    try:
+        await eventually(lambda: state_is(store, theirs.event_id, InboxState.DONE))
+        await eventually(lambda: state_is(store, mine.event_id, InboxState.DONE))
+    finally:
+        await stop(worker)
+
+    assert parsed == [theirs.event_id], "only the row stored by the other was parsed"
+    by_id = {e.event_id: e for e in handled}
+    assert by_id[mine.event_id] is mine
+    assert by_id[theirs.event_id].received_by == CODER_USER  # as its row says
+    assert by_id[theirs.event_id] == theirs

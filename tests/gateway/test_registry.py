@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.fake_matrix import FakeHomeserver
@@ -14,6 +15,7 @@ from salon.agents.echo import EchoBackend
 from salon.gateway.registry import HostedAgent, HostedAgents, Identities, make_hosted
 from salon.ids import AgentId, RoomId, UserId
 from salon.store import Store
+from salon.turns.voices import room_owner
 
 DATA_DIR = Path("data")
 CODER, WRITER = AgentId("coder"), AgentId("writer")
@@ -69,3 +71,30 @@ async def test_a_swap_is_seen_through_every_view(
     assert UserId(coder.user_id) not in identities
     assert [m.agent_id for m in registry.members] == [WRITER]
     assert list(identities) == ["@salon:localhost", "@other:localhost"]
+
+
+async def test_whose_room_is_read_from_the_index_not_a_scan(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``room_owner`` is asked several times per message: with the registry's rooms it
+    looks the room up, never walking every hosted agent (1,000 at scale)."""
+    monkeypatch.chdir(tmp_path)
+    registry = HostedAgents(make_roster())
+    hosted_one(registry, CODER, "!coder:localhost", store)
+    writer = hosted_one(registry, WRITER, "!writer:localhost", store)
+    rooms = registry.rooms
+
+    def no_scan(self: object) -> Any:
+        raise AssertionError("every agent walked to find a room's owner")
+
+    monkeypatch.setattr(type(rooms), "__iter__", no_scan)
+    assert room_owner(rooms, "!writer:localhost") == WRITER
+    assert room_owner(rooms, "!coder:localhost") == CODER
+    assert room_owner(rooms, "!elsewhere:localhost") is None
+    registry.swap(replace(writer, room_id=RoomId("!new:localhost")))
+    assert room_owner(rooms, "!writer:localhost") is None
+    assert room_owner(rooms, "!new:localhost") == WRITER
+    registry.remove(WRITER)
+    assert room_owner(rooms, "!new:localhost") is None
+    # Any other mapping is still scanned.
+    assert room_owner({CODER: RoomId("!c:x")}, "!c:x") == CODER

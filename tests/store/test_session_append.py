@@ -4,12 +4,16 @@ to the store: it runs after every reply, and a transaction of five or six trips
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from salon.store import Store
+from salon.store.sessions import _TRIM_SQL
+from salon.store.sqlite import SqliteDatabase, _sqlite_sql
 
 
 @pytest.fixture
@@ -75,3 +79,40 @@ async def test_a_chat_id_is_read_from_the_store_once(
     other = type(store.sessions)(db)
     assert await other.chat_id("s", "coder") == first
     assert len(reads) == 1
+
+
+async def test_the_trim_reads_the_boundary_not_the_whole_session(tmp_path: Path) -> None:
+    """At the bound (where a long-lived session always is) each append trims: the trim
+    must look at the rows at and below the boundary, not walk the whole session (its
+    OR-ed WHERE did: ~3x the work, most of the SQLite thread's time per message)."""
+    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        for n in range(201):
+            await store.sessions.append_turn(
+                "s", "coder", f"$t{n}", [("user", f"q{n}", 1), ("assistant", f"a{n}", 1)]
+            )
+        db = store.sessions._db
+        assert isinstance(db, SqliteDatabase)
+        sql = _sqlite_sql(_TRIM_SQL)
+
+        def trim(conn: sqlite3.Connection) -> tuple[int, int]:
+            steps = [0]
+
+            def step() -> int:
+                steps[0] += 1
+                return 0
+
+            conn.set_progress_handler(step, 1)  # one call per SQLite VM instruction
+            try:
+                return conn.execute(sql, ("s", 400)).rowcount, steps[0]
+            finally:
+                conn.set_progress_handler(None, 1)
+
+        deleted, steps = await db._conn._execute(trim, db._conn._conn)
+        assert deleted == 2  # the oldest turn, whole
+        # ~2,600 instructions, against ~8,500 for the OR-ed WHERE (SQLite 3.40).
+        assert steps < 4500, steps
+        kept = await store.sessions.messages("s", "coder", limit=1000)
+        assert len(kept) == 400 and kept[0].turn_id == "$t1"
+    finally:
+        await store.close()

@@ -108,3 +108,24 @@ def test_without_the_write_lock_jobs_run_one_by_one(
     assert "locked" in str(results[0][1])
     assert [r[0] for r in results[1][1]] == ["x"]
     assert not conn.in_transaction
+
+
+def test_a_batch_of_one_needs_no_savepoint(conn: sqlite3.Connection) -> None:
+    """One statement is atomic on its own: no savepoint around it (two statements more,
+    on most messages' inbox and sync position writes), and its failure still undoes
+    only itself."""
+    seen = traced(conn)
+    results = run_jobs(
+        conn,
+        [
+            counted(INSERT, ("a",)),
+            batch([(INSERT, ("b",))]),
+            batch([(INSERT, ("a",))]),  # duplicate key
+            counted(INSERT, ("c",)),
+        ],
+    )
+    assert [ok for ok, _ in results] == [True, True, False, True]
+    assert results[1][1] == [1] and isinstance(results[2][1], sqlite3.IntegrityError)
+    assert not [s for s in seen if s.startswith(("SAVEPOINT", "RELEASE"))]
+    assert seen.count("COMMIT") == 1
+    assert keys(conn) == ["a", "b", "c"] and not conn.in_transaction

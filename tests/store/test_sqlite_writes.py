@@ -46,14 +46,13 @@ async def test_concurrent_statements_go_to_the_thread_together(
     # Keep the connection's thread busy, so whatever is queued behind it stays queued.
     blocker = asyncio.ensure_future(db._conn._execute(held.wait, 5))
     trips: list[int] = []
-    execute = db._conn._execute
+    trip = db._trip
 
-    def counted(fn: Any, *args: Any) -> Any:
-        if len(args) == 2 and isinstance(args[1], list):
-            trips.append(len(args[1]))  # (connection, jobs)
-        return execute(fn, *args)
+    def counted(raw: Any, jobs: list[Any]) -> Any:
+        trips.append(len(jobs))
+        return trip(raw, jobs)
 
-    monkeypatch.setattr(db._conn, "_execute", counted)
+    monkeypatch.setattr(db, "_trip", counted)
     statements = [
         *(
             db.execute("INSERT INTO kv (key, value) VALUES ($1, $2)", f"k{n}", "v")
@@ -116,3 +115,26 @@ async def test_a_statement_after_close_fails_instead_of_hanging(tmp_path: Path) 
     await opened.close()
     with pytest.raises(ValueError, match="no active connection"):
         await asyncio.wait_for(opened.kv.get("k"), 2)
+
+
+async def test_a_trip_to_the_thread_starts_no_task(store: Store) -> None:
+    """A trip goes straight onto the connection thread's queue: no coroutine wrapped in
+    a task of its own (one per trip, on the path of every message)."""
+    await store.kv.set("warm", "1")
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        started.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        await store.kv.set("k", "v")
+        assert await store.kv.get("k") == "v"
+        await store.db.batch([("DELETE FROM kv WHERE key = $1", ("k",))])
+    finally:
+        loop.set_task_factory(previous)
+    assert started == []
+    assert await store.kv.get("k") is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from salon.agents.tools import DelegationOutcome
@@ -32,6 +32,9 @@ class TurnDelegator:
         self.parent = parent
         # Whom the turn works for: every delegation it makes is for that person too.
         self.for_user = for_user
+        # Told before each delegation this turn makes (a turn that made none is owed
+        # nothing as it closes: see gateway/delegated_turns.py).
+        self.on_ask: Callable[[], None] | None = None
 
     def targets(self) -> Sequence[tuple[str, str]]:
         """Agents this agent may delegate to."""
@@ -41,6 +44,8 @@ class TurnDelegator:
         self, agent: str, task: str, context: str | None = None
     ) -> DelegationOutcome:
         """Delegate and wait for the outcome."""
+        if self.on_ask is not None:
+            self.on_ask()
         return await self.manager.delegate(
             self.agent_id,
             agent,

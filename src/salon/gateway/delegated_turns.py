@@ -8,6 +8,7 @@ in the origin room, and counts as delivered only once that turn has closed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import cast
 
@@ -34,6 +35,7 @@ from salon.supervisor import Supervisor
 from salon.turns.replies import ReplyTo
 from salon.turns.runner import TurnRunner
 from salon.turns.spec import Outcome, OutcomeState, TurnKind, TurnSpec
+from salon.turns.tasks import TurnKey
 
 log = structlog.get_logger("salon.gateway.delegated_turns")
 
@@ -66,6 +68,7 @@ class Coordinator:
         self.store = store
         self.roster = roster
         self.runner = runner
+        self._asked: set[TurnKey] = set()  # turns (running here) that delegated
         self.locale = config.locale
         self.directory = Directory(
             roster=roster,
@@ -132,7 +135,7 @@ class Coordinator:
             )
             parent = request_of(record) if record is not None else None
         # The turn id makes delegation ids stable: a re-run finds what it asked before.
-        return TurnDelegator(
+        delegator = TurnDelegator(
             self.manager,
             spec.agent_id,
             origin_room=spec.room_id,
@@ -140,6 +143,8 @@ class Coordinator:
             parent=parent,
             for_user=spec.for_user,
         )
+        delegator.on_ask = functools.partial(self._asked.add, spec.key)
+        return delegator
 
     async def submit_task(self, request: DelegationRequest, room: RoomId) -> None:
         """An accepted request becomes a task turn of the asked agent."""
@@ -211,8 +216,13 @@ class Coordinator:
         asked differently, or not at all) is reported now, not at some later start.
 
         An agent that may delegate to nobody asked nothing: no store read for its turns
-        (one a turn saved; results of targets since removed go at the next start)."""
+        (one a turn saved; results of targets since removed go at the next start).
+        Nor does a first run that asked nothing: no delegation of the turn exists."""
+        asked = spec.key in self._asked
+        self._asked.discard(spec.key)
         if not self.manager.targets(spec.agent_id):
+            return
+        if not asked and not self.runner.is_rerun(spec.key):
             return
         for record in await self.store.delegations.undelivered_from(spec.turn_id, spec.agent_id):
             await self.manager.deliver_late(record)

@@ -76,8 +76,7 @@ class MessageContexts:
             EVENTS_DROPPED.labels(reason="unauthorised").inc()
             log.info("event.unauthorised", event_id=event.event_id, sender=event.sender)
             return InboxState.DROPPED, "unauthorised"
-        user = await self.store.users.get(event.sender)
-        room = await self.store.rooms.get(event.room_id)
+        user, room = await self.store.users.get_with_room(event.sender, event.room_id)
         if room is not None and room.archived:
             return InboxState.DONE, "archived"
         return Message(

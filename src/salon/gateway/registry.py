@@ -87,7 +87,7 @@ class HostedAgents:
         self._by_user: dict[UserId, HostedAgent] = {}
         self._by_room: dict[RoomId, HostedAgent] = {}
         self.apis: Mapping[AgentId, MatrixAPI] = _View(self._agents, lambda h: h.api)
-        self.rooms: Mapping[AgentId, RoomId] = _View(self._agents, lambda h: h.room_id)
+        self.rooms: Mapping[AgentId, RoomId] = _RoomView(self._agents, self._by_room)
         self.users: Mapping[AgentId, UserId] = _View(self._agents, lambda h: h.user_id)
         self.runtimes: Mapping[AgentId, AgentRuntime] = _View(self._agents, lambda h: h.runtime)
         self.models: Mapping[AgentId, str] = _View(self._agents, lambda h: h.model)
@@ -163,6 +163,19 @@ class _View(Mapping[AgentId, T], Generic[T]):
 
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._agents
+
+
+class _RoomView(_View[RoomId]):
+    """Each agent's own room, and (``owner_of_room``) whose room one is, from the index:
+    a scan of every agent was paid three times per message (see turns/voices.py)."""
+
+    def __init__(self, agents: dict[AgentId, HostedAgent], by_room: dict[RoomId, HostedAgent]):
+        super().__init__(agents, lambda h: h.room_id)
+        self._by_room = by_room
+
+    def owner_of_room(self, room_id: str) -> AgentId | None:
+        hosted = self._by_room.get(RoomId(room_id))
+        return None if hosted is None else hosted.agent_id
 
 
 class _Members(Sequence[Member]):

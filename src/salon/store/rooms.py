@@ -6,7 +6,8 @@ from salon.store.db import Database, Row
 from salon.store.records import RoomKind, RoomRecord, now_ms
 
 
-def _record(row: Row) -> RoomRecord:
+def record_of(row: Row) -> RoomRecord:
+    """A ``rooms`` row (or one with its columns) as a record."""
     return RoomRecord(
         room_id=row["room_id"],
         kind=RoomKind(row["kind"]),
@@ -53,7 +54,7 @@ class Rooms:
     async def get(self, room_id: str) -> RoomRecord | None:
         """What Salon knows of a room, if anything."""
         row = await self._db.fetchone("SELECT * FROM rooms WHERE room_id = $1", room_id)
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     async def chats_of(self, owner: str) -> list[RoomRecord]:
         """A person's active (not archived) chat rooms, oldest first."""
@@ -62,14 +63,14 @@ class Rooms:
             " ORDER BY created_at",
             owner,
         )
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     async def active_chats(self) -> list[RoomRecord]:
         """Everyone's active (not archived) chat rooms, oldest first."""
         rows = await self._db.fetchall(
             "SELECT * FROM rooms WHERE kind = 'chat' AND archived = 0 ORDER BY created_at"
         )
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     async def rename(self, room_id: str, name: str) -> None:
         """Change a room's recorded name."""
@@ -84,11 +85,11 @@ class Rooms:
         rows = await self._db.fetchall(
             "SELECT * FROM rooms WHERE kind = 'agent' ORDER BY created_at"
         )
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     async def agent_room(self, agent_id: str) -> RoomRecord | None:
         """The agent's own room in the Space."""
         row = await self._db.fetchone(
             "SELECT * FROM rooms WHERE kind = 'agent' AND agent_id = $1", agent_id
         )
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)

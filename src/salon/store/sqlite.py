@@ -174,12 +174,14 @@ class SqliteDatabase(Database):
         futures = [future for _, future in queued]
         try:
             raw = self._conn._conn
+            if not self._conn._running:
+                raise ValueError("Connection closed")
         except ValueError as e:  # closed: every caller hears so (none is left waiting)
             for future in futures:
                 if not future.done():
                     future.set_exception(e)
             return
-        trip = self._conn._execute(run_jobs, raw, jobs)
+        trip = self._trip(raw, jobs)
 
         def settle(done: asyncio.Future[list[Result]]) -> None:
             if done.cancelled() or done.exception() is not None:
@@ -198,7 +200,14 @@ class SqliteDatabase(Database):
                 else:
                     future.set_exception(value)
 
-        asyncio.ensure_future(trip).add_done_callback(settle)
+        trip.add_done_callback(settle)
+
+    def _trip(self, raw: sqlite3.Connection, jobs: list[Job]) -> asyncio.Future[list[Result]]:
+        """Send ``jobs`` to the connection's thread: straight onto its queue (what
+        aiosqlite's ``_execute`` does, without a coroutine and a task per trip)."""
+        trip: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        self._conn._tx.put_nowait((trip, functools.partial(run_jobs, raw, jobs)))
+        return trip
 
     async def size_bytes(self) -> int:
         """The bytes the store takes on disk: the database file and its WAL."""

@@ -45,7 +45,13 @@ def fetched(sql: str, args: tuple[Any, ...], kind: Kind = "read") -> Job:
 
 
 def batch(prepared: Sequence[tuple[str, tuple[Any, ...]]]) -> Job:
-    """Statements applied all or nothing; the result is each one's changed-row count."""
+    """Statements applied all or nothing; the result is each one's changed-row count.
+
+    A batch of one is a plain write: a statement is atomic on its own, and the
+    savepoint around it cost two more (most messages' inbox and sync position writes)."""
+    if len(prepared) == 1:
+        sql, args = prepared[0]
+        return Job(lambda conn: [conn.execute(sql, args).rowcount], "write")
     return Job(lambda conn: [conn.execute(sql, args).rowcount for sql, args in prepared], "batch")
 
 

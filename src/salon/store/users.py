@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from salon.store.db import Database
-from salon.store.records import now_ms
+from salon.store.records import RoomRecord, now_ms
+from salon.store.rooms import record_of
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,22 @@ class Users:
         if row is None:
             return UserRecord(user_id, None, None, None)
         return UserRecord(row["user_id"], row["selected_agent"], row["space_id"], row["locale"])
+
+    async def get_with_room(
+        self, user_id: str, room_id: str
+    ) -> tuple[UserRecord, RoomRecord | None]:
+        """The person's record and the room's (None if unknown) in one read: both are
+        read for every message, and a store trip apiece showed (bench/scale.py)."""
+        rows = await self._db.fetchall(
+            "SELECT u.selected_agent, u.space_id, u.locale, r.room_id, r.kind, r.agent_id,"
+            " r.alias, r.owner, r.archived, r.name FROM (SELECT 1 AS one) AS k"
+            " LEFT JOIN users u ON u.user_id = $1 LEFT JOIN rooms r ON r.room_id = $2",
+            user_id,
+            room_id,
+        )
+        row = rows[0]
+        user = UserRecord(user_id, row["selected_agent"], row["space_id"], row["locale"])
+        return user, None if row["room_id"] is None else record_of(row)
 
     async def _set(self, user_id: str, column: str, value: str | None) -> None:
         # `column` comes from this module only, never from input.

@@ -38,14 +38,13 @@ from salon.metrics import (
 from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
-from salon.tasks import spawn
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.files import ReplyFiles, recorded_text
 from salon.turns.outcomes import OutcomeSender, caller_reads_it, failure, must_store
 from salon.turns.resume import resume_claimable
 from salon.turns.settings import TurnSettings
-from salon.turns.signals import slow_signals
+from salon.turns.signals import SlowSignals
 from salon.turns.slots import TurnSlots
 from salon.turns.spec import (
     REPLY_KINDS,
@@ -202,6 +201,8 @@ class TurnRunner(TurnTasks):
         if record is None:
             return  # closed already (a replayed admission), or another process runs it
         self._began[spec.key] = time.monotonic()
+        if record.attempts > 1:
+            self._reruns.add(spec.key)
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
         tlog.info("turn.started", attempt=record.attempts)
@@ -250,15 +251,12 @@ class TurnRunner(TurnTasks):
         signals = (
             None
             if not spec.room_id
-            else spawn(
-                slow_signals(
-                    self.apis[spec.agent_id],
-                    spec,
-                    lambda: stream is not None and stream.first_id is not None,
-                    after_s=self.policy.typing_after_s,
-                    on_slow=self.on_slow,
-                ),
-                f"slow:{spec.agent_id}",
+            else SlowSignals(
+                self.apis[spec.agent_id],
+                spec,
+                lambda: stream is not None and stream.first_id is not None,
+                after_s=self.policy.typing_after_s,
+                on_slow=self.on_slow,
             )
         )
         collected: list[str] = []

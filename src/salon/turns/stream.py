@@ -131,11 +131,7 @@ class ReplyStream:
         producer = asyncio.create_task(pump(), name=f"backend:{self.agent_id}")
         try:
             while True:
-                timeout = self._wait_for_next()
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    item = None
+                item = await self._next(queue)
                 if isinstance(item, Exception):
                     raise item
                 if item is _END:
@@ -150,6 +146,17 @@ class ReplyStream:
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+
+    async def _next(self, queue: asyncio.Queue[object]) -> object:
+        """The next item, or None once it is time to show what there is."""
+        if not queue.empty():
+            return queue.get_nowait()  # no timer (a whole reply is queued at once)
+        try:
+            # A cancel scope, not wait_for: that wraps each get in a task of its own.
+            async with asyncio.timeout(self._wait_for_next()):
+                return await queue.get()
+        except TimeoutError:
+            return None
 
     def _wait_for_next(self) -> float:
         if self._shown == self.text or not self._edits_left():

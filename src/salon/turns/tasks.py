@@ -30,6 +30,7 @@ class TurnTasks:
         self._stop_requested: set[TurnKey] = set()
         self._settling: set[TurnKey] = set()  # outcome decided and being sent: not stoppable
         self._draining = False  # shutting down: turns are ledgered but not started
+        self._reruns: set[TurnKey] = set()  # running again: an earlier attempt ran
 
     async def _run(self, spec: TurnSpec) -> None:
         raise NotImplementedError
@@ -55,12 +56,18 @@ class TurnTasks:
             self._rooms.pop(key, None)
             self._stop_requested.discard(key)
             self._settling.discard(key)
+            self._reruns.discard(key)
             for reply, k in list(self._replies.items()):
                 if k == key:
                     del self._replies[reply]
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
             log.error("turn.task_failed", turn=key[0], agent=key[1], error=repr(error))
+
+    def is_rerun(self, key: TurnKey) -> bool:
+        """Whether the turn running now is a re-run: an earlier attempt ran (here before
+        a crash or a store error, or in another process)."""
+        return key in self._reruns
 
     def in_flight(self) -> list[TurnKey]:
         """Turns running in this process."""

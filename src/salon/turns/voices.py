@@ -64,6 +64,11 @@ class RoomVoices:
 
 def room_owner(agent_rooms: Mapping[AgentId, RoomId], room_id: str) -> AgentId | None:
     """The hosted agent whose own room ``room_id`` is, if any."""
+    # The gateway's registry keeps an index (asked on every message, for every agent).
+    indexed = getattr(agent_rooms, "owner_of_room", None)
+    if indexed is not None:
+        owner: AgentId | None = indexed(room_id)
+        return owner
     return next((a for a, room in agent_rooms.items() if room == room_id), None)
 
 

@@ -207,6 +207,33 @@ async def test_invite_and_membership_pick_the_reader(setup) -> None:
     assert sink.admitted == [(ROUTER, ["$i"]), (AGENT, ["$j", "$e6"])]
 
 
+async def test_an_invitation_older_than_a_known_join_is_not_joined_again(setup) -> None:
+    """Parked at start and read against the joined rooms asked since, the lobby's
+    invitations of a thousand agents already in it would make a thousand more joins."""
+    client, sink, _, source = setup
+    room = "!lobby:localhost"
+    source.members.seed(AGENT, [room])
+    invite = {
+        "event_id": "$i2",
+        "room_id": room,
+        "sender": ROUTER,
+        "type": "m.room.member",
+        "state_key": AGENT,
+        "content": {"membership": "invite"},
+        "origin_server_ts": 1,
+    }
+    r = await client.put("/_matrix/app/v1/transactions/t8", json={"events": [invite]}, headers=AUTH)
+    assert r.status == 200
+    assert sink.invites == []
+    leave = {**invite, "event_id": "$l2", "sender": AGENT, "content": {"membership": "leave"}}
+    again = {**invite, "event_id": "$i3"}
+    r = await client.put(
+        "/_matrix/app/v1/transactions/t9", json={"events": [leave, again]}, headers=AUTH
+    )
+    assert r.status == 200
+    assert sink.invites == [Invite(room, ROUTER, AGENT)]  # invited after it left: joined
+
+
 async def test_transactions_pushed_while_starting_are_parked_then_admitted_in_order() -> None:
     """Listening early, a transaction is kept durably and answered at once (held
     unanswered through a long start, Synapse timed out and marked us down), then

@@ -73,6 +73,11 @@ class Members:
         elif membership in _GONE:
             self._staging(room_id).discard(UserId(target))
         elif membership == "invite" and isinstance(sender, str):
+            if UserId(target) in self._joined(room_id):
+                # Nobody can invite a member: this invitation is older than what we
+                # know (a transaction parked at start, read against the joined rooms
+                # asked since). Joining again would only add a member event.
+                return None
             return Invite(RoomId(room_id), UserId(sender), UserId(target))
         return None
 

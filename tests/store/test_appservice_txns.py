@@ -35,10 +35,14 @@ async def test_received_names_the_numbers_taken_admitted_or_parked(store_url: st
         since = now_ms() - 1000
         await store.appservice_txns.record("a", 5)
         await store.appservice_txns.record("b")  # no number: never counts
-        await store.appservice_txns.park("c", 7, "{}")
-        assert await store.appservice_txns.received([5, 6, 7], since) == {5, 7}
-        assert await store.appservice_txns.received([5, 7], now_ms() + 1000) == set()
-        assert await store.appservice_txns.received([], since) == set()
+        assert await store.appservice_txns.park("c", 7, "{}")
+        assert not await store.appservice_txns.park("c", 7, "{}")  # kept already
+        await store.appservice_txns.record("d", 5)  # the same number twice counts once
+        txns = store.appservice_txns
+        assert await txns.received(4, 8, since) == 2  # 5 and 7 of 5, 6, 7
+        assert await txns.received(5, 7, since) == 0  # 6 only: nobody took it
+        assert await txns.received(4, 8, now_ms() + 1000) == 0  # all too old
+        assert await txns.received(5, 6, since) == 0
         assert await store.appservice_txns.seen("a") and not await store.appservice_txns.seen("c")
     finally:
         await store.close()

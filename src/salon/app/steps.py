@@ -151,7 +151,7 @@ async def running_turns(runner: TurnRunner) -> AsyncIterator[TurnRunner]:
 async def listening_early(source: AppserviceSource | None) -> AsyncIterator[None]:
     """Appservice mode: the listener takes connections before any identity logs in
     (registering users and uploading device keys make the homeserver push) and the
-    rooms are set up, holding transactions until the dispatcher is there. A homeserver
+    rooms are set up, parking transactions until the dispatcher is there. A homeserver
     that finds it down backs off for minutes, and drops to-device messages (room keys)
     until it has sent again every transaction it kept."""
     if source is None:

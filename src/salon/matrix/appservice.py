@@ -26,23 +26,26 @@ import asyncio
 import contextlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from salon._exceptions import MatrixError, MatrixRequestError
+from salon._exceptions import MatrixError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.as_catchup import CatchUp
 from salon.matrix.as_events import Members, split
-from salon.matrix.as_keys import TransactionKeys
-from salon.matrix.as_txns import GapWatch, TxnLog, txn_key, txn_seq
-from salon.matrix.events import InboundEvent, Invite
+from salon.matrix.as_keys import OpeningSink, TransactionKeys
+from salon.matrix.as_ping import ping_homeserver
+from salon.matrix.as_txns import LEFTOVER_AGE_MS, GapWatch, TxnLog, drain, txn_key, txn_seq
 from salon.matrix.source import EventSink, LoopStatus
 from salon.metrics import EVENTS_DROPPED
+from salon.store.appservice import ParkedTxn
 
 log = structlog.get_logger("salon.matrix.appservice")
 
@@ -95,6 +98,7 @@ class AppserviceSource:
         self._sweeper: asyncio.Task[None] | None = None
         self._gaps = GapWatch(txns)
         self._gap_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -132,7 +136,7 @@ class AppserviceSource:
             api = self._apis.get(self.members.reader(room_id)) if joined else None
             if api is not None:
                 rooms[RoomId(room_id)] = api
-        self.catchup.start(rooms, _Opening(self._keys, self._sink))
+        self.catchup.start(rooms, OpeningSink(self._keys, self._sink))
 
     def outage(self, down: bool) -> None:
         """The homeserver stopped answering (events may be lost: marks are held) or
@@ -154,26 +158,35 @@ class AppserviceSource:
                 await self._seed(api)
 
         await asyncio.gather(*(seed(api) for api in list(self._apis.values())))
-        async with self._lock:  # parked ones first, in order; then live ones directly
-            kept = await self._txns.parked()
-            if kept:
-                log.info("appservice.parked_admitting", transactions=len(kept))
-            for parked in kept:
-                try:
-                    await self._take(sink, parked.txn_id, parked.seq, json.loads(parked.body))
-                except Exception:
-                    self.members.discard()
-                    raise  # kept: the next start admits it
-                await self._txns.unpark(parked.txn_id)
+        # Parked ones first, in order (live ones park behind them meanwhile); the lock
+        # is kept from the last one until the sink is set, then live ones go straight in.
+        if drained := await drain(self._txns, self._lock, partial(self._take_parked, sink)):
+            log.info("appservice.parked_admitted", transactions=drained)
+        async with self._lock:
+            if await self._txns.parked():  # one parked after the last read: go on
+                await drain(self._txns, None, partial(self._take_parked, sink))
             self._sink = sink
         await self.listen()
         self.catch_up()
-        await self._ping_homeserver()
+        await ping_homeserver(self._apis.get(self._router), self.appservice_id)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="appservice-keys-sweep")
 
+    async def _take_parked(self, sink: EventSink, parked: ParkedTxn) -> None:
+        try:
+            if await self._take(sink, parked.txn_id, parked.seq, json.loads(parked.body)):
+                self.transactions += 1
+        except Exception:
+            self.members.discard()
+            raise  # kept: admitted by the next try (a start, or a running gateway)
+
     async def _sweep_loop(self) -> None:
+        leftovers_at = 0.0
         while True:
             await asyncio.sleep(max(0.25, self._keys.sweep_interval_s()))
+            if (now := time.monotonic()) - leftovers_at > LEFTOVER_AGE_MS / 1000:
+                leftovers_at = now  # a gateway that died while starting parked them
+                with contextlib.suppress(Exception):
+                    await self._leftovers()
             try:
                 async with self._lock:  # the same order as transactions
                     for identity, opened in await self._keys.sweep():
@@ -182,23 +195,12 @@ class AppserviceSource:
             except Exception as e:  # the next round tries again
                 log.warning("appservice.sweep_failed", error=f"{type(e).__name__}: {e}")
 
-    async def _ping_homeserver(self, attempts: int = 5, pause_s: float = 1.0) -> None:
-        # A homeserver that found us down holds transactions back (Synapse: backing off
-        # for up to minutes) and meanwhile drops to-device messages, room keys among
-        # them; a ping makes it retry at once. Synapse fails a ping that races its own
-        # retry ("AlreadyCalled"): pinged again, the next one wins.
-        api = self._apis.get(self._router)
-        if self.appservice_id is None or api is None:
-            return
-        for attempt in range(1, attempts + 1):
-            try:
-                await api.ping_appservice(self.appservice_id)
-                return
-            except MatrixError as e:
-                log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
-                if isinstance(e, MatrixRequestError) and e.http_status < 500:
-                    return  # refused (no ping endpoint, wrong id): asking again won't help
-            await asyncio.sleep(pause_s)
+    async def _leftovers(self) -> None:
+        sink = self._sink
+        if sink is not None:
+            take = partial(self._take_parked, sink)
+            if n := await drain(self._txns, self._lock, take, older_than_ms=LEFTOVER_AGE_MS):
+                log.warning("appservice.parked_leftovers_admitted", transactions=n)
 
     @property
     def port(self) -> int:
@@ -213,8 +215,7 @@ class AppserviceSource:
 
     async def stop(self) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""
-        if self._gap_timer is not None:
-            self._gap_timer.cancel()
+        self._stopping = True  # no catch-up booked from here on
         if self.catchup is not None:
             await self.catchup.stop()
         if self._sweeper is not None:
@@ -225,6 +226,8 @@ class AppserviceSource:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
 
     def status(self) -> list[LoopStatus]:
         """One entry: the listener, as the router."""
@@ -288,8 +291,7 @@ class AppserviceSource:
             sink = self._sink
             try:
                 if sink is None:  # still starting: kept durably, admitted at start
-                    await self._txns.park(txn_id, seq, json.dumps(body))
-                    self.parked += 1
+                    self.parked += await self._txns.park(txn_id, seq, json.dumps(body))
                     return web.json_response({})
                 if not await self._take(sink, txn_id, seq, body):
                     return web.json_response({})
@@ -313,24 +315,28 @@ class AppserviceSource:
             log.debug("appservice.repeat", txn_id=txn_id)
             self._accepted()
             return False
-        missed = await self._gaps.missed(seq)
+        missed = await self._gaps.missed(seq) and self.catchup is not None
         if missed and self.catchup is not None:
-            self.catchup.hold()  # before this one moves the marks past what was missed
+            # Before this one moves the marks past what was missed; a run under way
+            # must not end the hold: the catch-up booked below reads back to them.
+            self.catchup.hold(until_next=True)
         await self._admit(sink, body.get("events") or [], body)
         await self._txns.record(txn_id, seq)
         if self.catchup is not None:
             await self.catchup.pushed(body.get("events") or [])
         self.members.commit()
-        if missed:
+        if missed and self._gap_timer is None and not self._stopping:
             delay = self._gaps.delay_s()
             log.info("appservice.txn_gap", seq=seq, catch_up_in_s=round(delay, 1))
-            if self._gap_timer is None or self._gap_timer.cancelled():
-                self._gap_timer = asyncio.get_running_loop().call_later(delay, self._gap_catch_up)
+            self._gap_timer = asyncio.get_running_loop().call_later(delay, self._gap_catch_up)
+        elif missed:
+            log.info("appservice.txn_gap", seq=seq, catch_up="booked already")
         return True
 
     def _gap_catch_up(self) -> None:
         self._gap_timer = None
-        self.catch_up()
+        if not self._stopping:
+            self.catch_up()
 
     def _accepted(self) -> None:
         if self._refused:  # the refused one's retry, or a later one: read back now
@@ -376,19 +382,3 @@ class AppserviceSource:
 
     async def _ping(self, request: web.Request) -> web.Response:
         return web.json_response({})
-
-
-class _Opening:
-    """A sink that opens encrypted events first, as transactions are: what the
-    catch-up reads back is admitted the same way as what was pushed."""
-
-    def __init__(self, keys: TransactionKeys, sink: EventSink) -> None:
-        self._keys, self._sink = keys, sink
-
-    async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
-        opened = await self._keys.open(identity, list(events))
-        if opened:
-            await self._sink.admit(identity, opened)
-
-    async def invited(self, invite: Invite) -> None:
-        await self._sink.invited(invite)

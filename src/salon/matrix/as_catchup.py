@@ -72,6 +72,7 @@ class CatchUp:
         self._aside: dict[str, Mark] = {}
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._pending = False  # a catch-up is booked for later: keep the marks aside
         self.runs = 0  # finished catch-ups
 
     @property
@@ -79,10 +80,13 @@ class CatchUp:
         """A catch-up is due or running: transactions' marks are kept aside."""
         return self._held
 
-    def hold(self) -> None:
+    def hold(self, *, until_next: bool = False) -> None:
         """The homeserver may have lost events (it is down): keep marks aside until
-        the next catch-up has run."""
+        the next catch-up has run. ``until_next``: one is booked to start later, so a
+        run that is under way now does not end the hold."""
         self._held = True
+        if until_next:
+            self._pending = True
 
     async def pushed(self, raw_events: Sequence[object]) -> None:
         """A transaction's events were admitted: move the marks (or keep them aside)."""
@@ -99,6 +103,7 @@ class CatchUp:
     def start(self, rooms: Mapping[RoomId, MatrixAPI], sink: EventSink) -> None:
         """Run a catch-up in the background (again after the current one, if one runs)."""
         self._held = True
+        self._pending = False
         if self._task is not None and not self._task.done():
             self._again = True
             return
@@ -141,7 +146,7 @@ class CatchUp:
         failed = {room_id for room_id, _, ok in results if not ok}
         marks: dict[str, Mark] = {r: mark for r, mark, _ in results if mark is not None}
         aside, self._aside = self._aside, {}
-        if self._again:  # another outage meanwhile: the next run writes them
+        if self._again or self._pending:  # another one is due: it writes them
             self._aside = aside
         else:
             self._held = False

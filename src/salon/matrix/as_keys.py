@@ -10,7 +10,7 @@ the store (before the transaction is answered) and admitted once it does.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -19,7 +19,8 @@ from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto import DeviceCrypto
 from salon.matrix.crypto.appservice import shared_changes, sync_view
-from salon.matrix.events import InboundEvent
+from salon.matrix.events import InboundEvent, Invite
+from salon.matrix.source import EventSink
 from salon.metrics import DECRYPTION_FAILURES
 
 log = structlog.get_logger("salon.matrix.appservice")
@@ -104,3 +105,19 @@ class TransactionKeys:
                 reason="no_device",
             )
         return kept
+
+
+class OpeningSink:
+    """A sink that opens encrypted events first, as transactions are: what the
+    catch-up reads back is admitted the same way as what was pushed."""
+
+    def __init__(self, keys: TransactionKeys, sink: EventSink) -> None:
+        self._keys, self._sink = keys, sink
+
+    async def admit(self, identity: UserId, events: Sequence[InboundEvent]) -> None:
+        opened = await self._keys.open(identity, list(events))
+        if opened:
+            await self._sink.admit(identity, opened)
+
+    async def invited(self, invite: Invite) -> None:
+        await self._sink.invited(invite)

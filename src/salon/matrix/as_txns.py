@@ -18,17 +18,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from salon.store.appservice import ParkedTxn
 
 GAP_CATCHUP_INTERVAL_S = 60.0
 """At most one catch-up started by gaps in this many seconds (the next waits)."""
-GAP_LOOKUP_MAX = 64
-"""A larger jump is not looked up number by number: it is a gap."""
 GAP_WINDOW_MS = 10 * 60 * 1000
 """Numbers taken longer ago than this do not count (the homeserver may have restarted
 and numbered again from 1 since)."""
@@ -43,11 +43,12 @@ class TxnLog(Protocol):
     async def record(self, txn_id: str, seq: int | None = None) -> None:
         """Remember an admitted transaction (``seq``: the homeserver's number)."""
 
-    async def received(self, seqs: Sequence[int], since: int) -> set[int]:
-        """Which numbers of ``seqs`` any process of ours took since ``since`` (ms)."""
+    async def received(self, after: int, before: int, since: int) -> int:
+        """How many numbers between ``after`` and ``before`` (both excluded) any process
+        of ours took at ``since`` (ms) or later."""
 
-    async def park(self, txn_id: str, seq: int | None, body: str) -> None:
-        """Keep a transaction pushed before the gateway is ready."""
+    async def park(self, txn_id: str, seq: int | None, body: str) -> bool:
+        """Keep a transaction pushed before the gateway is ready (False: kept already)."""
 
     async def parked(self) -> list[ParkedTxn]:
         """The transactions kept, in arrival order."""
@@ -71,7 +72,8 @@ def txn_key(hs_token: str, txn_id: str, events: Sequence[object]) -> str:
 
 def txn_seq(txn_id: str) -> int | None:
     """The homeserver's number in a transaction id (Synapse's are integers), or None."""
-    return int(txn_id) if txn_id.isdigit() and len(txn_id) < 19 else None
+    ok = txn_id.isascii() and txn_id.isdigit() and len(txn_id) < 19
+    return int(txn_id) if ok else None
 
 
 class GapWatch:
@@ -94,20 +96,50 @@ class GapWatch:
             if last is not None and seq < last:
                 self._last = seq  # numbered again from lower down
             return False
-        if seq - last - 1 > GAP_LOOKUP_MAX:
-            self.gaps += 1
-            return True
-        wanted = list(range(last + 1, seq))
         since = int(time.time() * 1000) - GAP_WINDOW_MS
-        if set(wanted) <= await self._txns.received(wanted, since):
+        if await self._txns.received(last, seq, since) >= seq - last - 1:
             return False  # another gateway behind the same URL took them
         self.gaps += 1
         return True
 
     def delay_s(self) -> float:
-        """How long the catch-up for a gap noticed now waits (spaced out), and books it."""
+        """How long a catch-up booked now waits (spaced out), and books it (call it
+        only when booking one: not again while one is booked)."""
         now = time.monotonic()
         last = self._last_catchup
         start = now if last is None else max(now, last + self._interval_s)
         self._last_catchup = start
         return start - now
+
+
+LEFTOVER_AGE_MS = 60_000
+"""Parked transactions this old, left by a gateway that died while starting, are
+admitted by a running one (behind one URL, any process admits into the shared inbox)."""
+
+
+async def drain(
+    txns: TxnLog,
+    lock: asyncio.Lock | None,
+    take: Callable[[ParkedTxn], Awaitable[None]],
+    *,
+    older_than_ms: int | None = None,
+) -> int:
+    """Admit parked transactions (``take``) in arrival order and forget each; the lock
+    (None: the caller holds it) is taken per transaction, so one pushed meanwhile is
+    parked (after them) instead of waiting. ``older_than_ms``: only those parked
+    longer ago, once (leftovers); otherwise until none is left. Returns how many."""
+    done = 0
+    while True:
+        kept = await txns.parked()
+        if older_than_ms is not None:
+            cut = int(time.time() * 1000) - older_than_ms
+            kept = [p for p in kept if p.at <= cut]
+        if not kept:
+            return done
+        for parked in kept:
+            async with lock or contextlib.nullcontext():
+                await take(parked)
+                await txns.unpark(parked.txn_id)
+            done += 1
+        if older_than_ms is not None:
+            return done

@@ -3,7 +3,6 @@ and users already registered (``appservice_users``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from salon.store.db import Database
@@ -17,6 +16,7 @@ class ParkedTxn:
     txn_id: str
     seq: int | None
     body: str
+    at: int = 0  # when it was parked (ms)
 
 
 class AppserviceTxns:
@@ -41,29 +41,33 @@ class AppserviceTxns:
             seq,
         )
 
-    async def received(self, seqs: Sequence[int], since: int) -> set[int]:
-        """Which of the homeserver's numbers ``seqs`` any process of ours took (admitted
-        or parked) at ``since`` (ms) or later."""
-        if not seqs:
-            return set()
-        marks = ", ".join(f"${i}" for i in range(2, len(seqs) + 2))
-        rows = await self._db.fetchall(
-            f"SELECT seq FROM appservice_txns WHERE at >= $1 AND seq IN ({marks})"
-            f" UNION SELECT seq FROM appservice_parked WHERE at >= $1 AND seq IN ({marks})",
+    async def received(self, after: int, before: int, since: int) -> int:
+        """How many of the homeserver's numbers between ``after`` and ``before`` (both
+        excluded) any process of ours took (admitted or parked) at ``since`` (ms) or
+        later."""
+        value = await self._db.fetchval(
+            "SELECT COUNT(DISTINCT seq) FROM (SELECT seq FROM appservice_txns"
+            " WHERE seq > $1 AND seq < $2 AND at >= $3"
+            " UNION ALL SELECT seq FROM appservice_parked"
+            " WHERE seq > $1 AND seq < $2 AND at >= $3) AS taken",
+            after,
+            before,
             since,
-            *seqs,
         )
-        return {int(r["seq"]) for r in rows}
+        return int(value or 0)
 
-    async def park(self, txn_id: str, seq: int | None, body: str) -> None:
-        """Keep a transaction pushed before the gateway is ready (a repeat: no-op)."""
-        await self._db.execute(
-            "INSERT INTO appservice_parked (txn_id, seq, body, at) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (txn_id) DO NOTHING",
-            txn_id,
-            seq,
-            body,
-            now_ms(),
+    async def park(self, txn_id: str, seq: int | None, body: str) -> bool:
+        """Keep a transaction pushed before the gateway is ready; False: kept already."""
+        return (
+            await self._db.execute(
+                "INSERT INTO appservice_parked (txn_id, seq, body, at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (txn_id) DO NOTHING",
+                txn_id,
+                seq,
+                body,
+                now_ms(),
+            )
+            > 0
         )
 
     async def parked(self) -> list[ParkedTxn]:

@@ -35,11 +35,11 @@ class ResidentAccounts:
     one go. ``setups``: held while a device's keys are made or read (at most
     :data:`SETUPS_AT_ONCE` at once)."""
 
-    def __init__(self, capacity: int = RESIDENT_ACCOUNTS) -> None:
-        if capacity < 1:
-            raise ValueError("at least one account stays in memory")
+    def __init__(self, capacity: int = RESIDENT_ACCOUNTS, setups: int = SETUPS_AT_ONCE) -> None:
+        if capacity < 1 or setups < 1:
+            raise ValueError("at least one account stays in memory, one setup at a time")
         self.capacity = capacity
-        self.setups = asyncio.Semaphore(SETUPS_AT_ONCE)
+        self.setups = asyncio.Semaphore(setups)
         self._used: OrderedDict[Evictable, None] = OrderedDict()
 
     def __len__(self) -> int:

@@ -93,6 +93,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="hosting: stop after the cold start, the first answer-all, the warm restart",
     )
     parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hosting: trace Python allocations over the cold start, print the top N sites"
+        " (tracing adds to the RSS figures)",
+    )
+    parser.add_argument(
         "--log-file", type=Path, default=None, help="the gateway's JSON log (debug) goes here"
     )
     parser.add_argument("--gw-agents", type=int, default=20, help="gateways: echo agents")
@@ -143,7 +151,7 @@ def hosting_part(args: argparse.Namespace) -> dict[str, Any]:
 
     async def measure(layout: Any, data_dir: Path) -> dict[str, Any]:
         reg = registrations[0] if registrations else None
-        plan = HostingPlan(args.roundtrips, not args.no_baseline, args.stop_after)
+        plan = HostingPlan(args.roundtrips, not args.no_baseline, args.stop_after, args.tracemalloc)
         return await run_hosting(layout, data_dir, args.agents, reg, plan)
 
     as_mode = args.mode == "appservice"

@@ -23,8 +23,11 @@ For each agent count, in one run (``bench/scale.py --part hosting``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import secrets
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,33 @@ def rss_mb() -> float:
     return 0.0
 
 
+def trimmed_rss_mb() -> float:
+    """RSS once glibc has handed free heap back to the system (freed memory the
+    allocator kept: what a peak leaves behind); RSS as is without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mb()
+
+
+def print_top(snapshot: tracemalloc.Snapshot, top: int) -> None:
+    """The ``top`` allocation sites still holding memory, by line and by file."""
+    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    total = sum(s.size for s in snapshot.statistics("filename"))
+    peak = tracemalloc.get_traced_memory()[1]
+    console.print(
+        f"tracemalloc: {total / 1e6:.1f} MB held by Python allocations"
+        f" (peak {peak / 1e6:.1f} MB); the rest of RSS is native memory or free space"
+    )
+    for kind in ("lineno", "filename"):
+        console.print(f"tracemalloc top {top} by {kind}:")
+        for stat in snapshot.statistics(kind)[:top]:
+            frame = stat.traceback[0]
+            console.print(
+                f"  {stat.size / 1e6:8.2f} MB {stat.count:8d} blocks"
+                f"  {frame.filename}:{frame.lineno if kind == 'lineno' else ''}"
+            )
+
+
 def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonConfig:
     """``agents`` echo agents (``echo``, ``idle0`` … as in roundtrip.py's config)."""
     config = salon_config(layout, data_dir, extra_agents=agents - 1)
@@ -84,11 +114,14 @@ def hosting_config(layout: SynapseLayout, data_dir: Path, agents: int) -> SalonC
 class HostingPlan:
     """What one hosting run measures: ``roundtrips`` per agent; ``baseline``: raw mautrix
     provisioning and the homeserver floor too; ``stop_after``: ``cold``, ``first``
-    (answer-all once), ``warm`` (restart until all answer) or ``all``."""
+    (answer-all once), ``warm`` (restart until all answer) or ``all``; ``tracemalloc``:
+    trace Python allocations over the cold start and print the top this many sites
+    (0: off; native memory, e.g. vodozemac's, is not seen)."""
 
     roundtrips: int = 20
     baseline: bool = True
     stop_after: str = "all"
+    tracemalloc: int = 0
 
 
 Senders = list[tuple[str, HTTPAPI]]
@@ -233,11 +266,19 @@ async def one_count(
 
         rss_before = rss_mb()
         console.print(f"{n} agents: Salon cold start …")
+        if plan.tracemalloc:
+            tracemalloc.start(8)
         gateway = new_gateway()
         started = time.perf_counter()
         state = await gateway.start()
         out["salon_cold_start_s"] = round(time.perf_counter() - started, 2)
         out["rss_online_mb"] = rss_mb()
+        if plan.tracemalloc:
+            print_top(tracemalloc.take_snapshot(), plan.tracemalloc)
+            tracemalloc.stop()
+            console.print(
+                f"RSS {rss_mb()} MB, {trimmed_rss_mb()} MB once malloc_trim(0) hands back free heap"
+            )
         out["rss_growth_mb"] = round(out["rss_online_mb"] - rss_before, 1)
         console.print(
             f"{n} agents: Salon cold start took {out['salon_cold_start_s']} s,"

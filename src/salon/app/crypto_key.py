@@ -13,6 +13,7 @@ from salon.app.surface import api_secret
 from salon.config.models import SalonConfig
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto import CryptoSettings, DeviceCrypto
+from salon.matrix.crypto.resident import ResidentAccounts
 from salon.store.crypto import CryptoStore
 from salon.store.db import PRIVATE_FILE_MODE, ensure_private_dir
 
@@ -25,8 +26,9 @@ def crypto_settings(config: SalonConfig, given: Mapping[str, str]) -> CryptoSett
     identity's device)."""
     secret = api_secret(config.encryption.pickle_key_env, "encryption.pickle_key_env", given)
     wait_s = config.encryption.undecryptable_wait_s
+    resident = ResidentAccounts(config.encryption.resident_accounts)
     if secret is not None:
-        return CryptoSettings(hashlib.sha256(secret.encode()).digest(), wait_s)
+        return CryptoSettings(hashlib.sha256(secret.encode()).digest(), wait_s, resident)
     data_dir = Path(config.data_dir)
     ensure_private_dir(data_dir)
     path = data_dir / KEY_FILE
@@ -35,7 +37,8 @@ def crypto_settings(config: SalonConfig, given: Mapping[str, str]) -> CryptoSett
         with os.fdopen(fd, "w") as file:
             file.write(secrets.token_hex(32))
     path.chmod(PRIVATE_FILE_MODE)
-    return CryptoSettings(hashlib.sha256(path.read_text().strip().encode()).digest(), wait_s)
+    key = hashlib.sha256(path.read_text().strip().encode()).digest()
+    return CryptoSettings(key, wait_s, resident)
 
 
 def operator_device(

@@ -228,6 +228,9 @@ class EncryptionConfig(ConfigModel):
     pickle_key_env: str | None = None
     # An encrypted event whose room key has not come by then is dropped (logged, counted).
     undecryptable_wait_s: PositiveFloat = 600
+    # Identities whose device account stays in memory (those used last); the others'
+    # are read back from the store when a room key comes or goes out.
+    resident_accounts: Annotated[int, Field(ge=1, le=1_000_000)] = 64
     # Which rooms Salon creates itself are created encrypted: none; `new` (the `!new`
     # chats); all (chats, agent rooms and the lobby). Spaces never are. Rooms that
     # exist already stay as they are (encryption cannot be turned off in a room).

@@ -53,7 +53,7 @@ class TransactionKeys:
             if crypto is None:
                 continue
             if changes is not None:
-                crypto.note_changes(changes)
+                crypto.note_changes(changes, rooms_known=True)
             view = sync_view(body, user_id, crypto.device_id)
             if view is None and user_id not in readers:
                 continue  # nothing for it: no store work per identity per transaction

@@ -59,6 +59,13 @@ async def attach_appservice_device(
     """The user's one durable device (made on first start, the same one after), with
     its keys; None, logged and counted, when the homeserver will not make one: the
     user then goes on without encryption (silent in encrypted rooms)."""
+    async with settings.resident.setups:  # a few at a time: see crypto.resident
+        return await _attach(api, store, settings)
+
+
+async def _attach(
+    api: MatrixAPI, store: CryptoStore, settings: CryptoSettings
+) -> DeviceCrypto | None:
     stored = await store.account(api.user_id)
     device_id = stored[0] if stored is not None else new_device_id()
     try:
@@ -69,7 +76,7 @@ async def attach_appservice_device(
                 log.warning("crypto.device_remade", user=api.user_id, device=device_id)
                 await store.save_account(api.user_id, device_id, stored[1], False)
         api.act_as_device(device_id)
-        crypto = await DeviceCrypto.attach(api, store, settings)
+        crypto = await DeviceCrypto.attach_in_slot(api, store, settings, follows_sync=True)
         CRYPTO_UNAVAILABLE.labels(identity=api.user_id).set(0)
         return crypto
     except MatrixRequestError as e:

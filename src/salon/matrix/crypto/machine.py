@@ -12,17 +12,17 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 import vodozemac
 
-from salon._exceptions import MatrixError, NotFoundError
+from salon._exceptions import MatrixError
 from salon.ids import RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto.cross_signing import cross_sign
-from salon.matrix.crypto.keys import JSON, MEGOLM, Device, device_keys, one_time_keys, parse_device
+from salon.matrix.crypto.keys import JSON, MEGOLM, device_keys, one_time_keys
 from salon.matrix.crypto.keyshare import forward_wanted, request_key, room_key
 from salon.matrix.crypto.megolm import (
     Outbound,
@@ -32,6 +32,8 @@ from salon.matrix.crypto.megolm import (
     share_key,
 )
 from salon.matrix.crypto.olm import Olm, OwnDevice
+from salon.matrix.crypto.resident import ResidentAccounts
+from salon.matrix.crypto.rooms import RoomView
 from salon.matrix.events import InboundEvent, parse_event
 from salon.metrics import DECRYPTION_FAILURES, ONE_TIME_KEYS, UNDECRYPTABLE_WAITING
 from salon.store.crypto import CryptoStore
@@ -41,11 +43,13 @@ log = structlog.get_logger("salon.matrix.crypto")
 
 @dataclass(frozen=True)
 class CryptoSettings:
-    """The pickle key (32 bytes) every secret is stored under, and how long an
-    event waits for its room key before it is dropped."""
+    """The pickle key (32 bytes) every secret is stored under, how long an event
+    waits for its room key before it is dropped, and which identities keep their
+    account in memory (shared by all the devices made with these settings)."""
 
     pickle_key: bytes
     undecryptable_wait_s: float = 600.0
+    resident: ResidentAccounts = field(default_factory=ResidentAccounts, compare=False)
 
 
 class CryptoSetupError(MatrixError):
@@ -64,13 +68,12 @@ class DeviceCrypto:
         self.me = me
         self.olm = Olm(me, store)
         self.settings = settings
+        self._max_keys = me.account.max_number_of_one_time_keys
         self.one_time_keys = 0
         self.waiting_now = 0  # events waiting for their room key (as last counted)
         self.failures = 0  # encrypted events given up on since start
         self._lock = asyncio.Lock()  # one change of sessions at a time
-        self._encryption: dict[str, JSON | None] = {}  # room → m.room.encryption (None: plain)
-        self._members: dict[str, set[str]] = {}
-        self._devices: dict[str, list[Device]] = {}
+        self.rooms = RoomView(api)
 
     @property
     def device_id(self) -> str:
@@ -91,6 +94,14 @@ class DeviceCrypto:
     ) -> DeviceCrypto:
         """Load (or make and publish) the identity's device keys and hook them into
         ``api``'s sends. The same device id keeps the same keys across restarts."""
+        async with settings.resident.setups:  # a few at a time: see crypto.resident
+            return await cls.attach_in_slot(api, store, settings, follows_sync)
+
+    @classmethod
+    async def attach_in_slot(
+        cls, api: MatrixAPI, store: CryptoStore, settings: CryptoSettings, follows_sync: bool
+    ) -> DeviceCrypto:
+        """:meth:`attach`, for a caller that holds one of ``settings.resident.setups``."""
         device_id = await api.device_id()
         if not device_id:
             raise CryptoSetupError(f"{api.user_id} has no device to hold encryption keys")
@@ -113,24 +124,46 @@ class DeviceCrypto:
             account = vodozemac.Account()
 
         async def save(published: bool = True) -> None:
-            pickle = account.pickle(settings.pickle_key)
+            pickle = me.account.pickle(settings.pickle_key)
             await store.save_account(api.user_id, device_id, pickle, published)
 
         me = OwnDevice(api.user_id, device_id, account, settings.pickle_key, save)
         crypto = cls(api, store, me, settings)
         crypto.follows_sync = follows_sync
-        if not published:
-            await crypto._publish(with_device_keys=True)
-        api.crypto = crypto
-        try:
-            await cross_sign(api, store, me, settings.pickle_key)
-        except MatrixError as e:
-            # The device works unsigned; clients show a warning on its messages.
-            log.warning("crypto.cross_signing_failed", user=api.user_id, error=str(e))
+        async with crypto._lock:  # the account may be let go only once this is done
+            if not published:
+                await crypto._publish(with_device_keys=True)
+            api.crypto = crypto
+            try:
+                await cross_sign(api, store, me, settings.pickle_key)
+            except MatrixError as e:
+                # The device works unsigned; clients show a warning on its messages.
+                log.warning("crypto.cross_signing_failed", user=api.user_id, error=str(e))
+        settings.resident.used(crypto)
         log.info("crypto.ready", user=api.user_id, device=device_id, new=not published)
         return crypto
 
+    def evict(self) -> bool:
+        """Let the account go (it is in the store); False while it is in use (every
+        use of it holds the lock)."""
+        if self._lock.locked():
+            return False
+        self.me.evict()
+        return True
+
+    async def _account(self) -> None:
+        """The account in memory, read back from the store if it was let go (called
+        holding the lock)."""
+        if not self.me.resident:
+            stored = await self.store.account(self.me.user_id)
+            if stored is None or stored[0] != self.device_id:
+                raise CryptoSetupError(f"the device keys of {self.me.user_id} left the store")
+            self.me.reload(stored[1])
+            log.debug("crypto.account_reloaded", user=self.me.user_id)
+        self.settings.resident.used(self)
+
     async def _publish(self, *, with_device_keys: bool = False, held: int = 0) -> None:
+        await self._account()
         account = self.me.account
         wanted = account.max_number_of_one_time_keys // 2 - held
         if wanted > 0:
@@ -165,12 +198,13 @@ class DeviceCrypto:
                 held = int(counts.get("signed_curve25519") or 0)
                 self.one_time_keys = held
                 ONE_TIME_KEYS.labels(identity=self.me.user_id).set(held)
-                if held < self.me.account.max_number_of_one_time_keys // 4:
+                if held < self._max_keys // 4:
                     await self._publish(held=held)
             opened: list[tuple[str, str]] = []
             to_device = (data.get("to_device") or {}).get("events") or []
             for event in to_device:
                 if isinstance(event, dict) and event.get("type") == "m.room.encrypted":
+                    await self._account()
                     key = await self._receive(str(event.get("sender")), event.get("content"))
                     if key is not None:
                         opened.append(key)
@@ -183,22 +217,9 @@ class DeviceCrypto:
         await self._expire()
         return retried
 
-    def note_changes(self, data: Mapping[str, Any]) -> None:
-        """Forget what changed devices lists and room settings or members make stale."""
-        lists = data.get("device_lists") or {}
-        for user in [*(lists.get("changed") or []), *(lists.get("left") or [])]:
-            self._devices.pop(user, None)
-        for room_id, room in ((data.get("rooms") or {}).get("join") or {}).items():
-            events = [
-                *((room.get("state") or {}).get("events") or []),
-                *((room.get("timeline") or {}).get("events") or []),
-            ]
-            for event in events:
-                kind = event.get("type") if isinstance(event, dict) else None
-                if kind == "m.room.encryption" and isinstance(event.get("content"), dict):
-                    self._encryption[room_id] = event["content"]
-                elif kind == "m.room.member":
-                    self._members.pop(room_id, None)
+    def note_changes(self, data: Mapping[str, Any], *, rooms_known: bool = False) -> None:
+        """See :meth:`RoomView.note_changes`."""
+        self.rooms.note_changes(data, rooms_known=rooms_known)
 
     async def _receive(self, sender: str, content: Any) -> tuple[str, str] | None:
         payload = await self.olm.decrypt(sender, content)
@@ -305,27 +326,23 @@ class DeviceCrypto:
     async def encrypt(self, room_id: RoomId, event_type: str, content: JSON) -> tuple[str, JSON]:
         """(type, content) to send: Megolm-encrypted in an encrypted room."""
         if not self.follows_sync:
-            self._forget(room_id)
-        settings = await self._room_encryption(room_id)
+            self.rooms.forget(room_id)
+        settings = await self.rooms.encryption(room_id)
         if settings is None:
             return event_type, content
         async with self._lock:
-            members = await self._room_members(room_id)
-            devices = await self._devices_of(members)
+            members = await self.rooms.members(room_id)
+            devices = await self.rooms.devices_of(members, (self.me.user_id, self.device_id))
             outbound = await self._outbound(room_id, settings, members)
             fresh = [d for d in devices if d.key not in outbound.shared_with]
             if fresh:
+                await self._account()  # new Olm sessions are started from it
                 await share_key(self.api, self.olm, room_id, outbound, fresh)
             result = encrypted_content(self.olm, outbound, room_id, event_type, content)
             await self.store.save_outbound_group(
                 self.me.user_id, room_id, *outbound.to_row(self.settings.pickle_key)
             )
         return "m.room.encrypted", result
-
-    def _forget(self, room_id: str) -> None:
-        self._encryption.pop(room_id, None)
-        self._members.pop(room_id, None)
-        self._devices.clear()
 
     async def _outbound(self, room_id: str, settings: JSON, members: set[str]) -> Outbound:
         row = await self.store.outbound_group(self.me.user_id, room_id)
@@ -345,37 +362,6 @@ class DeviceCrypto:
             inbound.pickle(self.settings.pickle_key),
         )
         return outbound
-
-    async def _room_encryption(self, room_id: str) -> JSON | None:
-        if room_id not in self._encryption:
-            try:
-                state = await self.api.get_state_event(RoomId(room_id), "m.room.encryption")
-            except NotFoundError:
-                state = None
-            self._encryption[room_id] = state if state and state.get("algorithm") else None
-        return self._encryption[room_id]
-
-    async def _room_members(self, room_id: str) -> set[str]:
-        if room_id not in self._members:
-            memberships = await self.api.memberships(RoomId(room_id))
-            self._members[room_id] = {u for u, m in memberships.items() if m in ("join", "invite")}
-        return self._members[room_id]
-
-    async def _devices_of(self, users: set[str]) -> list[Device]:
-        unknown = [u for u in users if u not in self._devices]
-        if unknown:
-            answer = await self.api.query_keys(unknown)
-            by_user = answer.get("device_keys") or {}
-            for user in unknown:
-                entries = by_user.get(user) or {}
-                devices = [parse_device(user, d, keys) for d, keys in entries.items()]
-                self._devices[user] = [d for d in devices if d is not None]
-        return [
-            d
-            for u in sorted(users)
-            for d in self._devices.get(u, [])
-            if not (d.user_id == self.me.user_id and d.device_id == self.device_id)
-        ]
 
 
 def _parsed(raw: Mapping[str, Any], room_id: str, me: UserId) -> InboundEvent:

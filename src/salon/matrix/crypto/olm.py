@@ -27,23 +27,47 @@ class OlmSessions(Protocol):
     ) -> None: ...
 
 
-@dataclass
 class OwnDevice:
-    """This identity's device: its account, and how to save it."""
+    """This identity's device: its account, and how to save it. The account may be
+    let go (:meth:`evict`, it is saved after every change) and read back from the
+    store before its next use; its public keys stay."""
 
-    user_id: str
-    device_id: str
-    account: vodozemac.Account
-    pickle_key: bytes
-    save: Callable[[], Awaitable[None]]
+    def __init__(
+        self,
+        user_id: str,
+        device_id: str,
+        account: vodozemac.Account,
+        pickle_key: bytes,
+        save: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.user_id = user_id
+        self.device_id = device_id
+        self.pickle_key = pickle_key
+        self.save = save
+        self._account: vodozemac.Account | None = account
+        self.curve25519 = account.curve25519_key.to_base64()
+        self.ed25519 = account.ed25519_key.to_base64()
 
     @property
-    def curve25519(self) -> str:
-        return self.account.curve25519_key.to_base64()
+    def account(self) -> vodozemac.Account:
+        if self._account is None:
+            raise RuntimeError(f"the account of {self.user_id} was let go: reload it first")
+        return self._account
 
     @property
-    def ed25519(self) -> str:
-        return self.account.ed25519_key.to_base64()
+    def resident(self) -> bool:
+        """Whether the account is in memory."""
+        return self._account is not None
+
+    def evict(self) -> None:
+        self._account = None
+
+    def reload(self, pickle: str) -> None:
+        """The account back from its stored pickle (the same keys, or refused)."""
+        account = vodozemac.Account.from_pickle(pickle, self.pickle_key)
+        if account.curve25519_key.to_base64() != self.curve25519:
+            raise ValueError(f"the stored account of {self.user_id} has other keys")
+        self._account = account
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,21 @@ async def test_a_room_that_cannot_be_read_keeps_its_mark() -> None:
 
     assert sink.admitted == []
     assert positions.marks[ROUTER][room] == old  # the next catch-up walks from here again
+
+
+async def test_each_room_is_read_once_the_door_lets_it() -> None:
+    """The gateway paces the reads behind its replies: none before its turn."""
+    router, room, messages = await room_with(5)
+    positions, sink = Positions(), Sink()
+    positions.marks[ROUTER] = {room: (messages[2]["event_id"], messages[2]["origin_server_ts"])}
+    read_before_turn: list[int] = []
+
+    async def door() -> None:
+        read_before_turn.append(len(router.calls_to("messages")))
+
+    catchup = CatchUp(positions, ROUTER)
+    catchup.door = door
+    await catchup.run({room: cast(MatrixAPI, router)}, sink)
+
+    assert read_before_turn == [0]
+    assert sink.ids() == [m["event_id"] for m in messages[3:]], "still admitted"

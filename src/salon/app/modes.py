@@ -5,7 +5,7 @@ pushes every event to one listener. Everything built on these is the same."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import structlog
@@ -25,6 +25,7 @@ from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
 from salon.matrix.sync import ClientSyncSource, SyncSettings
+from salon.pacing import Backstage
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
@@ -148,6 +149,25 @@ def appservice_source(
     # Events the homeserver never pushed are read back at start and after an outage.
     source.catchup = CatchUp(store.identities, router)
     return source
+
+
+CATCHUP_RATE_PER_S = 25.0
+"""Rooms the catch-up starts reading per second, at most (see pace_catchup)."""
+CATCHUP_GRACE_S = 2.0
+CATCHUP_MAX_DEFER_S = 10.0
+
+
+def pace_catchup(source: IdentitySource, busy: Callable[[], bool]) -> None:
+    """An appservice's catch-up reads its rooms paced and behind the replies (``busy``:
+    turns are running): after a restart, a read of every room at once held them back.
+    The events it finds wait that long at most."""
+    if isinstance(source, AppserviceSource) and source.catchup is not None:
+        source.catchup.door = Backstage(
+            busy,
+            rate_per_s=CATCHUP_RATE_PER_S,
+            max_defer_s=CATCHUP_MAX_DEFER_S,
+            grace_s=CATCHUP_GRACE_S,
+        ).turn
 
 
 def follow_outages(source: IdentitySource, reachability: Reachability) -> None:

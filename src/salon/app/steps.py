@@ -28,6 +28,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.appservice import AppserviceSource
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
+from salon.pacing import Backstage
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
@@ -193,8 +194,11 @@ async def heartbeats(
     hosted: HostedAgents, supervisor: Supervisor, runner: TurnRunner
 ) -> AsyncIterator[None]:
     """Each hosted agent's heartbeat loop, told when its turns turn slow or end (the
-    registry's teardown says offline, once the loops and the turns are over)."""
+    registry's teardown says offline, once the loops and the turns are over). The
+    first beats go out paced, behind the replies (:func:`first_beats`)."""
+    pacer = first_beats(hosted, runner)
     for agent in hosted:
+        agent.heartbeat.before_first = pacer.turn
         supervisor.spawn(f"heartbeat:{agent.agent_id}", agent.heartbeat.run, leader_only=True)
 
     def on_slow(agent_id: AgentId) -> None:
@@ -209,6 +213,26 @@ async def heartbeats(
 
     runner.on_slow, runner.on_idle = on_slow, on_idle
     yield
+
+
+FIRST_BEATS_GRACE_S = 2.0
+"""No first heartbeat this soon after a start: the messages that waited come first."""
+FIRST_BEATS_MIN_RATE = 10.0
+"""First heartbeats per second at least (more with many agents: see first_beats)."""
+
+
+def first_beats(hosted: HostedAgents, runner: TurnRunner) -> Backstage:
+    """The door of the first heartbeats after a start: a state event costs the
+    homeserver more than a message, and a hundred at once held every reply behind
+    them. After a short grace, at a rate that sends them all within one interval,
+    never while turns run (at most one interval late: a beat is due)."""
+    interval_s = min((a.heartbeat.interval_s for a in hosted), default=30.0)
+    return Backstage(
+        lambda: bool(runner.in_flight()),
+        rate_per_s=max(FIRST_BEATS_MIN_RATE, len(hosted) / interval_s),
+        max_defer_s=interval_s,
+        grace_s=min(FIRST_BEATS_GRACE_S, interval_s / 2),
+    )
 
 
 @asynccontextmanager

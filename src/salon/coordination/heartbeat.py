@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -80,6 +81,8 @@ class Heartbeat:
         self._working = False
         self._busy_published_at = -math.inf
         self._wake = asyncio.Event()
+        # Awaited before the first beat (a start paces them: see steps.heartbeats).
+        self.before_first: Callable[[], Awaitable[None]] | None = None
 
     async def beat(self, status: AgentStatus | None = None) -> None:
         """Publish the current status with a fresh timestamp."""
@@ -113,7 +116,11 @@ class Heartbeat:
             self._wake.set()
 
     async def run(self, handle: LoopHandle) -> None:
-        """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised)."""
+        """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised);
+        the first once :attr:`before_first` lets it."""
+        if self.before_first is not None:
+            await self.before_first()
+            self.before_first = None
         while True:
             self._wake.clear()
             await self.beat(AgentStatus.BUSY if self._working else AgentStatus.ONLINE)

@@ -20,7 +20,7 @@ sync has no gap). A room whose newest event is its mark costs one request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -73,6 +73,9 @@ class CatchUp:
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self.runs = 0  # finished catch-ups
+        # Awaited before each room is read: the gateway paces the reads behind its
+        # replies (after a restart they queued ahead of them in the homeserver).
+        self.door: Callable[[], Awaitable[None]] | None = None
 
     @property
     def due(self) -> bool:
@@ -128,6 +131,8 @@ class CatchUp:
         limit = asyncio.Semaphore(self._parallel)
 
         async def one(room_id: RoomId, api: MatrixAPI) -> tuple[RoomId, Mark | None, bool]:
+            if self.door is not None:
+                await self.door()
             async with limit:
                 try:
                     mark = await self._room(api, room_id, stored.get(room_id), sink)

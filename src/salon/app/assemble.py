@@ -22,7 +22,7 @@ from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
 from salon.app.dashboard_hooks import agent_info, reload_now
 from salon.app.files import wire_files
-from salon.app.modes import authenticator, event_source, follow_outages, listener, pace_catchup
+from salon.app.modes import authenticator, event_source, follow_outages, lighten_start, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -229,7 +229,7 @@ async def assemble(
         on_visit=visits.use,
     )
 
-    pace_catchup(source, lambda: bool(runner.in_flight()))
+    lighten_start(source, invites, lambda: bool(runner.in_flight()))
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership

@@ -13,6 +13,7 @@ import structlog
 from salon.app.crypto_key import crypto_settings
 from salon.app.surface import api_secret
 from salon.config.models import HomeserverConfig, SalonConfig
+from salon.gateway.invites import InviteJoiner
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.appservice import AppserviceSource, ListenAddress
@@ -152,16 +153,20 @@ def appservice_source(
 
 
 CATCHUP_RATE_PER_S = 25.0
-"""Rooms the catch-up starts reading per second, at most (see pace_catchup)."""
+"""Rooms the catch-up starts reading per second, at most (see lighten_start)."""
 CATCHUP_GRACE_S = 2.0
 CATCHUP_MAX_DEFER_S = 10.0
 
 
-def pace_catchup(source: IdentitySource, busy: Callable[[], bool]) -> None:
-    """An appservice's catch-up reads its rooms paced and behind the replies (``busy``:
-    turns are running): after a restart, a read of every room at once held them back.
-    The events it finds wait that long at most."""
-    if isinstance(source, AppserviceSource) and source.catchup is not None:
+def lighten_start(source: IdentitySource, invites: InviteJoiner, busy: Callable[[], bool]) -> None:
+    """Appservice mode: the catch-up reads its rooms paced and behind the replies
+    (``busy``: turns are running; after a restart a read of every room at once held
+    them back; what it finds waits that long at most), and an invitation of an
+    identity the listener knows to be in the room is closed without a join."""
+    if not isinstance(source, AppserviceSource):
+        return
+    invites.already_in = source.members.joined
+    if source.catchup is not None:
         source.catchup.door = Backstage(
             busy,
             rate_per_s=CATCHUP_RATE_PER_S,

@@ -303,3 +303,27 @@ async def test_the_homeserver_is_pinged_once_listening(error: Exception, pings: 
         assert api.pings == pings
     finally:
         await source.stop()
+
+
+async def test_encryption_turned_on_in_a_transaction_is_stored_at_once(store: Store) -> None:
+    """A restart reads a room's encryption from the store: a transaction turning it on
+    must reach the store before it is answered (else a restart would send in clear)."""
+    api = Api(AGENT)
+    api.crypto = DeviceCrypto(api, store.crypto, own(AGENT, "AGENTDEV"), CryptoSettings(KEY))  # type: ignore[arg-type]
+    await store.crypto.save_room_encryption(ROOM, None)  # learnt plain before
+    source, _ = await _source([api])
+    turned_on = {
+        "event_id": "$enc",
+        "room_id": ROOM,
+        "sender": ALICE,
+        "type": "m.room.encryption",
+        "state_key": "",
+        "content": {"algorithm": MEGOLM},
+        "origin_server_ts": 5,
+    }
+    async with TestClient(TestServer(source.app())) as client:
+        r = await client.put(
+            "/_matrix/app/v1/transactions/1", json={"events": [turned_on]}, headers=AUTH
+        )
+        assert r.status == 200
+    assert await store.crypto.room_encryption(ROOM) == ({"algorithm": MEGOLM},)

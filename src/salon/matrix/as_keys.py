@@ -53,6 +53,7 @@ class TransactionKeys:
                 continue
             if changes is not None:
                 crypto.note_changes(changes)
+                await crypto.save_changes()
             view = sync_view(body, user_id, crypto.device_id)
             if view is None and user_id not in readers:
                 continue  # nothing for it: no store work per identity per transaction

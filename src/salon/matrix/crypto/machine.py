@@ -69,6 +69,7 @@ class DeviceCrypto:
         self.failures = 0  # encrypted events given up on since start
         self._lock = asyncio.Lock()  # one change of sessions at a time
         self._encryption: dict[str, JSON | None] = {}  # room → m.room.encryption (None: plain)
+        self._unsaved: set[str] = set()  # rooms whose encryption changed, not yet stored
         self._members: dict[str, set[str]] = {}
         self._devices: dict[str, list[Device]] = {}
 
@@ -160,6 +161,7 @@ class DeviceCrypto:
         newly arrived room key opened (decrypted, oldest first)."""
         async with self._lock:
             self.note_changes(data)
+            await self.save_changes()
             counts = data.get("device_one_time_keys_count")
             if isinstance(counts, dict):
                 held = int(counts.get("signed_curve25519") or 0)
@@ -197,6 +199,7 @@ class DeviceCrypto:
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "m.room.encryption" and isinstance(event.get("content"), dict):
                     self._encryption[room_id] = event["content"]
+                    self._unsaved.add(room_id)
                 elif kind == "m.room.member":
                     self._members.pop(room_id, None)
 
@@ -346,13 +349,26 @@ class DeviceCrypto:
         )
         return outbound
 
+    async def save_changes(self) -> None:
+        """Store the room settings :meth:`note_changes` took in (a restart reads them)."""
+        while self._unsaved:
+            room_id = self._unsaved.pop()
+            await self.store.save_room_encryption(room_id, self._encryption.get(room_id))
+
     async def _room_encryption(self, room_id: str) -> JSON | None:
         if room_id not in self._encryption:
+            # Stored once learnt (a restart asking every room held the replies back).
+            known = await self.store.room_encryption(room_id) if self.follows_sync else None
+            if known is not None:
+                self._encryption[room_id] = known[0]
+                return known[0]
             try:
                 state = await self.api.get_state_event(RoomId(room_id), "m.room.encryption")
             except NotFoundError:
                 state = None
             self._encryption[room_id] = state if state and state.get("algorithm") else None
+            if self.follows_sync:
+                await self.store.save_room_encryption(room_id, self._encryption[room_id])
         return self._encryption[room_id]
 
     async def _room_members(self, room_id: str) -> set[str]:

@@ -113,6 +113,7 @@ class AppserviceSource:
         self.members = Members(router, owns)
         self._keys = TransactionKeys(self._apis)
         self._sweeper: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
@@ -190,23 +191,33 @@ class AppserviceSource:
             except Exception as e:  # the next round tries again
                 log.warning("appservice.sweep_failed", error=f"{type(e).__name__}: {e}")
 
-    async def _ping_homeserver(self, attempts: int = 5, pause_s: float = 1.0) -> None:
+    async def _ping_homeserver(self) -> None:
         # A homeserver that found us down holds transactions back (Synapse: backing off
         # for up to minutes) and meanwhile drops to-device messages, room keys among
         # them; a ping makes it retry at once. Synapse fails a ping that races its own
-        # retry ("AlreadyCalled"): pinged again, the next one wins.
+        # retry ("AlreadyCalled"): pinged again, the next one wins, in the background
+        # (the start waited a second for it).
+        if not await self._ping_once(1):
+            self._pinger = asyncio.create_task(self._ping_again(), name="appservice-ping")
+
+    async def _ping_again(self, attempts: int = 5, pause_s: float = 1.0) -> None:
+        for attempt in range(2, attempts + 1):
+            await asyncio.sleep(pause_s)
+            if await self._ping_once(attempt):
+                return
+
+    async def _ping_once(self, attempt: int) -> bool:
+        """One ping; True if it is done (answered, or refused for good)."""
         api = self._apis.get(self._router)
         if self.appservice_id is None or api is None:
-            return
-        for attempt in range(1, attempts + 1):
-            try:
-                await api.ping_appservice(self.appservice_id)
-                return
-            except MatrixError as e:
-                log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
-                if isinstance(e, MatrixRequestError) and e.http_status < 500:
-                    return  # refused (no ping endpoint, wrong id): asking again won't help
-            await asyncio.sleep(pause_s)
+            return True
+        try:
+            await api.ping_appservice(self.appservice_id)
+            return True
+        except MatrixError as e:
+            log.warning("appservice.ping_failed", error=str(e), attempt=attempt)
+            # Refused (no ping endpoint, wrong id): asking again won't help.
+            return isinstance(e, MatrixRequestError) and e.http_status < 500
 
     @property
     def port(self) -> int:
@@ -223,11 +234,12 @@ class AppserviceSource:
         """Stop listening (an unanswered transaction is sent again later)."""
         if self.catchup is not None:
             await self.catchup.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._pinger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._pinger = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -10,6 +10,7 @@ from salon.coordination.heartbeat import (
     AgentState,
     AgentStatus,
     Heartbeat,
+    all_offline,
     effective_status,
     parse_state,
 )
@@ -48,3 +49,50 @@ async def test_the_first_beat_waits_for_its_turn() -> None:
     assert sent_before_turn == [0]
     assert [c["event_type"] for c in api.calls_to("send_state")] == [AGENT_STATE]
     assert beat.before_first is None, "a restarted loop does not wait again"
+
+
+class SlowStates:
+    """State sends that take a while (or forever), counted at once in flight."""
+
+    def __init__(self, user_id: str, delay_s: float, gauge: list[int]) -> None:
+        self.user_id, self.delay_s, self.gauge = user_id, delay_s, gauge
+        self.sent: list[str] = []
+
+    async def send_state(self, room_id: str, event_type: str, content: dict, key: str) -> None:
+        self.gauge[0] += 1
+        self.gauge[1] = max(self.gauge[1], self.gauge[0])
+        try:
+            await asyncio.sleep(self.delay_s)
+            self.sent.append(content["status"])
+        finally:
+            self.gauge[0] -= 1
+
+
+def beats(n: int, delay_s: float, gauge: list[int]) -> list[Heartbeat]:
+    return [
+        Heartbeat(
+            SlowStates(f"@a{i}:x", delay_s, gauge),  # type: ignore[arg-type]
+            RoomId(f"!r{i}:x"),
+            agent_id=f"a{i}",
+            gateway="g",
+            interval_s=30,
+            ttl_s=90,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_a_stop_says_offline_a_few_at_a_time() -> None:
+    gauge = [0, 0]  # in flight now, at most
+    everyone = beats(20, 0.01, gauge)
+    assert await all_offline(everyone, parallel=4, within_s=10) == 0
+    assert all(b.api.sent == ["offline"] for b in everyone)  # type: ignore[attr-defined]
+    assert gauge[1] <= 4, "never more than four state events in flight"
+
+
+async def test_a_stop_gives_the_offline_beats_a_bound_all_together() -> None:
+    gauge = [0, 0]
+    stuck = beats(10, 3600, gauge)
+    skipped = await asyncio.wait_for(all_offline(stuck, parallel=4, within_s=0.2), 5)
+    assert skipped == 10
+    assert gauge[0] == 0, "nothing left in flight"

@@ -20,6 +20,7 @@ from salon.agents.mcp_hub import AgentTools, McpHub
 from salon.agents.registry import build_backend, close_backend
 from salon.app.running import Routing
 from salon.config.models import SalonConfig
+from salon.coordination.heartbeat import all_offline
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.registry import HostedAgents, make_hosted
 from salon.gateway.reload import Reloader
@@ -107,7 +108,7 @@ async def hosting(
             )
         yield hosted
     finally:
-        await asyncio.gather(*(h.heartbeat.go_offline() for h in hosted))
+        await all_offline([h.heartbeat for h in hosted])
         await asyncio.gather(*(close_backend(h.backend) for h in hosted))
 
 

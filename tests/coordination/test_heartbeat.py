@@ -96,3 +96,21 @@ async def test_a_stop_gives_the_offline_beats_a_bound_all_together() -> None:
     skipped = await asyncio.wait_for(all_offline(stuck, parallel=4, within_s=0.2), 5)
     assert skipped == 10
     assert gauge[0] == 0, "nothing left in flight"
+
+
+async def test_a_slow_turn_does_not_wait_at_the_door_to_show_busy() -> None:
+    api = FakeHomeserver().api("@a:localhost")
+    room = await api.create_room()
+    beat = Heartbeat(api, RoomId(room), agent_id="a", gateway="g", interval_s=30, ttl_s=90)
+    beat.before_first = asyncio.Event().wait  # the door never opens
+
+    class Handle:
+        def healthy(self) -> None:
+            raise asyncio.CancelledError  # one round is enough
+
+    running = asyncio.create_task(beat.run(Handle()))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    beat.busy()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 5)
+    assert [c["content"]["status"] for c in api.calls_to("send_state")] == ["busy"]

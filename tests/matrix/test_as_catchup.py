@@ -173,3 +173,20 @@ async def test_each_room_is_read_once_the_door_lets_it() -> None:
 
     assert read_before_turn == [0]
     assert sink.ids() == [m["event_id"] for m in messages[3:]], "still admitted"
+
+
+async def test_a_room_without_a_mark_takes_a_pushed_one_while_the_catch_up_waits() -> None:
+    """The catch-up at start waits behind the replies; a gateway stopped before it ran
+    must still leave the rooms first pushed then marked, so the next start's catch-up
+    finds what was lost after (a room with no mark is only marked, nothing replayed)."""
+    router, room, messages = await room_with(6)
+    positions, sink = Positions(), Sink()
+    catchup = CatchUp(positions, ROUTER)  # due, as at start: not run yet
+    await catchup.pushed([messages[2]])  # 3..5 are lost after it
+    assert positions.marks[ROUTER][room][0] == messages[2]["event_id"]
+    await catchup.pushed([messages[3]])  # a room with a mark keeps it while held
+    assert positions.marks[ROUTER][room][0] == messages[2]["event_id"]
+
+    await CatchUp(positions, ROUTER).run({room: cast(MatrixAPI, router)}, sink)  # restarted
+
+    assert sink.ids() == [m["event_id"] for m in messages[3:]]

@@ -155,7 +155,7 @@ def appservice_source(
 CATCHUP_RATE_PER_S = 25.0
 """Rooms the catch-up starts reading per second, at most (see lighten_start)."""
 CATCHUP_GRACE_S = 2.0
-CATCHUP_MAX_DEFER_S = 10.0
+CATCHUP_MAX_DEFER_S = 3.0
 
 
 def lighten_start(source: IdentitySource, invites: InviteJoiner, busy: Callable[[], bool]) -> None:

@@ -119,7 +119,15 @@ class Heartbeat:
         """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised);
         the first once :attr:`before_first` lets it."""
         if self.before_first is not None:
-            await self.before_first()
+            # A turn turning slow ("busy" is due) goes ahead of its turn at the door.
+            door = asyncio.ensure_future(self.before_first())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({door, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (door, woken):
+                    task.cancel()
+                await asyncio.gather(door, woken, return_exceptions=True)
             self.before_first = None
         while True:
             self._wake.clear()

@@ -69,6 +69,7 @@ class CatchUp:
         self._gaps = gaps or GapFiller()
         self._parallel = parallel
         self._held = True  # a catch-up is due at start
+        self._marked: set[str] | None = None  # rooms with a stored mark (once asked)
         self._aside: dict[str, Mark] = {}
         self._task: asyncio.Task[None] | None = None
         self._again = False
@@ -96,6 +97,15 @@ class CatchUp:
             for room_id, mark in marks.items():
                 if room_id not in self._aside or mark[1] >= self._aside[room_id][1]:
                     self._aside[room_id] = mark
+            # A room with no mark yet gets this one now: a catch-up would only mark it
+            # at its newest event, and one that has not run yet (it waits behind the
+            # replies) must not leave it unmarked if the gateway stops first.
+            if self._marked is None:
+                self._marked = set((await self._positions.room_marks(self._key)).keys())
+            first = {r: m for r, m in marks.items() if r not in self._marked}
+            if first:
+                await self._positions.advance(self._key, None, first, {})
+                self._marked |= first.keys()
             return
         await self._positions.advance(self._key, None, marks, {})
 
@@ -155,6 +165,8 @@ class CatchUp:
                     marks[room_id] = mark
         if marks:
             await self._positions.advance(self._key, None, marks, {})
+            if self._marked is not None:
+                self._marked |= marks.keys()
         self.runs += 1
         log.info("appservice.caught_up", rooms=len(rooms), failed=len(failed))
 

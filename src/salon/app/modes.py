@@ -152,17 +152,20 @@ def appservice_source(
     return source
 
 
-CATCHUP_RATE_PER_S = 25.0
-"""Rooms the catch-up starts reading per second, at most (see lighten_start)."""
+CATCHUP_RATE_PER_S = 100.0
+"""Rooms the catch-up starts reading per second, at most (see lighten_start). Not
+lower: a homeserver that holds its pushes for a while after a restart leaves the
+catch-up to find the messages that wait for replies."""
 CATCHUP_GRACE_S = 2.0
 CATCHUP_MAX_DEFER_S = 3.0
 
 
 def lighten_start(source: IdentitySource, invites: InviteJoiner, busy: Callable[[], bool]) -> None:
-    """Appservice mode: the catch-up reads its rooms paced and behind the replies
-    (``busy``: turns are running; after a restart a read of every room at once held
-    them back; what it finds waits that long at most), and an invitation of an
-    identity the listener knows to be in the room is closed without a join."""
+    """Appservice mode: the catch-up reads its rooms behind the replies (after a
+    restart a read of every room at once held them back): after a short grace, at a
+    bounded rate, not while turns run (``busy``) but no more than a few seconds late;
+    and an invitation of an identity the listener knows to be in the room is closed
+    without a join."""
     if not isinstance(source, AppserviceSource):
         return
     invites.already_in = source.members.joined

@@ -12,9 +12,11 @@ events it holds). The walk is :class:`~salon.matrix.gaps.GapFiller`'s, as for a
 The mark is the newest event pushed in a room, kept under one key (the router's
 user id). While a catch-up is due or running, transactions do not move the marks
 (they are kept aside and written after it): a transaction arriving after the
-outage must not carry a mark past the events that were lost before it. A room
-without a mark gets its newest event as its mark, nothing admitted (as a first
-sync has no gap). A room whose newest event is its mark costs one request.
+outage must not carry a mark past the events that were lost before it (a room with
+no mark yet takes the first one pushed at once). A room without a mark gets its
+newest event as its mark, nothing admitted (as a first sync has no gap). A room
+whose newest event is its mark costs one request. The gateway may have each room
+wait its turn (:attr:`CatchUp.door`), behind its replies.
 """
 
 from __future__ import annotations

@@ -207,3 +207,20 @@ async def test_the_first_message_in_an_agent_room_is_answered_without_a_read(
         assert {k: len(coder.calls_to(k)) for k in reads} == reads
     finally:
         await gateway.stop()
+
+
+async def test_client_mode_keeps_connections_for_requests_beside_the_long_polls(
+    tmp_path: Path, steps: list[str]
+) -> None:
+    """A /sync long-poll per identity holds a connection: with aiohttp's 100 in all, a
+    hundred agents' replies waited up to 30 s for one to come back."""
+    gateway = Gateway(config(tmp_path), name="test")
+    await gateway.start()
+    try:
+        running = gateway.running
+        assert running is not None
+        connector = running.homeserver.session.connector
+        assert connector is not None
+        assert connector.limit == 100 + 3, "two agents' and the router's long-polls besides"
+    finally:
+        await gateway.stop()

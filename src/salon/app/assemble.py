@@ -116,7 +116,8 @@ async def assemble(
     config = await sessions.compose(store, plan.config)
     roster = Roster.from_config(config)
     backends = await stack.enter_async_context(built_backends(config, roster))
-    session = await stack.enter_async_context(http_session(hs.request_timeout_s))
+    polls = 0 if hs.mode == "appservice" else len(roster.hosted()) + 1  # and the router's
+    session = await stack.enter_async_context(http_session(hs.request_timeout_s, polls))
     hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
     # Appservice mode listens before anyone logs in: registering users and publishing

@@ -47,10 +47,23 @@ async def opened_store(url: str, pool_size: int) -> AsyncIterator[Store]:
         await store.close()
 
 
+POOL_SPARE = 100
+"""Connections for requests other than the /sync long-polls (aiohttp's default)."""
+
+
 @asynccontextmanager
-async def http_session(timeout_s: float) -> AsyncIterator[aiohttp.ClientSession]:
+async def http_session(
+    timeout_s: float, long_polls: int = 0
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The one HTTP session to the homeserver. ``long_polls``: connections held by
+    /sync long-polls (client mode: one per identity), on top of :data:`POOL_SPARE`:
+    with aiohttp's 100 for a hundred agents' long-polls, every reply waited up to
+    30 s for one of them to return."""
     # Every request bounded (aiohttp's default is 300 s); /sync adds its long-poll.
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        connector=aiohttp.TCPConnector(limit=POOL_SPARE + long_polls),
+    )
     try:
         yield session
     finally:

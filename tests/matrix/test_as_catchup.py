@@ -4,6 +4,7 @@ only once the catch-up has run."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -188,5 +189,26 @@ async def test_a_room_without_a_mark_takes_a_pushed_one_while_the_catch_up_waits
     assert positions.marks[ROUTER][room][0] == messages[2]["event_id"]
 
     await CatchUp(positions, ROUTER).run({room: cast(MatrixAPI, router)}, sink)  # restarted
+
+    assert sink.ids() == [m["event_id"] for m in messages[3:]]
+
+
+async def test_a_first_mark_pushed_while_a_room_waits_its_turn_is_walked_from() -> None:
+    """The run read the marks before its rooms' turns came: a first mark pushed
+    meanwhile is where that room's walk stops (not marked past what came after it)."""
+    router, room, messages = await room_with(6)
+    positions, sink = Positions(), Sink()
+    catchup = CatchUp(positions, ROUTER)
+    opened = asyncio.Event()
+
+    async def door() -> None:
+        await opened.wait()
+
+    catchup.door = door
+    running = asyncio.create_task(catchup.run({room: cast(MatrixAPI, router)}, sink))
+    await asyncio.sleep(0.05)  # the run has read the (no) marks; the room waits
+    await catchup.pushed([messages[2]])  # 3..5 are lost after it
+    opened.set()
+    await asyncio.wait_for(running, 5)
 
     assert sink.ids() == [m["event_id"] for m in messages[3:]]

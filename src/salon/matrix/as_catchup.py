@@ -72,6 +72,7 @@ class CatchUp:
         self._parallel = parallel
         self._held = True  # a catch-up is due at start
         self._marked: set[str] | None = None  # rooms with a stored mark (once asked)
+        self._first: dict[str, Mark] = {}  # first marks written while held
         self._aside: dict[str, Mark] = {}
         self._task: asyncio.Task[None] | None = None
         self._again = False
@@ -108,6 +109,7 @@ class CatchUp:
             if first:
                 await self._positions.advance(self._key, None, first, {})
                 self._marked |= first.keys()
+                self._first.update(first)  # a run that read the marks before sees them
             return
         await self._positions.advance(self._key, None, marks, {})
 
@@ -147,7 +149,8 @@ class CatchUp:
                 await self.door()
             async with limit:
                 try:
-                    mark = await self._room(api, room_id, stored.get(room_id), sink)
+                    mark = stored.get(room_id) or self._first.get(room_id)
+                    mark = await self._room(api, room_id, mark, sink)
                     return room_id, mark, True
                 except MatrixError as e:
                     CATCHUP_ROOMS.labels(outcome="failed").inc()

@@ -3,13 +3,15 @@ late step fails (the gateway on the fake homeserver, every step its real one).""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
+from tests.gateway.helpers import event, eventually
 
 import salon.app.assemble as assemble_module
 import salon.app.modes as modes_module
@@ -18,7 +20,7 @@ from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
 from salon.coordination.heartbeat import AGENT_STATE
 from salon.gateway.identities import IdentitySpec
-from salon.ids import UserId
+from salon.ids import AgentId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.source import EventSink, LoopStatus
 
@@ -41,10 +43,13 @@ STEPS = (
 class FakeSource:
     """Stands in for the sync loops (the fake homeserver has no /sync)."""
 
+    sinks: ClassVar[list[EventSink]] = []  # where the started ones admit (the latest last)
+
     def __init__(self, apis: Sequence[MatrixAPI], *args: Any, **kwargs: Any) -> None:
         self.users = [api.user_id for api in apis]
 
-    async def start(self, sink: EventSink) -> None: ...
+    async def start(self, sink: EventSink) -> None:
+        FakeSource.sinks.append(sink)
 
     async def wait_ready(self, timeout: float) -> None: ...
 
@@ -155,3 +160,67 @@ async def test_a_late_step_failing_tears_down_the_earlier_ones_in_reverse(
     # The registry's teardown ran with the HTTP session still open: agents say offline.
     for user in ("@salon_coder:localhost", "@salon_writer:localhost"):
         assert statuses(logged_in[user])[-1:] == ["offline"], user
+
+
+async def test_the_first_heartbeats_after_a_start_are_paced(
+    tmp_path: Path, steps: list[str], logged_in: dict[str, FakeMatrixAPI]
+) -> None:
+    """Not all at once at the start (they held the replies back): each waits its turn
+    at the door, after a grace, and goes out in the end."""
+    gateway = Gateway(config(tmp_path, heartbeat={"interval_s": 1, "ttl_s": 3}), name="test")
+    await gateway.start()
+    try:
+        running = gateway.running
+        assert running is not None
+        doors = {a.heartbeat.before_first for a in running.hosted}
+        assert len(doors) == 1 and None not in doors, "one door for all first beats"
+        for user in ("@salon_coder:localhost", "@salon_writer:localhost"):
+            for _ in range(100):
+                if statuses(logged_in[user]):
+                    break
+                await asyncio.sleep(0.05)
+            assert statuses(logged_in[user])[:1] == ["online"], user
+    finally:
+        await gateway.stop()
+
+
+async def test_the_first_message_in_an_agent_room_is_answered_without_a_read(
+    tmp_path: Path, steps: list[str], logged_in: dict[str, FakeMatrixAPI]
+) -> None:
+    """After a (re)start: no alias, member or membership look-up on the reply's path in
+    an agent's own room (a hundred at once queued in the homeserver ahead of replies)."""
+    person = "@alice:localhost"
+    gateway = Gateway(config(tmp_path, access={"allowed_users": [person]}), name="test")
+    state = await gateway.start()
+    try:
+        coder = logged_in["@salon_coder:localhost"]
+        room = state.topology.agent_rooms[AgentId("coder")]
+        reads = {k: len(coder.calls_to(k)) for k in ("joined_members", "get_state_event")}
+        hello = event(room, person, "hello", received_by=coder.user_id)
+        await FakeSource.sinks[-1].admit(coder.user_id, [hello])
+
+        def answered() -> bool:
+            sent = coder.calls_to("send_event")
+            return any(c["content"].get("body") == "hello" for c in sent)
+
+        await eventually(answered, timeout=10, what="the echo")
+        assert {k: len(coder.calls_to(k)) for k in reads} == reads
+    finally:
+        await gateway.stop()
+
+
+async def test_client_mode_keeps_connections_for_requests_beside_the_long_polls(
+    tmp_path: Path, steps: list[str]
+) -> None:
+    """A /sync long-poll per identity holds a connection: with aiohttp's 100 in all, a
+    hundred agents' replies waited up to 30 s for one to come back."""
+    gateway = Gateway(config(tmp_path), name="test")
+    await gateway.start()
+    try:
+        running = gateway.running
+        assert running is not None
+        connector = running.homeserver.session.connector
+        assert connector is not None
+        assert connector.limit == 100 + 3, "two agents' and the router's long-polls besides"
+    finally:
+        await gateway.stop()

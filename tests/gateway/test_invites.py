@@ -267,3 +267,22 @@ async def test_record_is_idempotent_and_a_new_invitation_reopens(store: Store) -
     await store.invites.record(AGENT, "!r:x", ALICE)
     record = await store.invites.get(AGENT, "!r:x")
     assert record is not None and record.state is InviteState.PENDING and record.attempts == 0
+
+
+async def test_an_invitation_to_a_room_the_identity_is_in_is_closed_without_a_join(
+    store: Store,
+) -> None:
+    """Appservice mode knows who is in which room: the lobby invitations the start
+    itself joined are not joined again (one by one in the homeserver, ahead of replies)."""
+    agent = FakeAgent()
+    joiner = joiner_for(store, agent)
+    joiner.already_in = lambda user, room: room == "!lobby:x"
+    supervisor = Supervisor()
+    supervisor.spawn("invites", joiner.run)
+    await joiner.record(Invite(RoomId("!lobby:x"), ALICE, AGENT))
+    await joiner.record(Invite(RoomId("!new:x"), ALICE, AGENT))
+    lobby = await settled(store, "!lobby:x", lambda r: r.state is InviteState.JOINED)
+    await settled(store, "!new:x", lambda r: r.state is InviteState.JOINED)
+    await supervisor.stop()
+    assert lobby.reason == "already joined"
+    assert agent.joins == ["!new:x"]

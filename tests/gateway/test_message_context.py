@@ -95,3 +95,20 @@ async def test_blank_and_unauthorised_messages_are_not_gathered(rig: Rig) -> Non
     assert blank == (InboxState.DROPPED, "blank")
     stranger = await rig.contexts.gather(event(rig.lobby, "@eve:elsewhere", "hello"))
     assert stranger == (InboxState.DROPPED, "unauthorised")
+
+
+async def test_an_agent_room_with_its_alias_recorded_is_routed_without_a_read(rig: Rig) -> None:
+    """Only the agent may set its room's aliases, so the recorded one is the room's: the
+    first message after a restart costs no alias or member look-up on the reply's path."""
+    store = rig.contexts.store
+    alias = f"#salon-coder:{SERVER}"
+    await store.rooms.upsert(
+        rig.coder_room, RoomKind.AGENT, agent_id=CODER, owner=CODER_USER, alias=alias
+    )
+    message = await rig.contexts.gather(event(rig.coder_room, ALICE, "hi", received_by=CODER_USER))
+    assert isinstance(message, Message)
+    context = await rig.contexts.routing(message)
+    assert context.room_aliases == (alias,)
+    assert context.agents_in_room == {CODER, WRITER}
+    assert context.binding == Binding(CODER, "agent")
+    assert matrix_reads(rig.router, rig.coder) == 0

@@ -4,6 +4,7 @@ only once the catch-up has run."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -155,3 +156,59 @@ async def test_a_room_that_cannot_be_read_keeps_its_mark() -> None:
 
     assert sink.admitted == []
     assert positions.marks[ROUTER][room] == old  # the next catch-up walks from here again
+
+
+async def test_each_room_is_read_once_the_door_lets_it() -> None:
+    """The gateway paces the reads behind its replies: none before its turn."""
+    router, room, messages = await room_with(5)
+    positions, sink = Positions(), Sink()
+    positions.marks[ROUTER] = {room: (messages[2]["event_id"], messages[2]["origin_server_ts"])}
+    read_before_turn: list[int] = []
+
+    async def door() -> None:
+        read_before_turn.append(len(router.calls_to("messages")))
+
+    catchup = CatchUp(positions, ROUTER)
+    catchup.door = door
+    await catchup.run({room: cast(MatrixAPI, router)}, sink)
+
+    assert read_before_turn == [0]
+    assert sink.ids() == [m["event_id"] for m in messages[3:]], "still admitted"
+
+
+async def test_a_room_without_a_mark_takes_a_pushed_one_while_the_catch_up_waits() -> None:
+    """The catch-up at start waits behind the replies; a gateway stopped before it ran
+    must still leave the rooms first pushed then marked, so the next start's catch-up
+    finds what was lost after (a room with no mark is only marked, nothing replayed)."""
+    router, room, messages = await room_with(6)
+    positions, sink = Positions(), Sink()
+    catchup = CatchUp(positions, ROUTER)  # due, as at start: not run yet
+    await catchup.pushed([messages[2]])  # 3..5 are lost after it
+    assert positions.marks[ROUTER][room][0] == messages[2]["event_id"]
+    await catchup.pushed([messages[3]])  # a room with a mark keeps it while held
+    assert positions.marks[ROUTER][room][0] == messages[2]["event_id"]
+
+    await CatchUp(positions, ROUTER).run({room: cast(MatrixAPI, router)}, sink)  # restarted
+
+    assert sink.ids() == [m["event_id"] for m in messages[3:]]
+
+
+async def test_a_first_mark_pushed_while_a_room_waits_its_turn_is_walked_from() -> None:
+    """The run read the marks before its rooms' turns came: a first mark pushed
+    meanwhile is where that room's walk stops (not marked past what came after it)."""
+    router, room, messages = await room_with(6)
+    positions, sink = Positions(), Sink()
+    catchup = CatchUp(positions, ROUTER)
+    opened = asyncio.Event()
+
+    async def door() -> None:
+        await opened.wait()
+
+    catchup.door = door
+    running = asyncio.create_task(catchup.run({room: cast(MatrixAPI, router)}, sink))
+    await asyncio.sleep(0.05)  # the run has read the (no) marks; the room waits
+    await catchup.pushed([messages[2]])  # 3..5 are lost after it
+    opened.set()
+    await asyncio.wait_for(running, 5)
+
+    assert sink.ids() == [m["event_id"] for m in messages[3:]]

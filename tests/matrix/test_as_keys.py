@@ -4,6 +4,7 @@ tests/integration/test_encrypted_appservice.py for the real one)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -281,7 +282,7 @@ class Pinged(Api):
 @pytest.mark.parametrize(
     ("error", "pings"),
     [
-        # Synapse fails a ping that races its own retry (502): pinged again.
+        # Synapse fails a ping that races its own retry (502): pinged again, later.
         (MatrixRequestError("AlreadyCalled", http_status=502, errcode="M_CONNECTION_FAILED"), 2),
         # No ping endpoint: not asked again.
         (MatrixRequestError("no", http_status=404, errcode="M_UNRECOGNIZED"), 1),
@@ -300,6 +301,36 @@ async def test_the_homeserver_is_pinged_once_listening(error: Exception, pings: 
     source.appservice_id = "salon"
     await source.start(Sink())
     try:
+        # The start does not wait for a second ping (a second of every warm start).
+        assert api.pings == 1
+        for _ in range(100):
+            if api.pings == pings:
+                break
+            await asyncio.sleep(0.05)
         assert api.pings == pings
     finally:
         await source.stop()
+
+
+async def test_encryption_turned_on_in_a_transaction_is_stored_at_once(store: Store) -> None:
+    """A restart reads a room's encryption from the store: a transaction turning it on
+    must reach the store before it is answered (else a restart would send in clear)."""
+    api = Api(AGENT)
+    api.crypto = DeviceCrypto(api, store.crypto, own(AGENT, "AGENTDEV"), CryptoSettings(KEY))  # type: ignore[arg-type]
+    await store.crypto.save_room_encryption(ROOM, None)  # learnt plain before
+    source, _ = await _source([api])
+    turned_on = {
+        "event_id": "$enc",
+        "room_id": ROOM,
+        "sender": ALICE,
+        "type": "m.room.encryption",
+        "state_key": "",
+        "content": {"algorithm": MEGOLM},
+        "origin_server_ts": 5,
+    }
+    async with TestClient(TestServer(source.app())) as client:
+        r = await client.put(
+            "/_matrix/app/v1/transactions/1", json={"events": [turned_on]}, headers=AUTH
+        )
+        assert r.status == 200
+    assert await store.crypto.room_encryption(ROOM) == ({"algorithm": MEGOLM},)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import vodozemac
 
+from salon._exceptions import NotFoundError
 from salon.ids import EventId, RoomId, UserId
 from salon.matrix.crypto import CryptoSettings, DeviceCrypto
 from salon.matrix.crypto.keys import MEGOLM, Device, device_keys, parse_device, sign, verify
@@ -225,5 +226,57 @@ async def test_the_crypto_store_keeps_accounts_and_pending_events(store_url: str
         assert await crypto.outbound_group("@a:x", "!r") == ("op", "[]", 5)
         await crypto.forget_sessions("@a:x")
         assert await crypto.outbound_group("@a:x", "!r") is None
+        assert await crypto.room_encryption("!r") is None
+        await crypto.save_room_encryption("!r", None)
+        assert await crypto.room_encryption("!r") == (None,)
+        await crypto.save_room_encryption("!r", {"algorithm": "m.megolm.v1.aes-sha2"})
+        assert await crypto.room_encryption("!r") == ({"algorithm": "m.megolm.v1.aes-sha2"},)
+    finally:
+        await store.close()
+
+
+class StateReads:
+    """The homeserver's answer to ``m.room.encryption`` reads, counted."""
+
+    def __init__(self, content: dict[str, Any] | None) -> None:
+        self.content, self.reads = content, 0
+        self.user_id = UserId("@bob:x")
+
+    async def get_state_event(self, room_id: RoomId, event_type: str) -> dict[str, Any]:
+        self.reads += 1
+        if self.content is None:
+            raise NotFoundError("no state", http_status=404, errcode="M_NOT_FOUND")
+        return self.content
+
+
+async def test_a_rooms_encryption_is_asked_once_then_read_from_the_store(
+    tmp_path: Path,
+) -> None:
+    """After a restart the first reply in each room asked the homeserver again (a
+    hundred rooms at once): what was learnt is stored, and kept up to date."""
+    store = await Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        settings = CryptoSettings(KEY)
+        api = StateReads(None)
+        first = DeviceCrypto(api, store.crypto, own("@bob:x", "B"), settings)  # type: ignore[arg-type]
+        assert await first.encrypt(ROOM, "m.room.message", {"body": "hi"}) == (
+            "m.room.message",
+            {"body": "hi"},
+        )
+        assert api.reads == 1
+        again = DeviceCrypto(api, store.crypto, own("@bob:x", "B"), settings)  # type: ignore[arg-type]
+        assert await again.rooms.encryption(ROOM) is None
+        assert api.reads == 1, "a restarted identity reads the store, not the homeserver"
+        # Encryption turned on in the room: followed, stored at once, found after a restart.
+        turned_on = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+        await again.process_sync({"rooms": {"join": {ROOM: {"timeline": {"events": [turned_on]}}}}})
+        later = DeviceCrypto(api, store.crypto, own("@bob:x", "B"), settings)  # type: ignore[arg-type]
+        assert await later.rooms.encryption(ROOM) == {"algorithm": MEGOLM}
+        assert api.reads == 1
+        # An identity that follows no events asks each time (the store may be stale).
+        blind = DeviceCrypto(api, store.crypto, own("@bob:x", "B"), settings)  # type: ignore[arg-type]
+        blind.follows_sync = False
+        assert await blind.rooms.encryption(ROOM) is None
+        assert api.reads == 2
     finally:
         await store.close()

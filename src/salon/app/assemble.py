@@ -22,7 +22,7 @@ from salon.app.changes import SessionAgents
 from salon.app.crypto_key import operator_device
 from salon.app.dashboard_hooks import agent_info, reload_now
 from salon.app.files import wire_files
-from salon.app.modes import authenticator, event_source, follow_outages, listener
+from salon.app.modes import authenticator, event_source, follow_outages, lighten_start, listener
 from salon.app.running import GatewayState, Homeserver, Pipeline, RunningGateway
 from salon.app.status import loop_states, status_publisher
 from salon.app.steps import (
@@ -116,7 +116,8 @@ async def assemble(
     config = await sessions.compose(store, plan.config)
     roster = Roster.from_config(config)
     backends = await stack.enter_async_context(built_backends(config, roster))
-    session = await stack.enter_async_context(http_session(hs.request_timeout_s))
+    polls = 0 if hs.mode == "appservice" else len(roster.hosted()) + 1  # and the router's
+    session = await stack.enter_async_context(http_session(hs.request_timeout_s, polls))
     hs_up = await stack.enter_async_context(probing(hs.url, session, hs.probe_interval_s))
     auth = authenticator(config, session, store, _retry(config), hs_up, plan.secrets)
     # Appservice mode listens before anyone logs in: registering users and publishing
@@ -229,6 +230,7 @@ async def assemble(
         on_visit=visits.use,
     )
 
+    lighten_start(source, invites, lambda: bool(runner.in_flight()))
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership

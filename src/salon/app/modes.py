@@ -5,7 +5,7 @@ pushes every event to one listener. Everything built on these is the same."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import structlog
@@ -13,6 +13,7 @@ import structlog
 from salon.app.crypto_key import crypto_settings
 from salon.app.surface import api_secret
 from salon.config.models import HomeserverConfig, SalonConfig
+from salon.gateway.invites import InviteJoiner
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI, RequestSettings
 from salon.matrix.appservice import AppserviceSource, ListenAddress
@@ -25,6 +26,7 @@ from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
 from salon.matrix.sync import ClientSyncSource, SyncSettings
+from salon.pacing import Backstage
 from salon.roster import Roster
 from salon.store import Store
 from salon.supervisor import Backoff
@@ -148,6 +150,32 @@ def appservice_source(
     # Events the homeserver never pushed are read back at start and after an outage.
     source.catchup = CatchUp(store.identities, router)
     return source
+
+
+CATCHUP_RATE_PER_S = 100.0
+"""Rooms the catch-up starts reading per second, at most (see lighten_start). Not
+lower: a homeserver that holds its pushes for a while after a restart leaves the
+catch-up to find the messages that wait for replies."""
+CATCHUP_GRACE_S = 2.0
+CATCHUP_MAX_DEFER_S = 3.0
+
+
+def lighten_start(source: IdentitySource, invites: InviteJoiner, busy: Callable[[], bool]) -> None:
+    """Appservice mode: the catch-up reads its rooms behind the replies (after a
+    restart a read of every room at once held them back): after a short grace, at a
+    bounded rate, not while turns run (``busy``) but no more than a few seconds late;
+    and an invitation of an identity the listener knows to be in the room is closed
+    without a join."""
+    if not isinstance(source, AppserviceSource):
+        return
+    invites.already_in = source.members.joined
+    if source.catchup is not None:
+        source.catchup.door = Backstage(
+            busy,
+            rate_per_s=CATCHUP_RATE_PER_S,
+            max_defer_s=CATCHUP_MAX_DEFER_S,
+            grace_s=CATCHUP_GRACE_S,
+        ).turn
 
 
 def follow_outages(source: IdentitySource, reachability: Reachability) -> None:

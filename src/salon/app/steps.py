@@ -20,6 +20,7 @@ from salon.agents.mcp_hub import AgentTools, McpHub
 from salon.agents.registry import build_backend, close_backend
 from salon.app.running import Routing
 from salon.config.models import SalonConfig
+from salon.coordination.heartbeat import all_offline
 from salon.gateway.dispatcher import Dispatcher
 from salon.gateway.registry import HostedAgents, make_hosted
 from salon.gateway.reload import Reloader
@@ -28,6 +29,7 @@ from salon.matrix.api import MatrixAPI
 from salon.matrix.appservice import AppserviceSource
 from salon.matrix.reachability import Reachability
 from salon.matrix.source import IdentitySource
+from salon.pacing import Backstage
 from salon.roster import Roster
 from salon.routing.router import Router
 from salon.store import Store
@@ -45,10 +47,23 @@ async def opened_store(url: str, pool_size: int) -> AsyncIterator[Store]:
         await store.close()
 
 
+POOL_SPARE = 100
+"""Connections for requests other than the /sync long-polls (aiohttp's default)."""
+
+
 @asynccontextmanager
-async def http_session(timeout_s: float) -> AsyncIterator[aiohttp.ClientSession]:
+async def http_session(
+    timeout_s: float, long_polls: int = 0
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The one HTTP session to the homeserver. ``long_polls``: connections held by
+    /sync long-polls (client mode: one per identity), on top of :data:`POOL_SPARE`:
+    with aiohttp's 100 for a hundred agents' long-polls, every reply waited up to
+    30 s for one of them to return."""
     # Every request bounded (aiohttp's default is 300 s); /sync adds its long-poll.
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        connector=aiohttp.TCPConnector(limit=POOL_SPARE + long_polls),
+    )
     try:
         yield session
     finally:
@@ -106,7 +121,7 @@ async def hosting(
             )
         yield hosted
     finally:
-        await asyncio.gather(*(h.heartbeat.go_offline() for h in hosted))
+        await all_offline([h.heartbeat for h in hosted])
         await asyncio.gather(*(close_backend(h.backend) for h in hosted))
 
 
@@ -193,8 +208,11 @@ async def heartbeats(
     hosted: HostedAgents, supervisor: Supervisor, runner: TurnRunner
 ) -> AsyncIterator[None]:
     """Each hosted agent's heartbeat loop, told when its turns turn slow or end (the
-    registry's teardown says offline, once the loops and the turns are over)."""
+    registry's teardown says offline, once the loops and the turns are over). The
+    first beats go out paced, behind the replies (:func:`first_beats`)."""
+    pacer = first_beats(hosted, runner)
     for agent in hosted:
+        agent.heartbeat.before_first = pacer.turn
         supervisor.spawn(f"heartbeat:{agent.agent_id}", agent.heartbeat.run, leader_only=True)
 
     def on_slow(agent_id: AgentId) -> None:
@@ -209,6 +227,26 @@ async def heartbeats(
 
     runner.on_slow, runner.on_idle = on_slow, on_idle
     yield
+
+
+FIRST_BEATS_GRACE_S = 2.0
+"""No first heartbeat this soon after a start: the messages that waited come first."""
+FIRST_BEATS_MIN_RATE = 10.0
+"""First heartbeats per second at least (more with many agents: see first_beats)."""
+
+
+def first_beats(hosted: HostedAgents, runner: TurnRunner) -> Backstage:
+    """The door of the first heartbeats after a start: a state event costs the
+    homeserver more than a message, and a hundred at once held every reply behind
+    them. After a short grace, at a rate that sends them all within one interval,
+    never while turns run (at most one interval late: a beat is due)."""
+    interval_s = min((a.heartbeat.interval_s for a in hosted), default=30.0)
+    return Backstage(
+        lambda: bool(runner.in_flight()),
+        rate_per_s=max(FIRST_BEATS_MIN_RATE, len(hosted) / interval_s),
+        max_defer_s=interval_s,
+        grace_s=min(FIRST_BEATS_GRACE_S, interval_s / 2),
+    )
 
 
 @asynccontextmanager

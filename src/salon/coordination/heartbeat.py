@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -80,6 +81,8 @@ class Heartbeat:
         self._working = False
         self._busy_published_at = -math.inf
         self._wake = asyncio.Event()
+        # Awaited before the first beat (a start paces them: see steps.heartbeats).
+        self.before_first: Callable[[], Awaitable[None]] | None = None
 
     async def beat(self, status: AgentStatus | None = None) -> None:
         """Publish the current status with a fresh timestamp."""
@@ -113,7 +116,19 @@ class Heartbeat:
             self._wake.set()
 
     async def run(self, handle: LoopHandle) -> None:
-        """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised)."""
+        """Beat every ``interval_s`` (or when "busy" is due) until cancelled (supervised);
+        the first once :attr:`before_first` lets it."""
+        if self.before_first is not None:
+            # A turn turning slow ("busy" is due) goes ahead of its turn at the door.
+            door = asyncio.ensure_future(self.before_first())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({door, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (door, woken):
+                    task.cancel()
+                await asyncio.gather(door, woken, return_exceptions=True)
+            self.before_first = None
         while True:
             self._wake.clear()
             await self.beat(AgentStatus.BUSY if self._working else AgentStatus.ONLINE)
@@ -127,3 +142,38 @@ class Heartbeat:
             await asyncio.wait_for(self.beat(AgentStatus.OFFLINE), timeout=5)
         except Exception as e:
             self._log.warning("heartbeat.offline_failed", error=str(e))
+
+
+OFFLINE_PARALLEL = 16
+"""Offline beats in flight at once at a stop."""
+OFFLINE_WITHIN_S = 5.0
+"""How long a stop gives the offline beats, all together."""
+
+
+async def all_offline(
+    beats: Iterable[Heartbeat],
+    parallel: int = OFFLINE_PARALLEL,
+    within_s: float = OFFLINE_WITHIN_S,
+) -> int:
+    """Every agent says offline on a clean stop, a few at a time and within a bound;
+    returns how many did not (their TTL says it). All at once, a thousand state events
+    timed out in the client but not in the homeserver, which was still writing them
+    when the next start asked it for its replies."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(beat: Heartbeat) -> None:
+        async with slots:
+            await beat.go_offline()
+
+    tasks = [asyncio.create_task(one(b)) for b in beats]
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(tasks, timeout=within_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if pending:
+        structlog.get_logger("salon.agent").warning(
+            "heartbeat.offline_skipped", agents=len(pending), within_s=within_s
+        )
+    return len(pending)

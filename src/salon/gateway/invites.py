@@ -50,6 +50,11 @@ class InviteJoiner:
         self._backoff = backoff or Backoff(initial_s=2.0, max_s=300.0)
         self._wake = asyncio.Event()
         self._visiting = visiting
+        # Whether an identity is known to be in a room already (appservice mode: what
+        # the listener heard): its invitation is then closed without a join. (After a
+        # cold start, a hundred agents' lobby invitations, joined by the start itself,
+        # were joined again, one by one in the homeserver, ahead of the replies.)
+        self.already_in: Callable[[UserId, RoomId], bool] | None = None
 
     async def record(self, invite: Invite) -> None:
         """Remember the invitation durably and wake the joiner (called from sync). A
@@ -93,6 +98,10 @@ class InviteJoiner:
             return
         if not self._allowed(UserId(invite.sender)):
             await self._decline(api, invite, where)
+            return
+        if self.already_in is not None and self.already_in(user, room_id):
+            await self._close(invite, InviteState.JOINED, "already joined")
+            log.debug("invite.already_joined", **where)
             return
         try:
             await api.join(room_id)

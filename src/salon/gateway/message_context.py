@@ -96,12 +96,21 @@ class MessageContexts:
         if room is not None and room.agent_id and room.kind in _BINDING_KINDS:
             binding = Binding(room.agent_id, "agent" if room.kind is RoomKind.AGENT else "chat")
         via = UserId(event.received_by)
-        aliases = await self.facts.aliases(event.room_id, via, room.alias if room else None)
-        # Our agents a mention can reach here: those joined, and in an agent's own room
-        # every hosted agent (all are invited there as visitors and join when asked).
-        present = await self.facts.agents_in(event.room_id, via)
-        if message.owner is not None:
-            present |= {m.agent_id for m in self.roster.hosted()}
+        if message.owner is not None and room is not None and room.alias:
+            # An agent's own room, as the store recorded it: only its owner (and the
+            # router, in older rooms) may set its aliases (people are invited with power
+            # 0), so the alias recorded is its; and every hosted agent can be reached by
+            # a mention there (all are invited as visitors and join when asked). No read
+            # on the reply's path (after a restart, a hundred at once).
+            aliases: tuple[str, ...] = (room.alias,)
+            present: frozenset[str] = frozenset(m.agent_id for m in self.roster.hosted())
+        else:
+            aliases = await self.facts.aliases(event.room_id, via, room.alias if room else None)
+            # Our agents a mention can reach here: those joined, and in an agent's own
+            # room every hosted agent (all are invited there as visitors).
+            present = await self.facts.agents_in(event.room_id, via)
+            if message.owner is not None:
+                present |= {m.agent_id for m in self.roster.hosted()}
         mentions = event.content.get("m.mentions")
         mentioned = mentions.get("user_ids") if isinstance(mentions, dict) else None
         formatted = event.content.get("formatted_body")

@@ -139,7 +139,8 @@ class MessageHandler:
                 text = responses.text("turns_busy", locale, label=member.label)
                 await self.router_says(event, text, message.voice)
                 continue
-            await self._bring(member.agent_id, event, message.voice)
+            if member.agent_id != message.owner:  # the owner is in its own room
+                await self._bring(member.agent_id, event, message.voice)
             if media is not None:
                 attached = await self._attach(turn, media, member.label, message)
                 if isinstance(attached, Refused):

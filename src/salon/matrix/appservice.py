@@ -99,6 +99,7 @@ class AppserviceSource:
         self._gaps = GapWatch(txns)
         self._gap_timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._pinger: asyncio.Task[None] | None = None
         self._sink: EventSink | None = None
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
@@ -168,7 +169,7 @@ class AppserviceSource:
             self._sink = sink
         await self.listen()
         self.catch_up()
-        await ping_homeserver(self._apis.get(self._router), self.appservice_id)
+        self._pinger = await ping_homeserver(self._apis.get(self._router), self.appservice_id)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="appservice-keys-sweep")
 
     async def _take_parked(self, sink: EventSink, parked: ParkedTxn) -> None:
@@ -218,11 +219,12 @@ class AppserviceSource:
         self._stopping = True  # no catch-up booked from here on
         if self.catchup is not None:
             await self.catchup.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._pinger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._pinger = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -12,15 +12,17 @@ events it holds). The walk is :class:`~salon.matrix.gaps.GapFiller`'s, as for a
 The mark is the newest event pushed in a room, kept under one key (the router's
 user id). While a catch-up is due or running, transactions do not move the marks
 (they are kept aside and written after it): a transaction arriving after the
-outage must not carry a mark past the events that were lost before it. A room
-without a mark gets its newest event as its mark, nothing admitted (as a first
-sync has no gap). A room whose newest event is its mark costs one request.
+outage must not carry a mark past the events that were lost before it (a room with
+no mark yet takes the first one pushed at once). A room without a mark gets its
+newest event as its mark, nothing admitted (as a first sync has no gap). A room
+whose newest event is its mark costs one request. The gateway may have each room
+wait its turn (:attr:`CatchUp.door`), behind its replies.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -69,11 +71,16 @@ class CatchUp:
         self._gaps = gaps or GapFiller()
         self._parallel = parallel
         self._held = True  # a catch-up is due at start
+        self._marked: set[str] | None = None  # rooms with a stored mark (once asked)
+        self._first: dict[str, Mark] = {}  # first marks written while held
         self._aside: dict[str, Mark] = {}
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._pending = False  # a catch-up is booked for later: keep the marks aside
         self.runs = 0  # finished catch-ups
+        # Awaited before each room is read: the gateway paces the reads behind its
+        # replies (after a restart they queued ahead of them in the homeserver).
+        self.door: Callable[[], Awaitable[None]] | None = None
 
     @property
     def due(self) -> bool:
@@ -97,6 +104,16 @@ class CatchUp:
             for room_id, mark in marks.items():
                 if room_id not in self._aside or mark[1] >= self._aside[room_id][1]:
                     self._aside[room_id] = mark
+            # A room with no mark yet gets this one now: a catch-up would only mark it
+            # at its newest event, and one that has not run yet (it waits behind the
+            # replies) must not leave it unmarked if the gateway stops first.
+            if self._marked is None:
+                self._marked = set((await self._positions.room_marks(self._key)).keys())
+            first = {r: m for r, m in marks.items() if r not in self._marked}
+            if first:
+                await self._positions.advance(self._key, None, first, {})
+                self._marked |= first.keys()
+                self._first.update(first)  # a run that read the marks before sees them
             return
         await self._positions.advance(self._key, None, marks, {})
 
@@ -133,9 +150,12 @@ class CatchUp:
         limit = asyncio.Semaphore(self._parallel)
 
         async def one(room_id: RoomId, api: MatrixAPI) -> tuple[RoomId, Mark | None, bool]:
+            if self.door is not None:
+                await self.door()
             async with limit:
                 try:
-                    mark = await self._room(api, room_id, stored.get(room_id), sink)
+                    mark = stored.get(room_id) or self._first.get(room_id)
+                    mark = await self._room(api, room_id, mark, sink)
                     return room_id, mark, True
                 except MatrixError as e:
                     CATCHUP_ROOMS.labels(outcome="failed").inc()
@@ -155,6 +175,8 @@ class CatchUp:
                     marks[room_id] = mark
         if marks:
             await self._positions.advance(self._key, None, marks, {})
+            if self._marked is not None:
+                self._marked |= marks.keys()
         self.runs += 1
         log.info("appservice.caught_up", rooms=len(rooms), failed=len(failed))
 

@@ -81,6 +81,10 @@ class Members:
             return Invite(RoomId(room_id), UserId(sender), UserId(target))
         return None
 
+    def joined(self, user_id: UserId, room_id: RoomId) -> bool:
+        """Whether ``user_id`` is in ``room_id``, as far as this process has heard."""
+        return user_id in self._joined(room_id)
+
     def reader(self, room_id: str) -> UserId:
         """The identity an event of ``room_id`` is received by."""
         joined = self._joined(room_id)

@@ -48,12 +48,16 @@ class TransactionKeys:
         transaction) also give up on events that waited too long."""
         changes = shared_changes(body)
         opened: list[tuple[UserId, list[InboundEvent]]] = []
+        kept = False  # rooms' settings stored once, by the first device: one row each
         for user_id in list(self._apis):
             crypto = self._crypto(user_id)
             if crypto is None:
                 continue
             if changes is not None:
-                crypto.note_changes(changes, rooms_known=True)
+                crypto.note_changes(changes, rooms_known=True, keep=not kept)
+                if not kept:
+                    await crypto.save_changes()
+                    kept = True
             view = sync_view(body, user_id, crypto.device_id)
             if view is None and user_id not in readers:
                 continue  # nothing for it: no store work per identity per transaction

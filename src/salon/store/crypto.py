@@ -6,8 +6,17 @@ public key material; the store never sees a secret in clear.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from salon.store.db import Database
+from salon.store.kv import KV
 from salon.store.records import now_ms
+
+JSON = dict[str, Any]
+# A room's encryption settings, as its identities last learnt them (the room's, not an
+# identity's: a restart then sends without asking the homeserver again).
+_ROOM_ENCRYPTION = "crypto:room_encryption:"
 
 
 class CryptoStore:
@@ -15,6 +24,19 @@ class CryptoStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def room_encryption(self, room_id: str) -> tuple[JSON | None] | None:
+        """A room's ``m.room.encryption`` content as last learnt, in a 1-tuple (``(None,)``:
+        plain); None if never learnt."""
+        value = await KV(self._db).get(_ROOM_ENCRYPTION + room_id)
+        if value is None:
+            return None
+        settings = json.loads(value)
+        return (settings if isinstance(settings, dict) else None,)
+
+    async def save_room_encryption(self, room_id: str, settings: JSON | None) -> None:
+        """Remember a room's ``m.room.encryption`` content (None: plain)."""
+        await KV(self._db).set(_ROOM_ENCRYPTION + room_id, json.dumps(settings))
 
     async def account(self, user_id: str) -> tuple[str, str, bool] | None:
         """(device id, pickle, published) of the identity's account, if any."""

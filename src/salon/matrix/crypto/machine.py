@@ -73,15 +73,22 @@ class DeviceCrypto:
         self.waiting_now = 0  # events waiting for their room key (as last counted)
         self.failures = 0  # encrypted events given up on since start
         self._lock = asyncio.Lock()  # one change of sessions at a time
-        self.rooms = RoomView(api)
+        self.rooms = RoomView(api, store)
 
     @property
     def device_id(self) -> str:
         return self.me.device_id
 
-    # False for an identity that never syncs (the operator the API sends as): nothing
-    # tells it of new members, devices or encryption, so each send looks them up.
-    follows_sync: bool = True
+    @property
+    def follows_sync(self) -> bool:
+        """False for an identity that never syncs (the operator the API sends as):
+        nothing tells it of new members, devices or encryption, so each send looks them
+        up, and what it learns is not stored for the others."""
+        return self.rooms.store is not None
+
+    @follows_sync.setter
+    def follows_sync(self, value: bool) -> None:
+        self.rooms.store = self.store if value else None
 
     @classmethod
     async def attach(
@@ -193,6 +200,7 @@ class DeviceCrypto:
         newly arrived room key opened (decrypted, oldest first)."""
         async with self._lock:
             self.note_changes(data)
+            await self.save_changes()
             counts = data.get("device_one_time_keys_count")
             if isinstance(counts, dict):
                 held = int(counts.get("signed_curve25519") or 0)
@@ -217,9 +225,15 @@ class DeviceCrypto:
         await self._expire()
         return retried
 
-    def note_changes(self, data: Mapping[str, Any], *, rooms_known: bool = False) -> None:
+    def note_changes(
+        self, data: Mapping[str, Any], *, rooms_known: bool = False, keep: bool = True
+    ) -> None:
         """See :meth:`RoomView.note_changes`."""
-        self.rooms.note_changes(data, rooms_known=rooms_known)
+        self.rooms.note_changes(data, rooms_known=rooms_known, keep=keep)
+
+    async def save_changes(self) -> None:
+        """See :meth:`RoomView.save_changes`."""
+        await self.rooms.save_changes()
 
     async def _receive(self, sender: str, content: Any) -> tuple[str, str] | None:
         payload = await self.olm.decrypt(sender, content)

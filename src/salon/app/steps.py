@@ -233,6 +233,9 @@ FIRST_BEATS_GRACE_S = 2.0
 """No first heartbeat this soon after a start: the messages that waited come first."""
 FIRST_BEATS_MIN_RATE = 10.0
 """First heartbeats per second at least (more with many agents: see first_beats)."""
+FIRST_BEATS_UNPACED = 32
+"""Up to this many agents the first heartbeats go at once: they hold nothing back
+worth the while, and `salon who` right after a start shows the agents online."""
 
 
 def first_beats(hosted: HostedAgents, runner: TurnRunner) -> Backstage:
@@ -241,6 +244,8 @@ def first_beats(hosted: HostedAgents, runner: TurnRunner) -> Backstage:
     them. After a short grace, at a rate that sends them all within one interval,
     never while turns run (at most one interval late: a beat is due)."""
     interval_s = min((a.heartbeat.interval_s for a in hosted), default=30.0)
+    if len(hosted) <= FIRST_BEATS_UNPACED:
+        return Backstage(lambda: False, rate_per_s=1e9, max_defer_s=0.0)
     return Backstage(
         lambda: bool(runner.in_flight()),
         rate_per_s=max(FIRST_BEATS_MIN_RATE, len(hosted) / interval_s),

@@ -249,6 +249,10 @@ class DelegationManager:
         return room
 
     async def _online(self, api: MatrixAPI, room: RoomId, agent: str) -> bool:
+        if agent in self.dir.apis:
+            # Hosted here, so running: its heartbeat may not be out yet (the first
+            # beats after a start wait behind the replies), and says no more anyway.
+            return True
         content = await api.get_state_event(room, AGENT_STATE, self.dir.user_id(agent))
         return effective_status(parse_state(content)) is not AgentStatus.OFFLINE
 

@@ -74,6 +74,24 @@ async def _answered_once(person: Any, room_id: str, db: Path, event_id: str) -> 
     ]
 
 
+async def _answer_then_lose(
+    person: Any, config: Any, deployment: Any, dropped: list[str]
+) -> tuple[str, str]:
+    """Join echo's room, have "before" answered, then say ``LOST``, whose transaction
+    is dropped; the room and the lost message's event id."""
+    alias = f"#{config.agent_room_alias_localpart('echo')}:{deployment.hs.server_name}"
+    room_id = await person.join(alias)
+    first = await person.say(room_id, "before")
+    await person.wait_reply(room_id, first)
+    lost = await person.say(room_id, LOST)
+
+    async def was_dropped() -> bool:
+        return lost in dropped
+
+    await _until(was_dropped, "the transaction was never pushed", 20)
+    return room_id, str(lost)
+
+
 async def test_a_message_never_pushed_is_answered_after_a_gateway_restart(
     tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,16 +103,7 @@ async def test_a_message_never_pushed_is_answered_after_a_gateway_restart(
         gateway = Gateway(config, invite=[person.user_id], secrets=deployment.secrets)
         await gateway.start()
         try:
-            alias = f"#{config.agent_room_alias_localpart('echo')}:{deployment.hs.server_name}"
-            room_id = await person.join(alias)
-            first = await person.say(room_id, "before")
-            await person.wait_reply(room_id, first)
-            lost = await person.say(room_id, LOST)
-
-            async def was_dropped() -> bool:
-                return lost in dropped
-
-            await _until(was_dropped, "the transaction was never pushed", 20)
+            room_id, lost = await _answer_then_lose(person, config, deployment, dropped)
             assert _rows(db, "SELECT count(*) FROM inbox WHERE event_id = ?", lost) == [(0,)]
         finally:
             await asyncio.wait_for(gateway.stop(), 30)
@@ -127,16 +136,7 @@ async def test_a_message_never_pushed_is_answered_when_the_homeserver_is_back(
         gateway = Gateway(config, invite=[person.user_id], secrets=deployment.secrets)
         await gateway.start()
         try:
-            alias = f"#{config.agent_room_alias_localpart('echo')}:{deployment.hs.server_name}"
-            room_id = await person.join(alias)
-            first = await person.say(room_id, "before")
-            await person.wait_reply(room_id, first)
-            lost = await person.say(room_id, LOST)
-
-            async def was_dropped() -> bool:
-                return lost in dropped
-
-            await _until(was_dropped, "the transaction was never pushed", 20)
+            room_id, lost = await _answer_then_lose(person, config, deployment, dropped)
             await asyncio.to_thread(synapse.stop)
             # A request of the gateway fails meanwhile (an idle appservice makes none).
             (reachability,) = probes
@@ -168,16 +168,7 @@ async def test_a_transaction_never_pushed_is_found_by_the_next_ones_number(
         gateway = Gateway(config, invite=[person.user_id], secrets=deployment.secrets)
         await gateway.start()
         try:
-            alias = f"#{config.agent_room_alias_localpart('echo')}:{deployment.hs.server_name}"
-            room_id = await person.join(alias)
-            first = await person.say(room_id, "before")
-            await person.wait_reply(room_id, first)
-            lost = await person.say(room_id, LOST)
-
-            async def was_dropped() -> bool:
-                return lost in dropped
-
-            await _until(was_dropped, "the transaction was never pushed", 20)
+            room_id, lost = await _answer_then_lose(person, config, deployment, dropped)
             assert _rows(db, "SELECT count(*) FROM inbox WHERE event_id = ?", lost) == [(0,)]
             after = await person.say(room_id, "after")  # pushed with the next number
             await person.wait_reply(room_id, after)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from salon._exceptions import NotFoundError, RoomInUseError
+from salon._exceptions import MatrixRequestError, NotFoundError, RoomInUseError
 from salon.ids import RoomAlias, RoomId, UserId, server_of_user
 from salon.matrix.api import MatrixAPI
 
@@ -22,6 +22,11 @@ log = structlog.get_logger("salon.matrix.space")
 
 SPACE_CHILD = "m.space.child"
 SPACE_PARENT = "m.space.parent"
+
+# Synapse names an alias before its creator has joined the room: a starter that
+# resolves it in that moment is told the room has no servers (404). It waits the
+# creation out, this long at most.
+JOIN_CREATING_ROOM_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,24 @@ class SpaceManager:
                 log.info("room.create_race_lost", alias=alias)
                 room_id, servers = await self.api.resolve_alias(alias)
         if room_id not in await self.api.joined_rooms():
-            await self.api.join(room_id, servers or [self.server_name])
+            await self._join_created(room_id, servers or [self.server_name])
             log.info("room.joined", alias=alias, room_id=room_id)
         return room_id
+
+    async def _join_created(self, room_id: RoomId, via: Sequence[str]) -> None:
+        """Join a room found by alias, waiting out a creation still under way."""
+        deadline = time.monotonic() + JOIN_CREATING_ROOM_S
+        pause = 0.05
+        while True:
+            try:
+                await self.api.join(room_id, via)
+                return
+            except MatrixRequestError as e:
+                if e.http_status != 404 or time.monotonic() + pause > deadline:
+                    raise
+                log.info("room.join_wait_creation", room_id=room_id, error=str(e))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def invite_missing(self, room_id: RoomId, users: Sequence[UserId]) -> None:
         """Invite those of ``users`` neither joined to ``room_id`` nor invited already

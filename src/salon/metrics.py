@@ -38,6 +38,10 @@ class Histogram(_CachedLabels, prometheus_client.Histogram):
 EVENTS_DROPPED = Counter(
     "salon_events_dropped_total", "Inbound events dropped before routing", ["reason"]
 )
+APPSERVICE_SET_ASIDE = Counter(
+    "salon_appservice_set_aside_total",
+    "Parked appservice transactions set aside after failing too often",
+)
 EVENTS_ADMITTED = Counter("salon_events_admitted_total", "Inbound events admitted to the inbox")
 RATE_LIMIT_WAITS = Counter("salon_rate_limit_waits_total", "Waits caused by HTTP 429")
 SYNC_RESTARTS = Counter("salon_sync_restarts_total", "Sync loop restarts", ["identity"])

@@ -84,3 +84,22 @@ async def test_status_lists_the_encryption_device_of_each_identity(
             "decryption_failures": 1,
         },
     ]
+
+
+async def test_status_lists_the_appservice_transactions_set_aside(
+    rc: tuple[ApiRig, Client],
+) -> None:
+    rig, client = rc
+    txns = rig.store.appservice_txns
+    await txns.park("k1", 7, "{}")
+    await txns.park("k2", 8, "{}")
+    assert await txns.failed("k1", "ValueError: poisoned", 1)
+    body = await (await client.get("/api/v1/status", headers=AUTH)).json()
+    [aside] = body["appservice_set_aside"]
+    assert {k: aside[k] for k in ("txn_id", "seq", "tries", "reason")} == {
+        "txn_id": "k1",
+        "seq": 7,
+        "tries": 1,
+        "reason": "ValueError: poisoned",
+    }
+    assert isinstance(aside["set_aside_at"], int)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -61,7 +62,13 @@ class Txns:
         return True
 
     async def parked(self) -> list[ParkedTxn]:
-        return list(self.kept.values())
+        return [p for p in self.kept.values() if p.set_aside_at is None]
+
+    async def failed(self, txn_id: str, reason: str, max_tries: int) -> bool:
+        tries = self.kept[txn_id].tries + 1
+        at = 1 if tries >= max_tries else None
+        self.kept[txn_id] = replace(self.kept[txn_id], tries=tries, reason=reason, set_aside_at=at)
+        return at is not None
 
     async def unpark(self, txn_id: str) -> None:
         del self.kept[txn_id]

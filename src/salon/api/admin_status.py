@@ -24,7 +24,12 @@ async def status(request: web.Request) -> web.Response:
     store_check, homeserver_check = await asyncio.gather(check_store(ctx), check_homeserver(ctx))
     delegations: list[JSON] = []
     turns: list[JSON] = []
+    set_aside: list[JSON] = []
     if store_check["ok"]:
+        set_aside = [
+            {k: getattr(p, k) for k in ("txn_id", "seq", "tries", "reason", "set_aside_at")}
+            for p in await ctx.store.appservice_txns.set_aside()
+        ]
         for record in open_by_id(await ctx.store.delegations.open()):
             delegations.append(
                 {
@@ -57,5 +62,6 @@ async def status(request: web.Request) -> web.Response:
             "homeserver": homeserver_check,
             # Each identity's encryption device (router, agents, the operator).
             "encryption": device_reports(ctx.identities()),
+            "appservice_set_aside": set_aside,
         }
     )

@@ -222,6 +222,21 @@ SCHEMAS: JSON = {
             "store_size_bytes": {**INT, "description": "The store's size on disk (file + WAL)"},
             "homeserver": ref("Check"),
             "encryption": {"type": "array", "items": ref("Device")},
+            "appservice_set_aside": {
+                "type": "array",
+                "description": "Parked appservice transactions given up on (`salon appservice"
+                " retry` makes them due again).",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "txn_id": STR,
+                        "seq": {"type": ["integer", "null"]},
+                        "tries": INT,
+                        "reason": NULL_STR,
+                        "set_aside_at": INT,
+                    },
+                },
+            },
         },
     },
     "Readiness": {

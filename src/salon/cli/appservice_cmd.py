@@ -1,5 +1,6 @@
 """`salon appservice register`: the registration file for running Salon as an
 application service on an existing homeserver (``homeserver.mode: appservice``).
+`salon appservice retry`: parked transactions set aside after failing, due again.
 
 It writes the registration (both tokens, owner-only) and, beside it, an env file
 with the two token variables the config names; the tokens are never printed.
@@ -7,12 +8,13 @@ with the two token variables the config names; the tokens are never printed.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from salon._exceptions import ConfigError
+from salon._exceptions import ConfigError, SalonError
 from salon.cli.options import _fail
 from salon.cli.output import console
 from salon.config import load_config
@@ -84,3 +86,49 @@ def register(
             highlight=False,
             markup=False,
         )
+
+
+@app.command("retry")
+def retry(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The salon.yaml.", show_default=False)
+    ],
+    txn_id: Annotated[
+        str | None,
+        typer.Argument(help="The one transaction to retry (default: every one set aside)."),
+    ] = None,
+) -> None:
+    """Make parked transactions that were set aside due again (`salon status` lists them).
+
+    A transaction pushed while the gateway started, whose admission failed three
+    times, is set aside so that the gateway can start. Once the cause is fixed, this
+    counts its tries from 0: the next start admits it, or a running gateway within
+    about a minute. A store not migrated yet has none.
+    """
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        raise _fail(f"{config}: {e}") from None
+    try:
+        ids = asyncio.run(_retry(cfg.store.url, txn_id))
+    except SalonError as e:
+        raise _fail(str(e)) from None
+    if not ids and txn_id:
+        raise _fail(f"no such transaction set aside: {txn_id}", 1)
+    if not ids:
+        console.print("No transaction is set aside.", highlight=False, markup=False)
+    for one in ids:
+        console.print(f"due again: {one}", highlight=False, markup=False)
+
+
+async def _retry(url: str, txn_id: str | None) -> list[str]:
+    from salon.store import Store
+
+    store = await Store.open(url, pool_size=1)
+    try:
+        txns = store.appservice_txns
+        ids = [p.txn_id for p in await txns.set_aside() if txn_id in (None, p.txn_id)]
+        await txns.retry(txn_id)
+        return ids
+    finally:
+        await store.close()

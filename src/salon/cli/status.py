@@ -6,6 +6,7 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,19 @@ _OPEN_TURNS = (
     " WHERE state IN ('admitted', 'running') ORDER BY updated_at"
 )
 
+_SET_ASIDE = (
+    "SELECT txn_id, tries, reason FROM appservice_parked WHERE set_aside_at IS NOT NULL ORDER BY n"
+)
+
+
+def set_aside_problems(rows: Iterable[tuple[str, int, str | None]]) -> list[str]:
+    """One line per parked appservice transaction set aside (given up on)."""
+    return [
+        f"appservice transaction {txn_id} set aside after {tries} failed tries ({reason});"
+        " once fixed, `salon appservice retry` makes it due again"
+        for txn_id, tries, reason in rows
+    ]
+
 
 async def read_store_status(url: str, *, now_ms: int | None = None) -> StatusReport:
     """The report from a PostgreSQL store (``store.url``), through the store itself."""
@@ -213,6 +227,7 @@ async def read_store_status(url: str, *, now_ms: int | None = None) -> StatusRep
             )
             for r in await db.fetchall(_OPEN_TURNS)
         ]
+        set_aside = [(p.txn_id, p.tries, p.reason) for p in await store.appservice_txns.set_aside()]
         raw = await db.fetchval("SELECT value FROM kv WHERE key = $1", STATUS_KEY)
         reload_raw = await db.fetchval("SELECT value FROM kv WHERE key = $1", RELOAD_STATUS_KEY)
         size = await store.size_bytes()
@@ -224,6 +239,7 @@ async def read_store_status(url: str, *, now_ms: int | None = None) -> StatusRep
         if isinstance(published, dict):
             gateway = gateway_info(published, now)
     problems = reload_problems(None if reload_raw is None else (reload_raw,))
+    problems += set_aside_problems(set_aside)
     return StatusReport(
         merge_delegations(rows, now), turns, gateway, problems=problems, store_bytes=size
     )
@@ -262,6 +278,10 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
             reload_row = db.execute(
                 "SELECT value FROM kv WHERE key = ?", (RELOAD_STATUS_KEY,)
             ).fetchone()
+            set_aside: list[tuple[str, int, str | None]] = []
+            # A store a gateway has not migrated yet has no such column.
+            if "set_aside_at" in {c[1] for c in db.execute("PRAGMA table_info(appservice_parked)")}:
+                set_aside = [tuple(r) for r in db.execute(_SET_ASIDE)]
     except sqlite3.Error as e:
         raise StoreError(f"{db_path}: cannot read the store: {e}") from e
     gateway = None
@@ -274,7 +294,7 @@ def read_status(db_path: Path, *, now_ms: int | None = None) -> StatusReport:
         merge_delegations(rows, now),
         turns,
         gateway,
-        problems=reload_problems(reload_row),
+        problems=reload_problems(reload_row) + set_aside_problems(set_aside),
         store_bytes=sqlite_size_bytes(db_path),
     )
 

@@ -374,6 +374,10 @@ def status(endpoint: Endpoint) -> StatusReport:
         result = answer.get(check)
         if isinstance(result, dict) and not result.get("ok", True):
             problems.append(f"{check}: {result.get('error') or 'failing'}")
+    set_aside = [t for t in answer.get("appservice_set_aside") or [] if isinstance(t, dict)]
+    problems += status_report.set_aside_problems(
+        (str(t.get("txn_id")), int(t.get("tries") or 0), t.get("reason")) for t in set_aside
+    )
     gateway = GatewayInfo(
         name=str(answer.get("gateway", "?")),
         pid=endpoint.pid,

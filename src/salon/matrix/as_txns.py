@@ -25,7 +25,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+import structlog
+
+from salon._exceptions import is_transient
+from salon.metrics import APPSERVICE_SET_ASIDE
 from salon.store.appservice import ParkedTxn
+
+log = structlog.get_logger("salon.matrix.appservice")
 
 GAP_CATCHUP_INTERVAL_S = 60.0
 """At most one catch-up started by gaps in this many seconds (the next waits)."""
@@ -51,7 +57,11 @@ class TxnLog(Protocol):
         """Keep a transaction pushed before the gateway is ready (False: kept already)."""
 
     async def parked(self) -> list[ParkedTxn]:
-        """The transactions kept, in arrival order."""
+        """The transactions kept and still due (not set aside), in arrival order."""
+
+    async def failed(self, txn_id: str, reason: str, max_tries: int) -> bool:
+        """Count a failed admission of a kept transaction; True: set aside now (its
+        ``max_tries``-th failure), kept for the operator and no longer due."""
 
     async def unpark(self, txn_id: str) -> None:
         """Forget a kept transaction once admitted."""
@@ -112,6 +122,10 @@ class GapWatch:
         return start - now
 
 
+PARKED_MAX_TRIES = 3
+"""Failed admissions (each failing a start) after which a parked transaction is set
+aside, so that one that always fails (a bug, a poisoned event) cannot stop every
+start; transient failures (the store or the homeserver down) do not count."""
 LEFTOVER_AGE_MS = 60_000
 """Parked transactions this old, left by a gateway that died while starting, are
 admitted by a running one (behind one URL, any process admits into the shared inbox)."""
@@ -127,7 +141,9 @@ async def drain(
     """Admit parked transactions (``take``) in arrival order and forget each; the lock
     (None: the caller holds it) is taken per transaction, so one pushed meanwhile is
     parked (after them) instead of waiting. ``older_than_ms``: only those parked
-    longer ago, once (leftovers); otherwise until none is left. Returns how many."""
+    longer ago, once (leftovers); otherwise until none is left. Returns how many.
+    A failed one raises (it is tried again later, in order) unless that failure was
+    its :data:`PARKED_MAX_TRIES`-th: then it is set aside and the rest go on."""
     done = 0
     while True:
         kept = await txns.parked()
@@ -138,8 +154,33 @@ async def drain(
             return done
         for parked in kept:
             async with lock or contextlib.nullcontext():
-                await take(parked)
+                try:
+                    await take(parked)
+                except Exception as e:
+                    if not await _given_up(txns, parked, e):
+                        raise
+                    continue
                 await txns.unpark(parked.txn_id)
             done += 1
         if older_than_ms is not None:
             return done
+
+
+async def _given_up(txns: TxnLog, parked: ParkedTxn, error: Exception) -> bool:
+    """Count a failed admission (not a transient one); True once it is set aside."""
+    if is_transient(error):
+        return False  # the store or the homeserver down: no fault of the transaction
+    reason = f"{type(error).__name__}: {error}"[:1000]
+    tries = parked.tries + 1
+    if not await txns.failed(parked.txn_id, reason, PARKED_MAX_TRIES):
+        log.warning("appservice.parked_failed", txn_id=parked.txn_id, tries=tries, error=reason)
+        return False
+    APPSERVICE_SET_ASIDE.inc()
+    log.warning(
+        "appservice.parked_set_aside",
+        txn_id=parked.txn_id,
+        seq=parked.seq,
+        tries=tries,
+        error=reason,
+    )
+    return True

@@ -17,6 +17,9 @@ class ParkedTxn:
     seq: int | None
     body: str
     at: int = 0  # when it was parked (ms)
+    tries: int = 0  # admissions that failed (not counting transient failures)
+    reason: str | None = None  # the last failure's error
+    set_aside_at: int | None = None  # when it was given up on (ms); None: still due
 
 
 class AppserviceTxns:
@@ -71,12 +74,56 @@ class AppserviceTxns:
         )
 
     async def parked(self) -> list[ParkedTxn]:
-        """The transactions kept, in arrival order."""
-        rows = await self._db.fetchall("SELECT txn_id, seq, body FROM appservice_parked ORDER BY n")
+        """The transactions kept and still due (not set aside), in arrival order."""
+        return await self._kept("set_aside_at IS NULL")
+
+    async def set_aside(self) -> list[ParkedTxn]:
+        """The transactions given up on after failing too often, in arrival order."""
+        return await self._kept("set_aside_at IS NOT NULL")
+
+    async def _kept(self, where: str) -> list[ParkedTxn]:
+        rows = await self._db.fetchall(
+            "SELECT txn_id, seq, body, at, tries, reason, set_aside_at FROM appservice_parked"
+            f" WHERE {where} ORDER BY n"
+        )
         return [
-            ParkedTxn(str(r["txn_id"]), None if r["seq"] is None else int(r["seq"]), r["body"])
+            ParkedTxn(
+                str(r["txn_id"]),
+                None if r["seq"] is None else int(r["seq"]),
+                r["body"],
+                int(r["at"]),
+                int(r["tries"]),
+                r["reason"],
+                None if r["set_aside_at"] is None else int(r["set_aside_at"]),
+            )
             for r in rows
         ]
+
+    async def failed(self, txn_id: str, reason: str, max_tries: int) -> bool:
+        """Count a failed admission of a kept transaction, with its error; at
+        ``max_tries`` it is set aside (kept, no longer due). True: set aside now."""
+        await self._db.execute(
+            "UPDATE appservice_parked SET tries = tries + 1, reason = $2,"
+            " set_aside_at = CASE WHEN tries + 1 >= $3 THEN CAST($4 AS BIGINT) ELSE NULL END"
+            " WHERE txn_id = $1",
+            txn_id,
+            reason,
+            max_tries,
+            now_ms(),
+        )
+        at = await self._db.fetchval(
+            "SELECT set_aside_at FROM appservice_parked WHERE txn_id = $1", txn_id
+        )
+        return at is not None
+
+    async def retry(self, txn_id: str | None = None) -> int:
+        """Make transactions set aside due again (all, or the one ``txn_id``), their
+        tries counted from 0; the last error stays. Returns how many."""
+        where = "set_aside_at IS NOT NULL" + (" AND txn_id = $1" if txn_id else "")
+        return await self._db.execute(
+            f"UPDATE appservice_parked SET tries = 0, set_aside_at = NULL WHERE {where}",
+            *((txn_id,) if txn_id else ()),
+        )
 
     async def unpark(self, txn_id: str) -> None:
         """Forget a kept transaction (its events were admitted, its id recorded)."""

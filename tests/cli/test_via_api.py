@@ -247,6 +247,9 @@ def test_status_as_the_store_path_reports_it(fake: FakeApi, endpoint: via_api.En
                     "decryption_failures": 2,
                 }
             ],
+            "appservice_set_aside": [
+                {"txn_id": "k1", "seq": 7, "tries": 3, "reason": "ValueError: x", "set_aside_at": 1}
+            ],
         },
     )
     report = via_api.status(endpoint)
@@ -255,7 +258,9 @@ def test_status_as_the_store_path_reports_it(fake: FakeApi, endpoint: via_api.En
     assert report.gateway is not None
     assert (report.gateway.name, report.gateway.pid, report.gateway.running) == ("host", 4242, True)
     assert report.gateway.loops == [LoopRow("sync:@salon:localhost", 2, True, "boom")]
-    assert report.problems == ["homeserver: no answer"]
+    assert report.problems[0] == "homeserver: no answer"
+    assert report.problems[1].startswith("appservice transaction k1 set aside after 3 failed tries")
+    assert len(report.problems) == 2
     assert report.gateway.devices == [DeviceRow("@salon:localhost", "ROUTERDEV", 50, 1, 2)]
     assert isinstance(report, StatusReport) and report.api_url == fake.url
 

@@ -370,9 +370,9 @@ async def test_a_huge_line_without_newline_fails_fast() -> None:
     async with sse_service(eight_mib_without_newline) as url, bounded_backend(url) as backend:
         started = time.monotonic()
         with pytest.raises(BackendRejectedError) as info:
-            await asyncio.wait_for(collect(backend), 10)
+            await asyncio.wait_for(collect(backend), 30)
         elapsed = time.monotonic() - started
-    assert elapsed < 1.5
+    assert elapsed < 10  # at the cap, not when the server's 30 s silence ends
     assert str(info.value) == (
         f"{url} sent an SSE line longer than {MAX_LINE_BYTES} bytes (max_line_bytes)"
     )
@@ -413,12 +413,12 @@ async def test_endless_keep_alives_end_at_the_deadline() -> None:
         started = time.monotonic()
         got: list[str] = []
         with pytest.raises(BackendUnavailableError) as info:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 async for chunk in backend.stream(REQUEST):
                     got.append(chunk)
         elapsed = time.monotonic() - started
     assert got == ["thinking"]
-    assert 0.6 <= elapsed < 3
+    assert 0.6 <= elapsed < 10  # the keep-alives never end it: only the deadline does
     assert str(info.value) == f"{url} did not finish its reply within 0.6 s (deadline_s)"
 
 

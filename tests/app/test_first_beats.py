@@ -8,7 +8,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from salon.app.steps import FIRST_BEATS_UNPACED, first_beats
+from salon.app.steps import FIRST_BEATS_GRACE_S, FIRST_BEATS_UNPACED, first_beats
 
 
 def _hosted(n: int) -> list[Any]:
@@ -20,7 +20,8 @@ async def test_a_few_agents_say_online_at_once() -> None:
     started = time.monotonic()
     for _ in range(3):
         await door.turn()
-    assert time.monotonic() - started < 0.5
+    # Well under the grace the paced door waits first (2 s), with room for a loaded machine.
+    assert time.monotonic() - started < FIRST_BEATS_GRACE_S / 2
 
 
 async def test_many_agents_wait_a_grace_first() -> None:

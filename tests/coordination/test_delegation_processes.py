@@ -50,7 +50,7 @@ async def test_an_answer_read_by_another_process_reaches_the_waiting_turn(
     assert not call.done()
     deadlines = asyncio.ensure_future(waiting.run_deadlines(None, every_s=0.05))
     try:
-        outcome = await asyncio.wait_for(call, 2.0)
+        outcome = await asyncio.wait_for(call, 10.0)
     finally:
         deadlines.cancel()
         await asyncio.gather(deadlines, return_exceptions=True)

@@ -109,7 +109,7 @@ async def test_cancelling_one_of_two_waiters_leaves_the_other_the_result(world: 
         world.status(DELEGATION_ID, WRITER_USER, state="completed", result="the summary")
     )
 
-    assert await asyncio.wait_for(calls[1], 1.0) == DelegationOutcome(True, "the summary")
+    assert await asyncio.wait_for(calls[1], 10.0) == DelegationOutcome(True, "the summary")
     assert world.reports == []
     record = await world.store.delegations.get(DELEGATION_ID)
     assert record is not None and record.reinjected, "handed back to the waiting call"
@@ -158,13 +158,13 @@ async def test_delegate_without_waiting_raises_a_transient_error_and_a_retry_sen
 
     # Raised at once (not waited out): the inbox defers its row and tries it later.
     with pytest.raises(MatrixConnectionError):
-        await asyncio.wait_for(ask(), 1.0)
+        await asyncio.wait_for(ask(), 10.0)
     assert world.in_writer_room(REQUEST) == []
     record = await world.store.delegations.get(DELEGATION_ID)
     assert record is None or record.state is DelegationPhase.PENDING
 
     # The homeserver is back; the inbox tries the row again.
-    sent = await asyncio.wait_for(ask(), 1.0)
+    sent = await asyncio.wait_for(ask(), 10.0)
 
     assert sent == DelegationOutcome(True, DELEGATION_ID)
     requests = world.in_writer_room(REQUEST)
@@ -314,5 +314,5 @@ async def test_a_turn_waiting_for_a_delegation_lends_its_slots(world: World) -> 
     await manager.on_status(
         world.status(DELEGATION_ID, WRITER_USER, state="completed", result="the summary")
     )
-    assert await asyncio.wait_for(call, 1.0) == DelegationOutcome(True, "the summary")
+    assert await asyncio.wait_for(call, 10.0) == DelegationOutcome(True, "the summary")
     assert log == ["lent", "back"]

@@ -102,7 +102,7 @@ def event(
 
 async def eventually(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float = 2.0,
+    timeout: float = 10.0,  # generous: a loaded machine is slow; a pass returns at once
     what: str = "condition",
 ) -> None:
     """Poll ``check`` (sync or async) until it is true; fail after ``timeout`` s."""

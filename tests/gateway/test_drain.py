@@ -143,10 +143,10 @@ async def test_interrupt_ends_the_drain_at_once(store: Store, tmp_path: Path) ->
     assert not drain.done()
     began = time.monotonic()
     interrupt.set()
-    cut = await asyncio.wait_for(drain, 2)
+    cut = await asyncio.wait_for(drain, 30)
 
     assert cut == 1
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 10  # not the 60 s the drain would wait
     record = await rig.turn(spec)
     assert record.state is TurnState.ADMITTED and record.attempts == 0
     assert watcher.done.done() and watcher.done.result().state is OutcomeState.FAILED
@@ -156,8 +156,8 @@ async def test_interrupt_ends_the_drain_at_once(store: Store, tmp_path: Path) ->
 async def test_drain_with_nothing_running_returns_at_once(store: Store, tmp_path: Path) -> None:
     rig = await TurnRig.start(store, tmp_path)
     began = time.monotonic()
-    assert await rig.runner.drain(10) == 0
-    assert time.monotonic() - began < 0.5
+    assert await rig.runner.drain(60) == 0
+    assert time.monotonic() - began < 10  # not the 60 s it may wait
 
 
 async def test_a_paused_dispatcher_admits_but_leaves_events_pending(store: Store) -> None:
@@ -200,10 +200,16 @@ async def test_pause_stops_in_the_middle_of_a_batch(store: Store) -> None:
     await dispatcher.admit(events[0].received_by, events)
     worker = await run_worker(dispatcher)
     try:
-        await eventually(lambda: state_is(store, events[0].event_id, InboxState.DONE))
+        # Whichever row comes first: the three share a timestamp, and the inbox breaks
+        # the tie by event id ("$ev10" before "$ev9" once the ids reach two digits).
+        async def first_done() -> bool:
+            return bool(seen) and await state_is(store, seen[0], InboxState.DONE)
+
+        await eventually(first_done, what="the first row handled")
         await asyncio.sleep(0.2)
-        assert seen == [events[0].event_id]
-        for e in events[1:]:
-            assert await state_is(store, e.event_id, InboxState.NEW)
+        assert len(seen) == 1
+        for e in events:
+            if e.event_id != seen[0]:
+                assert await state_is(store, e.event_id, InboxState.NEW)
     finally:
         await stop(worker)

@@ -1,12 +1,15 @@
 """A homeserver outage while replies are due is waited out (issue 8, finding 1).
 
-Ten messages to an agent that takes 2 s, then Synapse is stopped for 10 s and
+Ten messages to an agent that takes 5 s, then Synapse is stopped for 10 s and
 started again (same port, same database): every message is answered exactly
 once, nobody is told "gave up", and no turn was run twice — the sends waited,
 the backend did not run again and ``max_attempts`` was not spent. With Salon's
 default backoff (5 s doubling to 60 s), the first reply still goes out within
 2 s of Synapse answering again: the waits end when the homeserver is back
-(issue 15), not when the backoff runs out. The same in both homeserver modes.
+(issue 15), not when the backoff runs out. That figure is read from the first
+reply's own timestamp on Synapse (when it took the send), so the time the store
+and the test take to notice it on a loaded machine does not count. The same in
+both homeserver modes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from .modes import MODES, Deployment, appservice_deployment, client_deployment
 
 AGENT = AgentId("slow")
 OUTAGE_S = 10.0
+# Long enough that all ten run at once and Synapse is down before any is done, also
+# on a loaded machine (turns starting late, a slow stop); short of the outage, so the
+# replies all fall due while it is down.
+TURN_S = 5.0
 FIRST_REPLY_WITHIN_S = 2.0
 
 
@@ -63,7 +70,7 @@ async def test_replies_due_during_a_homeserver_restart_are_sent_once_without_rer
         homeserver = deployment.hs
         person = await deployment.person(http)
         config = deployment.config(
-            agents={AGENT: {"backend": {"type": "echo", "delay_s": 2}}},
+            agents={AGENT: {"backend": {"type": "echo", "delay_s": TURN_S}}},
             # All ten run at once, so all ten replies fall due during the outage.
             turns={"per_sender": 10, "per_agent": 10},
             # Salon's defaults, not the suite's fast ones: the outage is waited out with
@@ -81,8 +88,8 @@ async def test_replies_due_during_a_homeserver_restart_are_sent_once_without_rer
             questions = [f"question {i}" for i in range(10)]
             asked = {await person.say(room_id, q): q for q in questions}
 
-            # Every turn is running (the backend sleeps 2 s) before the homeserver goes.
-            deadline = time.monotonic() + 10
+            # Every turn is running (the backend sleeps) before the homeserver goes.
+            deadline = time.monotonic() + 30
             while True:
                 rows = [await store.turns.get(e, AGENT) for e in asked]
                 if all(r is not None and r.state is TurnState.RUNNING for r in rows):
@@ -104,20 +111,16 @@ async def test_replies_due_during_a_homeserver_restart_are_sent_once_without_rer
             assert all(r is not None and r.state is TurnState.RUNNING for r in rows), rows
             await asyncio.to_thread(synapse.start)  # returns once /versions answers
             back = time.monotonic()
+            back_ms = time.time() * 1000  # Synapse stamps events with this clock
 
-            first_s: float | None = None
             deadline = back + 60
             while True:
                 rows = [await store.turns.get(e, AGENT) for e in asked]
-                if first_s is None and any(r is not None and not r.open for r in rows):
-                    first_s = time.monotonic() - back
                 if all(r is not None and not r.open for r in rows):
                     break
                 assert time.monotonic() < deadline, rows
                 await asyncio.sleep(0.05)
             all_s = time.monotonic() - back
-            print(f"outage: first reply {first_s:.2f} s, all ten {all_s:.2f} s after Synapse")
-            assert first_s is not None and first_s < FIRST_REPLY_WITHIN_S, (first_s, all_s)
             # Every turn closed after its sends: the room now shows all there will be.
             for row in rows:
                 assert row is not None
@@ -137,6 +140,16 @@ async def test_replies_due_during_a_homeserver_restart_are_sent_once_without_rer
                 if rel.get("rel_type") != "m.replace" and target in asked:
                     replies[asked[target]].append(event["content"]["body"])
             assert replies == {q: [q] for q in questions}
+            # When Synapse took the first reply, after it answered again (not when the
+            # store or this test saw it: that is the machine's load, not the feature).
+            sent_ms = [
+                e["origin_server_ts"]
+                for e in history
+                if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to")
+            ]
+            first_s = (min(sent_ms) - back_ms) / 1000
+            print(f"outage: first reply {first_s:.2f} s, all ten {all_s:.2f} s after Synapse")
+            assert first_s < FIRST_REPLY_WITHIN_S, (first_s, all_s)
             assert {r.reply_event_id for r in rows if r is not None} == {
                 e["event_id"]
                 for e in history

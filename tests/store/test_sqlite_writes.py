@@ -114,7 +114,7 @@ async def test_a_statement_after_close_fails_instead_of_hanging(tmp_path: Path) 
     opened = await Store.open(f"sqlite:///{tmp_path / 'closed.db'}")
     await opened.close()
     with pytest.raises(ValueError, match="no active connection"):
-        await asyncio.wait_for(opened.kv.get("k"), 2)
+        await asyncio.wait_for(opened.kv.get("k"), 10)
 
 
 async def test_a_trip_to_the_thread_starts_no_task(store: Store) -> None:

@@ -133,7 +133,7 @@ async def test_a_turn_waiting_on_others_lends_its_slots_and_comes_back_first() -
         await _settle()
         assert log == ["main runs"], "main waits for its slot again"
         await turns.finish("task")
-        await asyncio.wait_for(main, 1)
+        await asyncio.wait_for(main, 10)
         assert log == ["main runs", "main back"]
         await _settle()
         assert turns.started == ["task", "later"], "main came back ahead of a new turn"
@@ -167,7 +167,7 @@ async def test_a_turn_waiting_on_others_lets_another_turn_of_its_agent_run(
     try:
         first = await rig.message("delegate")
         await rig.runner.submit(first)
-        await asyncio.wait_for(waiting.wait(), 2)
+        await asyncio.wait_for(waiting.wait(), 10)
         second = await rig.message("meanwhile", sender=BOB)
         await rig.runner.submit(second)
 

@@ -34,6 +34,7 @@ class SlowModel:
 
     def __init__(self) -> None:
         self.asked = asyncio.Event()
+        self.answered = asyncio.Event()
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -54,6 +55,7 @@ class SlowModel:
     async def _complete(self, request: web.Request) -> web.Response:
         self.asked.set()
         await asyncio.sleep(MODEL_DELAY_S)
+        self.answered.set()
         answer = json.dumps({"agent": "helper", "reason": "it helps"})
         return web.json_response(
             {
@@ -111,6 +113,16 @@ async def _answered_in(person: Person, room_id: str, text: str) -> float:
     return time.monotonic() - began
 
 
+async def _ask_and_reply_ts(person: Person, room_id: str, text: str) -> tuple[int, int]:
+    """When Synapse took the (last) message ``text`` and the reply to it (ms)."""
+    history = await person.history(room_id, limit=200)
+    [asked] = [
+        e for e in history if e["content"].get("body") == text and e["sender"] == person.user_id
+    ]
+    [reply] = await person.replies_to(room_id, asked["event_id"])
+    return int(asked["origin_server_ts"]), int(reply["origin_server_ts"])
+
+
 async def test_a_slow_routing_call_holds_up_no_other_room(
     synapse: Any,
     tmp_path: Path,
@@ -129,7 +141,9 @@ async def test_a_slow_routing_call_holds_up_no_other_room(
     await asyncio.wait_for(model.asked.wait(), 10)  # the lobby's routing waits on the model
     took = await _answered_in(person, fast_room, "are you there?")
     print(f"fast answered in {took:.2f} s while the lobby was being routed")
-    assert took < 1.0, f"fast took {took:.2f} s while another room was routed"
+    # Answered while the model still thought about the lobby's message (6 s): not held
+    # behind it. Read from the order of things, so a loaded machine does not fail it.
+    assert not model.answered.is_set(), f"fast took {took:.2f} s, past the lobby's routing"
 
     routed = await person.wait_reply(lobby, unaddressed, timeout=MODEL_DELAY_S + 10)
     assert routed["sender"] == config.agent_user_id("helper", server)
@@ -149,16 +163,28 @@ async def test_a_burst_to_one_agent_holds_up_no_other(
     fast_room = await _room(person, config, "fast", server)
     assert await _answered_in(person, fast_room, "warm up") < 5
 
-    burst = [await person.say(helper_room, f"job {i}") for i in range(30)]
+    # Sent all at once: one by one on a loaded machine, the first were done before the last.
+    burst = await asyncio.gather(*(person.say(helper_room, f"job {i}") for i in range(30)))
     took = await _answered_in(person, fast_room, "and me?")
     print(f"fast answered in {took:.2f} s after a burst of 30 to helper")
-    # The person's own slots (turns.per_sender: 4) are busy with 1 s helper turns, so
-    # fast's turn has the next one free: within a second, not behind 26 waiting turns
-    # (6.5 s with first-come-first-served slots and one inbox worker).
-    assert took < 2.0, f"fast took {took:.2f} s behind a burst to helper"
     # The burst is answered too, each message once.
-    last = await person.wait_reply(helper_room, burst[-1], timeout=30)
+    last = await person.wait_reply(helper_room, burst[-1], timeout=60)
     assert last["content"]["body"] == "job 29"
+    # The person's own slots (turns.per_sender: 4) are busy with 1 s helper turns, so
+    # fast's turn has the next one free: answered after the few helper turns already
+    # running, not behind the ~26 waiting (6.5 s with first-come-first-served slots and
+    # one inbox worker). Counted on Synapse's clock, so load does not decide it.
+    asked_ts, fast_ts = await _ask_and_reply_ts(person, fast_room, "and me?")
+    helper_ts = [
+        e["origin_server_ts"]
+        for e in await person.history(helper_room, limit=200)
+        if (e["content"].get("m.relates_to") or {}).get("m.in_reply_to")
+    ]
+    # Still waiting when fast was asked (the burst queue then): many, or nothing is shown.
+    waiting = [ts for ts in helper_ts if ts > asked_ts]
+    assert len(waiting) >= 12, f"only {len(waiting)} helper turns left when fast was asked"
+    before_fast = [ts for ts in waiting if ts < fast_ts]
+    assert len(before_fast) <= 8, f"fast answered after {len(before_fast)} of {len(waiting)}"
 
 
 async def test_past_the_waiting_bound_a_message_is_told_to_try_again(

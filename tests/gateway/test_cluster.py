@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.gateway.helpers import eventually
 
 from salon.config.models import SalonConfig
 from salon.gateway.cluster import Cluster, clustering, holder_for
@@ -16,6 +17,8 @@ from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import now_ms
 from salon.supervisor import Backoff, LoopHandle, Supervisor
+
+LEASE_MS = 1_500
 
 
 @pytest.fixture
@@ -30,8 +33,9 @@ async def test_one_leader_and_a_dead_one_is_replaced_after_its_lease(
     stores: tuple[Store, Store],
 ) -> None:
     a, b = stores
-    async with clustering(a, Holder("A", 300)) as first:
-        second = Cluster(b, Holder("B", 300))
+    # Leases of 1.5 s: the checks meant to fall within one do so on a loaded machine too.
+    async with clustering(a, Holder("A", LEASE_MS)) as first:
+        second = Cluster(b, Holder("B", LEASE_MS))
         await second.beat()
         assert first.leadership.leading and not second.leadership.leading
         await asyncio.sleep(0.15)
@@ -39,7 +43,7 @@ async def test_one_leader_and_a_dead_one_is_replaced_after_its_lease(
         await asyncio.sleep(0.2)
         await second.beat()
         assert not second.leadership.leading
-        await asyncio.sleep(0.35)  # the first stopped beating: killed
+        await asyncio.sleep(LEASE_MS / 1000 + 0.1)  # the first stopped beating: killed
         await second.beat()
         assert second.leadership.leading
         await first.beat()
@@ -85,14 +89,11 @@ async def test_leader_only_loops_run_while_leading_and_stop_when_not() -> None:
         await asyncio.sleep(0.05)
         assert runs == []
         supervisor.leadership.set(True)
-        await asyncio.sleep(0.05)
-        assert runs == ["start"]
+        await eventually(lambda: runs == ["start"], what="the loop to start")
         supervisor.leadership.set(False)
-        await asyncio.sleep(0.05)
-        assert cancelled == ["stop"]
+        await eventually(lambda: cancelled == ["stop"], what="the loop to stop")
         supervisor.leadership.set(True)
-        await asyncio.sleep(0.05)
-        assert runs == ["start", "start"]
+        await eventually(lambda: runs == ["start", "start"], what="the loop to start again")
     finally:
         await supervisor.stop()
 

@@ -113,7 +113,10 @@ class MessageHandler:
                 sender=event.sender,
             )
         )
-        log.info(
+        # Debug: the decision is stored (`!why`), and each turn it starts has its own
+        # info line when it closes; a line per message more at ``info`` cost as much
+        # as the rest of its handling (bench/scale.py --part cost).
+        log.debug(
             "event.routed",
             event_id=event.event_id,
             room_id=event.room_id,

@@ -205,7 +205,8 @@ class TurnRunner(TurnTasks):
             self._reruns.add(spec.key)
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
-        tlog.info("turn.started", attempt=record.attempts)
+        # One info line per turn, when it closes (a re-run after a crash is news too).
+        (tlog.info if record.attempts > 1 else tlog.debug)("turn.started", attempt=record.attempts)
         stream = self._stream(spec, record)
         if record.output:
             # The outcome was decided before a crash: send that, never a new one.
@@ -380,11 +381,16 @@ class TurnRunner(TurnTasks):
             return  # another process holds the turn now: its close is that one's
         TURNS.labels(agent=spec.agent_id, state=state.value).inc()
         began = self._began.pop(spec.key, None)
-        if began is not None:
-            TURN_SECONDS.labels(agent=spec.agent_id, outcome=state.value).observe(
-                time.monotonic() - began
-            )
-        tlog.info("turn.closed", state=state.value, reply_event_id=reply_id)
+        seconds = None if began is None else time.monotonic() - began
+        if seconds is not None:
+            TURN_SECONDS.labels(agent=spec.agent_id, outcome=state.value).observe(seconds)
+        tlog.info(
+            "turn.closed",
+            state=state.value,
+            reply_event_id=reply_id,
+            room_id=spec.room_id,
+            seconds=None if seconds is None else round(seconds, 3),
+        )
         self.watchers.closed(spec.key, outcome)
         after = self.after_close.get(spec.kind)
         if after is not None:

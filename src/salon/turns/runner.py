@@ -38,6 +38,7 @@ from salon.metrics import (
 from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
+from salon.store.saved import Decision
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.files import ReplyFiles, recorded_text
@@ -114,8 +115,9 @@ class TurnRunner(TurnTasks):
 
     # --- starting turns --------------------------------------------------------
 
-    async def submit(self, spec: TurnSpec) -> bool:
-        """Ledger the turn (idempotent) and run it; True if it was new."""
+    async def submit(self, spec: TurnSpec, *, decision: Decision | None = None) -> bool:
+        """Ledger the turn (idempotent) and run it; True if it was new. ``decision``:
+        the routing decision that chose it, written with its admission."""
         if spec.agent_id not in self.agents:
             raise KeyError(f"agent {spec.agent_id!r} is not hosted here")
         holder = self.holder
@@ -127,6 +129,7 @@ class TurnRunner(TurnTasks):
             spec=spec.to_json(),
             owner=None if holder is None else holder.owner,
             lease_until=0 if holder is None else holder.until(),
+            along=() if decision is None else (self.store.decisions.statement(decision),),
         )
         self.launch(spec)
         return new

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 from tests.gateway.helpers import event, eventually
 
@@ -235,7 +237,11 @@ async def test_at_info_a_message_answered_logs_one_line_its_turns_close(
     attempt are ``debug`` (three lines a message cost more than the rest of it)."""
     person = "@alice:localhost"
     log_file = tmp_path / "salon.log"
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     salon_log.configure("info", file=log_file, console_level="error")
+    # No logger keeps this configuration once the test is over (later tests capture).
+    structlog.configure(cache_logger_on_first_use=False)
     gateway = Gateway(config(tmp_path, access={"allowed_users": [person]}), name="test")
     try:
         state = await gateway.start()
@@ -258,4 +264,10 @@ async def test_at_info_a_message_answered_logs_one_line_its_turns_close(
         assert closed["room_id"] == room and closed["seconds"] >= 0
     finally:
         await gateway.stop()
-        salon_log.configure("warning")
+        for handler in list(root.handlers):  # as it was: later tests capture their own logs
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()

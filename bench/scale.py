@@ -23,6 +23,7 @@ Prints one JSON object on stdout; progress on stderr.
 Usage::
 
     .venv/bin/python bench/scale.py --part cost --messages 2000 --profile
+    .venv/bin/python bench/scale.py --part cost --log-level warning   # without log lines
     .venv/bin/python bench/scale.py --part hosting --agents 10,100
     .venv/bin/python bench/scale.py --part hosting --mode appservice --agents 1000
     .venv/bin/python bench/scale.py --part gateways --messages 200 --gw-agents 20
@@ -75,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="cost: one more pass under cProfile")
     parser.add_argument("--profile-out", type=Path, default=None, help="cost: pstats file")
     parser.add_argument("--top", type=int, default=25, help="cost: functions in the profile's top")
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="cost: the gateway's log level (its JSON file, as `salon run` writes it; the"
+        " default is the gateway's own default, so the figure is what users get)",
+    )
     parser.add_argument("--agents", default="10,100", help="hosting: comma-separated agent counts")
     parser.add_argument("--mode", choices=("client", "appservice"), default="client")
     parser.add_argument(
@@ -132,6 +140,7 @@ def cost_part(args: argparse.Namespace) -> dict[str, Any]:
             profile=args.profile,
             top=args.top,
             profile_out=args.profile_out,
+            log_level=args.log_level,
         )
     )
 

@@ -12,6 +12,10 @@ its reply reaches the fake homeserver.
 The baseline, in the same run, is the floor set by this harness: the same post and
 hand-over, answered by the smallest possible bot (the sink sends the reply itself).
 ``salon_only_cpu_ms`` is Salon's CPU per message above that floor.
+
+The gateway logs at ``log_level`` (default ``info``, the gateway's own default) to a
+JSON file, as ``salon run`` does (the console, at ``warning``, stays quiet): log lines
+are part of the cost users see. ``log_lines_per_message`` says how many it wrote.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from common import summary
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI, FakeRoom
 
 import salon.app.assemble as assemble_module
+from salon import log as salon_log
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
 from salon.ids import AgentId, EventId, RoomId, UserId
@@ -287,6 +292,7 @@ async def run_cost(
     profile: bool,
     top: int,
     profile_out: Path | None = None,
+    log_level: str = "info",
 ) -> dict[str, Any]:
     """Baseline and Salon, alternating; then (``profile``) one more Salon pass under cProfile."""
     hs = WatchedHomeserver()
@@ -302,6 +308,9 @@ async def run_cost(
 
     assemble_module.event_source = event_source  # type: ignore[assignment]
     tmp = tempfile.TemporaryDirectory(prefix="salon-cost-", ignore_cleanup_errors=True)
+    log_file = Path(tmp.name) / "salon.log"
+    salon_log.configure(log_level, file=log_file, console_level="warning")
+    sent = 0  # messages the gateway handled (its log lines are counted against them)
     gateway = Gateway(cost_config(Path(tmp.name), agents), invite=[PERSON], name="bench")
     try:
         started = time.perf_counter()
@@ -315,18 +324,22 @@ async def run_cost(
             await person.join(room_id)
             rooms.append((room_id, state.agent_users[AgentId(agent_id)]))
         salon = Driver(hs, rooms, source.deliver)
+        lines_before = _lines(log_file)  # the start's own lines are not a message's
         base = Driver(hs, *await baseline_rooms(hs, agents))
         for driver in (base, salon):
             await driver.run(warmup, clients)
+        sent += warmup
         results: dict[str, list[dict[str, Any]]] = {"salon": [], "baseline": []}
         for n in range(4):  # alternating rounds, so drift hits both
             order = [("baseline", base), ("salon", salon)]
             for name, driver in order if n % 2 == 0 else reversed(order):
                 results[name].append(await driver.run(messages // 4, clients))
+        sent += messages // 4 * 4
         out: dict[str, Any] = {
             "agents": agents,
             "clients": clients,
             "gateway_start_s": round(start_s, 2),
+            "log_level": log_level,
             "salon": _merge(results["salon"]),
             "baseline_harness": _merge(results["baseline"]),
         }
@@ -339,14 +352,23 @@ async def run_cost(
             prof.enable()
             await salon.run(max(messages // 4, 200), clients)
             prof.disable()
+            sent += max(messages // 4, 200)
             if profile_out is not None:
                 prof.dump_stats(profile_out)
             out["profile"] = {"by_area": by_area(prof), "top_own_time": top_costs(prof, top)}
+        out["log_lines_per_message"] = round((_lines(log_file) - lines_before) / max(sent, 1), 2)
         return out
     finally:
         await gateway.stop()
+        salon_log.configure("warning")
         assemble_module.login_all, assemble_module.event_source = originals  # type: ignore[misc]
         tmp.cleanup()
+
+
+def _lines(path: Path) -> int:
+    """Lines in the log file and its rolled-over copies."""
+    files = [path, *path.parent.glob(f"{path.name}.*")]
+    return sum(sum(1 for _ in f.open("rb")) for f in files if f.exists())
 
 
 def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import io
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -40,9 +41,31 @@ LOG_FILE_BACKUPS = 3
 class _PrivateLogFile(logging.handlers.RotatingFileHandler):
     """A rotating log file created owner-only (log lines name users and rooms)."""
 
+    _regular = True  # a regular file (only one is rolled over: not /dev/null, say)
+
     def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._regular = stat.S_ISREG(os.fstat(fd).st_mode)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """The standard handler's, with the line formatted once: its size check formats
+        it a second time and looks the path up twice, for every line (at ``info`` a
+        few lines a message, and the biggest part of their cost)."""
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0 and self._regular:
+                self.stream.seek(0, 2)  # another writer may have appended
+                if self.stream.tell() + len(line) >= self.maxBytes:
+                    self.doRollover()
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 class _BoundLogger(structlog.stdlib.BoundLogger):
@@ -89,6 +112,11 @@ def configure(
         wrapper_class=_BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # No formatter here shows a record's call site, thread or process: the standard
+    # library need not find them for every line (its documented switches, see the
+    # logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -4,17 +4,21 @@ late step fails (the gateway on the fake homeserver, every step its real one).""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
 from tests.gateway.helpers import event, eventually
 
 import salon.app.assemble as assemble_module
 import salon.app.modes as modes_module
+from salon import log as salon_log
 from salon._exceptions import ConfigError
 from salon.app.gateway import Gateway
 from salon.config.models import SalonConfig
@@ -224,3 +228,46 @@ async def test_client_mode_keeps_connections_for_requests_beside_the_long_polls(
         assert connector.limit == 100 + 3, "two agents' and the router's long-polls besides"
     finally:
         await gateway.stop()
+
+
+async def test_at_info_a_message_answered_logs_one_line_its_turns_close(
+    tmp_path: Path, steps: list[str], logged_in: dict[str, FakeMatrixAPI]
+) -> None:
+    """Operators get a line per turn at ``info``; the routing and the start of a first
+    attempt are ``debug`` (three lines a message cost more than the rest of it)."""
+    person = "@alice:localhost"
+    log_file = tmp_path / "salon.log"
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    salon_log.configure("info", file=log_file, console_level="error")
+    # No logger keeps this configuration once the test is over (later tests capture).
+    structlog.configure(cache_logger_on_first_use=False)
+    gateway = Gateway(config(tmp_path, access={"allowed_users": [person]}), name="test")
+    try:
+        state = await gateway.start()
+        coder = logged_in["@salon_coder:localhost"]
+        room = state.topology.agent_rooms[AgentId("coder")]
+        hello = event(room, person, "hello", received_by=coder.user_id)
+        await FakeSource.sinks[-1].admit(coder.user_id, [hello])
+
+        def lines() -> list[dict[str, Any]]:
+            logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+            return [
+                e for e in logged if e["event"] in ("event.routed", "turn.started", "turn.closed")
+            ]
+
+        await eventually(lambda: bool(lines()), timeout=10, what="the turn's line")
+        await gateway.stop()
+        [closed] = lines()
+        assert closed["event"] == "turn.closed" and closed["level"] == "info"
+        assert closed["state"] == "replied" and closed["turn"] == hello.event_id
+        assert closed["room_id"] == room and closed["seconds"] >= 0
+    finally:
+        await gateway.stop()
+        for handler in list(root.handlers):  # as it was: later tests capture their own logs
+            root.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()

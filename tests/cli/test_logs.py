@@ -92,6 +92,29 @@ def test_configure_writes_json_lines_and_rotates(tmp_path: Path, restore_logging
     assert path.stat().st_mode & 0o777 == 0o600  # also the file made by the rollover
 
 
+def test_a_line_to_the_file_is_formatted_once(
+    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standard rotating handler formats each line twice (once to check the size):
+    at ``info``, a few lines a message, that was most of their cost."""
+    formatted: list[str] = []
+    original = structlog.stdlib.ProcessorFormatter.format
+
+    def counting(self: structlog.stdlib.ProcessorFormatter, record: logging.LogRecord) -> str:
+        formatted.append(record.getMessage())
+        return original(self, record)
+
+    monkeypatch.setattr(structlog.stdlib.ProcessorFormatter, "format", counting)
+    path = tmp_path / "salon.log"
+    log.configure("info", file=path, console_level="error", max_bytes=2000, backups=1)
+    logger = structlog.get_logger("salon.test")
+    for i in range(40):
+        logger.info("line.written", n=i)
+    assert len(formatted) == 40
+    assert (tmp_path / "salon.log.1").exists() and path.stat().st_size <= 2000
+    assert json.loads(path.read_text().splitlines()[-1])["n"] == 39
+
+
 def test_follow_survives_rotation(tmp_path: Path) -> None:
     path = tmp_path / "salon.log"
     path.write_text("old\n")

@@ -16,6 +16,7 @@ from salon.commands import (
     parse_index,
     parse_name,
 )
+from salon.commands import parser as parser_module
 from salon.commands.handlers import COMMANDS
 from salon.commands.parser import MAX_NAME_CHARS, clean_text, strip_reply_fallback
 
@@ -69,6 +70,18 @@ def test_commands(body: str, expected: Command) -> None:
 )
 def test_not_commands(body: str) -> None:
     assert parse_command(body) is None
+
+
+def test_a_message_without_a_bang_is_not_cleaned_character_by_character(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every message is asked whether it is a command: one without a "!" is answered
+    without a look-up per character (a long message paid thousands)."""
+    looked_up: list[str] = []
+    monkeypatch.setattr(parser_module, "_clean_char", lambda ch: looked_up.append(ch) or ch)
+    assert parse_command("an ordinary message, " * 100) is None
+    assert looked_up == []
+    assert parse_command("> quoted\n\n!help me") == Command("help", "me")
 
 
 def test_unknown_command_keeps_the_name_and_args() -> None:

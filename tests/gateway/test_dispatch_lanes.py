@@ -198,3 +198,36 @@ async def test_settle_ends_at_its_timeout_or_when_interrupted(store: Store) -> N
         assert await dispatcher.settle(2.0)
     finally:
         await stop(worker)
+
+
+async def test_a_read_does_not_return_the_rows_in_hand_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load every read returned (and rewrote) every row already in a lane, several
+    reads a message: now only what the lanes do not hold yet."""
+    gate = Gate("a1", "b1")
+    dispatcher = make_dispatcher(store, gate)
+    returned: list[list[str]] = []
+    claim = store.inbox.claim
+
+    async def spied(*args: object, **kwargs: object) -> list[object]:
+        rows = await claim(*args, **kwargs)  # type: ignore[arg-type]
+        returned.append([r.item.event_id for r in rows])
+        return rows  # type: ignore[return-value]
+
+    monkeypatch.setattr(store.inbox, "claim", spied)
+    worker = await run_worker(dispatcher)
+    try:
+        a1, a2, b1, c1 = _events((ROOM_A, "a1"), (ROOM_A, "a2"), (ROOM_B, "b1"), (ROOM_C, "c1"))
+        await dispatcher.admit(ROUTER, [a1, a2, b1])
+        await eventually(lambda: "start b1" in gate.log and "start a1" in gate.log, what="held")
+        returned.clear()
+        await dispatcher.admit(ROUTER, [c1])
+        await eventually(lambda: state_is(store, c1.event_id, InboxState.DONE), what="c1 done")
+        assert returned and returned[0] == [c1.event_id], "a1, a2 and b1 are in hand"
+        gate.open.set()
+        await eventually(lambda: state_is(store, a2.event_id, InboxState.DONE), what="a2 done")
+        assert await state_is(store, b1.event_id, InboxState.DONE)
+    finally:
+        await stop(worker)
+    assert [line for line in gate.log if line.startswith("start")].count("start a2") == 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 from tests.routing.helpers import AGENTS, ROUTER_ID, agent, ctx
 
@@ -141,3 +144,27 @@ def test_router_addressed(body: str, fields: dict[str, object]) -> None:
 @pytest.mark.parametrize("body", ["salon is nice", "@salon_coder hi", "me@salon.org", "@salons"])
 def test_router_not_addressed(body: str) -> None:
     assert not FINDER.find(ctx(body)).router_addressed
+
+
+class _Scans:
+    """A target's pattern, counting the bodies it scans."""
+
+    def __init__(self, pattern: Any, scanned: list[str]) -> None:
+        self.pattern, self.scanned = pattern, scanned
+
+    def finditer(self, body: str) -> Any:
+        self.scanned.append(body)
+        return self.pattern.finditer(body)
+
+
+def test_a_message_without_an_at_sign_is_not_scanned_per_agent() -> None:
+    """Every text form starts with "@": a message without one (most) is not scanned
+    once per agent, which with a thousand agents was a thousand scans a message."""
+    finder = MentionFinder(AGENTS, router_user_id=ROUTER_ID)
+    scanned: list[str] = []
+    finder._targets = [replace(t, pattern=_Scans(t.pattern, scanned)) for t in finder._targets]
+    plain = ctx("coder and writer, a long message without a mention " * 20)
+    assert finder.find(plain).agents == ()
+    assert scanned == []
+    assert finder.find(ctx("hi @coder")).agents == ("coder",)
+    assert scanned

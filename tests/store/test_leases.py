@@ -85,6 +85,25 @@ async def test_a_room_held_by_a_live_owner_waits_and_keeps_its_order(
     assert [r.item.event_id for r in await b.inbox.claim("B", LONG)] == ["$3"]
 
 
+async def test_a_claim_skips_the_rows_its_owner_has_in_hand(
+    stores: tuple[Store, Store],
+) -> None:
+    a, _ = stores
+    await a.inbox.admit([_item("$1", "!r:x", 1), _item("$2", "!r:x", 2), _item("$3", "!s:x", 3)])
+    first = await a.inbox.claim("A", LONG, per_room=2)
+    assert [r.item.event_id for r in first] == ["$1", "$2", "$3"]
+    again = await a.inbox.claim("A", LONG, per_room=2, skip={"$1", "$3"})
+    assert [r.item.event_id for r in again] == ["$2"]  # still this owner's, and due
+    assert await a.inbox.claim("A", LONG, per_room=2, skip={"$1", "$2", "$3"}) == []
+    # A row skipped is still claimed: the room's next head is not another owner's.
+    await a.inbox.mark("$1", InboxState.DONE)
+    await a.inbox.admit([_item("$4", "!r:x", 4)])
+    assert [r.item.event_id for r in await a.inbox.claim("A", LONG, skip={"$2"})] == [
+        "$3",
+        "$4",
+    ]
+
+
 async def test_a_dead_owners_claims_are_taken_once_its_lease_runs_out(
     stores: tuple[Store, Store],
 ) -> None:

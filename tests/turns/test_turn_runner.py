@@ -191,6 +191,57 @@ async def test_rerun_with_a_first_message_ends_on_a_final_edit(
     assert rig.shown(first) == final
 
 
+async def test_a_reply_sent_whole_is_recorded_by_the_close_alone(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write fewer a message: the reply id of a reply that is one final message
+    is written when the turn closes, not also when it is sent."""
+    rig = await rig_with(store, tmp_path, backend=ScriptedBackend(chunks=("all at once",)))
+    spec = await rig.message("hello")
+    early: list[str] = []
+    real = store.turns.set_reply
+
+    async def set_reply(event_id: str, agent_id: str, reply_event_id: str) -> None:
+        early.append(reply_event_id)
+        await real(event_id, agent_id, reply_event_id)
+
+    monkeypatch.setattr(store.turns, "set_reply", set_reply)
+    await rig.runner.submit(spec)
+    record = await rig.closed(spec)
+
+    assert early == []
+    [reply] = rig.replies()
+    assert record.reply_event_id == reply["event_id"]
+
+
+async def test_rerun_after_a_whole_reply_was_sent_but_not_recorded_sends_no_second(
+    store: Store, tmp_path: Path
+) -> None:
+    """The crash that window leaves: the whole reply sent, the ledger knowing no reply
+    id. The re-run's first send is the same event (its transaction id), made final."""
+    rig = await rig_with(store, tmp_path)
+    spec = await rig.message("what is 6 x 7?")
+    await store.turns.admit(
+        spec.turn_id, CODER, spec.room_id, kind=spec.kind.value, spec=spec.to_json()
+    )
+    await store.turns.start(spec.turn_id, CODER)
+    first = await rig.agent_api.send_event(
+        rig.room,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "forty-two"},
+        txn_id=txn_id(spec.turn_id, CODER, 0),
+    )
+
+    rig.runner = rig.new_runner(backend=ScriptedBackend(chunks=("42",)))
+    await rig.runner.resume_unfinished()
+    record = await rig.closed(spec)
+
+    assert record.state is TurnState.REPLIED and record.attempts == 2
+    assert record.reply_event_id == first
+    assert [e["event_id"] for e in rig.replies()] == [first], "no second reply message"
+    assert rig.shown(first) == "42"
+
+
 # --- defects found by these tests, fixed --------------------------------------------
 
 

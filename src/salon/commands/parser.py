@@ -84,6 +84,9 @@ def parse_command(body: str) -> Command | None:
     reply fallback. ``!``, ``!!``, ``! agent``, ``!123`` and ``!agent2`` are
     ordinary messages.
     """
+    if "!" not in body:
+        # Nearly every message: cleaning (a look-up per character) adds no "!".
+        return None
     match = _COMMAND_RE.fullmatch(clean_text(strip_reply_fallback(body)))
     if match is None:
         return None

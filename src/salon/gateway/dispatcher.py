@@ -220,6 +220,7 @@ class Dispatcher:
                     self.holder.lease_ms,
                     rooms=self._batch,
                     per_room=self._per_room,
+                    skip=lanes.in_hand(fresh),
                 )
                 for row in rows:
                     lanes.offer(row, fresh)

@@ -57,6 +57,11 @@ class Lanes:
         """Call before reading the inbox: rows let go by now may be offered again."""
         return frozenset(self._let_go)
 
+    def in_hand(self, fresh: frozenset[str]) -> frozenset[str]:
+        """The rows :meth:`offer` would turn away in the read ``fresh`` began: a read
+        need not return them."""
+        return frozenset(self._taken - fresh)
+
     def offer(self, row: InboxRow, fresh: frozenset[str]) -> bool:
         """Queue ``row`` in its room's lane unless it is there already; ``fresh``: what
         :meth:`before_read` returned for the read that found the row."""

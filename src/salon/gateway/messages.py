@@ -103,17 +103,24 @@ class MessageHandler:
         if message.sender_agent is None and commandable and await self._command(message):
             return InboxState.DONE, "command"
         decision = await self.router.route(await self.contexts.routing(message))
-        await self.store.decisions.record(
-            Decision(
-                event.event_id,
-                event.room_id,
-                decision.agents,
-                decision.reason.value,
-                decision.detail,
-                sender=event.sender,
-            )
+        # Written with the first turn's admission (one store trip, not two), or alone
+        # below if no turn is admitted. The guarantees allow it: the decision only
+        # answers `!why` and the next message's routing in this room (which waits in
+        # its lane until this one is handled), and both writes are idempotent; until
+        # the inbox row is marked done, a crash or a retry routes the event again and
+        # writes whichever of them is missing.
+        unwritten: Decision | None = Decision(
+            event.event_id,
+            event.room_id,
+            decision.agents,
+            decision.reason.value,
+            decision.detail,
+            sender=event.sender,
         )
-        log.info(
+        # Debug: the decision is stored (`!why`), and each turn it starts has its own
+        # info line when it closes; a line per message more at ``info`` cost as much
+        # as the rest of its handling (bench/scale.py --part cost).
+        log.debug(
             "event.routed",
             event_id=event.event_id,
             room_id=event.room_id,
@@ -147,7 +154,10 @@ class MessageHandler:
                     note = note or attached.reason
                     continue
                 turn = attached
-            await self.runner.submit(turn)
+            await self.runner.submit(turn, decision=unwritten)
+            unwritten = None
+        if unwritten is not None:
+            await self.store.decisions.record(unwritten)
         return InboxState.DONE, note or decision.reason.value
 
     async def _attach(

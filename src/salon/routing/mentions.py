@@ -121,6 +121,10 @@ class MentionFinder:
 
     def _first_in_text(self, body: str) -> dict[str | None, tuple[int, str]]:
         """Target key → (position, form) of its first text mention not inside a longer one."""
+        if "@" not in body:
+            # Every text form starts with one; most messages have none, and each target's
+            # pattern would scan the whole body (a thousand agents: a thousand scans).
+            return {}
         spans: list[tuple[int, int, _Target, str]] = []
         for target in [*self._targets, self._router]:
             for match in target.pattern.finditer(body):

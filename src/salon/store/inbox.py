@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 
 from salon.store.db import Database, Row
 from salon.store.records import InboxItem, InboxRow, InboxState, now_ms
@@ -72,18 +73,32 @@ class Inbox:
         return [_row(r) for r in rows]
 
     async def claim(
-        self, owner: str, lease_ms: int, *, rooms: int = 100, per_room: int = 16
+        self,
+        owner: str,
+        lease_ms: int,
+        *,
+        rooms: int = 100,
+        per_room: int = 16,
+        skip: Collection[str] = (),
     ) -> list[InboxRow]:
         """Claim due work for ``owner`` until now + ``lease_ms``: of up to ``rooms`` rooms
         whose head (oldest pending event) nobody else holds, the first ``per_room``
-        events, in order. Returns them, this owner's earlier claims included.
+        events, in order. Returns them, this owner's earlier claims included, but those
+        in ``skip`` (the events it has in hand: neither rewritten nor read again, where
+        each read returned every one of them, several times per message under load).
 
         A room is held through its head row: on PostgreSQL the head is locked ``FOR
         UPDATE SKIP LOCKED`` (a concurrent claimer skips the room, and one that waited
         re-reads the head's new owner); on SQLite the single writer serialises claims.
         A room whose head waits for a retry is nobody's until it is due."""
         now = now_ms()
-        lock = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgres" else ""
+        postgres = self._db.dialect == "postgres"
+        lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+        skipped = ""  # the ids as one JSON parameter: one statement text whatever their number
+        if skip:
+            listed = "jsonb_array_elements_text(CAST($6 AS jsonb))" if postgres else "value"
+            source = "" if postgres else " FROM json_each($6)"
+            skipped = f" AND event_id NOT IN (SELECT {listed}{source})"
         rows = await self._db.write_returning(
             "UPDATE inbox SET owner = $1, lease_until = $2 WHERE event_id IN ("
             " SELECT w.event_id FROM (SELECT event_id, room_id, received_at, origin_ts,"
@@ -97,13 +112,14 @@ class Inbox:
             "   AND e.state = 'new' AND (e.received_at < h.received_at"
             "    OR (e.received_at = h.received_at AND (e.origin_ts < h.origin_ts"
             "     OR (e.origin_ts = h.origin_ts AND e.event_id < h.event_id)))))"
-            f"  ORDER BY h.received_at, h.origin_ts, h.event_id LIMIT $4{lock}))"
+            f"  ORDER BY h.received_at, h.origin_ts, h.event_id LIMIT $4{lock})){skipped}"
             " RETURNING *",
             owner,
             now + lease_ms,
             now,
             rooms,
             per_room,
+            *((json.dumps(list(skip)),) if skip else ()),
         )
         return sorted(
             (_row(r) for r in rows),

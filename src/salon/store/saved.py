@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from salon.store.db import Database
 from salon.store.records import now_ms
@@ -88,20 +89,29 @@ class Decisions:
 
     async def record(self, decision: Decision) -> None:
         """Remember a routing decision (idempotent per event)."""
+        sql, args = self.statement(decision)
+        await self._db.execute(sql, *args)
+
+    @staticmethod
+    def statement(decision: Decision) -> tuple[str, tuple[Any, ...]]:
+        """The write that :meth:`record` runs, for a caller that sends it along with
+        another (a turn's admission: one trip to the store, see ``Turns.admit``)."""
         # A routed message was admitted first, so its inbox row knows the sender
         # when the caller does not say.
-        await self._db.execute(
+        return (
             "INSERT INTO decisions (event_id, room_id, agents, reason, detail, created_at, sender)"
             " VALUES ($1, $2, $3, $4, $5, $6,"
             " COALESCE($7, (SELECT sender FROM inbox WHERE inbox.event_id = $1)))"
             " ON CONFLICT (event_id) DO NOTHING",
-            decision.event_id,
-            decision.room_id,
-            ",".join(decision.agents),
-            decision.reason,
-            decision.detail,
-            now_ms(),
-            decision.sender,
+            (
+                decision.event_id,
+                decision.room_id,
+                ",".join(decision.agents),
+                decision.reason,
+                decision.detail,
+                now_ms(),
+                decision.sender,
+            ),
         )
 
     async def get(self, event_id: str) -> Decision | None:

@@ -6,11 +6,12 @@ be a transaction of its own, and a commit apiece (WAL frames for every page it
 touched) was most of that thread's time per message (bench/scale.py --part cost).
 So consecutive writes (and the reads between them) run in one transaction:
 
-- each job still stands alone: a failing statement undoes only itself (a ``batch``
-  runs in a savepoint, all or nothing), and the others go on;
+- each job still stands alone: when one fails (a statement, or any of a ``batch``'s,
+  which is all or nothing), the group is undone and every job runs again alone, so
+  the failing one fails by itself and the others go on;
 - no job's result is handed back before the commit: a caller that saw its write
-  done saw it durable, exactly as before; if the commit fails (or SQLite rolled the
-  transaction back on its own: busy, full, I/O), every job of the group fails;
+  done saw it durable, exactly as before; if the commit fails, every job of the
+  group fails;
 - ``raw`` jobs (a ``transaction()``'s statements, the janitor's vacuum) run alone, in
   order, outside any group; so does a group that cannot take the write lock.
 """
@@ -108,35 +109,19 @@ def _group(conn: sqlite3.Connection, group: list[Job]) -> list[Result]:
     except sqlite3.Error:
         return [_alone(conn, job) for job in group]  # each waits for the lock itself
     results: list[Result] = []
+    for job in group:
+        try:
+            results.append((True, job.run(conn)))
+        except Exception:
+            # Rare (a constraint, a full disk, SQLite's own rollback): the group is
+            # undone and each job runs again alone, so the failing one fails by itself
+            # (a batch all or nothing) and the others take effect. No savepoint per
+            # batch to undo just that one: two statements more for each, every message.
+            rollback(conn)
+            return [_alone(conn, j) for j in group]
     try:
-        for n, job in enumerate(group):
-            result = _in_group(conn, job)
-            if not result[0] and not conn.in_transaction:
-                # SQLite rolled the whole transaction back (busy, full, I/O): the jobs
-                # before this one are undone too. Those after it run alone.
-                undone: list[Result] = [(False, result[1])] * (n + 1)
-                return undone + [_alone(conn, j) for j in group[n + 1 :]]
-            results.append(result)
         conn.execute("COMMIT")
-    except Exception as e:  # the commit failed, or a savepoint could not be undone
+    except Exception as e:  # the commit failed: none of the jobs took effect
         rollback(conn)
         return [(False, e)] * len(group)
     return results
-
-
-def _in_group(conn: sqlite3.Connection, job: Job) -> Result:
-    if job.kind != "batch":
-        return _attempt(conn, job)  # a failing statement undoes only itself
-    try:
-        conn.execute("SAVEPOINT salon_batch")
-    except sqlite3.Error as e:
-        return False, e
-    try:
-        value = job.run(conn)
-    except Exception as e:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK TO salon_batch")
-            conn.execute("RELEASE salon_batch")
-        return False, e
-    conn.execute("RELEASE salon_batch")
-    return True, value

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from salon.store.db import Database, Row
 from salon.store.records import TurnRecord, TurnState, now_ms
 
@@ -47,28 +50,31 @@ class Turns:
         spec: str | None = None,
         owner: str | None = None,
         lease_until: int = 0,
+        along: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> bool:
         """Record that ``agent_id`` owes a turn for ``event_id`` (idempotent), held by
-        ``owner`` until ``lease_until`` (ms; see :meth:`claim`).
+        ``owner`` until ``lease_until`` (ms; see :meth:`claim`). ``along``: writes made
+        before it, all or none with it (a message's routing decision).
 
         Returns True if the row is new."""
         now = now_ms()
-        return bool(
-            await self._db.execute(
-                "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at,"
-                " kind, spec, created_at, owner, lease_until)"
-                " VALUES ($1, $2, $3, 'admitted', 0, $4, $5, $6, $4, $7, $8)"
-                " ON CONFLICT (event_id, agent_id) DO NOTHING",
-                event_id,
-                agent_id,
-                room_id,
-                now,
-                kind,
-                spec,
-                owner,
-                lease_until,
-            )
+        admit = (
+            "INSERT INTO turns (event_id, agent_id, room_id, state, attempts, updated_at,"
+            " kind, spec, created_at, owner, lease_until)"
+            " VALUES ($1, $2, $3, 'admitted', 0, $4, $5, $6, $4, $7, $8)"
+            " ON CONFLICT (event_id, agent_id) DO NOTHING",
+            (event_id, agent_id, room_id, now, kind, spec, owner, lease_until),
         )
+        if not along:
+            return bool(await self._db.execute(admit[0], *admit[1]))
+        if self._db.dialect == "sqlite":
+            # One trip to the connection's thread instead of one per write.
+            return bool((await self._db.batch([*along, admit]))[-1])
+        # PostgreSQL: a transaction costs two round trips more than the writes it groups,
+        # and none is needed (each write is idempotent; see MessageHandler).
+        for sql, args in along:
+            await self._db.execute(sql, *args)
+        return bool(await self._db.execute(admit[0], *admit[1]))
 
     async def claim(
         self, event_id: str, agent_id: str, owner: str, lease_until: int

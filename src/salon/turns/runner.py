@@ -38,6 +38,7 @@ from salon.metrics import (
 from salon.store import Store
 from salon.store.leases import Holder
 from salon.store.records import TurnRecord, TurnState
+from salon.store.saved import Decision
 from salon.turns.claims import finish_held
 from salon.turns.deadline import DeadlineExceeded, within
 from salon.turns.files import ReplyFiles, recorded_text
@@ -114,8 +115,9 @@ class TurnRunner(TurnTasks):
 
     # --- starting turns --------------------------------------------------------
 
-    async def submit(self, spec: TurnSpec) -> bool:
-        """Ledger the turn (idempotent) and run it; True if it was new."""
+    async def submit(self, spec: TurnSpec, *, decision: Decision | None = None) -> bool:
+        """Ledger the turn (idempotent) and run it; True if it was new. ``decision``:
+        the routing decision that chose it, written with its admission."""
         if spec.agent_id not in self.agents:
             raise KeyError(f"agent {spec.agent_id!r} is not hosted here")
         holder = self.holder
@@ -127,6 +129,7 @@ class TurnRunner(TurnTasks):
             spec=spec.to_json(),
             owner=None if holder is None else holder.owner,
             lease_until=0 if holder is None else holder.until(),
+            along=() if decision is None else (self.store.decisions.statement(decision),),
         )
         self.launch(spec)
         return new
@@ -205,7 +208,8 @@ class TurnRunner(TurnTasks):
             self._reruns.add(spec.key)
         runtime = self.agents[spec.agent_id]
         tlog = runtime.log.bind(turn=spec.turn_id, kind=spec.kind.value)
-        tlog.info("turn.started", attempt=record.attempts)
+        # One info line per turn, when it closes (a re-run after a crash is news too).
+        (tlog.info if record.attempts > 1 else tlog.debug)("turn.started", attempt=record.attempts)
         stream = self._stream(spec, record)
         if record.output:
             # The outcome was decided before a crash: send that, never a new one.
@@ -225,9 +229,15 @@ class TurnRunner(TurnTasks):
         if spec.kind not in REPLY_KINDS:
             return None
 
-        async def on_first(reply_id: EventId) -> None:
+        async def on_first(reply_id: EventId, final: bool) -> None:
             self._replies[reply_id] = spec.key
-            await self.store.turns.set_reply(spec.turn_id, spec.agent_id, reply_id)
+            if not final:
+                await self.store.turns.set_reply(spec.turn_id, spec.agent_id, reply_id)
+            # A reply sent whole (the echo backend's, a short one) is stored by the turn's
+            # close, one write fewer a message. A crash before that close leaves the same
+            # as a crash before this write did: a re-run that knows no reply id sends the
+            # first message again with its transaction id (the homeserver gives back the
+            # same event) and ends on the final edit (see turns.stream).
 
         first = EventId(record.reply_event_id) if record.reply_event_id else None
         return ReplyStream(
@@ -380,11 +390,16 @@ class TurnRunner(TurnTasks):
             return  # another process holds the turn now: its close is that one's
         TURNS.labels(agent=spec.agent_id, state=state.value).inc()
         began = self._began.pop(spec.key, None)
-        if began is not None:
-            TURN_SECONDS.labels(agent=spec.agent_id, outcome=state.value).observe(
-                time.monotonic() - began
-            )
-        tlog.info("turn.closed", state=state.value, reply_event_id=reply_id)
+        seconds = None if began is None else time.monotonic() - began
+        if seconds is not None:
+            TURN_SECONDS.labels(agent=spec.agent_id, outcome=state.value).observe(seconds)
+        tlog.info(
+            "turn.closed",
+            state=state.value,
+            reply_event_id=reply_id,
+            room_id=spec.room_id,
+            seconds=None if seconds is None else round(seconds, 3),
+        )
         self.watchers.closed(spec.key, outcome)
         after = self.after_close.get(spec.kind)
         if after is not None:

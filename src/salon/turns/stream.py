@@ -89,7 +89,7 @@ class ReplyStream:
         limits: StreamLimits,
         *,
         delivery: Delivery | None = None,
-        on_first: Callable[[EventId], Any] | None = None,
+        on_first: Callable[[EventId, bool], Any] | None = None,
         resume: ResumePoint | None = None,
     ) -> None:
         resume = resume or ResumePoint()
@@ -238,7 +238,7 @@ class ReplyStream:
         self._last_send = self._clock()
         REPLIES_SENT.labels(agent=self.agent_id).inc()
         if self._on_first is not None:
-            await self._on_first(self.first_id)
+            await self._on_first(self.first_id, final)
 
     async def _edit(
         self, body: str, part: str, *, final: bool, notice: bool = False, wait: bool = True

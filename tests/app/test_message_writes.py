@@ -95,6 +95,11 @@ async def test_a_failed_admission_writes_neither_and_the_retry_answers_once(
         assert await store.decisions.get(hello.event_id) is None, "nothing half-written"
         await eventually(lambda: echoed(coder, "hello again") == 1, timeout=10, what="retry")
 
+        async def closed() -> bool:  # the reply is out before the turn's close is written
+            turn = await store.turns.get(hello.event_id, "coder")
+            return turn is not None and turn.state is not TurnState.RUNNING
+
+        await eventually(closed, timeout=10, what="the turn's close")
         turn = await store.turns.get(hello.event_id, "coder")
         assert turn is not None and turn.state is TurnState.REPLIED and turn.attempts == 1
         decision = await store.decisions.get(hello.event_id)

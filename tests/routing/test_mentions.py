@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.routing.helpers import AGENTS, ROUTER_ID, agent, ctx
+from tests.routing.helpers import AGENTS, ALL_IN_ROOM, ROUTER_ID, agent, ctx
 
 from salon.routing.mentions import MentionFinder
 
@@ -168,3 +168,63 @@ def test_a_message_without_an_at_sign_is_not_scanned_per_agent() -> None:
     assert scanned == []
     assert finder.find(ctx("hi @coder")).agents == ("coder",)
     assert scanned
+
+
+def _scanning(finder: MentionFinder) -> list[str]:
+    """Which targets' patterns ``finder`` runs over a body, by their user ids."""
+    scanned: list[str] = []
+
+    class Named(_Scans):
+        def finditer(self, body: str) -> Any:
+            scanned.append(self.user_id)
+            return self.pattern.finditer(body)
+
+    def wrap(t: Any) -> Any:
+        named = Named(t.pattern, [])
+        named.user_id = t.user_id
+        return replace(t, pattern=named)
+
+    finder._targets = [wrap(t) for t in finder._targets]
+    finder._router = wrap(finder._router)
+    return scanned
+
+
+def test_a_message_with_an_at_sign_is_scanned_only_for_names_that_may_follow_it() -> None:
+    """The lobby holds every agent: a message with an "@" was scanned once per agent
+    (half a second of one core for a long message among a thousand agents)."""
+    many = [agent(f"a{n}", f"Agent {n}") for n in range(1000)]
+    finder = MentionFinder([*many, *AGENTS], router_user_id=ROUTER_ID)
+    scanned = _scanning(finder)
+    everyone = frozenset([*ALL_IN_ROOM, *(a.agent_id for a in many)])
+    body = "hi @coder, and @Agent 7 too; write to me@example.org " * 10
+    assert finder.find(ctx(body, agents_in_room=everyone)).agents == ("coder", "a7")
+    # coder's and every "Agent n" label's first word ("agent"), not the other agents'.
+    assert "@salon_coder:localhost" in scanned and "@salon_researcher:localhost" not in scanned
+    assert len(set(scanned)) <= 1000 + 2 and "@salon_a7:localhost" in scanned
+    scanned.clear()
+    finder.find(ctx("ask @salon_a42:localhost please", agents_in_room=everyone))
+    # Only names the text after the "@" begins with: the router's, salon_a4's, salon_a42's.
+    assert set(scanned) == {"@salon:localhost", "@salon_a4:localhost", "@salon_a42:localhost"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "@Coder, please",
+        "@CODER and @researcher",
+        "@salon_coder:localhost fix it",
+        "@@coder",
+        "email@coder.com",
+        "@home @Home @HOME",
+        "@salon",
+        "@salon_home: and @Researcher.",
+        "@Ｃoder",  # a fullwidth letter: not ASCII, every target scanned
+        "@ſalon_coder",  # long s: IGNORECASE folds it to "s"
+        "@coder" + "x" * 100,
+    ],
+)
+def test_the_index_finds_what_scanning_every_target_finds(body: str) -> None:
+    indexed = MentionFinder(AGENTS, router_user_id=ROUTER_ID)
+    everyone = MentionFinder(AGENTS, router_user_id=ROUTER_ID)
+    everyone._by_head, everyone._always = {}, set(range(len(AGENTS) + 1))
+    assert indexed.find(ctx(body)) == everyone.find(ctx(body))

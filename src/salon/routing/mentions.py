@@ -53,6 +53,22 @@ class _Target:
     user_id: str  # lowercased
     pattern: re.Pattern[str]  # the text forms, one named group each
     label: re.Pattern[str] | None  # the bare label, only to place a pill in the body
+    heads: tuple[str, ...] = ()  # lowercased first word of each text form, after its "@"
+
+
+# Longest text after an "@" looked up in the index of first words; a longer first
+# word puts its target among those always scanned.
+_HEAD_MAX = 64
+# The text after an "@" that may begin a name: up to whitespace or an "@".
+_AFTER_AT = re.compile(rf"@([^\s@]{{1,{_HEAD_MAX}}})")
+
+
+def _head(text: str) -> str | None:
+    """The lowercased first word of a name, when plain lowercasing matches what
+    ``re.IGNORECASE`` matches (ASCII); None: the target is always scanned."""
+    words = text.split()
+    head = words[0].lower() if words else ""
+    return head if head.isascii() and 0 < len(head) <= _HEAD_MAX else None
 
 
 def _words(text: str) -> str:
@@ -69,7 +85,10 @@ def _target(key: str | None, user_id: str, names: Iterable[tuple[str, str]]) -> 
         if group == "label":
             label = re.compile(rf"(?<![\w@]){_words(name)}(?!\w)", re.IGNORECASE)
     pattern = re.compile("|".join(alternatives), re.IGNORECASE)
-    return _Target(key, user_id.lower(), pattern, label)
+    heads = [_head(user_id[1:])] + [_head(name) for _, name in names if name.split()]
+    plain = tuple(h for h in heads if h is not None)
+    # A target with a form the index cannot hold has no heads: it is always scanned.
+    return _Target(key, user_id.lower(), pattern, label, plain if len(plain) == len(heads) else ())
 
 
 def _linked_users(formatted_body: str | None) -> list[str]:
@@ -94,6 +113,16 @@ class MentionFinder:
         ]
         router_localpart = localpart_of_user(router_user_id)
         self._router = _target(None, router_user_id, (("localpart", router_localpart),))
+        # First word → targets: a message is scanned only for the targets whose name
+        # could begin after one of its "@"s (the lobby of a thousand agents: a thousand
+        # scans of every message with an "@" otherwise).
+        self._by_head: dict[str, list[int]] = {}  # positions in [*targets, router]
+        self._always: set[int] = set()
+        for n, target in enumerate([*self._targets, self._router]):
+            if not target.heads:
+                self._always.add(n)
+            for head in set(target.heads):
+                self._by_head.setdefault(head, []).append(n)
 
     def find(self, ctx: MessageContext) -> Mentions:
         """The agents ``ctx`` mentions that are in its room, not counting the sender itself."""
@@ -126,7 +155,7 @@ class MentionFinder:
             # pattern would scan the whole body (a thousand agents: a thousand scans).
             return {}
         spans: list[tuple[int, int, _Target, str]] = []
-        for target in [*self._targets, self._router]:
+        for target in self._candidates(body):
             for match in target.pattern.finditer(body):
                 form = _TEXT_FORMS[match.lastgroup or "user_id"]
                 spans.append((match.start(), -match.end(), target, form))
@@ -141,6 +170,19 @@ class MentionFinder:
             if not inside and target.key not in first:
                 first[target.key] = (start, form)
         return first
+
+    def _candidates(self, body: str) -> list[_Target]:
+        """The targets whose name may follow an "@" of ``body``, in the targets' order."""
+        every = [*self._targets, self._router]
+        found = set(self._always)
+        for match in _AFTER_AT.finditer(body):
+            after = match.group(1)
+            if not after.isascii():
+                return every  # case folding beyond ASCII: scan them all
+            after = after.lower()
+            for end in range(1, len(after) + 1):
+                found.update(self._by_head.get(after[:end], ()))
+        return [every[n] for n in sorted(found)]
 
 
 _TEXT_FORMS = {"user_id": "user id", "label": "@label", "localpart": "@localpart"}

@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -108,6 +108,9 @@ class AppserviceSource:
         self.parked = 0  # taken while starting, admitted at start
         self.last_error: str | None = None
         self.catchup: CatchUp | None = None
+        # A warm start: the identities' joined rooms as the store kept them; those
+        # listed are not asked at start (see relearn).
+        self.known: Mapping[UserId, Iterable[str]] = {}
         self._refused = False  # a transaction was answered 500 since the last admitted
 
     # --- the EventSource seam -------------------------------------------------
@@ -245,7 +248,16 @@ class AppserviceSource:
         """An identity removed while running."""
         self._apis.pop(user_id, None)
 
+    async def relearn(self, api: MatrixAPI) -> set[RoomId]:
+        """Ask an identity's joined rooms again and take them as they are now."""
+        rooms = set(await api.joined_rooms())
+        self.members.reset(api.user_id, rooms)
+        return rooms
+
     async def _seed(self, api: MatrixAPI) -> None:
+        if (known := self.known.get(api.user_id)) is not None:
+            self.members.seed(api.user_id, known)
+            return
         try:
             self.members.seed(api.user_id, await api.joined_rooms())
         except MatrixError as e:

@@ -231,10 +231,9 @@ async def assemble(
 
     lighten_start(source, invites, lambda: bool(runner.in_flight()))
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
-    agent_apis = {m.agent_id: apis[m.user_id] for m in roster.hosted()}
     busy = partial(_busy, runner)
     await stack.enter_async_context(
-        checking(source, config, store, topology, (router_api, agent_apis), busy)
+        checking(source, config, store, topology, (router_api, hosted), busy)
     )
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership

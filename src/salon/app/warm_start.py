@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 
 import structlog
@@ -17,6 +18,7 @@ from salon.config.models import SalonConfig
 from salon.gateway.bootstrap import Topology, bootstrap, ensure_agent_room, link_agent_room
 from salon.gateway.handover import take_over_orphans
 from salon.gateway.identities import log_in_former
+from salon.gateway.registry import HostedAgents
 from salon.gateway.warm import Unchecked, WarmFacts, check_after_start, load_facts, save_facts
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
@@ -102,17 +104,18 @@ async def checking(
     config: SalonConfig,
     store: Store,
     topology: Topology,
-    identities: tuple[MatrixAPI, Mapping[AgentId, MatrixAPI]],
+    identities: tuple[MatrixAPI, HostedAgents],
     busy: Callable[[], bool],
 ) -> AsyncIterator[None]:
     """After a warm start: each identity taken from the store (``identities``: the
-    router's API and the agents') is asked its rooms again in the background, behind
+    router's API and the hosted agents) is asked its rooms again in the background, behind
     the replies (``busy``), drift is repaired, and the facts are kept again; at the
     end (stop) they are kept as the listener knows them then."""
     if not isinstance(source, AppserviceSource) or topology.facts is None:
         yield
         return
-    router, agents = identities
+    router, hosted = identities
+    agents = hosted.apis
     facts = topology.facts
     asked: list[tuple[AgentId | None, MatrixAPI]] = [(a, agents[a]) for a in topology.taken]
     if router.user_id not in facts.joined and router.user_id in source.known:
@@ -123,12 +126,12 @@ async def checking(
             busy, rate_per_s=CHECK_RATE_PER_S, max_defer_s=CHECK_MAX_DEFER_S, grace_s=CHECK_GRACE_S
         ).turn
 
-        async def repair(agent_id: AgentId, rooms: set[RoomId]) -> None:
+        async def repair(agent_id: AgentId, rooms: set[RoomId]) -> RoomId | None:
             api = agents[agent_id]
-            await _repair(config, store, topology, (router, api), agent_id, rooms)
+            return await _repair(config, store, topology, (router, api), agent_id, rooms)
 
         async def check() -> None:
-            unchecked = Unchecked(topology.taken, topology.lobby_id)
+            unchecked = Unchecked(topology.taken, topology.lobby_id, partial(moved, hosted))
             try:
                 n = await check_after_start(asked, unchecked, source.relearn, repair, door)
             except MatrixError:
@@ -157,7 +160,7 @@ async def _repair(
     apis: tuple[MatrixAPI, MatrixAPI],
     agent_id: AgentId,
     rooms: set[RoomId],
-) -> None:
+) -> RoomId | None:
     """The cold path for one agent: its room found (or made) and joined with the
     lobby, people invited, the room linked into the Space."""
     assert topology.facts is not None
@@ -171,10 +174,17 @@ async def _repair(
             await link_agent_room(SpaceManager(router), api, topology.space_id, room_id)
     except MatrixError as e:
         log.error("warm.repair_failed", agent=agent_id, error=str(e))
-        return
-    if room_id != topology.taken.get(agent_id):
-        # Its room is another one now: the running registry keeps the old one.
-        log.error("warm.room_changed", agent=agent_id, room_id=room_id, effect="next start")
+        return None
+    return room_id
+
+
+def moved(hosted: HostedAgents, agent_id: AgentId, room_id: RoomId) -> None:
+    """An agent's room was removed while the gateway was down and made again: the
+    running agent (its heartbeat, the room index) moves to the new one."""
+    agent = hosted.get(agent_id)
+    if agent is not None and agent.room_id != room_id:
+        agent.heartbeat.room_id = room_id
+        hosted.swap(replace(agent, room_id=room_id))
 
 
 async def _keep(store: Store, router: UserId, facts: WarmFacts, source: AppserviceSource) -> None:

@@ -105,7 +105,8 @@ async def save_facts(values: Values, router: UserId, facts: WarmFacts) -> None:
 
 
 Relearn = Callable[[MatrixAPI], Awaitable[set[RoomId]]]
-Repair = Callable[[AgentId, set[RoomId]], Awaitable[None]]
+Repair = Callable[[AgentId, set[RoomId]], Awaitable[RoomId | None]]
+"""The cold path for one agent: its room (None: it could not be repaired)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class Unchecked:
 
     agents: Mapping[AgentId, RoomId]
     lobby_id: RoomId
+    # Told when an agent's repaired room is another one (its old room was removed).
+    moved: Callable[[AgentId, RoomId], None] | None = None
 
 
 async def check_after_start(
@@ -144,6 +147,11 @@ async def check_after_start(
         kind = "own_room" if room_id in missing else "lobby"
         WARM_DRIFT.labels(kind=kind).inc()
         log.warning("warm.drift", agent=agent_id, missing=missing)
-        await repair(agent_id, rooms)
+        new_room = await repair(agent_id, rooms)
+        if new_room is None:
+            continue
         repaired += 1
+        if new_room != room_id and unchecked.moved is not None:
+            log.warning("warm.room_moved", agent=agent_id, old=room_id, room_id=new_room)
+            unchecked.moved(agent_id, new_room)
     return repaired

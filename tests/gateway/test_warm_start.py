@@ -62,9 +62,7 @@ async def test_a_warm_start_asks_no_agent_anything(tmp_path: Path) -> None:
     assert cold.taken == {} and cold.facts is not None
     warm = await deployment.start([ALICE], cold)
     assert warm.taken == cold.agent_rooms == warm.agent_rooms
-    assert {a: deployment.asked(a) for a in deployment.agents} == {
-        a: [] for a in deployment.agents
-    }
+    assert {a: deployment.asked(a) for a in deployment.agents} == {a: [] for a in deployment.agents}
     # Other people to invite: the kept facts are not this deployment's; all are asked.
     other = await deployment.start([ALICE, UserId("@bob:localhost")], warm)
     assert other.taken == {}

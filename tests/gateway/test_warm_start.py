@@ -5,17 +5,20 @@ tests/integration/test_appservice_warm.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 from tests.fake_matrix import FakeHomeserver
 from tests.gateway.helpers import ALICE, ROUTER, SERVER, open_store
 
+from salon.app.warm_start import kept_facts
 from salon.config.models import SalonConfig
 from salon.gateway.bootstrap import Topology, bootstrap, ensure_agent_room
 from salon.gateway.warm import Unchecked, check_after_start, load_facts, save_facts
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
+from salon.matrix.appservice import AppserviceSource
 from salon.matrix.as_events import Members
 from salon.matrix.space import SpaceManager
 from salon.metrics import WARM_DRIFT
@@ -134,3 +137,18 @@ def test_members_reset_forgets_rooms_left() -> None:
     assert not members.joined(user, RoomId("!a"))
     assert members.joined(user, RoomId("!b")) and members.joined(user, RoomId("!c"))
     assert members.by_user() == {user: {"!b", "!c"}}
+
+
+async def test_only_facts_kept_at_a_clean_stop_are_taken(tmp_path: Path) -> None:
+    """A run killed (-9) never wrote its rooms: the rooms it joined are not in the
+    facts, and a room unknown at start would have its events read as the router.
+    Taken once, the facts are marked unclean until this run stops."""
+    store = await open_store(tmp_path)
+    cold = await _Deployment(store).start([ALICE])
+    assert cold.facts is not None
+    source = AppserviceSource("hs-token", store.appservice_txns, router=ROUTER, owns=bool)
+    await save_facts(store.kv, ROUTER, replace(cold.facts, clean=True))
+    assert await kept_facts(source, store, ROUTER) == replace(cold.facts, clean=True)
+    # Killed now: the next start takes nothing.
+    assert await kept_facts(source, store, ROUTER) is None
+    await store.close()

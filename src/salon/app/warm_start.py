@@ -44,7 +44,13 @@ async def kept_facts(
     """The facts the last start kept; None in client mode (each identity syncs anyway)."""
     if not isinstance(source, AppserviceSource):
         return None
-    return await load_facts(store.kv, router)
+    facts = await load_facts(store.kv, router)
+    if facts is None or not facts.clean:
+        return None  # none, or the last run did not stop (killed): every agent is asked
+    # Until this run stops cleanly, they are not to be trusted (rooms joined while it
+    # runs are not in them).
+    await save_facts(store.kv, router, replace(facts, clean=False))
+    return facts
 
 
 def seed_known(
@@ -121,7 +127,10 @@ async def checking(
     if router.user_id not in facts.joined and router.user_id in source.known:
         asked.insert(0, (None, router))  # its rooms were kept too
     task: asyncio.Task[None] | None = None
-    if asked:
+    checked = asyncio.Event()  # every identity taken unasked was asked again
+    if not asked:
+        checked.set()
+    else:
         door = Backstage(
             busy, rate_per_s=CHECK_RATE_PER_S, max_defer_s=CHECK_MAX_DEFER_S, grace_s=CHECK_GRACE_S
         ).turn
@@ -137,11 +146,9 @@ async def checking(
             except MatrixError:
                 return  # logged; asked again at the next start
             log.info("warm.checked", identities=len(asked), repaired=n)
-            await _keep(store, router.user_id, facts, source)
+            checked.set()
 
         task = asyncio.create_task(check(), name="warm-start-check")
-    else:
-        await _keep(store, router.user_id, facts, source)
     try:
         yield
     finally:
@@ -150,7 +157,7 @@ async def checking(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(Exception):  # a store closing: the next start asks
-            await _keep(store, router.user_id, facts, source)
+            await _keep(store, router.user_id, facts, source, clean=checked.is_set())
 
 
 async def _repair(
@@ -187,7 +194,11 @@ def moved(hosted: HostedAgents, agent_id: AgentId, room_id: RoomId) -> None:
         hosted.swap(replace(agent, room_id=room_id))
 
 
-async def _keep(store: Store, router: UserId, facts: WarmFacts, source: AppserviceSource) -> None:
+async def _keep(
+    store: Store, router: UserId, facts: WarmFacts, source: AppserviceSource, *, clean: bool
+) -> None:
+    """Keep the rooms as the listener knows them at a stop (``clean``: the check
+    after a warm start, if any, had finished: they may be trusted)."""
     joined = {str(u): set(r) for u, r in source.members.by_user().items()}
-    kept = WarmFacts(facts.space_id, facts.lobby_id, facts.invitees, facts.linked, joined)
+    kept = WarmFacts(facts.space_id, facts.lobby_id, facts.invitees, facts.linked, joined, clean)
     await save_facts(store.kv, router, kept)

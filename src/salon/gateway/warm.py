@@ -57,6 +57,9 @@ class WarmFacts:
     invitees: list[str]
     linked: set[str] = field(default_factory=set)
     joined: dict[str, set[str]] = field(default_factory=dict)
+    # Written at a clean stop: a run killed leaves them unclean, not trusted (the
+    # rooms joined while it ran are not in them).
+    clean: bool = False
 
     def trusts(self, lobby_id: str, invitees: Sequence[str]) -> bool:
         """Whether these facts are of the same deployment as this start's."""
@@ -76,6 +79,7 @@ class WarmFacts:
                 "invitees": self.invitees,
                 "linked": sorted(self.linked),
                 "joined": {u: sorted(r) for u, r in self.joined.items()},
+                "clean": self.clean,
             }
         )
 
@@ -93,6 +97,7 @@ async def load_facts(values: Values, router: UserId) -> WarmFacts | None:
             invitees=list(data["invitees"]),
             linked=set(data["linked"]),
             joined={u: set(r) for u, r in data["joined"].items()},
+            clean=data.get("clean") is True,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         log.warning("warm.facts_unreadable", error=str(e))

@@ -121,6 +121,11 @@ DELEGATIONS_REJECTED = Counter(
 VISITS_ENDED = Counter(
     "salon_visits_ended_total", "Agents leaving other agents' rooms they visited", ["reason"]
 )
+WARM_DRIFT = Counter(
+    "salon_warm_start_drift_total",
+    "Agents a warm start took from the store, found out of their room or the lobby, repaired",
+    ["kind"],
+)
 CONFIG_RELOADS = Counter(
     "salon_config_reloads_total", "Config reloads, applied or refused", ["result"]
 )

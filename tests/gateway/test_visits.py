@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from tests.fake_matrix import FakeHomeserver, FakeMatrixAPI
@@ -141,3 +142,29 @@ async def test_a_use_keeps_the_visit_and_waits_for_a_leave_under_way(two: Two) -
     await used
     assert forgotten == [coder_room]
     assert await sweep == [(WRITER, coder_room)]
+
+
+async def test_the_first_sweep_waits_one_interval(
+    two: Two, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a start nobody is asked its rooms (a thousand agents, just when the
+    messages that waited are being answered): the first sweep comes one interval on."""
+    order: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        order.append(f"sleep {seconds}")
+        if len(order) > 2:
+            raise asyncio.CancelledError
+
+    ender = VisitEnder(two.store, two.apis, two.rooms, 2.0, lambda _: None)
+    monkeypatch.setattr("salon.gateway.visits.asyncio.sleep", sleep)
+    original = ender.sweep
+
+    async def sweep() -> list[tuple[AgentId, RoomId]]:
+        order.append("sweep")
+        return await original()
+
+    monkeypatch.setattr(ender, "sweep", sweep)
+    with pytest.raises(asyncio.CancelledError):
+        await ender.run(cast(Any, SimpleNamespace(healthy=lambda: None)))
+    assert order == ["sleep 0.5", "sweep", "sleep 0.5"]

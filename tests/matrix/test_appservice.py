@@ -273,6 +273,37 @@ async def test_transactions_pushed_while_starting_are_parked_then_admitted_in_or
         await source.stop()
 
 
+async def test_a_stopping_gateway_parks_what_comes_for_the_next_start() -> None:
+    """While the gateway stops (its agents' offline beats go out, seconds), the port
+    stays open and transactions are parked: a closed port made Synapse mark the
+    appservice down and hold its pushes for its backoff after the restart."""
+    sink, txns = Sink(), Txns()
+    source = AppserviceSource(
+        TOKEN, txns, router=ROUTER, owns=lambda u: u == ROUTER, listen=ListenAddress(port=0)
+    )
+    await source.start(sink)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            url = f"http://127.0.0.1:{source.port}/_matrix/app/v1/transactions/"
+            async with http.put(url + "1", json={"events": [message(1)]}, headers=AUTH) as r:
+                assert r.status == 200
+            await source.park()
+            async with http.put(url + "2", json={"events": [message(2)]}, headers=AUTH) as r:
+                assert r.status == 200
+        assert sink.admitted == [(ROUTER, ["$e1"])]
+        assert [p.seq for p in await txns.parked()] == [2]
+    finally:
+        await source.stop()
+    assert source.status()[0].running is False  # closed at the end
+    after = Sink()
+    second = AppserviceSource(TOKEN, txns, router=ROUTER, owns=lambda u: u == ROUTER)
+    await second.start(after)
+    try:
+        assert after.admitted == [(ROUTER, ["$e2"])] and await txns.parked() == []
+    finally:
+        await second.stop()
+
+
 async def test_parked_transactions_are_admitted_by_the_next_start() -> None:
     """A gateway that parked and died before its start finished: the next one admits."""
     txns = Txns()

@@ -41,19 +41,18 @@ from salon.app.steps import (
     syncing,
 )
 from salon.app.surface import serving_api
+from salon.app.warm_start import checking, rooms_at_start
 from salon.commands.chats import Chats
 from salon.commands.context import AgentViews, TurnHooks, UserRoles
 from salon.commands.handlers import CommandHandlers
 from salon.config.models import SalonConfig
 from salon.coordination.protocol import REQUEST, STATUS
 from salon.gateway.approvals import ApprovalDesk
-from salon.gateway.bootstrap import Topology, bootstrap
 from salon.gateway.cluster import clustering, holder_for
 from salon.gateway.cron import CronScheduler
 from salon.gateway.delegated_turns import Coordinator
 from salon.gateway.dispatcher import Dispatcher, DispatchLimits
-from salon.gateway.handover import take_over_orphans
-from salon.gateway.identities import identity_specs, log_in_former, login_all
+from salon.gateway.identities import identity_specs, login_all
 from salon.gateway.invites import InviteJoiner
 from salon.gateway.live import LiveAgents, LiveParts
 from salon.gateway.message_context import MessageContexts
@@ -66,7 +65,6 @@ from salon.gateway.sessions import Janitor
 from salon.gateway.visits import VisitEnder
 from salon.ids import UserId
 from salon.matrix.api import MatrixAPI
-from salon.matrix.login import Authenticator
 from salon.matrix.ratelimit import RetryPolicy
 from salon.matrix.space import SpaceManager
 from salon.roster import Roster
@@ -134,7 +132,8 @@ async def assemble(
     source = event_source(config, apis, store, auth, backoff, early)
     follow_outages(source, hs_up)
     spaces = SpaceManager(router_api)
-    topology = await _rooms(config, roster, spaces, apis, store, auth, plan.invite)
+    homeserver_now = (spaces, apis, auth)
+    topology = await rooms_at_start(config, roster, homeserver_now, store, plan.invite, source)
     where = {
         m.agent_id: (apis[m.user_id], topology.agent_rooms[m.agent_id]) for m in roster.hosted()
     }
@@ -232,6 +231,10 @@ async def assemble(
 
     lighten_start(source, invites, lambda: bool(runner.in_flight()))
     await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
+    busy = partial(_busy, runner)
+    await stack.enter_async_context(
+        checking(source, config, store, topology, (router_api, hosted), busy)
+    )
     supervisor = await stack.enter_async_context(supervising(backoff, pause=hs_up.pause))
     supervisor.leadership = cluster.leadership
     cluster.resume, cluster.wake = runner.resume_unfinished, partial(_wake, dispatcher, invites)
@@ -345,37 +348,8 @@ def _retry(config: SalonConfig) -> RetryPolicy:
     )
 
 
-async def _rooms(
-    config: SalonConfig,
-    roster: Roster,
-    spaces: SpaceManager,
-    apis: Mapping[UserId, MatrixAPI],
-    store: Store,
-    auth: Authenticator,
-    invite: Sequence[UserId],
-) -> Topology:
-    """The Space, the lobby and the agent rooms (found or made); the rooms of agents
-    removed while the gateway was down go to the router (handover)."""
-    agent_apis = {m.agent_id: apis[m.user_id] for m in roster.hosted()}
-    topology = await bootstrap(
-        config, spaces, agent_apis, store, invite, peers=[m.user_id for m in roster.peers()]
-    )
-    space_id = topology.space_id
-    await take_over_orphans(
-        spaces.api,
-        store,
-        {*agent_apis, *config.peers},
-        partial(log_in_former, auth, store.identities, config),
-        unlink=partial(spaces.unlink, space_id) if space_id else None,
-        visitors=agent_apis,
-    )
-    log.info(
-        "gateway.rooms_ready",
-        space=topology.space_id,
-        space_error=topology.space_error,
-        agents=len(topology.agent_rooms),
-    )
-    return topology
+def _busy(runner: TurnRunner) -> bool:
+    return bool(runner.in_flight())
 
 
 def _runner(config: SalonConfig, store: Store, hosted: HostedAgents, holder: Holder) -> TurnRunner:

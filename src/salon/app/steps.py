@@ -190,7 +190,10 @@ async def syncing(
         await source.wait_ready(ready_timeout_s)
         yield source
     finally:
-        await source.stop()
+        if isinstance(source, AppserviceSource):
+            await source.park()  # listening on until the store closes (see park)
+        else:
+            await source.stop()
 
 
 @asynccontextmanager

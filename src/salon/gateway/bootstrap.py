@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -13,6 +13,7 @@ from salon import responses
 from salon._exceptions import MatrixError
 from salon.config.models import SalonConfig
 from salon.gateway.visits import visitors_leave
+from salon.gateway.warm import WarmFacts
 from salon.ids import AgentId, RoomId, UserId
 from salon.matrix.api import MatrixAPI
 from salon.matrix.crypto import room_encryption_state
@@ -34,6 +35,10 @@ class Topology:
     # At start: the rooms bootstrap found or made; while running, the hosted agents'
     # registry's view of them (a reload adds and removes rooms there).
     agent_rooms: Mapping[AgentId, RoomId]
+    # What the next warm start may take as it is (each identity's rooms not yet in it).
+    facts: WarmFacts | None = None
+    # The agents this start took from ``facts`` unasked: checked once it is ready.
+    taken: Mapping[AgentId, RoomId] = field(default_factory=dict)
 
 
 def _encryption(config: SalonConfig) -> list[dict[str, object]]:
@@ -77,8 +82,12 @@ async def bootstrap(
     store: Store,
     invitees: Sequence[UserId],
     peers: Sequence[UserId] = (),
+    warm: WarmFacts | None = None,
 ) -> Topology:
-    """Make the Space, lobby and agent rooms exist and be linked; record them in the store."""
+    """Make the Space, lobby and agent rooms exist and be linked; record them in the
+    store. ``warm``: what the last start found (see :mod:`salon.gateway.warm`): an
+    agent whose recorded room and the lobby are among its kept rooms is taken as it
+    is, without a request (:attr:`Topology.taken`, to be checked once ready)."""
     locale = config.locale
     agent_users = [api.user_id for api in agent_apis.values()]
     # Agents visit each other's rooms to delegate or answer a mention, invited then by
@@ -117,25 +126,39 @@ async def bootstrap(
         lobby_id, RoomKind.LOBBY, alias=spaces.alias(config.naming.lobby_alias)
     )
 
-    # Each agent's rooms, asked once and kept up to date through the start.
+    # Each agent's rooms, asked once (or kept from the last start) and kept up to date.
     joined: dict[AgentId, set[RoomId]] = {}
+    people = [*invitees, *visitors]
+    if warm is not None and not warm.trusts(lobby_id, people):
+        warm = None  # another lobby, other people: every agent is asked
+    taken: dict[AgentId, RoomId] = {}  # agents taken as the last start left them
 
     async def agent_room(agent_id: AgentId, api: MatrixAPI) -> tuple[AgentId, RoomId]:
+        kept = warm.rooms_of(api.user_id) if warm is not None else None
+        if kept is not None and lobby_id in kept:
+            alias = SpaceManager(api).alias(config.agent_room_alias_localpart(agent_id))
+            if recorded := await _recorded_room(store, agent_id, api.user_id, alias, kept):
+                joined[agent_id] = kept
+                taken[agent_id] = recorded
+                return agent_id, recorded
         joined[agent_id] = set(await api.joined_rooms())
         room_id = await ensure_agent_room(
-            config, agent_id, api, store, lobby_id, [*invitees, *visitors], joined=joined[agent_id]
+            config, agent_id, api, store, lobby_id, people, joined=joined[agent_id]
         )
         return agent_id, room_id
 
     pairs = await asyncio.gather(*(agent_room(a, api) for a, api in agent_apis.items()))
     rooms = dict(pairs)
+    linked: set[str] = set()
     if space_id is not None:
+        kept_links = warm.linked if warm is not None and warm.space_id == space_id else set()
         try:
             await spaces.link(space_id, lobby_id)
             await _each(
-                list(rooms.items()),
+                [(a, r) for a, r in rooms.items() if not (a in taken and r in kept_links)],
                 lambda pair: link_agent_room(spaces, agent_apis[pair[0]], space_id, pair[1]),
             )
+            linked = set(rooms.values())
         except MatrixError as e:
             space_error = f"linking rooms into the Space failed: {e}"
             log.warning("space.link_failed", error=str(e))
@@ -143,7 +166,9 @@ async def bootstrap(
     await leave_joined(spaces.api, list(rooms.values()))
     await visitors_leave(agent_apis, rooms, store, joined)
     await _leave_chats(spaces.api, agent_apis, store)
-    return Topology(space_id, space_error, lobby_id, rooms)
+    users = {str(agent_apis[a].user_id): {str(r) for r in rs} for a, rs in joined.items()}
+    facts = WarmFacts(space_id, lobby_id, sorted(people), linked, users)
+    return Topology(space_id, space_error, lobby_id, rooms, facts, taken)
 
 
 async def _leave_chats(

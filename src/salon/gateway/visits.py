@@ -176,10 +176,14 @@ class VisitEnder:
     async def run(self, handle: LoopHandle) -> None:
         assert self.idle_s is not None
         every = min(60.0, max(self.idle_s / 4, 0.5))
+        handle.healthy()
         while True:
+            # Not at once: a first sweep only notes the visits (none is idle yet),
+            # and its question to every agent landed on the homeserver just when
+            # the messages that waited for a restart were being answered.
+            await asyncio.sleep(every)
             try:
                 await self.sweep()
             except SalonError as e:  # the store, say: the next sweep tries again
                 log.warning("visit.sweep_failed", error=str(e))
             handle.healthy()
-            await asyncio.sleep(every)

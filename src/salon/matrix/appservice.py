@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -108,6 +108,8 @@ class AppserviceSource:
         self.parked = 0  # taken while starting, admitted at start
         self.last_error: str | None = None
         self.catchup: CatchUp | None = None
+        # Joined rooms known already (a warm start's; not asked at start: see relearn).
+        self.known: Mapping[UserId, Iterable[str]] = {}
         self._refused = False  # a transaction was answered 500 since the last admitted
 
     # --- the EventSource seam -------------------------------------------------
@@ -214,7 +216,14 @@ class AppserviceSource:
     async def wait_ready(self, timeout: float) -> None:
         """Ready once listening: the homeserver delivers what it holds from then on."""
 
-    async def stop(self) -> None:
+    async def park(self) -> None:
+        """Stop admitting, go on listening: what comes is parked for the next start (a
+        closed port made Synapse back off for seconds after a restart)."""
+        await self.stop(listening=True)
+        async with self._lock:  # a transaction being admitted finishes first
+            self._sink = None
+
+    async def stop(self, *, listening: bool = False) -> None:
         """Stop listening (an unanswered transaction is sent again later)."""
         self._stopping = True  # no catch-up booked from here on
         if self.catchup is not None:
@@ -225,7 +234,7 @@ class AppserviceSource:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._sweeper = self._pinger = None
-        if self._runner is not None:
+        if self._runner is not None and not listening:
             await self._runner.cleanup()
             self._runner = None
         if self._gap_timer is not None:
@@ -233,8 +242,7 @@ class AppserviceSource:
 
     def status(self) -> list[LoopStatus]:
         """One entry: the listener, as the router."""
-        running = self._runner is not None
-        return [LoopStatus(self._router, running, 0, self.last_error, False)]
+        return [LoopStatus(self._router, self._runner is not None, 0, self.last_error, False)]
 
     async def add(self, api: MatrixAPI, timeout: float) -> None:
         """An identity added while running: its rooms are learnt; its events already come."""
@@ -245,9 +253,15 @@ class AppserviceSource:
         """An identity removed while running."""
         self._apis.pop(user_id, None)
 
+    async def relearn(self, api: MatrixAPI) -> set[RoomId]:
+        """Ask an identity's joined rooms again and take them as they are now."""
+        self.members.reset(api.user_id, rooms := set(await api.joined_rooms()))
+        return rooms
+
     async def _seed(self, api: MatrixAPI) -> None:
         try:
-            self.members.seed(api.user_id, await api.joined_rooms())
+            known = self.known.get(api.user_id)
+            self.members.seed(api.user_id, known or await api.joined_rooms())
         except MatrixError as e:
             log.warning("appservice.rooms_unknown", user_id=api.user_id, error=str(e))
 

@@ -40,6 +40,24 @@ class Members:
             if room_id in self.staged:
                 self.staged[room_id].add(user_id)
 
+    def reset(self, user_id: UserId, rooms: Iterable[str]) -> None:
+        """An identity's joined rooms as the homeserver says now (asked again after a
+        warm start that took them from the store): rooms it left are forgotten."""
+        keep = set(rooms)
+        for table in (self.rooms, self.staged):
+            for room_id, users in table.items():
+                if room_id not in keep:
+                    users.discard(user_id)
+        self.seed(user_id, keep)
+
+    def by_user(self) -> dict[UserId, set[str]]:
+        """Each identity's joined rooms, as far as this process has heard."""
+        out: dict[UserId, set[str]] = {}
+        for room_id, users in self.rooms.items():
+            for user in users:
+                out.setdefault(user, set()).add(room_id)
+        return out
+
     def commit(self) -> None:
         """The staged changes take effect (their transaction was admitted)."""
         self.rooms.update(self.staged)

@@ -230,7 +230,9 @@ async def assemble(
     )
 
     lighten_start(source, invites, lambda: bool(runner.in_flight()))
-    await stack.enter_async_context(syncing(source, dispatcher, plan.ready_timeout_s))
+    await stack.enter_async_context(
+        syncing(source, dispatcher, plan.ready_timeout_s, alone=config.store.is_sqlite)
+    )
     busy = partial(_busy, runner)
     await stack.enter_async_context(
         checking(source, config, store, topology, (router_api, hosted), busy)

@@ -181,18 +181,21 @@ async def listening_early(source: AppserviceSource | None) -> AsyncIterator[None
 
 @asynccontextmanager
 async def syncing(
-    source: IdentitySource, dispatcher: Dispatcher, ready_timeout_s: float
+    source: IdentitySource, dispatcher: Dispatcher, ready_timeout_s: float, *, alone: bool
 ) -> AsyncIterator[IdentitySource]:
     """The event source admitting into ``dispatcher``: every identity's sync loop
-    (ready once each has synced once) or the appservice's listener."""
+    (ready once each has synced once) or the appservice's listener. ``alone``: no other
+    gateway shares the store."""
     await source.start(dispatcher)
     try:
         await source.wait_ready(ready_timeout_s)
         yield source
     finally:
-        if isinstance(source, AppserviceSource):
+        if isinstance(source, AppserviceSource) and alone:
             await source.park()  # listening on until the store closes (see park)
         else:
+            # Beside other gateways the port closes: the load balancer sends to one
+            # that admits at once (another takes what is parked only after a minute).
             await source.stop()
 
 
